@@ -1,0 +1,1 @@
+"""Who changed what, when, with a before/after diff."""

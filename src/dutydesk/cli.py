@@ -1,0 +1,189 @@
+"""The `dutydesk` command: processes, database, and each domain's commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from dutydesk import migrations
+from dutydesk.db import redacted
+from dutydesk.settings import SettingsError, get_settings, settings_table
+
+app = typer.Typer(
+    name="dutydesk",
+    help="The on-duty desk for teams that run a research data platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The ops database's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `error: message` to stderr; the caller raises the returned Exit."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def ready_database() -> None:
+    """Refuse to go on when the ops database is not migrated to the newest schema."""
+    url = get_settings().effective_database_url
+    try:
+        behind = migrations.pending(url)
+    except OperationalError as error:
+        raise fail(f"cannot reach the ops database {redacted(url)}: {error.orig}") from None
+    if behind:
+        raise fail("the ops database is not up to date; run `dutydesk db upgrade` first")
+
+
+def _start(process: str) -> None:
+    from dutydesk.logconfig import configure_logging
+
+    settings = get_settings()
+    settings.ensure_home()
+    settings.signing_key()
+    configure_logging(settings, process)
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Fill a demo workspace first.")] = False,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+) -> None:
+    """Migrate the database, then run web, worker and beat together until Ctrl-C."""
+    from dutydesk.processes import Supervisor, child_commands
+
+    _start("up")
+    settings = get_settings()
+    url = settings.effective_database_url
+    typer.echo(f"dutydesk: migrating {redacted(url)}")
+    migrations.upgrade(url)
+    if demo:
+        from dutydesk.demo import seed_demo
+
+        context = seed_demo(settings)
+        for line in context.made:
+            typer.echo(f"demo: made {line}")
+        typer.echo(f"demo: sign in as admin with password {context.password}")
+    typer.echo(f"dutydesk: console at http://{host}:{port}/ (Ctrl-C stops everything)")
+    raise typer.Exit(Supervisor(child_commands(host, port)).run())
+
+
+@app.command()
+def web(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Run the web process alone (console, API, intake endpoints)."""
+    from dutydesk.processes import run_web
+
+    _start("web")
+    ready_database()
+    run_web(get_settings(), host, port)
+
+
+@app.command()
+def worker() -> None:
+    """Run a Celery worker alone."""
+    from dutydesk.processes import run_worker
+
+    _start("worker")
+    ready_database()
+    run_worker(get_settings())
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat alone (the frequent tick that enqueues due work)."""
+    from dutydesk.processes import run_beat
+
+    _start("beat")
+    ready_database()
+    run_beat(get_settings())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (the newest by default)."""
+    url = get_settings().effective_database_url
+    migrations.upgrade(url, revision)
+    typer.echo(f"{redacted(url)} is at {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision the database is at."""
+    from dutydesk.db import build_engine
+
+    url = get_settings().effective_database_url
+    engine = build_engine(url)
+    try:
+        typer.echo(migrations.current(engine) or "(empty: never migrated)")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Exit 0 when the database is at the newest revision and matches the models."""
+    from dutydesk.db import build_engine
+
+    url = get_settings().effective_database_url
+    engine = build_engine(url)
+    try:
+        at = migrations.current(engine)
+        newest = migrations.heads(url)
+        if at not in newest:
+            raise fail(f"database is at {at or 'nothing'}, newest is {', '.join(newest)}", 1)
+        drift = migrations.model_drift(engine)
+        if drift:
+            raise fail(f"models and database differ: {drift}", 1)
+    finally:
+        engine.dispose()
+    typer.echo(f"ok: at {at}, matches the models")
+
+
+@app.command("settings")
+def show_settings(
+    markdown: Annotated[bool, typer.Option(help="Print the README's settings table.")] = False,
+) -> None:
+    """List every setting, its default and what it does (or the values in effect)."""
+    if markdown:
+        typer.echo(settings_table())
+        return
+    settings = get_settings()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in {"secret_key", "demo_password"} and value:
+            value = "(set)"
+        if name in {"database_url", "broker_url"} and value:
+            value = redacted(str(value))
+        typer.echo(f"DUTYDESK_{name.upper()}={value}")
+
+
+def _register_domain_commands() -> None:
+    from dutydesk.jobs.cli import app as jobs_app
+    from dutydesk.people.cli import tokens_app, users_app
+
+    app.add_typer(users_app, name="users")
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(jobs_app, name="jobs")
+
+
+_register_domain_commands()
+
+
+def main() -> None:
+    """Entry point: run the command, turning a wrong setting into a clear message."""
+    try:
+        app()
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

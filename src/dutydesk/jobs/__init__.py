@@ -1,0 +1,1 @@
+"""Background jobs whose state lives in the ops database."""

@@ -1,0 +1,281 @@
+"""Jobs with the database as truth: enqueue after commit, claim, heartbeat, retry, sweep.
+
+A broker message only says "run job N". A job row is created in the caller's transaction and
+its message is sent after that transaction commits; a worker claims the row atomically, so a
+duplicate message is harmless; a sweep re-sends jobs whose message or worker was lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import traceback
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dutydesk import registry
+from dutydesk.db import transaction, utcnow
+from dutydesk.jobs.models import DueMark, Job, JobState
+from dutydesk.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+_PENDING_KEY = "dutydesk_jobs_to_send"
+BACKOFF_BASE_SECONDS = 10.0
+
+
+class JobError(ValueError):
+    """A job request that cannot be done; the message says why."""
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    args: dict[str, Any] | None = None,
+    *,
+    created_by: str | None = None,
+    max_attempts: int | None = None,
+) -> Job:
+    """Add a job; its broker message is sent once this session's transaction commits."""
+    if kind not in registry.job_kinds:
+        known = ", ".join(sorted(registry.job_kinds)) or "none"
+        raise JobError(f"unknown job kind {kind!r}; known kinds: {known}")
+    job = Job(
+        kind=kind,
+        args=args or {},
+        state=JobState.queued.value,
+        max_attempts=max_attempts or get_settings().job_max_attempts,
+        created_by=created_by or str(session.info.get("actor", "system")),
+        enqueued_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
+    return job
+
+
+def send(job_id: int, delay_seconds: float = 0.0) -> None:
+    """Send the broker message for a job. A failure is logged: the sweep will re-send."""
+    from dutydesk.celery_app import RUN_JOB_TASK, get_celery
+
+    try:
+        get_celery().send_task(RUN_JOB_TASK, args=[job_id], countdown=delay_seconds or None)
+    except Exception as error:  # noqa: BLE001 - any broker failure; the row stays queued
+        log.warning("could not send job %s to the broker (%s); the sweep will retry", job_id, error)
+
+
+@event.listens_for(Session, "after_commit")
+def _send_after_commit(session: Session) -> None:
+    for job_id, delay in session.info.pop(_PENDING_KEY, []):
+        send(job_id, delay)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+def claim(session: Session, job_id: int, worker: str) -> Job | None:
+    """Mark a queued, due job as running by `worker`; None if someone else has it or it waits."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.queued.value, Job.run_after <= now)
+        .values(
+            state=JobState.running.value,
+            attempts=Job.attempts + 1,
+            heartbeat_at=now,
+            started_at=now,
+            worker=worker,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return None
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def _beat(factory: sessionmaker[Session], job_id: int, worker: str) -> bool:
+    """Record that the job is alive; False once the job is no longer ours."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.running.value, Job.worker == worker)
+            .values(heartbeat_at=utcnow())
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
+class Heartbeat:
+    """A thread that heartbeats a running job until stopped."""
+
+    def __init__(self, factory: sessionmaker[Session], job_id: int, worker: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(factory, job_id, worker), daemon=True, name=f"hb-{job_id}"
+        )
+
+    def _run(self, factory: sessionmaker[Session], job_id: int, worker: str) -> None:
+        interval = get_settings().job_heartbeat_seconds
+        while not self._stop.wait(interval):
+            try:
+                if not _beat(factory, job_id, worker):
+                    return
+            except OperationalError as error:
+                log.warning("heartbeat of job %s delayed: %s", job_id, error)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait before retrying after `attempts` failures."""
+    return float(BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+
+
+def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = None) -> str:
+    """Run one job if it is ours to run; returns the state it ended in (or 'skipped')."""
+    from dutydesk.db import session_factory
+
+    factory = factory or session_factory()
+    with transaction(factory, immediate=True) as session:
+        job = claim(session, job_id, worker)
+        if job is None:
+            return "skipped"
+        kind, args, attempts, max_attempts = job.kind, dict(job.args), job.attempts, job.max_attempts
+    function = registry.job_kinds.get(kind)
+    try:
+        if function is None:
+            raise JobError(f"no job kind {kind!r} is registered in this worker")
+        with Heartbeat(factory, job_id, worker), transaction(factory, actor=f"job:{kind}") as s:
+            result = function(s, args)
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    state=JobState.succeeded.value,
+                    result=result,
+                    error=None,
+                    finished_at=utcnow(),
+                )
+            )
+        log.info("job %s (%s) succeeded", job_id, kind)
+        return JobState.succeeded.value
+    except Exception:  # noqa: BLE001 - a job's failure is recorded on its row and retried
+        error = traceback.format_exc(limit=20)
+        log.exception("job %s (%s) failed on attempt %s", job_id, kind, attempts)
+        return _record_failure(factory, job_id, attempts, max_attempts, error)
+
+
+def _record_failure(
+    factory: sessionmaker[Session], job_id: int, attempts: int, max_attempts: int, error: str
+) -> str:
+    with transaction(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return "skipped"
+        job.error = error[-8000:]
+        job.heartbeat_at = None
+        if attempts < max_attempts:
+            delay = backoff(attempts)
+            job.state = JobState.queued.value
+            job.run_after = utcnow() + dt.timedelta(seconds=delay)
+            job.enqueued_at = utcnow()
+            session.info.setdefault(_PENDING_KEY, []).append((job_id, delay))
+            return JobState.queued.value
+        job.state = JobState.failed.value
+        job.finished_at = utcnow()
+        return JobState.failed.value
+
+
+def sweep(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Re-queue jobs whose worker stopped heartbeating; re-send queued jobs nobody picked up."""
+    now = now or utcnow()
+    stale = dt.timedelta(seconds=get_settings().job_stale_seconds)
+    counts = {"requeued": 0, "resent": 0, "failed": 0}
+    lost = session.scalars(
+        select(Job).where(Job.state == JobState.running.value, Job.heartbeat_at < now - stale)
+    ).all()
+    for job in lost:
+        job.error = f"worker {job.worker} stopped heartbeating at {job.heartbeat_at}"
+        if job.attempts >= job.max_attempts:
+            job.state = JobState.failed.value
+            job.finished_at = now
+            counts["failed"] += 1
+            continue
+        job.state = JobState.queued.value
+        job.run_after = now
+        job.enqueued_at = now
+        session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
+        counts["requeued"] += 1
+    forgotten = session.scalars(
+        select(Job).where(
+            Job.state == JobState.queued.value,
+            Job.run_after <= now - stale,
+            Job.enqueued_at <= now - stale,
+        )
+    ).all()
+    for job in forgotten:
+        job.enqueued_at = now
+        session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
+        counts["resent"] += 1
+    if any(counts.values()):
+        log.info("job sweep: %s", counts)
+    return counts
+
+
+def is_due(session: Session, name: str, every: dt.timedelta, *, now: dt.datetime | None = None) -> bool:
+    """True (and marked) when the periodic work `name` last ran at least `every` ago."""
+    now = now or utcnow()
+    mark = session.get(DueMark, name)
+    if mark is not None and now - mark.last_at < every:
+        return False
+    if mark is None:
+        session.add(DueMark(name=name, last_at=now))
+    else:
+        mark.last_at = now
+    return True
+
+
+def tick(factory: sessionmaker[Session] | None = None) -> list[str]:
+    """Run every registered piece of due work, each in its own transaction."""
+    ran = []
+    for name, work in sorted(registry.due_work.items()):
+        try:
+            with transaction(factory, immediate=True, actor=f"tick:{name}") as session:
+                work(session)
+            ran.append(name)
+        except Exception:  # noqa: BLE001 - one broken piece must not stop the others
+            log.exception("due work %r failed; the next tick tries again", name)
+    return ran
+
+
+def list_jobs(
+    session: Session, *, state: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[Job]:
+    """The newest jobs, optionally of one state or kind."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if state:
+        query = query.where(Job.state == state)
+    if kind:
+        query = query.where(Job.kind == kind)
+    return list(session.scalars(query))
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """How many jobs are in each state."""
+    from sqlalchemy import func
+
+    rows = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+    counts = {state.value: 0 for state in JobState}
+    counts.update({state: int(count) for state, count in rows})
+    return counts

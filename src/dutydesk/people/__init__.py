@@ -1,0 +1,1 @@
+"""Users, roles, console sessions and API tokens."""

@@ -1,0 +1,250 @@
+"""Users, passwords, console sessions and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from dutydesk.db import utcnow
+from dutydesk.people.models import ApiToken, LoginFailure, Role, Scope, User, WebSession
+
+_hasher = PasswordHasher()
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+TOKEN_PREFIX = "ddt_"
+# Checked against when a username is unknown, so a miss costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+class PeopleError(ValueError):
+    """A request about users or tokens that cannot be done; the message says why."""
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher.hash(password)
+
+
+def generate_password() -> str:
+    """A random password people can type."""
+    return secrets.token_urlsafe(15)
+
+
+def sha256(secret: str) -> str:
+    """Hex SHA-256 of a high-entropy secret (session and API tokens)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_role(value: str) -> Role:
+    """The role named `value`, or an error listing the roles."""
+    try:
+        return Role(value)
+    except ValueError:
+        raise PeopleError(
+            f"unknown role {value!r}; choose one of {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+def parse_scopes(values: list[str]) -> list[str]:
+    """Validated, de-duplicated scope names (comma-separated values allowed)."""
+    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not names:
+        raise PeopleError(f"give at least one scope: {', '.join(s.value for s in Scope)}")
+    unknown = [name for name in names if name not in Scope.__members__]
+    if unknown:
+        raise PeopleError(
+            f"unknown scope {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(s.value for s in Scope)}"
+        )
+    return sorted(set(names), key=[s.value for s in Scope].index)
+
+
+def find_user(session: Session, username: str) -> User | None:
+    """The user with this username, if any."""
+    return session.scalar(select(User).where(User.username == username))
+
+
+def add_user(
+    session: Session, username: str, role: str, *, email: str | None, password: str
+) -> User:
+    """Create a user; the username must be new and well-formed."""
+    if not USERNAME_PATTERN.match(username):
+        raise PeopleError(
+            "username must be 2-64 characters of lower-case letters, digits, '.', '_' or '-'"
+        )
+    if len(password) < 8:
+        raise PeopleError("password must be at least 8 characters")
+    if email is not None and "@" not in email:
+        raise PeopleError(f"e-mail address {email!r} has no '@'")
+    if find_user(session, username):
+        raise PeopleError(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        role=parse_role(role).value,
+        email=email,
+        password_hash=hash_password(password),
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, by name."""
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user whose password matches, else None (in constant-ish time)."""
+    user = find_user(session, username)
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def recent_failures(session: Session, client: str, *, now: dt.datetime | None = None) -> int:
+    """Failed logins from this client address in the last minute."""
+    since = (now or utcnow()) - dt.timedelta(minutes=1)
+    count = session.scalar(
+        select(func.count()).where(LoginFailure.client == client, LoginFailure.at >= since)
+    )
+    return int(count or 0)
+
+
+def record_failure(session: Session, client: str, username: str) -> None:
+    """Remember a failed login and forget ones older than an hour."""
+    session.add(LoginFailure(client=client, username=username[:64]))
+    session.execute(
+        delete(LoginFailure).where(LoginFailure.at < utcnow() - dt.timedelta(hours=1))
+    )
+
+
+def start_session(session: Session, user: User, *, hours: int, client: str | None) -> str:
+    """Open a console session for `user`; returns the cookie secret (only its hash is kept)."""
+    secret = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=sha256(secret),
+            user_id=user.id,
+            expires_at=utcnow() + dt.timedelta(hours=hours),
+            client=client,
+        )
+    )
+    session.execute(delete(WebSession).where(WebSession.expires_at < utcnow()))
+    return secret
+
+
+def user_for_session(session: Session, secret: str) -> User | None:
+    """The active user of an unexpired console session."""
+    found = session.scalar(
+        select(WebSession).where(
+            WebSession.token_hash == sha256(secret), WebSession.expires_at > utcnow()
+        )
+    )
+    if found is None or not found.user.active:
+        return None
+    return found.user
+
+
+def end_session(session: Session, secret: str) -> None:
+    """Sign out: forget the console session."""
+    session.execute(delete(WebSession).where(WebSession.token_hash == sha256(secret)))
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly made token: the row and the secret, shown once."""
+
+    token: ApiToken
+    secret: str
+
+
+def create_token(
+    session: Session, name: str, scopes: list[str], *, username: str | None = None
+) -> NewToken:
+    """Make an API token; only its hash is stored."""
+    if not name.strip():
+        raise PeopleError("token name must not be empty")
+    user = None
+    if username:
+        user = find_user(session, username)
+        if user is None:
+            raise PeopleError(f"no user named {username!r}")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        name=name.strip(),
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        token_hash=sha256(secret),
+        scopes=parse_scopes(scopes),
+        user_id=user.id if user else None,
+    )
+    session.add(token)
+    session.flush()
+    return NewToken(token=token, secret=secret)
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every token, newest first."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken:
+    """Revoke a token so it no longer authenticates."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise PeopleError(f"no token with id {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    return token
+
+
+def token_for_secret(session: Session, secret: str) -> ApiToken | None:
+    """The live token with this secret, noting when it was last used."""
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    if token.user is not None and not token.user.active:
+        return None
+    now = utcnow()
+    # Written at most once a minute so a busy token does not turn every read into a write.
+    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
+        token.last_used_at = now
+    return token
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """The user with this id, or an error naming it."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise PeopleError(f"no user with id {user_id}")
+    return user
+
+
+def update_user(session: Session, user: User, *, role: str, active: bool) -> User:
+    """Change a user's role and whether they may sign in; the last admin stays an admin."""
+    new_role = parse_role(role)
+    losing_admin = user.role == Role.admin.value and (new_role is not Role.admin or not active)
+    if losing_admin:
+        admins = session.scalar(
+            select(func.count()).where(User.role == Role.admin.value, User.active.is_(True))
+        )
+        if int(admins or 0) <= 1:
+            raise PeopleError("the desk needs at least one active admin")
+    user.role = new_role.value
+    user.active = active
+    if not active:
+        session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return user

@@ -1,0 +1,128 @@
+"""Starting the desk's processes: one each, or all together under `dutydesk up`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from dutydesk.settings import Settings
+
+log = logging.getLogger(__name__)
+STOP_GRACE_SECONDS = 15.0
+
+
+def run_web(settings: Settings, host: str, port: int) -> None:
+    """Serve the console and API with uvicorn (blocks)."""
+    import uvicorn
+
+    from dutydesk.web.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+        server_header=False,
+    )
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a Celery worker with a thread pool (blocks)."""
+    from dutydesk.celery_app import get_celery
+    from dutydesk.registry import load_domains
+
+    load_domains()
+    get_celery().worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={settings.worker_concurrency}",
+            f"--hostname=dutydesk-{os.getpid()}@{socket.gethostname()}",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+def run_beat(settings: Settings) -> None:
+    """Run Celery beat with its one frequent tick (blocks)."""
+    from dutydesk.celery_app import get_celery
+
+    home = settings.ensure_home()
+    get_celery().start(
+        [
+            "beat",
+            f"--schedule={home / 'beat-schedule'}",
+            f"--loglevel={settings.log_level}",
+            "--pidfile=",
+        ]
+    )
+
+
+class Supervisor:
+    """Runs web, worker and beat as child processes and stops them all together."""
+
+    def __init__(self, commands: dict[str, list[str]]) -> None:
+        self.commands = commands
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping web, worker and beat", signal.Signals(signum).name)
+        self.stopping = True
+
+    def run(self) -> int:
+        """Start every child; return when a signal arrives or a child exits."""
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        for name, command in self.commands.items():
+            # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+            self.children[name] = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+            log.info("started %s (pid %s)", name, self.children[name].pid)
+        exit_code = 0
+        while not self.stopping:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    log.error("%s exited with status %s; stopping the others", name, child.returncode)
+                    exit_code = 1
+                    self.stopping = True
+                    break
+            time.sleep(0.2)
+        self.stop()
+        return exit_code
+
+    def stop(self) -> None:
+        """SIGTERM every child, wait for them, SIGKILL whoever lingers."""
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, child in self.children.items():
+            remaining = max(deadline - time.monotonic(), 0.1)
+            try:
+                child.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                child.kill()
+                child.wait()
+        log.info("all processes stopped")
+
+
+def child_commands(host: str, port: int) -> dict[str, list[str]]:
+    """The command lines `dutydesk up` starts."""
+    base = [sys.executable, "-m", "dutydesk"]
+    return {
+        "web": [*base, "web", "--host", host, "--port", str(port)],
+        "worker": [*base, "worker"],
+        "beat": [*base, "beat"],
+    }

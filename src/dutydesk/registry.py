@@ -1,0 +1,102 @@
+"""Extension points the domains register into: job kinds, due work, demo seeders, navigation.
+
+Each domain registers at import time of its `jobs.py` or `routes.py`; `load_domains()` imports
+them all so the web app, the worker and beat see the same registrations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+JobFunction = Callable[[Session, dict[str, Any]], Any]
+DueWork = Callable[[Session], None]
+DemoSeeder = Callable[[Session, "DemoContext"], None]
+
+# Domains in the order their demo seeders run and their navigation entries appear.
+DOMAINS = ("people", "jobs", "audit")
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One entry of the console's navigation."""
+
+    label: str
+    path: str
+    min_role: str = "viewer"
+    order: int = 100
+
+
+@dataclass
+class DemoContext:
+    """What demo seeders share: the demo password and a log of what they made."""
+
+    password: str
+    made: list[str]
+
+    def note(self, line: str) -> None:
+        """Record one thing a seeder created, for the start-up summary."""
+        self.made.append(line)
+
+
+job_kinds: dict[str, JobFunction] = {}
+due_work: dict[str, DueWork] = {}
+demo_seeders: dict[str, DemoSeeder] = {}
+nav_items: list[NavItem] = []
+
+
+def job_kind(name: str) -> Callable[[JobFunction], JobFunction]:
+    """Register a job function under `name`; it must be idempotent (it may run twice)."""
+
+    def register(function: JobFunction) -> JobFunction:
+        job_kinds[name] = function
+        return function
+
+    return register
+
+
+def due(name: str) -> Callable[[DueWork], DueWork]:
+    """Register a function the beat tick calls to enqueue whatever is due."""
+
+    def register(function: DueWork) -> DueWork:
+        due_work[name] = function
+        return function
+
+    return register
+
+
+def demo_seeder(name: str) -> Callable[[DemoSeeder], DemoSeeder]:
+    """Register a domain's demo seeder; it must not duplicate anything when run twice."""
+
+    def register(function: DemoSeeder) -> DemoSeeder:
+        demo_seeders[name] = function
+        return function
+
+    return register
+
+
+def add_nav(item: NavItem) -> None:
+    """Add a navigation entry once."""
+    if all(existing.path != item.path for existing in nav_items):
+        nav_items.append(item)
+        nav_items.sort(key=lambda entry: entry.order)
+
+
+def load_domains() -> None:
+    """Import every domain's models and registrations, then the operator's extra modules."""
+    from dutydesk.settings import get_settings
+
+    for domain in DOMAINS:
+        for module in ("models", "service", "jobs", "demo"):
+            try:
+                importlib.import_module(f"dutydesk.{domain}.{module}")
+            except ModuleNotFoundError as error:
+                if error.name != f"dutydesk.{domain}.{module}":
+                    raise
+    for name in get_settings().extra_modules.split(","):
+        if name.strip():
+            importlib.import_module(name.strip())

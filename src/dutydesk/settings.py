@@ -1,0 +1,202 @@
+"""The desk's one typed configuration object, read once from `DUTYDESK_*` variables."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DUTYDESK_"
+
+# Values that look like someone forgot to set a real secret; refused outside the demo.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "secret", "password", "dev", "development", "test", "xxx"}
+)
+
+DATABASE_SCHEMES = ("sqlite", "postgresql")
+BROKER_SCHEMES = ("sqla+sqlite", "sqla+postgresql", "redis", "rediss", "amqp", "amqps", "sqs")
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the variable and what to do."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure. Each field's description is its documentation."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    home: Path = Field(
+        default=Path("./var"),
+        description="Folder holding the SQLite databases, the broker file, the secret key "
+        "and the warehouse.",
+    )
+    database_url: str = Field(
+        default="",
+        description="Ops database URL: `sqlite:///PATH` or `postgresql+psycopg://...`. "
+        "Empty means `sqlite:///$DUTYDESK_HOME/dutydesk.sqlite`.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="Celery broker: `sqla+sqlite:///PATH`, `redis://...` or `amqp://...`. "
+        "Empty means a SQLite file in the home.",
+    )
+    secret_key: str = Field(
+        default="",
+        description="Key that signs CSRF tokens. Empty means generate one on first start and "
+        "keep it in `$DUTYDESK_HOME/secret.key`.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Address people use to reach the console, used in links the desk sends.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level of log lines written."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text` for people, `json` for log shippers."
+    )
+    session_hours: int = Field(
+        default=12, ge=1, le=24 * 30, description="How long a console login lasts, in hours."
+    )
+    login_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Failed logins per minute from one client address before 429 answers.",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-* headers are trusted (for https detection).",
+    )
+    tick_seconds: float = Field(
+        default=10.0, gt=0, description="How often beat asks the database what work is due."
+    )
+    job_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a running job records that it is alive."
+    )
+    job_stale_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job silent this long is taken as lost and queued again.",
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="Attempts before a failing job stays failed."
+    )
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Threads per worker process."
+    )
+    extra_modules: str = Field(
+        default="",
+        description="Comma-separated Python modules imported at start, to register your own "
+        "job kinds and due work.",
+    )
+    demo_password: str = Field(
+        default="",
+        description="Password of the demo users; empty means generate one and print it.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if value and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(DATABASE_SCHEMES)}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if value and scheme not in BROKER_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeat(self) -> Settings:
+        if self.job_stale_seconds <= self.job_heartbeat_seconds * 2:
+            raise ValueError(
+                "DUTYDESK_JOB_STALE_SECONDS must be more than twice "
+                "DUTYDESK_JOB_HEARTBEAT_SECONDS"
+            )
+        return self
+
+    @property
+    def home_path(self) -> Path:
+        """The home folder as an absolute path."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        """The ops database URL, defaulting to SQLite in the home."""
+        return self.database_url or f"sqlite:///{self.home_path / 'dutydesk.sqlite'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker URL, defaulting to Celery's SQLAlchemy transport on SQLite in the home."""
+        return self.broker_url or f"sqla+sqlite:///{self.home_path / 'broker.sqlite'}"
+
+    def ensure_home(self) -> Path:
+        """Create the home folder if needed and return it."""
+        path = self.home_path
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def signing_key(self, *, allow_placeholder: bool = False) -> str:
+        """The secret key: the configured one, or the one kept in the home (made on first use)."""
+        if self.secret_key:
+            weak = self.secret_key.lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
+            if weak and not allow_placeholder:
+                raise SettingsError(
+                    "DUTYDESK_SECRET_KEY looks like a placeholder (shorter than 32 characters "
+                    "or a well-known word); set a long random value or leave it empty"
+                )
+            return self.secret_key
+        key_file = self.ensure_home() / "secret.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Turn pydantic's error into lines that name each `DUTYDESK_*` variable at fault."""
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {item['msg']}")
+    return "; ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings, read once. Tests call `get_settings.cache_clear()` after changing the env."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as the README shows it."""
+    rows = ["| variable | default | what it does |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default in ("", None) else str(default)
+        if isinstance(default, Path):
+            shown = default.as_posix()
+        rows.append(
+            f"| `{ENV_PREFIX}{name.upper()}` | {f'`{shown}`' if shown else '(empty)'} "
+            f"| {field.description} |"
+        )
+    return "\n".join(rows)

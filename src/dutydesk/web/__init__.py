@@ -1,0 +1,1 @@
+"""The web process: app factory, access control, templates and static files."""

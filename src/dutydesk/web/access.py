@@ -1,0 +1,198 @@
+"""The one dependency that decides who may call each route.
+
+Every route declares an `Access(need)`; `create_app` refuses to start if one does not. The
+role and scope grants below are the role matrix, in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from dutydesk.people.models import ApiToken, Role, Scope, User
+from dutydesk.people.service import token_for_secret, user_for_session
+from dutydesk.web.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token_for
+
+SESSION_COOKIE = "dutydesk_session"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class Need(enum.StrEnum):
+    """What a route asks of its caller."""
+
+    public = "public"  # anyone, signed in or not (login page, health, static files)
+    view = "view"  # read what the desk shows
+    operate = "operate"  # change operational things: tickets, jobs, exports
+    approve = "approve"  # sign off change requests
+    admin = "admin"  # people, tokens, settings
+    intake = "intake"  # post signals in
+    upload = "upload"  # add study records
+
+
+ROLE_GRANTS: dict[Role, frozenset[Need]] = {
+    Role.viewer: frozenset({Need.view}),
+    Role.operator: frozenset({Need.view, Need.operate, Need.intake, Need.upload}),
+    Role.approver: frozenset({Need.view, Need.operate, Need.intake, Need.upload, Need.approve}),
+    Role.admin: frozenset(Need) - {Need.public},
+}
+
+SCOPE_GRANTS: dict[Scope, frozenset[Need]] = {
+    Scope.read: frozenset({Need.view}),
+    Scope.write: frozenset({Need.view, Need.operate, Need.approve}),
+    Scope.intake: frozenset({Need.intake}),
+    Scope.upload: frozenset({Need.upload}),
+    Scope.admin: frozenset(Need) - {Need.public},
+}
+
+
+def token_grants(token: ApiToken) -> frozenset[Need]:
+    """What a token may do: its scopes, narrowed by its user's role when it has a user.
+
+    A token without a user never approves: a sign-off needs a person.
+    """
+    grants: frozenset[Need] = frozenset().union(*(SCOPE_GRANTS[Scope(s)] for s in token.scopes))
+    if token.user is None:
+        return grants - {Need.approve}
+    return grants & ROLE_GRANTS[token.user.role_enum]
+
+
+@dataclass
+class Principal:
+    """Who is calling: a signed-in user, a token, or nobody."""
+
+    user: User | None = None
+    token: ApiToken | None = None
+    grants: frozenset[Need] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        """How the audit log names this caller."""
+        if self.token is not None:
+            owner = f"{self.token.user.username} " if self.token.user else ""
+            return f"{owner}(token {self.token.name})".strip()
+        return self.user.username if self.user else "anonymous"
+
+    def may(self, need: Need) -> bool:
+        """Whether this caller may do what `need` names."""
+        return need is Need.public or need in self.grants
+
+
+class LoginRequired(Exception):
+    """A page was asked for without a session; answered by a redirect to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """The request's database session; committed when the handler returns without error."""
+    session: Session = request.app.state.session_factory()
+    session.info["actor"] = "anonymous"
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+Db = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def bearer_secret(request: Request) -> str | None:
+    """The token from `Authorization: Bearer ...`, if the header is there."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return secret.strip() or None
+
+
+def identify(request: Request, db: Session) -> Principal:
+    """Find the caller from a bearer token or the session cookie."""
+    secret = bearer_secret(request)
+    if secret is not None:
+        token = token_for_secret(db, secret)
+        if token is None:
+            raise HTTPException(
+                401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return Principal(user=token.user, token=token, grants=token_grants(token))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        user = user_for_session(db, cookie)
+        if user is not None:
+            return Principal(user=user, grants=ROLE_GRANTS[user.role_enum])
+    return Principal()
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse a cookie-authenticated unsafe request without the form's CSRF token."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    expected = csrf_token_for(request)
+    if not sent or expected is None or not hmac.compare_digest(sent, expected):
+        raise HTTPException(403, "missing or invalid CSRF token; reload the page and try again")
+
+
+class Access:
+    """Route dependency: identifies the caller and refuses them unless they have `need`."""
+
+    def __init__(self, need: Need, *, page: bool = False) -> None:
+        self.need = need
+        self.page = page
+
+    def __repr__(self) -> str:
+        return f"Access({self.need.value}, page={self.page})"
+
+    async def __call__(self, request: Request, db: Db) -> Principal:
+        principal = identify(request, db)
+        if principal.token is None and request.method in UNSAFE_METHODS and (
+            principal.user is not None or self.need is Need.public
+        ):
+            await check_csrf(request)
+        db.info["actor"] = principal.name
+        request.state.principal = principal
+        if principal.may(self.need):
+            return principal
+        if principal.user is None and principal.token is None:
+            if self.page:
+                raise LoginRequired(request.url.path)
+            raise HTTPException(
+                401, "sign in or send an API token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        raise HTTPException(403, f"this needs the {self.need.value!r} permission")
+
+
+def allow(need: Need, *, page: bool = False) -> Access:
+    """The access declaration of a route: `dependencies=[Depends(allow(Need.view))]`."""
+    return Access(need, page=page)
+
+
+# Typed shorthands routes use to declare their access and receive the caller.
+Anyone = Annotated[Principal, Depends(Access(Need.public))]
+AnyonePage = Annotated[Principal, Depends(Access(Need.public, page=True))]
+Viewer = Annotated[Principal, Depends(Access(Need.view))]
+ViewerPage = Annotated[Principal, Depends(Access(Need.view, page=True))]
+Operator = Annotated[Principal, Depends(Access(Need.operate))]
+OperatorPage = Annotated[Principal, Depends(Access(Need.operate, page=True))]
+Approver = Annotated[Principal, Depends(Access(Need.approve))]
+ApproverPage = Annotated[Principal, Depends(Access(Need.approve, page=True))]
+Admin = Annotated[Principal, Depends(Access(Need.admin))]
+AdminPage = Annotated[Principal, Depends(Access(Need.admin, page=True))]
+Intake = Annotated[Principal, Depends(Access(Need.intake))]
+Upload = Annotated[Principal, Depends(Access(Need.upload))]
