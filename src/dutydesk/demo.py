@@ -26,7 +26,9 @@ def demo_password(settings: Settings) -> str:
     return stored.read_text().strip()
 
 
-def seed_demo(settings: Settings, factory: sessionmaker[Session] | None = None) -> registry.DemoContext:
+def seed_demo(
+    settings: Settings, factory: sessionmaker[Session] | None = None
+) -> registry.DemoContext:
     """Run every domain's demo seeder, each in its own transaction."""
     registry.load_domains()
     context = registry.DemoContext(password=demo_password(settings), made=[])

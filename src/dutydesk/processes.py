@@ -93,7 +93,9 @@ class Supervisor:
         while not self.stopping:
             for name, child in self.children.items():
                 if child.poll() is not None:
-                    log.error("%s exited with status %s; stopping the others", name, child.returncode)
+                    log.error(
+                        "%s exited with status %s; stopping the others", name, child.returncode
+                    )
                     exit_code = 1
                     self.stopping = True
                     break

@@ -125,8 +125,7 @@ class Settings(BaseSettings):
     def _stale_after_heartbeat(self) -> Settings:
         if self.job_stale_seconds <= self.job_heartbeat_seconds * 2:
             raise ValueError(
-                "DUTYDESK_JOB_STALE_SECONDS must be more than twice "
-                "DUTYDESK_JOB_HEARTBEAT_SECONDS"
+                "DUTYDESK_JOB_STALE_SECONDS must be more than twice DUTYDESK_JOB_HEARTBEAT_SECONDS"
             )
         return self
 

@@ -81,6 +81,10 @@ def list_audit_events(
 ) -> list[AuditEventOut]:
     """Audit events matching the filters, newest first."""
     query = audit_query(
-        actor=actor, object_type=object_type, action=action, since=_aware(since), until=_aware(until)
+        actor=actor,
+        object_type=object_type,
+        action=action,
+        since=_aware(since),
+        until=_aware(until),
     )
     return [AuditEventOut.model_validate(e) for e in db.scalars(query.offset(offset).limit(limit))]

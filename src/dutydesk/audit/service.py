@@ -68,9 +68,7 @@ def _before_values(obj: object) -> tuple[dict[str, Any], dict[str, Any]]:
             old = history.deleted[0] if history.deleted else None
             before[attr.key] = REDACTED if attr.key in excluded else _plain(old)
             diff[attr.key] = (
-                [REDACTED, REDACTED]
-                if attr.key in excluded
-                else [_plain(old), _plain(current)]
+                [REDACTED, REDACTED] if attr.key in excluded else [_plain(old), _plain(current)]
             )
         else:
             before[attr.key] = REDACTED if attr.key in excluded else _plain(current)
@@ -138,7 +136,7 @@ def audit_query(
     action: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
-) -> Select[tuple[AuditEvent]]:
+) -> Select[AuditEvent]:
     """The audit events matching the filters, newest first."""
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if actor:

@@ -43,8 +43,8 @@ def list_jobs(
         for job in service.list_jobs(session, state=state, kind=kind, limit=limit):
             error = (job.error or "").strip().splitlines()[-1:] or [""]
             typer.echo(
-                f"{job.id:>6} {job.kind:<24} {job.state:<9} "
-                f"{job.attempts}/{job.max_attempts} {job.created_at:%Y-%m-%d %H:%M:%S} {error[0][:60]}"
+                f"{job.id:>6} {job.kind:<24} {job.state:<9} {job.attempts}/{job.max_attempts} "
+                f"{job.created_at:%Y-%m-%d %H:%M:%S} {error[0][:60]}"
             )
 
 
@@ -90,7 +90,9 @@ def run(
     with transaction() as session:
         done = session.get(Job, job_id)
         assert done is not None
-        typer.echo(f"job {job_id} {state}: {json.dumps(done.result) if done.result is not None else ''}")
+        typer.echo(
+            f"job {job_id} {state}: {json.dumps(done.result) if done.result is not None else ''}"
+        )
         if state != JobState.succeeded.value:
             typer.echo(done.error or "", err=True)
             raise typer.Exit(1)

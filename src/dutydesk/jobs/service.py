@@ -151,7 +151,12 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
         job = claim(session, job_id, worker)
         if job is None:
             return "skipped"
-        kind, args, attempts, max_attempts = job.kind, dict(job.args), job.attempts, job.max_attempts
+        kind, args, attempts, max_attempts = (
+            job.kind,
+            dict(job.args),
+            job.attempts,
+            job.max_attempts,
+        )
     function = registry.job_kinds.get(kind)
     try:
         if function is None:
@@ -170,7 +175,7 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
             )
         log.info("job %s (%s) succeeded", job_id, kind)
         return JobState.succeeded.value
-    except Exception:  # noqa: BLE001 - a job's failure is recorded on its row and retried
+    except Exception:
         error = traceback.format_exc(limit=20)
         log.exception("job %s (%s) failed on attempt %s", job_id, kind, attempts)
         return _record_failure(factory, job_id, attempts, max_attempts, error)
@@ -233,7 +238,9 @@ def sweep(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]
     return counts
 
 
-def is_due(session: Session, name: str, every: dt.timedelta, *, now: dt.datetime | None = None) -> bool:
+def is_due(
+    session: Session, name: str, every: dt.timedelta, *, now: dt.datetime | None = None
+) -> bool:
     """True (and marked) when the periodic work `name` last ran at least `every` ago."""
     now = now or utcnow()
     mark = session.get(DueMark, name)
@@ -254,7 +261,7 @@ def tick(factory: sessionmaker[Session] | None = None) -> list[str]:
             with transaction(factory, immediate=True, actor=f"tick:{name}") as session:
                 work(session)
             ran.append(name)
-        except Exception:  # noqa: BLE001 - one broken piece must not stop the others
+        except Exception:
             log.exception("due work %r failed; the next tick tries again", name)
     return ran
 

@@ -18,7 +18,7 @@ from dutydesk.people.models import ApiToken, LoginFailure, Role, Scope, User, We
 
 _hasher = PasswordHasher()
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-TOKEN_PREFIX = "ddt_"
+TOKEN_PREFIX = "ddt_"  # noqa: S105 - a public marker, not a secret
 # Checked against when a username is unknown, so a miss costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
@@ -127,9 +127,7 @@ def recent_failures(session: Session, client: str, *, now: dt.datetime | None = 
 def record_failure(session: Session, client: str, username: str) -> None:
     """Remember a failed login and forget ones older than an hour."""
     session.add(LoginFailure(client=client, username=username[:64]))
-    session.execute(
-        delete(LoginFailure).where(LoginFailure.at < utcnow() - dt.timedelta(hours=1))
-    )
+    session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - dt.timedelta(hours=1)))
 
 
 def start_session(session: Session, user: User, *, hours: int, client: str | None) -> str:

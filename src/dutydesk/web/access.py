@@ -161,8 +161,10 @@ class Access:
 
     async def __call__(self, request: Request, db: Db) -> Principal:
         principal = identify(request, db)
-        if principal.token is None and request.method in UNSAFE_METHODS and (
-            principal.user is not None or self.need is Need.public
+        if (
+            principal.token is None
+            and request.method in UNSAFE_METHODS
+            and (principal.user is not None or self.need is Need.public)
         ):
             await check_csrf(request)
         db.info["actor"] = principal.name

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -52,7 +52,7 @@ def access_of(route: APIRoute) -> Access | None:
 
 def _check_every_route_declares_access(app: FastAPI) -> None:
     missing = [
-        f"{sorted(route.methods)} {route.path}"
+        f"{sorted(route.methods or ())} {route.path}"
         for route in app.routes
         if isinstance(route, APIRoute) and access_of(route) is None
     ]
@@ -85,7 +85,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         headers = getattr(error, "headers", None)
         if is_api_path(request.url.path) or request.headers.get("hx-request"):
-            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+            return JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=headers
+            )
         return render(
             request,
             "error.html",
@@ -121,8 +123,12 @@ def _install_middleware(app: FastAPI) -> None:
                 secure=request.url.scheme == "https",
             )
         route = request.scope.get("route")
-        template = getattr(route, "path", None) or ("/static" if request.url.path.startswith("/static/") else "unmatched")
-        app.state.metrics.http_requests.labels(template, request.method, str(response.status_code)).inc()
+        template = getattr(route, "path", None) or (
+            "/static" if request.url.path.startswith("/static/") else "unmatched"
+        )
+        app.state.metrics.http_requests.labels(
+            template, request.method, str(response.status_code)
+        ).inc()
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

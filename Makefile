@@ -1,0 +1,46 @@
+# The few verbs people reach for. Each works on a fresh clone: the first run makes .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint format bench docs clean
+
+$(STAMP): requirements-dev.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+## demo: start the desk with its demo workspace at http://127.0.0.1:8000
+demo: $(STAMP)
+	$(BIN)/dutydesk up --demo
+
+## test: the whole test suite, in parallel
+test: $(STAMP)
+	$(BIN)/pytest -n auto
+
+## lint: ruff (lint and format) and mypy
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+## bench: every benchmark under bench/, each printing its figure and ratio
+bench: $(STAMP)
+	@set -e; found=0; for script in bench/*.py; do \
+		[ -e "$$script" ] || continue; found=1; \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done; [ $$found = 1 ] || echo "no benchmarks yet"
+
+## docs: regenerate the README's settings table from the settings' declared help
+docs: $(STAMP)
+	$(BIN)/python -m dutydesk.docs README.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
