@@ -30,7 +30,7 @@ POSTGRES_URL = os.environ.get("DUTYDESK_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("DUTYDESK_TEST_REDIS_URL", "")
 AMQP_URL = os.environ.get("DUTYDESK_TEST_AMQP_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
-TEST_PASSWORD = "correct horse battery staple"  # noqa: S105
+TEST_PASSWORD = "correct horse battery staple"
 
 
 def clear_caches() -> None:

@@ -193,7 +193,7 @@ def settings_table() -> str:
         default = field.default
         shown = "" if default in ("", None) else str(default)
         if isinstance(default, Path):
-            shown = default.as_posix()
+            shown = default.as_posix() if default.is_absolute() else f"./{default.as_posix()}"
         rows.append(
             f"| `{ENV_PREFIX}{name.upper()}` | {f'`{shown}`' if shown else '(empty)'} "
             f"| {field.description} |"

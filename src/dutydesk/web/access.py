@@ -62,12 +62,41 @@ def token_grants(token: ApiToken) -> frozenset[Need]:
     return grants & ROLE_GRANTS[token.user.role_enum]
 
 
+@dataclass(frozen=True)
+class Person:
+    """The signed-in user as the request knows them (a copy: it outlives the database session)."""
+
+    id: int
+    username: str
+    role: str
+
+    @classmethod
+    def of(cls, user: User) -> Person:
+        """A copy of the user's identity."""
+        return cls(id=user.id, username=user.username, role=user.role)
+
+    @property
+    def role_enum(self) -> Role:
+        """The role as an enum."""
+        return Role(self.role)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """The calling API token (a copy, without its hash)."""
+
+    id: int
+    name: str
+    scopes: tuple[str, ...]
+    user: Person | None
+
+
 @dataclass
 class Principal:
     """Who is calling: a signed-in user, a token, or nobody."""
 
-    user: User | None = None
-    token: ApiToken | None = None
+    user: Person | None = None
+    token: TokenInfo | None = None
     grants: frozenset[Need] = field(default_factory=frozenset)
 
     @property
@@ -126,12 +155,14 @@ def identify(request: Request, db: Session) -> Principal:
             raise HTTPException(
                 401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"}
             )
-        return Principal(user=token.user, token=token, grants=token_grants(token))
+        owner = Person.of(token.user) if token.user else None
+        info = TokenInfo(id=token.id, name=token.name, scopes=tuple(token.scopes), user=owner)
+        return Principal(user=owner, token=info, grants=token_grants(token))
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         user = user_for_session(db, cookie)
         if user is not None:
-            return Principal(user=user, grants=ROLE_GRANTS[user.role_enum])
+            return Principal(user=Person.of(user), grants=ROLE_GRANTS[user.role_enum])
     return Principal()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from dutydesk import registry
 from dutydesk.db import session_factory
@@ -33,6 +34,16 @@ STATIC_DIR = Path(__file__).parent / "static"
 def is_api_path(path: str) -> bool:
     """API and machine endpoints answer in JSON; everything else is a page."""
     return path.startswith(("/api/", "/hooks/", "/ping/", "/health", "/metrics"))
+
+
+def api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, looking inside included routers (which FastAPI keeps as one entry)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from api_routes(included.routes)
 
 
 def access_of(route: APIRoute) -> Access | None:
@@ -53,8 +64,8 @@ def access_of(route: APIRoute) -> Access | None:
 def _check_every_route_declares_access(app: FastAPI) -> None:
     missing = [
         f"{sorted(route.methods or ())} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute) and access_of(route) is None
+        for route in api_routes(app.routes)
+        if access_of(route) is None
     ]
     if missing:
         raise RuntimeError(f"routes without an access declaration: {', '.join(missing)}")

@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse
 
 from dutydesk import registry
 from dutydesk.people.models import Role
+from dutydesk.web.access import Need
 from dutydesk.web.csrf import form_token
 
 TEMPLATE_DIRS = [Path(__file__).parent / "templates"] + [
@@ -32,8 +33,13 @@ def render(
 ) -> HTMLResponse:
     """Render a page with the layout's globals (user, navigation, CSRF token)."""
     principal = getattr(request.state, "principal", None)
+
+    def may(need: str) -> bool:
+        return bool(principal is not None and principal.may(Need(need)))
+
     full = {
         "user": getattr(principal, "user", None),
+        "may": may,
         "nav": _nav_for(request),
         "csrf_token": form_token(request),
         "path": request.url.path,

@@ -1,0 +1,188 @@
+"""Every route of the app, walked: anonymous callers, each role and each token scope.
+
+The matrix is written out here independently of the code's grant tables, so a change to who
+may do what has to change this file too.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from dutydesk.people import service as people
+from dutydesk.people.models import Role, Scope
+from dutydesk.web.access import SESSION_COOKIE, Need, allow
+from dutydesk.web.app import (
+    _check_every_route_declares_access,
+    access_of,
+    api_routes,
+    is_api_path,
+)
+from tests.conftest import make_user
+
+ROLE_MAY: dict[Role, set[Need]] = {
+    Role.viewer: {Need.view},
+    Role.operator: {Need.view, Need.operate, Need.intake, Need.upload},
+    Role.approver: {Need.view, Need.operate, Need.intake, Need.upload, Need.approve},
+    Role.admin: {Need.view, Need.operate, Need.intake, Need.upload, Need.approve, Need.admin},
+}
+# Tokens without a user (service tokens): a sign-off needs a person, so no scope approves.
+SERVICE_TOKEN_MAY: dict[Scope, set[Need]] = {
+    Scope.read: {Need.view},
+    Scope.write: {Need.view, Need.operate},
+    Scope.intake: {Need.intake},
+    Scope.upload: {Need.upload},
+    Scope.admin: {Need.view, Need.operate, Need.intake, Need.upload, Need.admin},
+}
+# Routes whose access is part of the product's promise, checked by name.
+KNOWN: dict[tuple[str, str], Need] = {
+    ("GET", "/login"): Need.public,
+    ("POST", "/login"): Need.public,
+    ("GET", "/health"): Need.public,
+    ("GET", "/"): Need.view,
+    ("GET", "/audit"): Need.view,
+    ("GET", "/api/v1/audit"): Need.view,
+    ("GET", "/metrics"): Need.view,
+    ("GET", "/jobs"): Need.view,
+    ("POST", "/api/v1/jobs"): Need.operate,
+    ("GET", "/users"): Need.admin,
+    ("POST", "/users"): Need.admin,
+    ("GET", "/tokens"): Need.admin,
+    ("POST", "/tokens"): Need.admin,
+    ("POST", "/api/v1/tokens"): Need.admin,
+    ("DELETE", "/api/v1/tokens/{token_id}"): Need.admin,
+    ("GET", "/api/v1/users"): Need.admin,
+}
+
+
+def endpoints(app: FastAPI) -> list[tuple[str, str, str, Need, bool]]:
+    """(method, route path, concrete URL, need, is page) for every route of the app."""
+    found = []
+    for route in api_routes(app.routes):
+        access = access_of(route)
+        assert access is not None, f"{route.path} declares no access"
+        url = re.sub(r"\{[^}]+\}", "987654", route.path)  # an id that names nothing
+        for method in sorted(route.methods or ()):
+            if method == "HEAD":
+                continue
+            found.append((method, route.path, url, access.need, access.page))
+    return found
+
+
+def call(client: TestClient, method: str, url: str, headers: dict[str, str]) -> int:
+    """Send an empty request; return the status."""
+    if method in {"POST", "PUT", "PATCH"}:
+        return client.request(method, url, headers=headers, json={}).status_code
+    return client.request(method, url, headers=headers).status_code
+
+
+def test_known_routes_declare_the_promised_access(app: FastAPI) -> None:
+    declared = {(method, path): need for method, path, _, need, _ in endpoints(app)}
+    for key, need in KNOWN.items():
+        assert declared.get(key) == need, f"{key} declares {declared.get(key)}, promised {need}"
+
+
+def test_pages_are_pages_and_apis_answer_json(app: FastAPI) -> None:
+    for method, path, _, need, page in endpoints(app):
+        if need is Need.public:
+            continue
+        assert page != is_api_path(path), f"{method} {path}: page={page} disagrees with its path"
+
+
+def test_app_refuses_to_start_with_a_route_without_access() -> None:
+    bare = FastAPI()
+
+    @bare.get("/forgotten")
+    def forgotten() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(RuntimeError, match="/forgotten"):
+        _check_every_route_declares_access(bare)
+
+
+def test_anonymous_callers_get_401_from_apis_and_login_redirects_from_pages(
+    client: TestClient, app: FastAPI
+) -> None:
+    for method, path, url, need, page in endpoints(app):
+        response = client.request(method, url)
+        where = f"{method} {path}"
+        if need is Need.public:
+            assert response.status_code not in (401, 404), where
+            assert not response.headers.get("location", "").startswith("/login?"), where
+        elif page:
+            assert response.status_code == 303, where
+            assert response.headers["location"].startswith("/login?next="), where
+        else:
+            assert response.status_code == 401, where
+            assert response.headers["www-authenticate"] == "Bearer", where
+
+
+def test_static_files_are_served_to_anyone(client: TestClient) -> None:
+    assert client.get("/static/desk.css").status_code == 200
+    assert client.get("/static/vendor/htmx-2.0.11.min.js").status_code == 200
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_gets_exactly_what_the_matrix_allows(
+    role: Role, client: TestClient, app: FastAPI, db: Session
+) -> None:
+    user = make_user(db, role)
+    csrf = client.get("/login")  # a CSRF cookie, so writes fail only for lack of permission
+    match = re.search(r'name="csrf_token" value="([^"]+)"', csrf.text)
+    assert match
+    headers = {"X-CSRF-Token": match.group(1)}
+    for method, path, url, need, _page in endpoints(app):
+        if need is Need.public:
+            continue
+        # A fresh session per call: one of the routes may be sign-out.
+        secret = people.start_session(db, user, hours=1, client="matrix")
+        db.commit()
+        client.cookies.set(SESSION_COOKIE, secret)
+        status = call(client, method, url, headers)
+        where = f"{role.value} {method} {path} (needs {need.value}) -> {status}"
+        if need in ROLE_MAY[role]:
+            assert status not in (401, 403), where
+        else:
+            assert status == 403, where
+    client.cookies.delete(SESSION_COOKIE)
+
+
+@pytest.mark.parametrize("scope", list(Scope))
+def test_each_token_scope_gets_exactly_what_the_matrix_allows(
+    scope: Scope, client: TestClient, app: FastAPI, db: Session
+) -> None:
+    made = people.create_token(db, f"{scope.value} token", [scope.value])
+    db.commit()
+    headers = {"Authorization": f"Bearer {made.secret}"}
+    for method, path, url, need, _page in endpoints(app):
+        if need is Need.public:
+            continue
+        status = call(client, method, url, headers)
+        where = f"{scope.value} {method} {path} (needs {need.value}) -> {status}"
+        if need in SERVICE_TOKEN_MAY[scope]:
+            assert status not in (401, 403), where
+        else:
+            assert status == 403, where
+
+
+def test_user_token_with_write_scope_approves_only_for_an_approver(db: Session) -> None:
+    from dutydesk.web.access import token_grants
+
+    make_user(db, "operator", "olga")
+    make_user(db, "approver", "ada")
+    operator_token = people.create_token(db, "olga's", ["write"], username="olga").token
+    approver_token = people.create_token(db, "ada's", ["write"], username="ada").token
+    service_token = people.create_token(db, "robot", ["write"]).token
+    assert Need.approve not in token_grants(operator_token)
+    assert Need.approve in token_grants(approver_token)
+    assert Need.approve not in token_grants(service_token)
+
+
+def test_allow_declares_a_route_need() -> None:
+    declared = allow(Need.operate, page=True)
+    assert declared.need is Need.operate
+    assert declared.page is True
