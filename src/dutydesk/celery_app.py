@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from celery import Celery
 
@@ -27,6 +28,11 @@ def transport_options(broker_url: str) -> dict[str, object]:
 
 def configure(app: Celery, settings: Settings) -> Celery:
     """Point `app` at the configured broker with the desk's conventions."""
+    if settings.effective_broker_url.startswith("sqla+sqlite:///"):
+        # The transport cannot create the folder of its database file.
+        Path(settings.effective_broker_url.removeprefix("sqla+sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
     app.conf.update(
         broker_url=settings.effective_broker_url,
         broker_connection_retry_on_startup=True,

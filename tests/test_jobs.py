@@ -1,0 +1,273 @@
+"""Jobs with the database as truth: enqueue after commit, claim once, retry, sweep, tick."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dutydesk import registry
+from dutydesk.db import utcnow
+from dutydesk.jobs import service
+from dutydesk.jobs.models import DueMark, Job, JobState
+from dutydesk.people import service as people
+from tests.conftest import make_user, sign_in
+
+calls: list[dict[str, Any]] = []
+
+
+@pytest.fixture(autouse=True)
+def test_kinds() -> Iterator[None]:
+    """Register a job kind that records its calls and one that always fails."""
+
+    def record(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        calls.append(args)
+        return {"seen": args}
+
+    def explode(session: Session, args: dict[str, Any]) -> None:
+        raise RuntimeError("the disk is full")
+
+    registry.load_domains()
+    registry.job_kinds["test.record"] = record
+    registry.job_kinds["test.explode"] = explode
+    calls.clear()
+    yield
+    registry.job_kinds.pop("test.record", None)
+    registry.job_kinds.pop("test.explode", None)
+
+
+def broker_messages(home: Path) -> int:
+    """Messages waiting in the SQLite broker file (0 when nothing was ever sent)."""
+    path = home / "broker.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master")}
+        if "kombu_message" not in tables:
+            return 0
+        return int(connection.execute("select count(*) from kombu_message").fetchone()[0])
+
+
+def test_unknown_job_kind_is_refused_naming_the_known_ones(db: Session) -> None:
+    with pytest.raises(service.JobError, match=r"unknown job kind 'nope'.*people\.prune"):
+        service.enqueue(db, "nope")
+
+
+def test_message_is_sent_only_after_the_creating_transaction_commits(
+    db: Session, home: Path
+) -> None:
+    service.enqueue(db, "test.record", {"n": 1})
+    assert broker_messages(home) == 0
+    db.commit()
+    assert broker_messages(home) == 1
+
+
+def test_rolled_back_job_sends_no_message(db: Session, home: Path) -> None:
+    service.enqueue(db, "test.record", {"n": 1})
+    db.rollback()
+    db.commit()
+    assert broker_messages(home) == 0
+    assert db.scalars(select(Job)).all() == []
+
+
+def test_a_job_is_claimed_once_however_many_messages_arrive(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    job = service.enqueue(db, "test.record", {"n": 7})
+    db.commit()
+    assert service.execute(job.id, "worker-a", factory) == "succeeded"
+    assert service.execute(job.id, "worker-b", factory) == "skipped"
+    assert calls == [{"n": 7}]
+    db.refresh(job)
+    assert (job.state, job.attempts, job.result) == ("succeeded", 1, {"seen": {"n": 7}})
+    assert job.worker == "worker-a"
+    assert job.finished_at is not None
+
+
+def test_failed_job_is_queued_again_with_backoff_then_fails_for_good(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    job = service.enqueue(db, "test.explode", max_attempts=2)
+    db.commit()
+    assert service.execute(job.id, "w", factory) == "queued"
+    db.refresh(job)
+    assert job.state == JobState.queued.value
+    assert job.run_after > utcnow() + dt.timedelta(seconds=5)
+    assert "the disk is full" in (job.error or "")
+    assert service.execute(job.id, "w", factory) == "skipped"  # not due yet
+
+    job.run_after = utcnow()
+    db.commit()
+    assert service.execute(job.id, "w", factory) == "failed"
+    db.refresh(job)
+    assert (job.state, job.attempts) == ("failed", 2)
+    assert job.finished_at is not None
+
+
+def test_backoff_doubles_with_each_attempt() -> None:
+    assert [service.backoff(n) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
+
+
+def test_sweep_requeues_a_job_whose_worker_stopped_heartbeating(db: Session, home: Path) -> None:
+    job = service.enqueue(db, "test.record")
+    db.commit()
+    long_ago = utcnow() - dt.timedelta(minutes=10)
+    job.state, job.attempts, job.heartbeat_at, job.worker = "running", 1, long_ago, "dead:1"
+    db.commit()
+    sent_before = broker_messages(home)
+    counts = service.sweep(db)
+    db.commit()
+    db.refresh(job)
+    assert counts["requeued"] == 1
+    assert job.state == "queued"
+    assert "dead:1 stopped heartbeating" in (job.error or "")
+    assert broker_messages(home) == sent_before + 1
+
+
+def test_sweep_fails_a_lost_job_that_used_up_its_attempts(db: Session) -> None:
+    job = service.enqueue(db, "test.record", max_attempts=1)
+    db.commit()
+    job.state, job.attempts = "running", 1
+    job.heartbeat_at = utcnow() - dt.timedelta(minutes=10)
+    db.commit()
+    assert service.sweep(db)["failed"] == 1
+    assert job.state == "failed"
+
+
+def test_sweep_leaves_a_live_job_alone(db: Session) -> None:
+    job = service.enqueue(db, "test.record")
+    db.commit()
+    job.state, job.attempts, job.heartbeat_at = "running", 1, utcnow()
+    db.commit()
+    assert service.sweep(db) == {"requeued": 0, "resent": 0, "failed": 0}
+    assert job.state == "running"
+
+
+def test_sweep_resends_a_queued_job_whose_message_was_lost(db: Session, home: Path) -> None:
+    job = service.enqueue(db, "test.record")
+    db.commit()
+    long_ago = utcnow() - dt.timedelta(minutes=10)
+    job.run_after, job.enqueued_at = long_ago, long_ago
+    db.commit()
+    assert service.sweep(db)["resent"] == 1
+    db.commit()
+    assert job.enqueued_at is not None and job.enqueued_at > long_ago
+
+
+def test_is_due_marks_periodic_work(db: Session) -> None:
+    now = utcnow()
+    assert service.is_due(db, "nightly", dt.timedelta(hours=1), now=now)
+    assert not service.is_due(db, "nightly", dt.timedelta(hours=1), now=now)
+    assert service.is_due(db, "nightly", dt.timedelta(hours=1), now=now + dt.timedelta(hours=2))
+    mark = db.get(DueMark, "nightly")
+    assert mark is not None and mark.last_at == now + dt.timedelta(hours=2)
+
+
+def test_tick_runs_every_registered_piece_of_due_work(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    ran = service.tick(factory)
+    assert {"jobs.sweep", "jobs.prune", "people.prune"} <= set(ran)
+    kinds = {job.kind for job in db.scalars(select(Job))}
+    assert kinds == {"jobs.prune", "people.prune"}
+    service.tick(factory)  # not due again yet
+    assert len(db.scalars(select(Job)).all()) == 2
+
+
+def test_one_broken_piece_of_due_work_does_not_stop_the_others(
+    factory: sessionmaker[Session],
+) -> None:
+    def broken(session: Session) -> None:
+        raise RuntimeError("boom")
+
+    registry.due_work["aaa.broken"] = broken
+    try:
+        ran = service.tick(factory)
+    finally:
+        registry.due_work.pop("aaa.broken")
+    assert "aaa.broken" not in ran
+    assert "jobs.sweep" in ran
+
+
+def test_prune_deletes_old_succeeded_jobs_but_keeps_failures(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    old = utcnow() - dt.timedelta(days=40)
+    db.add_all(
+        [
+            Job(kind="test.record", state="succeeded", finished_at=old, args={}),
+            Job(kind="test.record", state="failed", finished_at=old, args={}),
+            Job(kind="test.record", state="succeeded", finished_at=utcnow(), args={}),
+        ]
+    )
+    db.commit()
+    prune = service.enqueue(db, "jobs.prune", {"keep_days": 30})
+    db.commit()
+    assert service.execute(prune.id, "w", factory) == "succeeded"
+    db.refresh(prune)
+    assert prune.result == {"deleted": 1}
+    assert len(db.scalars(select(Job).where(Job.state == "failed")).all()) == 1
+
+
+def test_api_queues_a_job_and_reports_its_state(client: TestClient, db: Session) -> None:
+    made = people.create_token(db, "ops", ["write"])
+    db.commit()
+    headers = {"Authorization": f"Bearer {made.secret}"}
+    created = client.post(
+        "/api/v1/jobs", json={"kind": "test.record", "args": {"n": 3}}, headers=headers
+    )
+    assert created.status_code == 202
+    body = created.json()
+    assert (body["state"], body["args"], body["created_by"]) == ("queued", {"n": 3}, "(token ops)")
+    fetched = client.get(f"/api/v1/jobs/{body['id']}", headers=headers)
+    assert fetched.json()["id"] == body["id"]
+    listed = client.get("/api/v1/jobs", params={"state": "queued"}, headers=headers).json()
+    assert [job["id"] for job in listed] == [body["id"]]
+
+
+def test_api_rejects_bad_job_requests_with_a_reason(client: TestClient, db: Session) -> None:
+    made = people.create_token(db, "ops", ["write"])
+    db.commit()
+    headers = {"Authorization": f"Bearer {made.secret}"}
+    unknown = client.post("/api/v1/jobs", json={"kind": "nope"}, headers=headers)
+    assert unknown.status_code == 422
+    assert "unknown job kind 'nope'" in unknown.json()["detail"]
+    extra = client.post("/api/v1/jobs", json={"kind": "test.record", "x": 1}, headers=headers)
+    assert extra.status_code == 422
+    assert extra.json()["detail"][0]["field"] == "body.x"
+    broken = client.post(
+        "/api/v1/jobs",
+        content=b"{not json",
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert broken.status_code == 422
+    assert client.get("/api/v1/jobs/987654", headers=headers).status_code == 404
+    assert (
+        client.get("/api/v1/jobs", params={"state": "zombie"}, headers=headers).status_code == 422
+    )
+
+
+def test_jobs_page_shows_jobs_and_lets_operators_queue_one(client: TestClient, db: Session) -> None:
+    operator = make_user(db, "operator", "olga")
+    token = sign_in(client, db, operator)
+    response = client.post("/jobs", data={"kind": "people.prune", "csrf_token": token})
+    assert response.status_code == 303
+    page = client.get("/jobs")
+    assert "people.prune" in page.text
+    assert "olga" in page.text
+    assert 'action="/jobs"' in page.text
+
+
+def test_viewers_see_jobs_without_the_queue_form(client: TestClient, db: Session) -> None:
+    viewer = make_user(db, "viewer", "vera")
+    sign_in(client, db, viewer)
+    page = client.get("/jobs")
+    assert page.status_code == 200
+    assert 'method="post" action="/jobs"' not in page.text
