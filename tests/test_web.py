@@ -157,3 +157,12 @@ def test_adding_a_user_with_a_bad_name_says_why(client: TestClient, db: Session)
     )
     assert response.status_code == 400
     assert "username must be" in response.text
+
+
+def test_unknown_page_keeps_the_menu_for_a_signed_in_user(client: TestClient, db: Session) -> None:
+    viewer = make_user(db, "viewer", "vera")
+    sign_in(client, db, viewer)
+    page = client.get("/no/such/page")
+    assert page.status_code == 404
+    assert 'id="logout"' in page.text
+    assert 'href="/audit"' in page.text

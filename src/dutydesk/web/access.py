@@ -166,6 +166,15 @@ def identify(request: Request, db: Session) -> Principal:
     return Principal()
 
 
+def identify_quietly(request: Request) -> Principal:
+    """The caller for an error page: anonymous when the credentials do not check out."""
+    with request.app.state.session_factory() as session:
+        try:
+            return identify(request, session)
+        except HTTPException:
+            return Principal()
+
+
 async def check_csrf(request: Request) -> None:
     """Refuse a cookie-authenticated unsafe request without the form's CSRF token."""
     sent = request.headers.get(CSRF_HEADER)

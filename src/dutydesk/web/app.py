@@ -22,7 +22,7 @@ from dutydesk import registry
 from dutydesk.db import session_factory
 from dutydesk.settings import Settings, get_settings
 from dutydesk.web import routes as web_routes
-from dutydesk.web.access import Access, LoginRequired, Viewer
+from dutydesk.web.access import Access, LoginRequired, Viewer, identify_quietly
 from dutydesk.web.csrf import CSRF_COOKIE
 from dutydesk.web.metrics import DeskMetrics
 from dutydesk.web.templating import render
@@ -99,6 +99,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": error.detail}, status_code=error.status_code, headers=headers
             )
+        if not hasattr(request.state, "principal"):
+            # An unknown path ran no access check; find the caller so the page keeps its menu.
+            request.state.principal = identify_quietly(request)
         return render(
             request,
             "error.html",

@@ -1,0 +1,147 @@
+"""The console in a real Chromium against a real `dutydesk up --demo`: sign in, look, sign out.
+
+Chromium comes from Debian (/usr/bin/chromium); Playwright only drives it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Request, Response, expect, sync_playwright
+
+from dutydesk.demo import DEMO_ACTOR
+from dutydesk.people.demo import DEMO_USERS
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MISSING_CHROMIUM,
+    Desk,
+    start_desk,
+    stop_desk,
+)
+
+DEMO_PASSWORD = "browser-demo-password-1"
+EXPECT_TIMEOUT_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One `dutydesk up --demo` for this module's tests, in a home of its own."""
+    running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD)
+    yield running
+    print(stop_desk(running))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium, driven by Playwright; fails (never skips) when missing."""
+    if not CHROMIUM.exists():
+        pytest.fail(MISSING_CHROMIUM, pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser, desk: Desk) -> Iterator[Page]:
+    """A fresh browser context (no cookies) on the desk; prints the desk's output afterwards."""
+    context = chromium.new_context(base_url=desk.base_url)
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    yield context.new_page()
+    context.close()
+    # pytest shows this only when the test fails.
+    print(f"---- output of the desk at {desk.base_url} ----\n{desk.output()}")
+
+
+@pytest.fixture
+def broken_assets(page: Page) -> list[str]:
+    """Stylesheets, scripts and other non-page resources that failed to load, as they happen."""
+    broken: list[str] = []
+
+    def on_response(response: Response) -> None:
+        if response.request.resource_type != "document" and response.status >= 400:
+            broken.append(f"{response.status} {response.url}")
+
+    def on_failure(request: Request) -> None:
+        broken.append(f"{request.failure} {request.url}")
+
+    page.on("response", on_response)
+    page.on("requestfailed", on_failure)
+    return broken
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    """Fill the sign-in form and submit it."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def url(desk: Desk, path: str) -> re.Pattern[str]:
+    """A pattern matching exactly `path` on the desk."""
+    return re.compile(re.escape(desk.base_url + path) + "$")
+
+
+@pytest.mark.browser
+def test_admin_signs_in_reads_the_audit_log_and_signs_out(
+    page: Page, desk: Desk, broken_assets: list[str], tmp_path: Path
+) -> None:
+    page.goto("/")
+    expect(page).to_have_url(url(desk, "/login?next=/"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    sign_in(page, "admin", desk.password)
+    expect(page).to_have_url(url(desk, "/"))
+    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    header = page.locator("body > header")
+    expect(header).to_contain_text("admin (admin)")
+    expect(page.locator("#desk-health")).to_contain_text("database")
+    page.screenshot(path=tmp_path / "overview.png", full_page=True)
+
+    page.get_by_role("navigation").get_by_role("link", name="Audit", exact=True).click()
+    expect(page).to_have_url(url(desk, "/audit"))
+    expect(page.get_by_role("heading", name="Audit log", level=1)).to_be_visible()
+    demo_user_creations = (
+        page.locator("#audit-events tbody tr")
+        .filter(has=page.locator("td:nth-child(2)", has_text=re.compile(f"^{DEMO_ACTOR}$")))
+        .filter(has=page.locator("td:nth-child(3)", has_text=re.compile("^create$")))
+        .filter(has=page.locator("td:nth-child(4)", has_text=re.compile(r"^users\b")))
+    )
+    expect(demo_user_creations).to_have_count(len(DEMO_USERS))
+    for username, _role, _email in DEMO_USERS:
+        expect(
+            demo_user_creations.filter(has_text=re.compile(rf"username: None → {username}\b"))
+        ).to_have_count(1)
+    page.screenshot(path=tmp_path / "audit.png", full_page=True)
+
+    header.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(url(desk, "/login"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(header).not_to_contain_text("admin (admin)")
+
+    page.goto("/audit")
+    expect(page).to_have_url(url(desk, "/login?next=/audit"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert broken_assets == [], "stylesheets or scripts failed to load"
+
+
+@pytest.mark.browser
+def test_wrong_password_shows_an_error_and_no_session(
+    page: Page, desk: Desk, broken_assets: list[str]
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password + "-wrong")
+
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    expect(page).to_have_url(url(desk, "/login"))
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    page.goto("/")
+    expect(page).to_have_url(url(desk, "/login?next=/"))
+    assert broken_assets == [], "stylesheets or scripts failed to load"
