@@ -154,5 +154,5 @@ def test_audit_page_lists_changes_and_filters_them(client: TestClient, db: Sessi
     page = client.get("/audit", params={"actor": "ada"})
     assert page.status_code == 200
     assert "listed" in page.text
-    assert "role: None → operator" in page.text
+    assert "role: operator" in page.text
     assert "vera" not in page.text.split('id="audit-events"')[1]
