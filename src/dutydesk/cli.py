@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from dutydesk import migrations
@@ -107,37 +110,42 @@ def beat() -> None:
     run_beat(get_settings())
 
 
+@contextlib.contextmanager
+def ops_engine() -> Iterator[tuple[str, Engine]]:
+    """The ops database's URL and a short-lived engine; an unreachable database is a clear error."""
+    from dutydesk.db import build_engine
+
+    url = get_settings().effective_database_url
+    engine = build_engine(url)
+    try:
+        yield url, engine
+    except OperationalError as error:
+        raise fail(f"cannot reach the ops database {redacted(url)}: {error.orig}") from None
+    finally:
+        engine.dispose()
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply migrations up to REVISION (the newest by default)."""
-    url = get_settings().effective_database_url
-    migrations.upgrade(url, revision)
-    typer.echo(f"{redacted(url)} is at {revision}")
+    with ops_engine() as (url, engine):
+        migrations.upgrade(url, revision)
+        typer.echo(f"{redacted(url)} is at {migrations.current(engine) or '(empty)'}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the revision the database is at."""
-    from dutydesk.db import build_engine
-
-    url = get_settings().effective_database_url
-    engine = build_engine(url)
-    try:
+    with ops_engine() as (_url, engine):
         typer.echo(migrations.current(engine) or "(empty: never migrated)")
-    finally:
-        engine.dispose()
 
 
 @db_app.command("check")
 def db_check() -> None:
     """Exit 0 when the database is at the newest revision and matches the models."""
-    from dutydesk.db import build_engine
-
-    url = get_settings().effective_database_url
-    engine = build_engine(url)
-    try:
+    with ops_engine() as (url, engine):
         at = migrations.current(engine)
         newest = migrations.heads(url)
         if at not in newest:
@@ -145,8 +153,6 @@ def db_check() -> None:
         drift = migrations.model_drift(engine)
         if drift:
             raise fail(f"models and database differ: {drift}", 1)
-    finally:
-        engine.dispose()
     typer.echo(f"ok: at {at}, matches the models")
 
 

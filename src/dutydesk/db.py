@@ -117,7 +117,14 @@ def get_engine() -> Engine:
 
 
 def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
-    """A session maker bound to the ops database (or to `engine`)."""
+    """A session maker bound to the ops database (or to `engine`).
+
+    Loads every domain first: the audit hook and the job dispatch hook are session events that
+    must be in place before the first change is written, whichever command makes it.
+    """
+    from dutydesk.registry import load_domains
+
+    load_domains()
     return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
 
 

@@ -86,7 +86,7 @@ def run(
     if queue:
         typer.echo(f"queued job {job_id}")
         return
-    state = service.execute(job_id, f"cli:{cli_actor()}")
+    state = service.execute(job_id, cli_actor())
     with transaction() as session:
         done = session.get(Job, job_id)
         assert done is not None

@@ -1,0 +1,427 @@
+"""The migrations build the schema the models describe, on SQLite and PostgreSQL, both ways.
+
+Every test gets its own empty database (`fresh_database_url`); the `backend` fixture runs each
+database test on SQLite and, when DUTYDESK_TEST_POSTGRES_URL is set, on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import inspect
+import sqlite3
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from typer.testing import CliRunner, Result
+
+from dutydesk import migrations
+from dutydesk.cli import app
+from dutydesk.db import SQLITE_BUSY_TIMEOUT_MS, Base, build_engine, get_engine
+from dutydesk.registry import load_domains
+from tests.conftest import clear_caches, fresh_database_url
+
+VERSION_TABLE = "alembic_version"
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def revisions_base_to_head() -> list[Script]:
+    """Every migration script, oldest first."""
+    scripts = ScriptDirectory.from_config(migrations.alembic_config("sqlite://"))
+    return list(reversed(list(scripts.walk_revisions())))
+
+
+def revision_at(url: str) -> str | None:
+    """The revision the database at `url` is at."""
+    engine = build_engine(url)
+    try:
+        return migrations.current(engine)
+    finally:
+        engine.dispose()
+
+
+def app_tables(url: str) -> set[str]:
+    """The tables in the database, without Alembic's bookkeeping table."""
+    engine = build_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {VERSION_TABLE}
+    finally:
+        engine.dispose()
+
+
+def schema_of(url: str) -> dict[str, dict[str, Any]]:
+    """Tables, columns, keys and indexes as the database reports them."""
+    engine = build_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        schema: dict[str, dict[str, Any]] = {}
+        for table in sorted(set(inspector.get_table_names()) - {VERSION_TABLE}):
+            schema[table] = {
+                "columns": [
+                    (column["name"], str(column["type"]), column["nullable"])
+                    for column in inspector.get_columns(table)
+                ],
+                "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted(
+                    (index["name"], tuple(index["column_names"]), bool(index["unique"]))
+                    for index in inspector.get_indexes(table)
+                ),
+                "unique": sorted(
+                    (unique["name"], tuple(unique["column_names"]))
+                    for unique in inspector.get_unique_constraints(table)
+                ),
+                "foreign_keys": sorted(
+                    (
+                        fk["name"],
+                        tuple(fk["constrained_columns"]),
+                        fk["referred_table"],
+                        tuple(fk["referred_columns"]),
+                    )
+                    for fk in inspector.get_foreign_keys(table)
+                ),
+            }
+        return schema
+    finally:
+        engine.dispose()
+
+
+# One row for every table of the models; a new table must get a row here (the test says so).
+ROWS: dict[str, dict[str, Any]] = {
+    "users": {
+        "id": 1,
+        "username": "ada",
+        "email": "ada@example.org",
+        "role": "admin",
+        "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$placeholder",
+        "active": True,
+        "created_at": NOW,
+    },
+    "api_tokens": {
+        "id": 1,
+        "name": "ci",
+        "prefix": "ddt_abcdef",
+        "token_hash": "a" * 64,
+        "scopes": ["read", "write"],
+        "user_id": 1,
+        "created_at": NOW,
+        "last_used_at": None,
+        "revoked_at": None,
+    },
+    "web_sessions": {
+        "id": 1,
+        "token_hash": "b" * 64,
+        "user_id": 1,
+        "created_at": NOW,
+        "expires_at": NOW + dt.timedelta(hours=12),
+        "client": "127.0.0.1",
+    },
+    "login_failures": {"id": 1, "client": "127.0.0.1", "username": "ada", "at": NOW},
+    "jobs": {
+        "id": 1,
+        "kind": "people.prune",
+        "args": {"keep_days": 3},
+        "state": "queued",
+        "attempts": 0,
+        "max_attempts": 3,
+        "run_after": NOW,
+        "enqueued_at": NOW,
+        "created_by": "test",
+        "created_at": NOW,
+    },
+    "due_marks": {"name": "people.prune", "last_at": NOW},
+    "audit_events": {
+        "id": 1,
+        "at": NOW,
+        "actor": "test",
+        "action": "create",
+        "object_type": "users",
+        "object_id": "1",
+        "before": None,
+        "after": {"username": "ada"},
+        "diff": {"username": [None, "ada"]},
+    },
+}
+
+
+def model_tables() -> dict[str, sa.Table]:
+    """Every table the models declare."""
+    load_domains()
+    return dict(Base.metadata.tables)
+
+
+def insert_a_row_everywhere(url: str) -> None:
+    """Put one row in every table (parents first) through the models' table definitions."""
+    tables = model_tables()
+    engine = build_engine(url)
+    try:
+        with engine.begin() as connection:
+            for table in Base.metadata.sorted_tables:
+                connection.execute(sa.insert(tables[table.name]), [ROWS[table.name]])
+    finally:
+        engine.dispose()
+
+
+def row_counts(url: str) -> dict[str, int]:
+    """How many rows each model table holds."""
+    engine = build_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                name: int(connection.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+                for name, table in model_tables().items()
+            }
+    finally:
+        engine.dispose()
+
+
+def execute_sql(url: str, *statements: str) -> None:
+    """Run raw SQL against the database, outside the migrations."""
+    engine = build_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """An empty database of `backend` for this test alone."""
+    name = request.node.originalname.removeprefix("test_")[:40]
+    return fresh_database_url(backend, tmp_path, name)
+
+
+@pytest.fixture
+def drift_engine(fresh_url: str) -> Iterator[Engine]:
+    """An engine on a database migrated to head."""
+    migrations.upgrade(fresh_url)
+    engine = build_engine(fresh_url)
+    yield engine
+    engine.dispose()
+
+
+# --- the migration scripts -------------------------------------------------------------------
+
+
+def test_migration_scripts_have_exactly_one_head() -> None:
+    heads = migrations.heads()
+    assert len(heads) == 1, f"the migrations have {len(heads)} heads {heads}; merge them"
+    assert heads[0] == revisions_base_to_head()[-1].revision
+
+
+def _does_something(function: Any) -> bool:
+    """Whether a function's body is more than a docstring, `pass` or `...`."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    return any(
+        not isinstance(statement, ast.Pass)
+        and not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant))
+        for statement in body
+    )
+
+
+def test_every_revision_has_a_downgrade() -> None:
+    scripts = revisions_base_to_head()
+    assert scripts, "no migration scripts found"
+    for script in scripts:
+        downgrade = getattr(script.module, "downgrade", None)
+        assert callable(downgrade), f"revision {script.revision} has no downgrade()"
+        assert _does_something(downgrade), f"revision {script.revision}'s downgrade() is empty"
+
+
+# --- up, down and up again ---------------------------------------------------------------------
+
+
+def test_every_model_table_has_a_sample_row_for_the_round_trip_test() -> None:
+    assert set(model_tables()) == set(ROWS), (
+        "add a row for each new table to ROWS so the downgrade-with-data test covers it"
+    )
+
+
+def test_upgrade_downgrade_and_upgrade_again_with_data_present(fresh_url: str) -> None:
+    migrations.upgrade(fresh_url)
+    assert revision_at(fresh_url) == migrations.heads()[0]
+    assert app_tables(fresh_url) == set(model_tables())
+    insert_a_row_everywhere(fresh_url)
+    assert row_counts(fresh_url) == dict.fromkeys(ROWS, 1)
+
+    migrations.downgrade(fresh_url, "base")
+    assert app_tables(fresh_url) == set()
+    assert revision_at(fresh_url) is None
+
+    migrations.upgrade(fresh_url)
+    assert revision_at(fresh_url) == migrations.heads()[0]
+    assert row_counts(fresh_url) == dict.fromkeys(ROWS, 0)
+    insert_a_row_everywhere(fresh_url)
+    assert row_counts(fresh_url) == dict.fromkeys(ROWS, 1)
+
+
+def test_each_revision_upgrades_and_downgrades_one_step_at_a_time(fresh_url: str) -> None:
+    scripts = revisions_base_to_head()
+    schemas: dict[str | None, dict[str, Any]] = {None: schema_of(fresh_url)}
+    assert schemas[None] == {}
+
+    for script in scripts:
+        assert revision_at(fresh_url) == script.down_revision
+        migrations.upgrade(fresh_url, "+1")
+        assert revision_at(fresh_url) == script.revision
+        schemas[script.revision] = schema_of(fresh_url)
+    assert revision_at(fresh_url) == migrations.heads()[0]
+
+    for script in reversed(scripts):
+        migrations.downgrade(fresh_url, "-1")
+        below = script.down_revision
+        assert isinstance(below, str | None), "step-wise test assumes a linear history"
+        assert revision_at(fresh_url) == below
+        assert schema_of(fresh_url) == schemas[below], (
+            f"downgrading {script.revision} does not restore the schema of {below or 'base'}"
+        )
+
+
+# --- models and migrations agree ---------------------------------------------------------------
+
+
+def test_models_match_the_migrated_schema(drift_engine: Engine) -> None:
+    assert migrations.model_drift(drift_engine) == []
+
+
+def _drift_names(drift: list[Any]) -> list[tuple[str, str]]:
+    """(operation, object name) for each difference, flattening modify groups."""
+    names = []
+    for entry in drift:
+        for item in entry if isinstance(entry, list) else [entry]:
+            operation = item[0]
+            if operation in {"add_column", "remove_column"}:
+                names.append((operation, f"{item[2]}.{item[3].name}"))
+            elif operation in {"add_table", "remove_table", "add_index", "remove_index"}:
+                names.append((operation, str(item[1].name)))
+            else:
+                names.append((operation, repr(item)))
+    return names
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("ALTER TABLE users DROP COLUMN email", ("add_column", "users.email")),
+        (
+            "CREATE TABLE stray_notes (id INTEGER PRIMARY KEY, body TEXT)",
+            ("remove_table", "stray_notes"),
+        ),
+        ("DROP INDEX ix_jobs_kind", ("add_index", "ix_jobs_kind")),
+    ],
+    ids=["dropped-column", "extra-table", "dropped-index"],
+)
+def test_model_drift_reports_a_schema_changed_behind_the_migrations_back(
+    drift_engine: Engine, fresh_url: str, sql: str, expected: tuple[str, str]
+) -> None:
+    execute_sql(fresh_url, sql)
+    assert expected in _drift_names(migrations.model_drift(drift_engine))
+
+
+# --- SQLite connection settings ----------------------------------------------------------------
+
+
+def test_sqlite_engine_uses_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    url = fresh_database_url("sqlite", tmp_path, "pragmas")
+    migrations.upgrade(url)
+    engine = build_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            assert busy == SQLITE_BUSY_TIMEOUT_MS
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        # Foreign keys are enforced, not merely declared: a token of a missing user is refused.
+        tokens = model_tables()["api_tokens"]
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(sa.insert(tokens), [{**ROWS["api_tokens"], "user_id": 999}])
+    finally:
+        engine.dispose()
+    # WAL is a property of the file: any other process opening it sees it too.
+    path = make_url(url).database
+    assert path is not None
+    plain = sqlite3.connect(path)
+    try:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        plain.close()
+
+
+def test_desk_engine_on_the_default_sqlite_database_is_in_wal_mode(home: Path) -> None:
+    with get_engine().connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert (home / "dutydesk.sqlite").exists()
+
+
+# --- `dutydesk db ...` -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_url(fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fresh database, configured as the desk's ops database."""
+    monkeypatch.setenv("DUTYDESK_DATABASE_URL", fresh_url)
+    clear_caches()
+    return fresh_url
+
+
+def dutydesk(*args: str) -> Result:
+    """Run `dutydesk ARGS` in-process."""
+    return CliRunner().invoke(app, list(args))
+
+
+def test_db_commands_report_an_empty_database_as_not_migrated(cli_url: str) -> None:
+    current = dutydesk("db", "current")
+    assert current.exit_code == 0, current.output
+    assert current.stdout.strip() == "(empty: never migrated)"
+
+    check = dutydesk("db", "check")
+    assert check.exit_code == 1
+    head = migrations.heads()[0]
+    assert f"database is at nothing, newest is {head}" in check.stderr
+
+
+def test_db_upgrade_brings_the_database_to_head_and_check_passes(cli_url: str) -> None:
+    upgrade = dutydesk("db", "upgrade")
+    assert upgrade.exit_code == 0, upgrade.output
+    head = migrations.heads()[0]
+    assert revision_at(cli_url) == head
+
+    current = dutydesk("db", "current")
+    assert current.exit_code == 0, current.output
+    assert current.stdout.strip() == head
+
+    check = dutydesk("db", "check")
+    assert check.exit_code == 0, check.output
+    assert f"ok: at {head}" in check.stdout
+
+
+def test_db_upgrade_is_safe_to_run_twice(cli_url: str) -> None:
+    assert dutydesk("db", "upgrade").exit_code == 0
+    again = dutydesk("db", "upgrade")
+    assert again.exit_code == 0, again.output
+    assert dutydesk("db", "check").exit_code == 0
+
+
+def test_db_check_fails_naming_the_drift_when_the_schema_was_changed_by_hand(
+    cli_url: str,
+) -> None:
+    assert dutydesk("db", "upgrade").exit_code == 0
+    execute_sql(cli_url, "ALTER TABLE users DROP COLUMN email")
+
+    check = dutydesk("db", "check")
+    assert check.exit_code == 1
+    assert "models and database differ" in check.stderr
+    assert "add_column" in check.stderr
+    assert "'users'" in check.stderr
+    assert "email" in check.stderr
