@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk import registry
@@ -271,3 +271,62 @@ def test_viewers_see_jobs_without_the_queue_form(client: TestClient, db: Session
     page = client.get("/jobs")
     assert page.status_code == 200
     assert 'method="post" action="/jobs"' not in page.text
+
+
+def test_a_run_that_lost_its_job_to_another_worker_rolls_its_work_back(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    def taken_over(session: Session, args: dict[str, Any]) -> None:
+        session.add(DueMark(name="written-by-the-stale-run", last_at=utcnow()))
+        # What the sweep and a second worker do while this run is stalled:
+        session.execute(update(Job).where(Job.state == "running").values(worker="worker-b"))
+
+    registry.job_kinds["test.taken_over"] = taken_over
+    try:
+        job = service.enqueue(db, "test.taken_over")
+        db.commit()
+        assert service.execute(job.id, "worker-a", factory) == "lost"
+    finally:
+        registry.job_kinds.pop("test.taken_over")
+    assert db.get(DueMark, "written-by-the-stale-run") is None
+    db.refresh(job)
+    assert job.state != "succeeded"
+
+
+def test_a_failure_of_a_job_no_longer_ours_leaves_the_row_alone(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    def explode_after_takeover(session: Session, args: dict[str, Any]) -> None:
+        raise RuntimeError("stalled and then crashed")
+
+    registry.job_kinds["test.late_crash"] = explode_after_takeover
+    try:
+        job = service.enqueue(db, "test.late_crash")
+        db.commit()
+        with factory() as claimer:
+            assert service.claim(claimer, job.id, "worker-a") is not None
+            claimer.commit()
+        job.worker = "worker-b"  # the sweep re-queued it and worker-b claimed it
+        db.commit()
+        assert service._record_failure(factory, job.id, "worker-a", 1, 3, "boom") == "lost"
+    finally:
+        registry.job_kinds.pop("test.late_crash")
+    db.refresh(job)
+    assert (job.state, job.worker, job.error) == ("running", "worker-b", None)
+
+
+def test_backoff_follows_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import clear_caches
+
+    monkeypatch.setenv("DUTYDESK_JOB_BACKOFF_SECONDS", "1.5")
+    clear_caches()
+    assert [service.backoff(n) for n in (1, 2, 3)] == [1.5, 3.0, 6.0]
+
+
+def test_messages_go_to_the_configured_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dutydesk.celery_app import get_celery
+    from tests.conftest import clear_caches
+
+    monkeypatch.setenv("DUTYDESK_BROKER_QUEUE", "desk-two")
+    clear_caches()
+    assert get_celery().conf.task_default_queue == "desk-two"

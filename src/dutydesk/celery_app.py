@@ -37,6 +37,7 @@ def configure(app: Celery, settings: Settings) -> Celery:
         broker_url=settings.effective_broker_url,
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options(settings.effective_broker_url),
+        task_default_queue=settings.broker_queue,
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Ops database URL: `sqlite:///PATH` or `postgresql+psycopg://...`. "
         "Empty means `sqlite:///$DUTYDESK_HOME/dutydesk.sqlite`.",
     )
+    records_url: str = Field(
+        default="",
+        description="Record store URL (the study data the export reads): `sqlite:///PATH` or "
+        "`postgresql+psycopg://...`. Empty means `sqlite:///$DUTYDESK_HOME/records.sqlite`.",
+    )
     broker_url: str = Field(
         default="",
         description="Celery broker: `sqla+sqlite:///PATH`, `redis://...` or `amqp://...`. "
@@ -86,6 +91,17 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3, ge=1, description="Attempts before a failing job stays failed."
     )
+    job_backoff_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Wait before the first retry of a failed job; doubles with each attempt.",
+    )
+    broker_queue: str = Field(
+        default="dutydesk",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Broker queue this desk's messages use; give each desk sharing a broker "
+        "its own.",
+    )
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Threads per worker process."
     )
@@ -99,7 +115,7 @@ class Settings(BaseSettings):
         description="Password of the demo users; empty means generate one and print it.",
     )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "records_url")
     @classmethod
     def _database_scheme(cls, value: str) -> str:
         if value and not value.startswith(DATABASE_SCHEMES):
@@ -138,6 +154,11 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         """The ops database URL, defaulting to SQLite in the home."""
         return self.database_url or f"sqlite:///{self.home_path / 'dutydesk.sqlite'}"
+
+    @property
+    def effective_records_url(self) -> str:
+        """The record store URL, defaulting to SQLite in the home."""
+        return self.records_url or f"sqlite:///{self.home_path / 'records.sqlite'}"
 
     @property
     def effective_broker_url(self) -> str:

@@ -25,7 +25,6 @@ from dutydesk.settings import get_settings
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "dutydesk_jobs_to_send"
-BACKOFF_BASE_SECONDS = 10.0
 
 
 class JobError(ValueError):
@@ -139,7 +138,15 @@ class Heartbeat:
 
 def backoff(attempts: int) -> float:
     """Seconds to wait before retrying after `attempts` failures."""
-    return float(BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return float(get_settings().job_backoff_seconds * 2 ** max(attempts - 1, 0))
+
+
+class LostJob(Exception):
+    """The job stopped being ours while it ran (the sweep gave it to another worker)."""
+
+
+def _still_ours(job_id: int, worker: str) -> Any:
+    return (Job.id == job_id) & (Job.state == JobState.running.value) & (Job.worker == worker)
 
 
 def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = None) -> str:
@@ -151,21 +158,17 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
         job = claim(session, job_id, worker)
         if job is None:
             return "skipped"
-        kind, args, attempts, max_attempts = (
-            job.kind,
-            dict(job.args),
-            job.attempts,
-            job.max_attempts,
-        )
+        kind, args, attempts = job.kind, dict(job.args), job.attempts
+        max_attempts = job.max_attempts
     function = registry.job_kinds.get(kind)
     try:
         if function is None:
             raise JobError(f"no job kind {kind!r} is registered in this worker")
         with Heartbeat(factory, job_id, worker), transaction(factory, actor=f"job:{kind}") as s:
             result = function(s, args)
-            s.execute(
+            done = s.execute(
                 update(Job)
-                .where(Job.id == job_id)
+                .where(_still_ours(job_id, worker))
                 .values(
                     state=JobState.succeeded.value,
                     result=result,
@@ -173,21 +176,33 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
                     finished_at=utcnow(),
                 )
             )
+            if getattr(done, "rowcount", 0) != 1:
+                # Raising rolls back what this stale run wrote; the new owner's run counts.
+                raise LostJob(f"job {job_id} was given to another worker while {worker} ran it")
         log.info("job %s (%s) succeeded", job_id, kind)
         return JobState.succeeded.value
-    except Exception:
+    except LostJob as lost:
+        log.warning("%s; its work here was rolled back", lost)
+        return "lost"
+    except Exception:  # any failure of the job is recorded on its row and retried
         error = traceback.format_exc(limit=20)
         log.exception("job %s (%s) failed on attempt %s", job_id, kind, attempts)
-        return _record_failure(factory, job_id, attempts, max_attempts, error)
+        return _record_failure(factory, job_id, worker, attempts, max_attempts, error)
 
 
 def _record_failure(
-    factory: sessionmaker[Session], job_id: int, attempts: int, max_attempts: int, error: str
+    factory: sessionmaker[Session],
+    job_id: int,
+    worker: str,
+    attempts: int,
+    max_attempts: int,
+    error: str,
 ) -> str:
     with transaction(factory) as session:
-        job = session.get(Job, job_id)
+        job = session.scalar(select(Job).where(_still_ours(job_id, worker)))
         if job is None:
-            return "skipped"
+            log.warning("job %s failed here but is no longer ours; leaving it alone", job_id)
+            return "lost"
         job.error = error[-8000:]
         job.heartbeat_at = None
         if attempts < max_attempts:
