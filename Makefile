@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+CODE := src tests $(wildcard bench)
 
 .PHONY: demo test lint format bench docs clean
 
@@ -23,13 +24,13 @@ test: $(STAMP)
 
 ## lint: ruff (lint and format) and mypy
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 ## bench: every benchmark under bench/, each printing its figure and ratio
 bench: $(STAMP)
