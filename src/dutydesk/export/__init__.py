@@ -1,0 +1,1 @@
+"""The nightly export of study records to research tables."""

@@ -1,0 +1,513 @@
+"""The export of one study in one DuckDB pass: read the records once, filter, count, write.
+
+The record store is attached read-only through DuckDB's SQLite or PostgreSQL scanner (from
+the `duckdb-extension-*` packages, never downloaded). The records of the study's window are
+read once into a temporary table; the sharing filter, the whitelists and the metrics are
+column operations on it; each table is one `COPY ... TO parquet` of a SELECT whose columns
+are the expressions of `_sql`. Files are written under a temporary name and moved into place,
+so a re-run of the same request replaces its files instead of adding rows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlalchemy.engine import make_url
+
+from dutydesk.export import _sql, _values
+from dutydesk.export._columns import (
+    Column,
+    Conversion,
+    FieldValue,
+    app_version_table_columns,
+    app_version_table_key,
+    default_table_columns,
+    default_table_key,
+    schema_table_columns,
+    schema_table_key,
+    status_table_columns,
+    status_table_key,
+)
+from dutydesk.export._fields import FieldDef, parse_field_defs
+from dutydesk.export._sql import quote_literal
+from dutydesk.export.request import SchemaKey, SharingMode
+
+log = logging.getLogger(__name__)
+
+SCOPE_RANK = {"NO_SHARING": 0, "SPONSORS_AND_PARTNERS": 1, "ALL_QUALIFIED_RESEARCHERS": 2}
+SCOPE_NAMES = {rank: name for name, rank in SCOPE_RANK.items()}
+MODE_MINIMUM = {SharingMode.ALL: 0, SharingMode.SHARED: 1, SharingMode.PUBLIC_ONLY: 2}
+DUCKDB_VERSION = "1.5.5"
+
+
+def _extension_path(name: str) -> str:
+    package = importlib.import_module(f"duckdb_extension_{name}")
+    folder = Path(package.__file__ or "").parent / "extensions" / f"v{DUCKDB_VERSION}"
+    path = folder / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise RuntimeError(
+            f"DuckDB extension {name} v{DUCKDB_VERSION} is not installed at {path}; "
+            f"install duckdb-extension-{name.replace('_', '-')}=={DUCKDB_VERSION}"
+        )
+    return str(path)
+
+
+def attach_record_store(connection: duckdb.DuckDBPyConnection, url: str) -> None:
+    """Attach the record store at `url` read-only as `rs`."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        connection.execute(f"LOAD {quote_literal(_extension_path('sqlite_scanner'))}")
+        connection.execute(
+            f"ATTACH {quote_literal(parsed.database or '')} AS rs (TYPE sqlite, READ_ONLY)"
+        )
+        return
+    connection.execute(f"LOAD {quote_literal(_extension_path('postgres_scanner'))}")
+    parts = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "dbname": parsed.database,
+        "user": parsed.username,
+        "password": parsed.password,
+    }
+    dsn = " ".join(f"{key}={value}" for key, value in parts.items() if value is not None)
+    connection.execute(f"ATTACH {quote_literal(dsn)} AS rs (TYPE postgres, READ_ONLY)")
+
+
+@contextmanager
+def connect(records_url: str, *, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with the record store attached and the export's functions."""
+    connection = duckdb.connect(config={"threads": threads or os.cpu_count() or 2})
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        attach_record_store(connection, records_url)
+        _sql.install(connection)
+        yield connection
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    """What to export for one study."""
+
+    study_id: str
+    export_date: str
+    run_key: str
+    sharing_mode: SharingMode
+    start_ms: int | None = None
+    end_ms: int | None = None
+    record_ids: tuple[str, ...] | None = None
+    study_whitelist: frozenset[str] | None = None
+    table_whitelist: frozenset[SchemaKey] | None = None
+
+
+@dataclass
+class TableResult:
+    """One table written (or failed) for a study."""
+
+    key: str
+    kind: str
+    columns: list[Column]
+    rows: int = 0
+    path: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class StudyResult:
+    """What the export of one study did: counters, distinct values, tables, log lines."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    unique_health_codes: int = 0
+    app_versions: set[str] = field(default_factory=set)
+    schemas_not_found: set[str] = field(default_factory=set)
+    tables: list[TableResult] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to a counter."""
+        if amount:
+            self.counters[name] = self.counters.get(name, 0) + amount
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The record store's facts about a study and its schemas."""
+
+    study_id: str
+    metadata_fields: list[FieldDef]
+    id_excluded: bool
+    schemas: dict[tuple[str, int], list[FieldDef]]
+
+
+def read_study_config(connection: duckdb.DuckDBPyConnection, study_id: str) -> StudyConfig:
+    """The study's upload-metadata fields and its schemas, from the record store."""
+    import json
+
+    row = connection.execute(
+        "SELECT upload_metadata_fields, study_id_excluded_in_export FROM rs.studies WHERE id = ?",
+        [study_id],
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"study {study_id!r} is not in the record store")
+    schemas = {
+        (schema_id, int(revision)): parse_field_defs(json.loads(fields or "[]"))
+        for schema_id, revision, fields in connection.execute(
+            "SELECT schema_id, revision, fields FROM rs.schemas WHERE study_id = ?", [study_id]
+        ).fetchall()
+    }
+    return StudyConfig(
+        study_id=study_id,
+        metadata_fields=parse_field_defs(json.loads(row[0] or "[]")),
+        id_excluded=bool(row[1]),
+        schemas=schemas,
+    )
+
+
+def _load_batch(connection: duckdb.DuckDBPyConnection, job: StudyJob) -> None:
+    """Read the study's records of the window (or the listed ids) once, with the user scope."""
+    where = "r.study_id = ?"
+    params: list[object] = [job.study_id]
+    if job.record_ids is not None:
+        connection.execute("CREATE OR REPLACE TEMP TABLE wanted(id VARCHAR)")
+        connection.executemany("INSERT INTO wanted VALUES (?)", [[i] for i in job.record_ids])
+        where += " AND r.id IN (SELECT id FROM wanted)"
+    else:
+        where += " AND r.uploaded_on >= ? AND r.uploaded_on < ?"
+        params += [job.start_ms, job.end_ms]
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE batch AS
+        SELECT r.id, r.study_id, r.health_code, r.schema_id, r.schema_revision, r.uploaded_on,
+               r.created_on, r.created_on_time_zone,
+               TRY_CAST(r.data AS JSON) AS data, r.data IS NOT NULL AND TRY_CAST(r.data AS JSON)
+                   IS NULL AS bad_data,
+               TRY_CAST(r.metadata AS JSON) AS metadata,
+               TRY_CAST(r.user_metadata AS JSON) AS user_metadata,
+               r.user_sharing_scope, r.user_external_id,
+               TRY_CAST(r.user_data_groups AS JSON) AS user_data_groups,
+               TRY_CAST(r.user_substudy_memberships AS JSON) AS user_substudy_memberships,
+               r.validation_errors, r.day_in_study, r.raw_data_attachment_id,
+               p.sharing_scope AS user_scope
+        FROM rs.records r
+        LEFT JOIN rs.participants p ON p.study_id = r.study_id AND p.health_code = r.health_code
+        WHERE {where}
+        """,
+        params,
+    )
+
+
+def _scope_rank(column: str) -> str:
+    cases = " ".join(f"WHEN {quote_literal(name)} THEN {rank}" for name, rank in SCOPE_RANK.items())
+    return f"CASE {column} {cases} ELSE 0 END"
+
+
+def _score(connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyConfig) -> None:
+    """Decide per record: effective scope, whitelists, its table, accepted or not."""
+    study_ok = (
+        "TRUE"
+        if job.study_whitelist is None
+        else f"study_id IN ({', '.join(quote_literal(s) for s in sorted(job.study_whitelist))})"
+    )
+    table_key = (
+        "CASE WHEN schema_id IS NULL OR schema_revision IS NULL THEN study_id || '-default' "
+        "ELSE study_id || '-' || schema_id || '-v' || schema_revision END"
+    )
+    if job.table_whitelist is None:
+        table_ok = "TRUE"
+    else:
+        keys = ", ".join(quote_literal(str(key)) for key in sorted(job.table_whitelist))
+        table_ok = (
+            f"schema_id IS NOT NULL AND schema_revision IS NOT NULL AND {table_key} IN ({keys})"
+        )
+    prefix = "" if config.id_excluded else f"{job.study_id}-"
+    minimum = MODE_MINIMUM[job.sharing_mode]
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE scored AS
+        SELECT *, least({_scope_rank("user_sharing_scope")}, {_scope_rank("user_scope")})
+                   AS effective_rank,
+               {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
+               CASE WHEN schema_id IS NULL OR schema_revision IS NULL
+                    THEN 'Default Health Data Record Table'
+                    ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
+                   AS original_table
+        FROM batch;
+        ALTER TABLE scored ADD COLUMN accepted BOOLEAN;
+        UPDATE scored SET accepted = effective_rank >= {minimum} AND study_ok AND table_ok
+            AND NOT bad_data;
+        """
+    )
+
+
+def _count_filters(
+    connection: duckdb.DuckDBPyConnection, job: StudyJob, result: StudyResult
+) -> None:
+    minimum = MODE_MINIMUM[job.sharing_mode]
+    rows = connection.execute(
+        "SELECT effective_rank, study_ok, table_ok, table_key, schema_id IS NULL "
+        "OR schema_revision IS NULL, count(*) FROM scored WHERE NOT bad_data "
+        "GROUP BY ALL"
+    ).fetchall()
+    for rank, study_ok, table_ok, key, no_schema, count in rows:
+        scope = SCOPE_NAMES[int(rank)]
+        result.count(f"{'accepted' if rank >= minimum else 'excluded'}[{scope}]", count)
+        if job.study_whitelist is not None:
+            result.count(f"{'accepted' if study_ok else 'excluded'}[{job.study_id}]", count)
+        if job.table_whitelist is not None:
+            name = f"{job.study_id}-default" if no_schema else key
+            result.count(f"{'accepted' if table_ok else 'excluded'}[{name}]", count)
+    for scope, count in connection.execute(
+        "SELECT user_sharing_scope, count(*) FROM scored WHERE user_sharing_scope IS NOT NULL "
+        f"AND trim(user_sharing_scope) <> '' AND user_sharing_scope NOT IN "
+        f"({', '.join(quote_literal(s) for s in SCOPE_RANK)}) GROUP BY ALL ORDER BY 1"
+    ).fetchall():
+        result.log.append(f"Could not parse sharing scope {scope} ({count} records)")
+    for (record_id,) in connection.execute(
+        "SELECT id FROM scored WHERE bad_data ORDER BY id"
+    ).fetchall():
+        result.log.append(f"Exception processing record {record_id}: data is not valid JSON")
+        result.count("numBadRecords")
+
+
+def export_study(
+    connection: duckdb.DuckDBPyConnection,
+    job: StudyJob,
+    warehouse: Path,
+    *,
+    known_columns: dict[str, list[Column]] | None = None,
+    check_columns: Callable[[str, list[Column], list[Column] | None], str | None] | None = None,
+) -> StudyResult:
+    """Export one study's records into its tables under `warehouse`; never raises per record."""
+    result = StudyResult()
+    config = read_study_config(connection, job.study_id)
+    _load_batch(connection, job)
+    result.count("numTotal", int(_scalar(connection, "SELECT count(*) FROM batch")))
+    if job.record_ids is not None:
+        missing = len(set(job.record_ids)) - int(_scalar(connection, "SELECT count(*) FROM batch"))
+        if missing:
+            result.log.append(f"Missing health data record for {missing} record IDs")
+    _score(connection, job, config)
+    _count_filters(connection, job, result)
+    writer = TableWriter(connection, job, warehouse, check_columns, known_columns)
+    result.unique_health_codes = int(
+        _scalar(connection, "SELECT count(DISTINCT health_code) FROM scored WHERE accepted")
+    )
+    present = connection.execute(
+        "SELECT schema_id, schema_revision, count(*) FROM scored WHERE accepted "
+        "AND schema_id IS NOT NULL AND schema_revision IS NOT NULL GROUP BY ALL ORDER BY 1, 2"
+    ).fetchall()
+    for schema_id, revision, count in present:
+        revision = int(revision)
+        key = schema_table_key(job.study_id, schema_id, revision)
+        fields = config.schemas.get((schema_id, revision))
+        if fields is None:
+            result.schemas_not_found.add(key)
+            result.log.append(
+                f"Schema {key} not found; {count} records keep only their summary row"
+            )
+            continue
+        columns = schema_table_columns(config.metadata_fields, fields)
+        where = (
+            f"accepted AND schema_id = {quote_literal(schema_id)} AND schema_revision = {revision}"
+        )
+        writer.fields = {f.name: f for f in fields}
+        result.tables.append(writer.write(key, "schema", columns, where))
+    if _scalar(
+        connection,
+        "SELECT count(*) FROM scored WHERE accepted AND "
+        "(schema_id IS NULL OR schema_revision IS NULL)",
+    ):
+        writer.fields = {}
+        result.tables.append(
+            writer.write(
+                default_table_key(job.study_id),
+                "default",
+                default_table_columns(config.metadata_fields),
+                "accepted AND (schema_id IS NULL OR schema_revision IS NULL)",
+            )
+        )
+    if _scalar(connection, "SELECT count(*) FROM scored WHERE accepted"):
+        summary = writer.write(
+            app_version_table_key(job.study_id),
+            "appVersion",
+            app_version_table_columns(),
+            "accepted",
+        )
+        result.tables.append(summary)
+        if summary.path:
+            result.app_versions = {
+                str(version)
+                for (version,) in connection.execute(
+                    f"SELECT DISTINCT appVersion FROM read_parquet({quote_literal(summary.path)}) "
+                    "WHERE appVersion IS NOT NULL AND trim(appVersion) <> ''"
+                ).fetchall()
+            }
+    result.count("numAttachments", writer.attachments)
+    for table in result.tables:
+        result.count(f"{table.key}.lineCount", table.rows)
+        if table.error:
+            result.count(f"{table.key}.errorCount", 1)
+    return result
+
+
+def write_status_row(
+    connection: duckdb.DuckDBPyConnection,
+    study_id: str,
+    export_date: str,
+    run_key: str,
+    warehouse: Path,
+) -> TableResult:
+    """The study's status table: one row with the export date per run."""
+    job = StudyJob(
+        study_id=study_id, export_date=export_date, run_key=run_key, sharing_mode=SharingMode.SHARED
+    )
+    connection.execute("CREATE OR REPLACE TEMP TABLE status_row AS SELECT 1 AS one")
+    writer = TableWriter(connection, job, warehouse, None, None)
+    return writer.write(
+        status_table_key(study_id), "status", status_table_columns(), "TRUE", source="status_row"
+    )
+
+
+def _scalar(connection: duckdb.DuckDBPyConnection, query: str) -> Any:
+    row = connection.execute(query).fetchone()
+    return row[0] if row else None
+
+
+def table_folder(warehouse: Path, study_id: str, key: str) -> Path:
+    """Where a table's files live: `<warehouse>/<study>/<table key>/`."""
+    return warehouse / study_id / key
+
+
+class TableWriter:
+    """Writes the tables of one study job, their attachment files included."""
+
+    def __init__(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        job: StudyJob,
+        warehouse: Path,
+        check_columns: Callable[[str, list[Column], list[Column] | None], str | None] | None,
+        known_columns: dict[str, list[Column]] | None,
+    ) -> None:
+        self.connection = connection
+        self.job = job
+        self.warehouse = warehouse
+        self.check_columns = check_columns
+        self.known_columns = known_columns or {}
+        self.fields: dict[str, FieldDef] = {}
+        self.attachments = 0
+
+    def _attachment_parts(self, column: Column) -> tuple[str, str]:
+        """The constant prefix and suffix of a column's attachment file names (spec §7)."""
+        source = column.source
+        assert isinstance(source, FieldValue)
+        field = self.fields.get(source.field)
+        marker = "\x00"
+        name = _values.attachment_file_name(
+            source.field,
+            field.type if field else "ATTACHMENT_V2",
+            field.file_extension if field else None,
+            marker,
+        )
+        prefix, _, suffix = name.partition(marker)
+        return prefix, suffix
+
+    def write(
+        self, key: str, kind: str, columns: list[Column], where: str, *, source: str = "scored"
+    ) -> TableResult:
+        """Write one table's rows for this job; a failure is reported, not raised."""
+        result = TableResult(key=key, kind=kind, columns=columns)
+        if self.check_columns is not None:
+            problem = self.check_columns(key, columns, self.known_columns.get(key))
+            if problem:
+                result.error = problem
+                return result
+        paths = _sql.field_paths(columns)
+        select = ",\n".join(
+            _sql.column_expression(column, paths, attachment_name=self._attachment_parts).replace(
+                "$export_date", quote_literal(self.job.export_date)
+            )
+            for column in columns
+        )
+        rows_of = (
+            f"SELECT {', '.join(['*', *_sql.document_lists(paths)])} FROM {source} WHERE {where}"
+        )
+        table_dir = table_folder(self.warehouse, self.job.study_id, key)
+        folder = table_dir / f"exportDate={self.job.export_date}"
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"part-{self.job.run_key}.parquet"
+        temporary = folder / f".part-{self.job.run_key}-{uuid.uuid4().hex}.tmp"
+        try:
+            self.connection.execute(
+                f"COPY (SELECT {select} FROM ({rows_of}) ORDER BY 1) "
+                f"TO {quote_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)"
+            )
+            rows = int(
+                _scalar(
+                    self.connection,
+                    f"SELECT count(*) FROM read_parquet({quote_literal(str(temporary))})",
+                )
+            )
+            self._copy_attachments(columns, paths, rows_of, table_dir / "attachments")
+            os.replace(temporary, final)
+        except (duckdb.Error, OSError) as error:
+            temporary.unlink(missing_ok=True)
+            result.error = f"Error writing table {key}: {error}"
+            log.exception("export of table %s failed", key)
+            return result
+        result.rows, result.path = rows, str(final)
+        return result
+
+    def _copy_attachments(
+        self,
+        columns: list[Column],
+        paths: dict[Any, int],
+        rows_of: str,
+        folder: Path,
+    ) -> None:
+        """Write each attachment a table refers to as a file named by spec §7 (once)."""
+        selects = []
+        for column in columns:
+            source = column.source
+            if isinstance(source, FieldValue) and source.conversion is Conversion.ATTACHMENT:
+                attachment = _sql._field_expression(source, _sql._value(source, paths), column)
+                named = _sql.column_expression(
+                    column, paths, attachment_name=self._attachment_parts
+                ).rsplit(" AS ", 1)[0]
+                selects.append(f"SELECT {attachment} AS id, {named} AS name FROM rows_of")
+            elif column.source is not None and column.source.kind == "raw_data":
+                selects.append(
+                    "SELECT nullif(trim(raw_data_attachment_id), '') AS id, "
+                    "nullif(trim(raw_data_attachment_id), '') AS name FROM rows_of"
+                )
+        if not selects:
+            return
+        pairs = self.connection.execute(
+            f"WITH rows_of AS ({rows_of}) SELECT DISTINCT a.id, a.name, s.content, s.path "
+            f"FROM ({' UNION ALL '.join(selects)}) a JOIN rs.attachments s ON s.id = a.id "
+            "WHERE a.id IS NOT NULL ORDER BY a.name"
+        ).fetchall()
+        if not pairs:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        for _attachment_id, name, content, path in pairs:
+            target = folder / str(name).replace("/", "_")
+            self.attachments += 1
+            if target.exists():
+                continue
+            data = bytes(content) if content is not None else Path(path).read_bytes()
+            if not data:
+                continue  # an empty attachment gives no file, as in Bridge
+            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            partial.write_bytes(data)
+            os.replace(partial, target)

@@ -1,0 +1,310 @@
+"""Each exported column as one DuckDB expression over a record row: the vectorized engine.
+
+The expressions follow `_values` exactly (tests compare them cell by cell). Common values take
+a fast path in SQL; the rare hard cases (markup or entities to clean, a text cut that would
+split a surrogate pair, a timestamp outside the strict ISO form, JSON re-printed as text) go to
+Python functions registered as vectorized UDFs, called only for the rows that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from dutydesk.export import _values
+from dutydesk.export._columns import (
+    ChoiceSelected,
+    Column,
+    ColumnType,
+    CommonValue,
+    Conversion,
+    Document,
+    FieldValue,
+    OriginalTable,
+    OtherChoices,
+    RawData,
+    RawMetadata,
+    TimestampMillis,
+    TimestampZone,
+)
+
+# HTML's whitespace plus NBSP, as `_values.collapse_whitespace`.
+_SPACE_RUN = "[\t\n\f\r \u00a0]+"
+# ISO timestamps the SQL cast reads exactly as `_values.parse_timestamp` does.
+_STRICT_TIMESTAMP = (
+    r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,3})?"
+    r"(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)$"
+)
+DOCUMENT_COLUMNS = {Document.DATA: "data", Document.USER_METADATA: "user_metadata"}
+PARQUET_TYPES = {
+    ColumnType.BOOLEAN: "BOOLEAN",
+    ColumnType.INTEGER: "BIGINT",
+    ColumnType.DOUBLE: "DOUBLE",
+    ColumnType.STRING: "VARCHAR",
+    ColumnType.TIMESTAMP: "TIMESTAMP",
+    ColumnType.ATTACHMENT: "VARCHAR",
+}
+
+
+def quote_literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def quote_name(name: str) -> str:
+    """A SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def json_path(field: str) -> str:
+    """The JSON path of a top-level key, whatever characters it holds."""
+    return "$." + '"' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sanitize_arrow(texts: pa.Array, limits: pa.Array) -> pa.Array:
+    return pa.array(
+        [
+            None if text is None else _values.sanitize(text, limit)
+            for text, limit in zip(texts.to_pylist(), limits.to_pylist(), strict=True)
+        ],
+        pa.string(),
+    )
+
+
+def _timestamp_arrow(texts: pa.Array) -> pa.Array:
+    parsed = [None if t is None else _values.parse_timestamp(t) for t in texts.to_pylist()]
+    return pa.array([None if p is None else p[0] for p in parsed], pa.int64())
+
+
+def _timezone_arrow(texts: pa.Array) -> pa.Array:
+    parsed = [None if t is None else _values.parse_timestamp(t) for t in texts.to_pylist()]
+    return pa.array([None if p is None else p[1] for p in parsed], pa.string())
+
+
+def _json_text_arrow(texts: pa.Array) -> pa.Array:
+    return pa.array(
+        [
+            None if t is None else _values.compact_json(_values.parse_json(t))
+            for t in texts.to_pylist()
+        ],
+        pa.string(),
+    )
+
+
+def _read_text_arrow(paths: pa.Array) -> pa.Array:
+    texts = []
+    for path in paths.to_pylist():
+        try:
+            texts.append(None if path is None else Path(path).read_text(errors="replace"))
+        except OSError:
+            texts.append(None)  # a missing file reads as no text, as a missing S3 object did
+    return pa.array(texts, pa.string())
+
+
+def install(connection: duckdb.DuckDBPyConnection) -> None:
+    """Register the Python fallbacks and the SQL macros the column expressions use."""
+    udfs: list[tuple[str, Callable[..., pa.Array], list[str], str]] = [
+        ("dd_sanitize_py", _sanitize_arrow, ["VARCHAR", "BIGINT"], "VARCHAR"),
+        ("dd_timestamp_py", _timestamp_arrow, ["VARCHAR"], "BIGINT"),
+        ("dd_timezone_py", _timezone_arrow, ["VARCHAR"], "VARCHAR"),
+        ("dd_json_text_py", _json_text_arrow, ["VARCHAR"], "VARCHAR"),
+        ("dd_read_text_py", _read_text_arrow, ["VARCHAR"], "VARCHAR"),
+    ]
+    for name, function, parameters, returns in udfs:
+        connection.create_function(  # type: ignore[call-overload]
+            name,
+            function,
+            parameters,
+            returns,
+            type="arrow",
+            null_handling="special",
+            side_effects=False,
+        )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE MACRO dd_cut(s, n) AS CASE
+            WHEN s IS NULL OR n IS NULL OR strlen(s) <= n THEN s
+            WHEN NOT regexp_matches(s, '[\\x{{10000}}-\\x{{10FFFF}}]') THEN left(s, n)
+            ELSE dd_sanitize_py(s, n) END;
+        CREATE OR REPLACE MACRO dd_clean(s, n) AS CASE
+            WHEN s IS NULL THEN NULL
+            WHEN contains(s, '<') OR contains(s, '&') THEN dd_sanitize_py(s, n)
+            ELSE dd_cut(trim(regexp_replace(s, '{_SPACE_RUN}', ' ', 'g'), ' '), n) END;
+        CREATE OR REPLACE MACRO dd_attachment_text(a) AS (
+            SELECT CASE WHEN content IS NOT NULL THEN decode(content)
+                        ELSE dd_read_text_py(path) END
+            FROM rs.attachments WHERE id = a);
+        CREATE OR REPLACE MACRO dd_attachment_file(a, field, prefix, suffix) AS CASE
+            WHEN a IS NULL THEN NULL WHEN ends_with(a, field) THEN a
+            ELSE prefix || a || suffix END;
+        CREATE OR REPLACE MACRO dd_text(v) AS CASE json_type(v)
+            WHEN 'VARCHAR' THEN v ->> '$'
+            WHEN 'NULL' THEN NULL
+            WHEN 'BOOLEAN' THEN v::VARCHAR
+            WHEN 'BIGINT' THEN v::VARCHAR
+            ELSE dd_json_text_py(v::VARCHAR) END;
+        CREATE OR REPLACE MACRO dd_choices(v) AS CASE WHEN json_type(v) = 'ARRAY' THEN
+            list_transform(CAST(v AS JSON[]), e -> CASE json_type(e)
+                WHEN 'VARCHAR' THEN e ->> '$'
+                WHEN 'BOOLEAN' THEN e::VARCHAR
+                WHEN 'BIGINT' THEN e::VARCHAR
+                WHEN 'NULL' THEN 'null'
+                ELSE dd_json_text_py(e::VARCHAR) END) END;
+        CREATE OR REPLACE MACRO dd_ts_ms(v) AS CASE
+            WHEN json_type(v) = 'VARCHAR' THEN CASE
+                WHEN regexp_matches(v ->> '$', '{_STRICT_TIMESTAMP}')
+                THEN epoch_ms(TRY_CAST(regexp_replace(v ->> '$', '([+-]\\d{{2}})(\\d{{2}})$',
+                    '\\1:\\2') AS TIMESTAMPTZ))
+                ELSE dd_timestamp_py(v ->> '$') END
+            WHEN json_type(v) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(v::VARCHAR AS BIGINT)
+            WHEN json_type(v) = 'DOUBLE' THEN TRY_CAST(trunc(v::DOUBLE) AS BIGINT) END;
+        CREATE OR REPLACE MACRO dd_ts_tz(v) AS CASE
+            WHEN json_type(v) = 'VARCHAR' THEN CASE
+                WHEN NOT regexp_matches(v ->> '$', '{_STRICT_TIMESTAMP}')
+                THEN dd_timezone_py(v ->> '$')
+                WHEN ends_with(v ->> '$', 'Z') THEN '+0000'
+                ELSE replace(regexp_extract(v ->> '$', '[+-]\\d{{2}}:?\\d{{2}}$'), ':', '') END
+            WHEN json_type(v) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                AND dd_ts_ms(v) IS NOT NULL THEN '+0000' END;
+        """
+    )
+
+
+def field_paths(columns: Iterable[Column]) -> dict[tuple[Document, str], int]:
+    """Each (document, field) the columns read, numbered for one `json_extract` per document."""
+    numbered: dict[tuple[Document, str], int] = {}
+    for column in columns:
+        source = column.source
+        if isinstance(
+            source, FieldValue | ChoiceSelected | OtherChoices | TimestampMillis | TimestampZone
+        ):
+            key = (source.document, source.field)
+            numbered.setdefault(key, len([k for k in numbered if k[0] is source.document]) + 1)
+    return numbered
+
+
+def document_lists(paths: dict[tuple[Document, str], int]) -> list[str]:
+    """Select items that parse each document once into a list of its fields' JSON values."""
+    items = []
+    for document, column in DOCUMENT_COLUMNS.items():
+        fields = sorted((index, field) for (doc, field), index in paths.items() if doc is document)
+        if fields:
+            listed = ", ".join(quote_literal(json_path(field)) for _, field in fields)
+            items.append(
+                f"CASE WHEN json_type({column}) = 'OBJECT' "
+                f"THEN json_extract({column}, [{listed}]) END AS {column}_values"
+            )
+    return items
+
+
+def _value(
+    source: FieldValue | ChoiceSelected | OtherChoices | TimestampMillis | TimestampZone,
+    paths: dict[tuple[Document, str], int],
+) -> str:
+    return f"{DOCUMENT_COLUMNS[source.document]}_values[{paths[(source.document, source.field)]}]"
+
+
+def _field_expression(source: FieldValue, value: str, column: Column) -> str:
+    match source.conversion:
+        case Conversion.BOOLEAN:
+            return f"CASE WHEN json_type({value}) = 'BOOLEAN' THEN {value}::VARCHAR = 'true' END"
+        case Conversion.DOUBLE:
+            number = f"TRY_CAST({value}::VARCHAR AS DOUBLE)"
+            return (
+                f"CASE WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') "
+                f"AND isfinite({number}) THEN {number} END"
+            )
+        case Conversion.INTEGER:
+            return (
+                f"CASE WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'HUGEINT') "
+                f"THEN TRY_CAST({value}::VARCHAR AS BIGINT) "
+                f"WHEN json_type({value}) = 'DOUBLE' "
+                f"THEN TRY_CAST(trunc(TRY_CAST({value}::VARCHAR AS DOUBLE)) AS BIGINT) END"
+            )
+        case Conversion.STRING:
+            limit = "NULL" if source.max_length is None else str(source.max_length)
+            return f"dd_clean(dd_text({value}), {limit})"
+        case Conversion.ATTACHMENT | Conversion.LARGE_TEXT:
+            attachment = f"CASE WHEN json_type({value}) = 'VARCHAR' THEN {value} ->> '$' END"
+            if source.conversion is Conversion.LARGE_TEXT:
+                return f"dd_clean(dd_attachment_text({attachment}), NULL)"
+            return attachment
+    raise ValueError(f"column {column.name!r}: unknown conversion {source.conversion}")
+
+
+COMMON_EXPRESSIONS: dict[str, str] = {
+    "recordId": "id",
+    "appVersion": "CASE WHEN json_type(metadata, '$.appVersion') = 'VARCHAR' "
+    "THEN dd_clean(metadata ->> '$.appVersion', 48) END",
+    "phoneInfo": "CASE WHEN json_type(metadata, '$.phoneInfo') = 'VARCHAR' "
+    "THEN dd_clean(metadata ->> '$.phoneInfo', 48) END",
+    "uploadDate": "$export_date",
+    "healthCode": "health_code",
+    "externalId": "dd_clean(user_external_id, 128)",
+    "dataGroups": "CASE WHEN json_type(user_data_groups) = 'ARRAY' THEN nullif(array_to_string("
+    "list_sort(list_distinct(CAST(user_data_groups AS VARCHAR[]))), ','), '') END",
+    "createdOn": "TRY_CAST(epoch_ms(created_on) AS TIMESTAMP)",
+    "createdOnTimeZone": "created_on_time_zone",
+    "userSharingScope": "user_sharing_scope",
+    "validationErrors": "dd_clean(validation_errors, NULL)",
+    "substudyMemberships": "CASE WHEN json_type(user_substudy_memberships) = 'OBJECT' "
+    "AND len(json_keys(user_substudy_memberships)) > 0 THEN '|' || array_to_string(list_sort("
+    "list_transform(map_entries(TRY_CAST(user_substudy_memberships AS MAP(VARCHAR, VARCHAR))), "
+    "e -> e.key || '=' || CASE WHEN e.value = '<none>' THEN '' ELSE coalesce(e.value, '') END)"
+    "), '|') || '|' END",
+    "dayInStudy": "day_in_study",
+    "recordUploadedOn": "TRY_CAST(epoch_ms(uploaded_on) AS TIMESTAMP)",
+}
+
+
+def column_expression(
+    column: Column,
+    paths: dict[tuple[Document, str], int],
+    *,
+    attachment_name: Callable[[Column], tuple[str, str]] | None = None,
+) -> str:
+    """The SQL expression of one exported column, cast to its Parquet type, named as it."""
+    source = column.source
+    if isinstance(source, CommonValue):
+        expression = COMMON_EXPRESSIONS[source.name]
+    elif isinstance(source, FieldValue):
+        expression = _field_expression(source, _value(source, paths), column)
+        if source.conversion is Conversion.ATTACHMENT and attachment_name is not None:
+            prefix, suffix = attachment_name(column)
+            expression = _named_attachment(expression, source.field, prefix, suffix)
+    elif isinstance(source, ChoiceSelected):
+        value = _value(source, paths)
+        expression = f"list_contains(dd_choices({value}), {quote_literal(source.answer)})"
+    elif isinstance(source, OtherChoices):
+        answers = ", ".join(quote_literal(answer) for answer in source.answers) or "NULL"
+        expression = (
+            f"nullif(array_to_string(list_sort(list_distinct(list_filter("
+            f"dd_choices({_value(source, paths)}), e -> NOT list_contains([{answers}], e)))), "
+            f"', '), '')"
+        )
+    elif isinstance(source, TimestampMillis):
+        expression = f"TRY_CAST(epoch_ms(dd_ts_ms({_value(source, paths)})) AS TIMESTAMP)"
+    elif isinstance(source, TimestampZone):
+        expression = f"dd_ts_tz({_value(source, paths)})"
+    elif isinstance(source, RawData):
+        expression = "nullif(trim(raw_data_attachment_id), '')"
+    elif isinstance(source, RawMetadata):
+        expression = (
+            "CASE WHEN json_type(user_metadata) NOT IN ('NULL') THEN user_metadata::VARCHAR END"
+        )
+    elif isinstance(source, OriginalTable):
+        expression = "original_table"
+    else:
+        raise ValueError(f"column {column.name!r} has no source to export")
+    return f"CAST({expression} AS {PARQUET_TYPES[column.type]}) AS {quote_name(column.name)}"
+
+
+def _named_attachment(attachment: str, field: str, prefix: str, suffix: str) -> str:
+    """The exported file name of an attachment (spec §7), built from its constant parts."""
+    return (
+        f"dd_attachment_file({attachment}, {quote_literal(field)}, "
+        f"{quote_literal(prefix)}, {quote_literal(suffix)})"
+    )

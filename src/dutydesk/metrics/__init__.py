@@ -1,0 +1,1 @@
+"""Time series for dashboards and shift rules."""
