@@ -242,7 +242,6 @@ def test_filter_counters_follow_the_spec_names(store: Path, tmp_path: Path) -> N
 def test_table_whitelist_keeps_only_listed_schema_tables(store: Path, tmp_path: Path) -> None:
     full = run_study(store, tmp_path / "full", "study-a", SharingMode.SHARED)
     chosen = next(t for t in full.tables if t.kind == "schema")
-    study, _, rest = chosen.key.partition("-")
     schema_id, _, revision = chosen.key.removeprefix("study-a-").rpartition("-v")
     whitelist = frozenset({SchemaKey("study-a", schema_id, int(revision))})
     result = run_study(
