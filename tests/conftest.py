@@ -118,12 +118,24 @@ def db(factory: sessionmaker[Session]) -> Iterator[Session]:
     session.close()
 
 
+@pytest.fixture(scope="session")
+def shared_records_factory(tmp_path_factory: pytest.TempPathFactory) -> sessionmaker[Session]:
+    """An empty record store, migrated once per session, for apps that only read it."""
+    from dutydesk.records.store import records_session_factory, upgrade_records
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('records') / 'records.sqlite'}"
+    upgrade_records(url)
+    return records_session_factory(build_engine(url))
+
+
 @pytest.fixture
-def app(factory: sessionmaker[Session], home: Path) -> FastAPI:
-    """The web app on the test's database."""
+def app(
+    factory: sessionmaker[Session], home: Path, shared_records_factory: sessionmaker[Session]
+) -> FastAPI:
+    """The web app on the test's database (and an empty record store)."""
     from dutydesk.web.app import create_app
 
-    return create_app(get_settings(), factory)
+    return create_app(get_settings(), factory, records_factory=shared_records_factory)
 
 
 @pytest.fixture

@@ -129,22 +129,30 @@ def ops_engine() -> Iterator[tuple[str, Engine]]:
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
-    """Apply migrations up to REVISION (the newest by default)."""
+    """Apply migrations up to REVISION (the newest by default); the record store to its newest."""
+    from dutydesk.records.cli import upgrade_store
+
     with ops_engine() as (url, engine):
         migrations.upgrade(url, revision)
         typer.echo(f"{redacted(url)} is at {migrations.current(engine) or '(empty)'}")
+    typer.echo(upgrade_store())
 
 
 @db_app.command("current")
 def db_current() -> None:
-    """Print the revision the database is at."""
+    """Print the revision the database is at (and the record store's on stderr)."""
+    from dutydesk.records.cli import store_revision
+
     with ops_engine() as (_url, engine):
         typer.echo(migrations.current(engine) or "(empty: never migrated)")
+    typer.echo(f"record store: {store_revision()}", err=True)
 
 
 @db_app.command("check")
 def db_check() -> None:
-    """Exit 0 when the database is at the newest revision and matches the models."""
+    """Exit 0 when the database and the record store are at their newest and match the models."""
+    from dutydesk.records.cli import check_store
+
     with ops_engine() as (url, engine):
         at = migrations.current(engine)
         newest = migrations.heads(url)
@@ -153,7 +161,9 @@ def db_check() -> None:
         drift = migrations.model_drift(engine)
         if drift:
             raise fail(f"models and database differ: {drift}", 1)
+    records_ok = check_store()
     typer.echo(f"ok: at {at}, matches the models")
+    typer.echo(records_ok)
 
 
 @app.command("settings")
@@ -169,18 +179,22 @@ def show_settings(
         value = getattr(settings, name)
         if name in {"secret_key", "demo_password"} and value:
             value = "(set)"
-        if name in {"database_url", "broker_url"} and value:
+        if name in {"database_url", "records_url", "broker_url"} and value:
             value = redacted(str(value))
         typer.echo(f"DUTYDESK_{name.upper()}={value}")
 
 
 def _register_domain_commands() -> None:
+    from dutydesk.export.cli import app as export_app
     from dutydesk.jobs.cli import app as jobs_app
     from dutydesk.people.cli import tokens_app, users_app
+    from dutydesk.records.cli import app as records_app
 
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(records_app, name="records")
+    app.add_typer(export_app, name="export")
 
 
 _register_domain_commands()

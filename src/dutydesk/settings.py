@@ -102,6 +102,21 @@ class Settings(BaseSettings):
         description="Broker queue this desk's messages use; give each desk sharing a broker "
         "its own.",
     )
+    warehouse: str = Field(
+        default="",
+        description="Folder the export writes its tables to. Empty means "
+        "`$DUTYDESK_HOME/warehouse`.",
+    )
+    export_time_zone: str = Field(
+        default="America/Los_Angeles",
+        description="Time zone of the export date (the exported `uploadDate` column).",
+    )
+    export_redrive_max: int = Field(
+        default=2, ge=0, description="How many times a failed export table is re-driven."
+    )
+    export_redrive_delay_seconds: float = Field(
+        default=900.0, ge=0, description="Wait before a re-drive of failed tables runs."
+    )
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Threads per worker process."
     )
@@ -128,6 +143,17 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if value and scheme not in BROKER_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("export_time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
     @field_validator("base_url")

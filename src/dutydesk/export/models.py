@@ -16,12 +16,14 @@ class RunState(enum.StrEnum):
     """Where an export run is.
 
     queued: accepted, waiting for a worker. running: its studies are being exported.
+    finishing: every study is done; status rows, export times and metrics are being written.
     succeeded: every study and table finished. partial: finished, but some tables or records
     failed (they may be re-driven). failed: the run could not be done at all.
     """
 
     queued = "queued"
     running = "running"
+    finishing = "finishing"
     succeeded = "succeeded"
     partial = "partial"
     failed = "failed"

@@ -38,8 +38,12 @@ def enqueue(
     *,
     created_by: str | None = None,
     max_attempts: int | None = None,
+    delay_seconds: float = 0.0,
 ) -> Job:
-    """Add a job; its broker message is sent once this session's transaction commits."""
+    """Add a job; its broker message is sent once this session's transaction commits.
+
+    With `delay_seconds`, the job waits that long before any worker may run it.
+    """
     if kind not in registry.job_kinds:
         known = ", ".join(sorted(registry.job_kinds)) or "none"
         raise JobError(f"unknown job kind {kind!r}; known kinds: {known}")
@@ -50,10 +54,11 @@ def enqueue(
         max_attempts=max_attempts or get_settings().job_max_attempts,
         created_by=created_by or str(session.info.get("actor", "system")),
         enqueued_at=utcnow(),
+        run_after=utcnow() + dt.timedelta(seconds=delay_seconds),
     )
     session.add(job)
     session.flush()
-    session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
+    session.info.setdefault(_PENDING_KEY, []).append((job.id, delay_seconds))
     return job
 
 

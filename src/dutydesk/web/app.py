@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from dutydesk import registry
 from dutydesk.db import session_factory
+from dutydesk.records.store import records_session_factory
 from dutydesk.settings import Settings, get_settings
 from dutydesk.web import routes as web_routes
 from dutydesk.web.access import Access, LoginRequired, Viewer, identify_quietly
@@ -150,7 +151,10 @@ def _install_middleware(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, factory: sessionmaker[Session] | None = None
+    settings: Settings | None = None,
+    factory: sessionmaker[Session] | None = None,
+    *,
+    records_factory: sessionmaker[Session] | None = None,
 ) -> FastAPI:
     """Build the web app; refuses to build if any route lacks an access declaration."""
     settings = settings or get_settings()
@@ -165,6 +169,7 @@ def create_app(
     app.state.settings = settings
     app.state.secret_key = settings.signing_key()
     app.state.session_factory = factory or session_factory()
+    app.state.records_factory = records_factory or records_session_factory()
     app.state.metrics = DeskMetrics(app.state.session_factory)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(web_routes.router)

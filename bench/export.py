@@ -1,0 +1,278 @@
+"""Export benchmark: a million synthetic records exported, against DuckDB copying them raw.
+
+Generates (once, cached under `bench/out/`) a SQLite record store of 1,000,000 records: 4
+studies x 500 participants (2,000 in all), the 5 synthetic schemas (multi-choice, timestamps,
+text, attachments fields), no attachments. Then measures, in one run:
+
+(a) the export of every study, as the export engine runs it (one DuckDB connection, each study
+    by `export_study` into a fresh warehouse), in records per second of `numTotal`;
+(b) the raw baseline: a fresh DuckDB connection attaching the store the way the engine does,
+    copying `rs.records` unchanged into one Parquet file.
+
+Each is run `--repeat` times (3) and the median counts. The same export is then measured on a
+store where 10% of the records carry one attachment. The last line is
+
+    export_records_per_s=<int> ratio_vs_raw=<float>
+
+with ratio_vs_raw = export seconds / raw seconds, for the store without attachments.
+Run from the repository root: `.venv/bin/python bench/export.py` (`--quick` for 100,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from dutydesk.db import build_engine
+from dutydesk.export import _engine
+from dutydesk.export._sql import quote_literal
+from dutydesk.export.request import SharingMode
+from dutydesk.records.generate import generate, study_ids
+from dutydesk.records.store import records_session_factory, upgrade_records
+
+OUT = Path(__file__).resolve().parent / "out"
+SEED = 20261124
+STUDIES = 4
+PARTICIPANTS = 2_000  # in all; each study gets PARTICIPANTS // STUDIES
+SCHEMAS = 5  # all the templates: tapping, walking, voice, mood-survey, background-survey
+MAX_DAYS = 100
+END_DATE = dt.date(2026, 11, 20)
+EXPORT_DATE = "2026-11-24"
+ATTACHMENT_SHARE = 0.1
+TARGET_RECORDS_PER_S = 200_000
+TARGET_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the records are spread: studies x days x records per day."""
+
+    records: int
+    studies: int
+    participants_per_study: int
+    days: int
+    per_day: int
+    attachment_share: float
+
+    @property
+    def key(self) -> str:
+        """The cache file's name: every parameter that changes the store."""
+        share = f"{self.attachment_share:g}".replace(".", "p")
+        return (
+            f"records-n{self.records}-st{self.studies}-p{self.participants_per_study}"
+            f"-d{self.days}x{self.per_day}-sc{SCHEMAS}-a{share}-seed{SEED}.sqlite"
+        )
+
+
+def shape_for(records: int, attachment_share: float) -> Shape:
+    """Spread `records` over the studies' days: as many days as divide evenly, up to 100."""
+    if records < STUDIES or records % STUDIES:
+        raise SystemExit(f"--records must be a positive multiple of {STUDIES}, got {records}")
+    per_study = records // STUDIES
+    days = next(d for d in range(min(MAX_DAYS, per_study), 0, -1) if per_study % d == 0)
+    return Shape(
+        records=records,
+        studies=STUDIES,
+        participants_per_study=PARTICIPANTS // STUDIES,
+        days=days,
+        per_day=per_study // days,
+        attachment_share=attachment_share,
+    )
+
+
+def record_store(shape: Shape) -> Path:
+    """The cached store of `shape`, generated first if missing (not part of the figures)."""
+    path = OUT / shape.key
+    if path.exists():
+        print(f"store: {path.name} (cached)", flush=True)
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    for leftover in OUT.glob(f"{partial.name}*"):
+        leftover.unlink()
+    url = f"sqlite:///{partial}"
+    print(f"store: generating {shape.records:,} records into {path.name} ...", flush=True)
+    upgrade_records(url)
+    engine = build_engine(url)
+    try:
+        report = generate(
+            records_session_factory(engine),
+            seed=SEED,
+            studies=shape.studies,
+            participants=shape.participants_per_study,
+            days=shape.days,
+            records_per_day=shape.per_day,
+            attachment_share=shape.attachment_share,
+            end_date=END_DATE,
+            schemas=SCHEMAS,
+        )
+        with engine.connect() as connection:  # fold the WAL into the file before moving it
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    os.replace(partial, path)
+    for leftover in OUT.glob(f"{partial.name}*"):
+        leftover.unlink()
+    print(
+        f"store: generated {report.records:,} records, {report.participants:,} participants, "
+        f"{report.attachments:,} attachments in {report.seconds:.1f} s "
+        f"({report.records_per_second:,.0f} records/s; not part of the figures)",
+        flush=True,
+    )
+    return path
+
+
+def export_all(url: str, studies: list[str], warehouse: Path, seen: dict[str, int]) -> int:
+    """Export every study as the engine does; returns the records read (numTotal summed).
+
+    `seen` gets the run's attachment files written and Parquet rows written.
+    """
+    total = 0
+    seen.clear()
+    with _engine.connect(url) as connection:
+        for study_id in studies:
+            job = _engine.StudyJob(
+                study_id=study_id,
+                export_date=EXPORT_DATE,
+                run_key="bench",
+                sharing_mode=SharingMode.SHARED,
+                start_ms=0,
+                end_ms=2**62,
+            )
+            result = _engine.export_study(connection, job, warehouse)
+            errors = [table.error for table in result.tables if table.error]
+            if errors:
+                raise SystemExit(f"export of {study_id} failed: {errors[0]}")
+            total += result.counters.get("numTotal", 0)
+            seen["attachments"] = seen.get("attachments", 0) + result.counters.get(
+                "numAttachments", 0
+            )
+            seen["rows"] = seen.get("rows", 0) + sum(table.rows for table in result.tables)
+    return total
+
+
+def copy_raw(url: str, target: Path) -> int:
+    """DuckDB copying the records unchanged into one Parquet file; returns the rows written."""
+    connection = duckdb.connect(config={"threads": os.cpu_count() or 2})
+    try:
+        _engine.attach_record_store(connection, url)
+        connection.execute(
+            f"COPY (SELECT * FROM rs.records) TO {quote_literal(str(target))} (FORMAT parquet)"
+        )
+        row = connection.execute(
+            f"SELECT count(*) FROM read_parquet({quote_literal(str(target))})"
+        ).fetchone()
+    finally:
+        connection.close()
+    return int(row[0]) if row else 0
+
+
+def timed_runs(label: str, repeat: int, run: Callable[[Path], int]) -> tuple[float, int]:
+    """Run `repeat` times, each in a fresh scratch folder; the median seconds and the count."""
+    seconds, counts = [], set()
+    for attempt in range(1, repeat + 1):
+        scratch = Path(tempfile.mkdtemp(prefix="bench-export-", dir=OUT))
+        try:
+            started = time.perf_counter()
+            count = run(scratch)
+            elapsed = time.perf_counter() - started
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        seconds.append(elapsed)
+        counts.add(count)
+        print(
+            f"{label}: run {attempt}/{repeat}: {count:,} rows in {elapsed:.2f} s "
+            f"({count / elapsed:,.0f}/s)",
+            flush=True,
+        )
+    if len(counts) != 1:
+        raise SystemExit(f"{label}: runs disagree on the row count: {sorted(counts)}")
+    return statistics.median(seconds), counts.pop()
+
+
+def measure_export(path: Path, shape: Shape, repeat: int, label: str) -> tuple[float, int]:
+    """Median seconds and records of exporting every study of the store at `path`."""
+    url = f"sqlite:///{path}"
+    studies = study_ids(shape.studies)
+    seen: dict[str, int] = {}
+    seconds, records = timed_runs(
+        label, repeat, lambda scratch: export_all(url, studies, scratch / "warehouse", seen)
+    )
+    if records != shape.records:
+        raise SystemExit(f"{label}: exported {records:,} records, expected {shape.records:,}")
+    print(
+        f"{label}: {records:,} records read, {seen.get('rows', 0):,} rows written to Parquet "
+        f"(summary tables included), {seen.get('attachments', 0):,} attachment files",
+        flush=True,
+    )
+    return seconds, records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000, help="records per store")
+    parser.add_argument("--quick", action="store_true", help="100,000 records (a smoke check)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement")
+    parser.add_argument(
+        "--no-attachments-variant",
+        action="store_true",
+        help="skip the store where 10%% of records carry an attachment",
+    )
+    args = parser.parse_args(argv)
+    records = 100_000 if args.quick else args.records
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    print(
+        f"export benchmark: {records:,} records, {PARTICIPANTS:,} participants, {SCHEMAS} "
+        f"schemas, {os.cpu_count()} cores, duckdb {duckdb.__version__}, median of {args.repeat}",
+        flush=True,
+    )
+    shape = shape_for(records, 0.0)
+    path = record_store(shape)
+    export_s, exported = measure_export(path, shape, args.repeat, "export")
+    raw_s, raw_rows = timed_runs(
+        "raw", args.repeat, lambda scratch: copy_raw(f"sqlite:///{path}", scratch / "raw.parquet")
+    )
+    if raw_rows != shape.records:
+        raise SystemExit(f"raw: copied {raw_rows:,} rows, expected {shape.records:,}")
+    export_rate = exported / export_s
+    ratio = export_s / raw_s
+    print(f"export: median {export_s:.2f} s, {export_rate:,.0f} records/s", flush=True)
+    print(f"raw: median {raw_s:.2f} s, {raw_rows / raw_s:,.0f} rows/s", flush=True)
+
+    if not args.no_attachments_variant:
+        attached = shape_for(records, ATTACHMENT_SHARE)
+        attached_path = record_store(attached)
+        attached_s, attached_records = measure_export(
+            attached_path, attached, args.repeat, "export+attachments"
+        )
+        print(
+            f"export_with_attachments_records_per_s={attached_records / attached_s:.0f} "
+            f"(median {attached_s:.2f} s, attachment_share={ATTACHMENT_SHARE})",
+            flush=True,
+        )
+
+    met = export_rate >= TARGET_RECORDS_PER_S and ratio <= TARGET_RATIO
+    print(
+        f"target ({TARGET_RECORDS_PER_S:,} records/s, ratio <= {TARGET_RATIO}): "
+        f"{'met' if met else 'missed'}",
+        flush=True,
+    )
+    print(f"export_records_per_s={export_rate:.0f} ratio_vs_raw={ratio:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Export runs: a request becomes a run, the run fans out one part per study, the last part
+to finish ends the run (the exporter's end of stream): status rows, export times, metrics,
+redrives and the final log line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from dutydesk.db import utcnow
+from dutydesk.export import _engine
+from dutydesk.export._columns import Column
+from dutydesk.export._migration import plan_migration
+from dutydesk.export.models import ExportRun, ExportTime, RunState, StudyPart, WarehouseTable
+from dutydesk.export.request import ExportRequest, parse_request
+from dutydesk.export.schedule import StudyInfo, select_studies, study_start
+from dutydesk.jobs import service as jobs
+from dutydesk.metrics.service import record_points
+from dutydesk.settings import get_settings
+
+log = logging.getLogger(__name__)
+FINISHED = (RunState.succeeded.value, RunState.partial.value, RunState.failed.value)
+
+
+class ExportError(ValueError):
+    """An export that cannot be started; the message says why."""
+
+
+def warehouse_path() -> Path:
+    """The warehouse folder (`DUTYDESK_WAREHOUSE`, default `$DUTYDESK_HOME/warehouse`)."""
+    settings = get_settings()
+    return Path(settings.warehouse or settings.home_path / "warehouse").expanduser()
+
+
+def export_date(now: dt.datetime | None = None) -> str:
+    """The exporter's run date: today in `DUTYDESK_EXPORT_TIME_ZONE`, as yyyy-MM-dd."""
+    zone = ZoneInfo(get_settings().export_time_zone)
+    return (now or utcnow()).astimezone(zone).date().isoformat()
+
+
+def run_key(request: ExportRequest) -> str:
+    """A name for the run's files that is the same whenever the same request runs again."""
+    canonical = json.dumps(request.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _ms(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def start_run(
+    session: Session, body: str | bytes | dict[str, Any], *, created_by: str, queue: bool = True
+) -> ExportRun:
+    """Validate a request and create its run; with `queue`, a job plans and runs it."""
+    request = parse_request(body)
+    run = ExportRun(
+        request=request.to_json(),
+        request_text=str(request),
+        run_key=run_key(request),
+        state=RunState.queued.value,
+        export_date=export_date(),
+        created_by=created_by,
+    )
+    session.add(run)
+    session.flush()
+    _log(run, f"Received request {request}")
+    if queue:
+        jobs.enqueue(session, "export.run", {"run_id": run.id})
+    return run
+
+
+def _log(run: ExportRun, line: str) -> None:
+    stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S")
+    run.log = f"{run.log}{stamp} {line}\n"
+    log.info("export run %s: %s", run.id, line)
+
+
+def candidate_studies(connection: Any) -> list[StudyInfo]:
+    """Every study of the record store as the scheduler sees it."""
+    rows = connection.execute(
+        "SELECT id, project, data_access_team, disable_export, uses_custom_export_schedule, "
+        "study_id_excluded_in_export FROM rs.studies ORDER BY id"
+    ).fetchall()
+    return [
+        StudyInfo(
+            study_id=row[0],
+            configured=bool(row[1]) and bool(row[2]),
+            disable_export=bool(row[3]),
+            uses_custom_export_schedule=bool(row[4]),
+            study_id_excluded_in_export=bool(row[5]),
+        )
+        for row in rows
+    ]
+
+
+def read_record_ids(location: str) -> list[str]:
+    """The record IDs of an override file (one per line), from a path or fsspec URL."""
+    import fsspec
+
+    try:
+        with fsspec.open(location, "rt") as file:
+            return [line.strip() for line in file if line.strip()]
+    except (OSError, ValueError) as error:
+        raise ExportError(f"cannot read record ID list {location}: {error}") from None
+
+
+def plan_run(session: Session, run: ExportRun, records_url: str) -> list[StudyPart]:
+    """Choose the studies and their windows (spec §2.2, §2.3) and make one part per study."""
+    request = parse_request(run.request)
+    run.state = RunState.running.value
+    run.started_at = utcnow()
+    parts: list[StudyPart] = []
+    with _engine.connect(records_url, threads=1) as connection:
+        if request.shape == "C":
+            ids = read_record_ids(str(request.record_id_override))
+            studies = sorted(
+                {
+                    row[0]
+                    for row in connection.execute(
+                        "SELECT DISTINCT study_id FROM rs.records WHERE id IN (SELECT unnest(?))",
+                        [ids],
+                    ).fetchall()
+                }
+            )
+            run.metrics = {"record_ids": ids}
+            parts = [StudyPart(run_id=run.id, study_id=study) for study in studies]
+        else:
+            chosen = select_studies(request, candidate_studies(connection))
+            times = {
+                t.study_id: t.last_export_ms
+                for t in session.scalars(select(ExportTime).where(ExportTime.study_id.in_(chosen)))
+            }
+            for study in chosen:
+                last = times.get(study)
+                last_dt = None if last is None else dt.datetime.fromtimestamp(last / 1000, dt.UTC)
+                start = study_start(request, last_dt)
+                if start is None:
+                    continue
+                parts.append(
+                    StudyPart(
+                        run_id=run.id,
+                        study_id=study,
+                        start_ms=_ms(start),
+                        end_ms=_ms(request.end_date_time),
+                    )
+                )
+    run.studies = [part.study_id for part in parts]
+    session.add_all(parts)
+    session.flush()
+    _log(run, f"Exporting the following studies: {', '.join(run.studies)}")
+    return parts
+
+
+def known_columns(session: Session, keys: list[str] | None = None) -> dict[str, list[Column]]:
+    """The registered columns of warehouse tables (name, type, size)."""
+    from dutydesk.export._columns import ColumnType
+
+    query = select(WarehouseTable)
+    if keys is not None:
+        query = query.where(WarehouseTable.key.in_(keys))
+    return {
+        table.key: [
+            Column(c["name"], ColumnType[c["type"]], c.get("max_length")) for c in table.columns
+        ]
+        for table in session.scalars(query)
+    }
+
+
+def check_columns(key: str, columns: list[Column], old: list[Column] | None) -> str | None:
+    """None when the table may take these columns (spec §10), else the error text."""
+    if old is None:
+        return None
+    plan = plan_migration(key, old, columns)
+    return plan.error
+
+
+def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.StudyResult:
+    """Export one study of a run and record its outcome on the part (idempotent)."""
+    run = session.get(ExportRun, part.run_id)
+    assert run is not None
+    request = parse_request(run.request)
+    record_ids = run.metrics.get("record_ids") if request.shape == "C" else None
+    job = _engine.StudyJob(
+        study_id=part.study_id,
+        export_date=run.export_date,
+        run_key=run.run_key,
+        sharing_mode=request.sharing_mode,
+        start_ms=part.start_ms,
+        end_ms=part.end_ms,
+        record_ids=tuple(record_ids) if record_ids is not None else None,
+        study_whitelist=request.study_whitelist,
+        table_whitelist=request.table_whitelist,
+    )
+    with _engine.connect(records_url) as connection:
+        result = _engine.export_study(
+            connection,
+            job,
+            warehouse_path(),
+            known_columns=known_columns(session),
+            check_columns=check_columns,
+        )
+    _register_tables(session, part.study_id, result.tables)
+    part.metrics = {
+        "counters": result.counters,
+        "uniqueHealthCodes": result.unique_health_codes,
+        "uniqueAppVersions": sorted(result.app_versions),
+        "schemasNotFound": sorted(result.schemas_not_found),
+        "log": result.log,
+    }
+    part.failed_tables = [table.key for table in result.tables if table.error]
+    part.error = "; ".join(table.error for table in result.tables if table.error) or None
+    part.state = RunState.partial.value if part.failed_tables else RunState.succeeded.value
+    part.finished_at = utcnow()
+    return result
+
+
+def _register_tables(session: Session, study: str, tables: list[_engine.TableResult]) -> None:
+    for table in tables:
+        if table.error:
+            continue
+        columns = [
+            {"name": c.name, "type": c.type.name, "max_length": c.max_length} for c in table.columns
+        ]
+        row = session.get(WarehouseTable, table.key)
+        if row is None:
+            session.add(
+                WarehouseTable(
+                    key=table.key,
+                    study_id=study,
+                    kind=table.kind,
+                    columns=columns,
+                    row_count=table.rows,
+                )
+            )
+            continue
+        known = {c["name"] for c in columns}
+        row.columns = columns + [c for c in row.columns if c["name"] not in known]
+        row.updated_at = utcnow()
+
+
+def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
+    """End the run when every part has finished; only one caller ever does (a claimed update)."""
+    unfinished = session.scalar(
+        select(func.count()).where(StudyPart.run_id == run_id, StudyPart.state.not_in(FINISHED))
+    )
+    if unfinished:
+        return False
+    claimed = session.execute(
+        update(ExportRun)
+        .where(ExportRun.id == run_id, ExportRun.state == RunState.running.value)
+        .values(state="finishing")
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return False
+    run = session.get(ExportRun, run_id, populate_existing=True)
+    assert run is not None
+    _end_of_stream(session, run, records_url)
+    return True
+
+
+def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
+    request = parse_request(run.request)
+    parts = list(session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)))
+    warehouse = warehouse_path()
+    with _engine.connect(records_url, threads=1) as connection:
+        for part in parts:
+            status = _engine.write_status_row(
+                connection, part.study_id, run.export_date, run.run_key, warehouse
+            )
+            if status.error:
+                _log(
+                    run, f"Error writing to status table for study={part.study_id}: {status.error}"
+                )
+            else:
+                _register_tables(session, part.study_id, [status])
+    metrics = _merge_metrics(parts)
+    for line in metrics.pop("log"):
+        _log(run, line)
+    run.metrics = {**{k: v for k, v in run.metrics.items() if k != "record_ids"}, **metrics}
+    failed = [key for part in parts for key in part.failed_tables]
+    if failed:
+        _log(run, f"Redriving tables: {', '.join(sorted(failed))}")
+        _redrive_tables(session, run, request, parts)
+    if request.shape == "A" and request.end_date_time is not None:
+        end_ms = _ms(request.end_date_time)
+        for part in parts:
+            existing = session.get(ExportTime, part.study_id)
+            if existing is None:
+                session.add(ExportTime(study_id=part.study_id, last_export_ms=end_ms))
+            else:
+                existing.last_export_ms = int(end_ms or 0)
+    at = run.started_at or utcnow()
+    points = {
+        f"uniqueHealthCodes[{p.study_id}]": p.metrics.get("uniqueHealthCodes", 0) for p in parts
+    }
+    points.update({name: value for name, value in metrics["counters"].items()})
+    record_points(session, f"export:{run.run_key}", at, points)
+    run.finished_at = utcnow()
+    run.state = RunState.partial.value if failed else RunState.succeeded.value
+    seconds = int((run.finished_at - (run.started_at or run.finished_at)).total_seconds())
+    for line in metric_lines(metrics):
+        _log(run, line)
+    run.final_line = f"Finished processing request in {seconds} seconds, {run.request_text}"
+    _log(run, run.final_line)
+
+
+def _merge_metrics(parts: list[StudyPart]) -> dict[str, Any]:
+    counters: dict[str, int] = {}
+    sets: dict[str, int] = {}
+    values: dict[str, list[str]] = {}
+    lines: list[str] = []
+    not_found: set[str] = set()
+    for part in parts:
+        for name, count in part.metrics.get("counters", {}).items():
+            counters[name] = counters.get(name, 0) + int(count)
+        sets[f"uniqueHealthCodes[{part.study_id}]"] = int(part.metrics.get("uniqueHealthCodes", 0))
+        values[f"uniqueAppVersions[{part.study_id}]"] = part.metrics.get("uniqueAppVersions", [])
+        not_found |= set(part.metrics.get("schemasNotFound", []))
+        lines.extend(part.metrics.get("log", []))
+    if not_found:
+        values["schemasNotFound"] = sorted(not_found)
+    return {"counters": counters, "set_counters": sets, "key_values": values, "log": lines}
+
+
+def metric_lines(metrics: dict[str, Any]) -> list[str]:
+    """The metrics as the exporter published them: counters, set counters, key values."""
+    lines = [f"{k}: {v}" for k, v in sorted(metrics["counters"].items())]
+    lines += [f"{k}: {v}" for k, v in sorted(metrics["set_counters"].items())]
+    lines += [f"{k}: {', '.join(sorted(v))}" for k, v in sorted(metrics["key_values"].items())]
+    return lines
+
+
+def _redrive_tables(
+    session: Session, run: ExportRun, request: ExportRequest, parts: list[StudyPart]
+) -> None:
+    """Queue one redrive per study with failed tables, up to the redrive limit (spec §11)."""
+    from dutydesk.export.request import SchemaKey
+
+    settings = get_settings()
+    if request.redrive_count >= settings.export_redrive_max:
+        return
+    for part in sorted(parts, key=lambda p: p.study_id):
+        keys = []
+        for key in part.failed_tables:
+            if not key.startswith(f"{part.study_id}-") or key.endswith(("-default", "-appVersion")):
+                continue
+            rest = key.removeprefix(f"{part.study_id}-")
+            schema_id, _, revision = rest.rpartition("-v")
+            if schema_id and revision.isdigit():
+                keys.append(SchemaKey(part.study_id, schema_id, int(revision)))
+        error = part.error or ""
+        if not keys or "deleted columns" in error or "incompatible" in error:
+            continue  # a column conflict fails again until someone changes the schema
+        start = (
+            None
+            if part.start_ms is None
+            else dt.datetime.fromtimestamp(part.start_ms / 1000, dt.UTC)
+        )
+        copy = request.redrive_copy(study_id=part.study_id, tables=keys, study_start=start)
+        child = start_run(session, copy.to_json(), created_by="redrive", queue=False)
+        child.parent_run_id = run.id
+        jobs.enqueue(
+            session,
+            "export.run",
+            {"run_id": child.id},
+            delay_seconds=settings.export_redrive_delay_seconds,
+        )
+
+
+def run_in_foreground(
+    session_factory: Callable[[], Session],
+    run_id: int,
+    records_url: str,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ExportRun:
+    """Plan and export a run here, study by study, committing as it goes."""
+    with session_factory() as session:
+        run = session.get(ExportRun, run_id)
+        assert run is not None
+        parts = plan_run(session, run, records_url)
+        part_ids = [part.id for part in parts]
+        session.commit()
+    for index, part_id in enumerate(part_ids, start=1):
+        started = time.perf_counter()
+        with session_factory() as session:
+            part = session.get(StudyPart, part_id)
+            assert part is not None
+            export_part(session, part, records_url)
+            session.commit()
+            if progress:
+                progress(part.study_id, index, len(part_ids))
+        log.info("study part %s took %.1f s", part_id, time.perf_counter() - started)
+    with session_factory() as session:
+        finish_run_if_done(session, run_id, records_url)
+        session.commit()
+        done = session.get(ExportRun, run_id)
+        assert done is not None
+        return done

@@ -1,0 +1,198 @@
+"""Export runs end to end: queued jobs fan out per study, the last one ends the run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from dutydesk.db import build_engine
+from dutydesk.export import service
+from dutydesk.export.models import ExportTime, StudyPart, WarehouseTable
+from dutydesk.jobs import service as jobs
+from dutydesk.jobs.models import Job
+from dutydesk.metrics.models import MetricPoint
+from dutydesk.records.generate import generate
+from dutydesk.records.store import records_session_factory, upgrade_records
+from tests.conftest import clear_caches
+
+END = "2026-11-21T00:00:00.000-08:00"
+START = "2026-11-10T00:00:00.000-08:00"
+
+
+@pytest.fixture
+def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A small generated record store and an empty warehouse, named in the settings."""
+    path = tmp_path / "records.sqlite"
+    url = f"sqlite:///{path}"
+    upgrade_records(url)
+    engine = build_engine(url)
+    generate(
+        records_session_factory(engine),
+        seed=3,
+        studies=3,
+        participants=20,
+        days=2,
+        records_per_day=60,
+        attachment_share=0.05,
+        end_date=dt.date(2026, 11, 20),
+    )
+    engine.dispose()
+    monkeypatch.setenv("DUTYDESK_RECORDS_URL", url)
+    monkeypatch.setenv("DUTYDESK_WAREHOUSE", str(tmp_path / "warehouse"))
+    clear_caches()
+    yield tmp_path / "warehouse"
+
+
+def drain(db: Session, factory: sessionmaker[Session]) -> int:
+    """Run queued jobs here, as workers would, until none is left; returns how many ran."""
+    ran = 0
+    while True:
+        queued = db.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id)).all()
+        db.commit()
+        if not queued:
+            return ran
+        for job_id in queued:
+            assert jobs.execute(job_id, "test-worker", factory) == "succeeded"
+            ran += 1
+
+
+def table_rows(warehouse: Path) -> dict[str, int]:
+    """Rows per table folder, read the way researchers read them."""
+    counts = {}
+    for folder in sorted(p for p in warehouse.glob("*/*") if p.is_dir()):
+        if not list(folder.rglob("*.parquet")):
+            continue
+        row = duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet', "
+            "hive_partitioning=true, union_by_name=true)"
+        ).fetchone()
+        counts[folder.name] = int(row[0]) if row else 0
+    return counts
+
+
+def test_queued_run_fans_out_per_study_and_ends_with_the_final_line(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    run = service.start_run(
+        db,
+        {"useLastExportTime": False, "startDateTime": START, "endDateTime": END},
+        created_by="test",
+    )
+    db.commit()
+    drain(db, factory)
+    db.refresh(run)
+    assert run.state == "succeeded"
+    parts = db.scalars(select(StudyPart).where(StudyPart.run_id == run.id)).all()
+    assert sorted(p.study_id for p in parts) == sorted(run.studies)
+    assert "study-c" not in run.studies or len(run.studies) == 3
+    assert run.final_line is not None
+    assert run.final_line.startswith("Finished processing request in ")
+    assert run.final_line.endswith(run.request_text)
+    assert "Exporting the following studies: " in run.log
+    counters = run.metrics["counters"]
+    assert counters["numTotal"] > 0
+    assert any(k.endswith(".lineCount") for k in counters)
+    assert db.scalar(select(MetricPoint).where(MetricPoint.series.like("uniqueHealthCodes[%")))
+    keys = {t.key for t in db.scalars(select(WarehouseTable))}
+    assert {f"{s}-status" for s in run.studies} <= keys
+    assert table_rows(records)
+
+
+def test_rerunning_a_request_leaves_no_duplicate_rows(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    body = {"useLastExportTime": False, "startDateTime": START, "endDateTime": END}
+    service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    first = table_rows(records)
+    service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    assert table_rows(records) == first
+
+
+def test_a_study_part_killed_mid_run_is_redone_without_duplicates(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    body = {"useLastExportTime": False, "startDateTime": START, "endDateTime": END}
+    run = service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    complete = table_rows(records)
+    # A worker died after writing its files but before recording the part: the sweep re-runs it.
+    part = db.scalars(select(StudyPart).where(StudyPart.run_id == run.id)).first()
+    assert part is not None
+    part.state = "queued"
+    run.state = "running"
+    db.commit()
+    jobs.enqueue(db, "export.study", {"part_id": part.id})
+    db.commit()
+    drain(db, factory)
+    db.refresh(run)
+    assert run.state == "succeeded"
+    assert table_rows(records) == complete
+
+
+def test_last_export_time_request_starts_each_study_where_it_stopped(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    body = {"useLastExportTime": True, "endDateTime": END}
+    run = service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    db.refresh(run)
+    times = {t.study_id: t.last_export_ms for t in db.scalars(select(ExportTime))}
+    assert set(times) == set(run.studies)
+    assert set(times.values()) == {int(dt.datetime.fromisoformat(END).timestamp() * 1000)}
+    again = service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    db.refresh(again)
+    assert again.studies == []  # every study is exported up to the end already
+
+
+def test_cli_runs_an_export_in_the_foreground_and_prints_the_final_line(
+    records: Path, home: Path
+) -> None:
+    from dutydesk.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(
+        app, ["export", "run", "--start", START, "--end", END, "--study", "study-a"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Finished processing request in " in result.output
+    assert "studyWhitelist" not in result.output
+    status = runner.invoke(app, ["export", "status"])
+    assert "succeeded" in status.output
+    tables = runner.invoke(app, ["export", "tables"])
+    assert "study-a-appVersion" in tables.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["--start", END, "--end", START], "startDateTime"),
+        (["--start", "yesterday", "--end", END], "startDateTime"),
+        (["--start", START, "--end", END, "--table", "nonsense"], "STUDY/SCHEMA/REVISION"),
+    ],
+)
+def test_cli_refuses_a_bad_export_request_naming_the_problem(
+    records: Path, arguments: list[str], says: str
+) -> None:
+    from dutydesk.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["export", "run", *arguments])
+    assert result.exit_code == 2
+    assert says in result.output
