@@ -151,7 +151,7 @@ def test_unmigrated_record_store_answers_503_telling_what_to_run(
     empty = records_session_factory(build_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}"))
     with TestClient(create_app(get_settings(), factory, records_factory=empty)) as client:
         answer = client.post("/api/v1/records", json=record(), headers=bearer(db, "upload"))
-    assert answer.status_code == 503
+    assert answer.status_code == 503, answer.text
     assert answer.json() == {
         "detail": "the record store is not migrated; run `dutydesk db upgrade`"
     }

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dutydesk.db import Base, utcnow
@@ -77,8 +77,8 @@ class StudyPart(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("export_runs.id", ondelete="CASCADE"))
     study_id: Mapped[str] = mapped_column(String(100))
-    start_ms: Mapped[int | None]
-    end_ms: Mapped[int | None]
+    start_ms: Mapped[int | None] = mapped_column(BigInteger)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default=RunState.queued.value)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failed_tables: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -108,4 +108,4 @@ class ExportTime(Base):
     __tablename__ = "export_times"
 
     study_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    last_export_ms: Mapped[int]
+    last_export_ms: Mapped[int] = mapped_column(BigInteger)

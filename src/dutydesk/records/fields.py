@@ -163,7 +163,7 @@ def describe_problem(field: Mapping[str, Any], value: Any, label: str = "field")
     got = check(value)
     if got is None:
         return None
-    return f"{label} {field.get('name')}: expected {field['type']}, got {got}"
+    return f"{label} {field['name']}: expected {field['type']}, got {got}"
 
 
 def describe_problems(
@@ -172,7 +172,10 @@ def describe_problems(
     """One problem line for each value that does not fit its field, in field order."""
     problems = []
     for field in fields:
-        problem = describe_problem(field, values.get(str(field.get("name"))), label)
+        name = field.get("name")
+        if not isinstance(name, str):
+            continue  # a definition loaded by hand without a name describes nothing
+        problem = describe_problem(field, values.get(name), label)
         if problem is not None:
             problems.append(problem)
     return problems

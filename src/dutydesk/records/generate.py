@@ -226,7 +226,9 @@ def generate(
     N, or those named. Refuses when one of the studies is already in the store.
     """
     if min(studies, participants, days) < 1 or records_per_day < 0:
-        raise GenerateError("studies, participants and days must be at least 1")
+        raise GenerateError(
+            "studies, participants and days must be at least 1, records per day at least 0"
+        )
     if not 0.0 <= attachment_share <= 1.0:
         raise GenerateError(f"attachment share must be between 0 and 1, got {attachment_share}")
     templates = pick_templates(schemas)

@@ -80,7 +80,7 @@ def upgrade() -> None:
     op.create_table(
         "export_times",
         sa.Column("study_id", sa.String(length=100), nullable=False),
-        sa.Column("last_export_ms", sa.Integer(), nullable=False),
+        sa.Column("last_export_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("study_id", name=op.f("pk_export_times")),
     )
     op.create_table(
@@ -100,8 +100,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("study_id", sa.String(length=100), nullable=False),
-        sa.Column("start_ms", sa.Integer(), nullable=True),
-        sa.Column("end_ms", sa.Integer(), nullable=True),
+        sa.Column("start_ms", sa.BigInteger(), nullable=True),
+        sa.Column("end_ms", sa.BigInteger(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.Column("failed_tables", sa.JSON(), nullable=False),
