@@ -69,6 +69,9 @@ def up(
     url = settings.effective_database_url
     typer.echo(f"dutydesk: migrating {redacted(url)}")
     migrations.upgrade(url)
+    from dutydesk.records.cli import upgrade_store
+
+    typer.echo(f"dutydesk: {upgrade_store()}")
     if demo:
         from dutydesk.demo import seed_demo
 

@@ -149,3 +149,15 @@ def transaction(
         raise
     finally:
         session.close()
+
+
+def write_phase(session: Session) -> None:
+    """End the session's transaction and begin the next one holding SQLite's write lock.
+
+    Long jobs read, work outside any transaction, then write: with SQLite a transaction that
+    read before another process wrote cannot write any more ("database is locked" at once,
+    whatever the busy timeout), so the writing part starts afresh with `BEGIN IMMEDIATE`.
+    On PostgreSQL this only commits what came before.
+    """
+    session.commit()
+    session.connection(execution_options={"immediate": True})

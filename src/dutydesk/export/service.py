@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from dutydesk.db import utcnow
+from dutydesk.db import utcnow, write_phase
 from dutydesk.export import _engine
 from dutydesk.export._columns import Column
 from dutydesk.export._migration import plan_migration
@@ -60,16 +60,24 @@ def _ms(value: dt.datetime | None) -> int | None:
 
 
 def start_run(
-    session: Session, body: str | bytes | dict[str, Any], *, created_by: str, queue: bool = True
+    session: Session,
+    body: str | bytes | dict[str, Any],
+    *,
+    created_by: str,
+    queue: bool = True,
+    now: dt.datetime | None = None,
 ) -> ExportRun:
-    """Validate a request and create its run; with `queue`, a job plans and runs it."""
+    """Validate a request and create its run; with `queue`, a job plans and runs it.
+
+    `now` is when the run counts as made (its export date); the demo replays past nights.
+    """
     request = parse_request(body)
     run = ExportRun(
         request=request.to_json(),
         request_text=str(request),
         run_key=run_key(request),
         state=RunState.queued.value,
-        export_date=export_date(),
+        export_date=export_date(now),
         created_by=created_by,
     )
     session.add(run)
@@ -118,9 +126,11 @@ def read_record_ids(location: str) -> list[str]:
 def plan_run(session: Session, run: ExportRun, records_url: str) -> list[StudyPart]:
     """Choose the studies and their windows (spec §2.2, §2.3) and make one part per study."""
     request = parse_request(run.request)
-    run.state = RunState.running.value
-    run.started_at = utcnow()
+    run_id = run.id
     parts: list[StudyPart] = []
+    metrics: dict[str, Any] | None = None
+    times = {t.study_id: t.last_export_ms for t in session.scalars(select(ExportTime))}
+    session.commit()  # nothing is held while the record store is read
     with _engine.connect(records_url, threads=1) as connection:
         if request.shape == "C":
             ids = read_record_ids(str(request.record_id_override))
@@ -133,14 +143,10 @@ def plan_run(session: Session, run: ExportRun, records_url: str) -> list[StudyPa
                     ).fetchall()
                 }
             )
-            run.metrics = {"record_ids": ids}
-            parts = [StudyPart(run_id=run.id, study_id=study) for study in studies]
+            metrics = {"record_ids": ids}
+            parts = [StudyPart(run_id=run_id, study_id=study) for study in studies]
         else:
             chosen = select_studies(request, candidate_studies(connection))
-            times = {
-                t.study_id: t.last_export_ms
-                for t in session.scalars(select(ExportTime).where(ExportTime.study_id.in_(chosen)))
-            }
             for study in chosen:
                 last = times.get(study)
                 last_dt = None if last is None else dt.datetime.fromtimestamp(last / 1000, dt.UTC)
@@ -149,12 +155,18 @@ def plan_run(session: Session, run: ExportRun, records_url: str) -> list[StudyPa
                     continue
                 parts.append(
                     StudyPart(
-                        run_id=run.id,
+                        run_id=run_id,
                         study_id=study,
                         start_ms=_ms(start),
                         end_ms=_ms(request.end_date_time),
                     )
                 )
+    write_phase(session)
+    run = session.get(ExportRun, run_id, populate_existing=True) or run
+    run.state = RunState.running.value
+    run.started_at = utcnow()
+    if metrics is not None:
+        run.metrics = metrics
     run.studies = [part.study_id for part in parts]
     session.add_all(parts)
     session.flush()
@@ -189,6 +201,7 @@ def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.
     """Export one study of a run and record its outcome on the part (idempotent)."""
     run = session.get(ExportRun, part.run_id)
     assert run is not None
+    part_id = part.id
     request = parse_request(run.request)
     record_ids = run.metrics.get("record_ids") if request.shape == "C" else None
     job = _engine.StudyJob(
@@ -202,14 +215,14 @@ def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.
         study_whitelist=request.study_whitelist,
         table_whitelist=request.table_whitelist,
     )
+    columns = known_columns(session)
+    session.commit()  # the export itself holds no transaction of the ops database
     with _engine.connect(records_url) as connection:
         result = _engine.export_study(
-            connection,
-            job,
-            warehouse_path(),
-            known_columns=known_columns(session),
-            check_columns=check_columns,
+            connection, job, warehouse_path(), known_columns=columns, check_columns=check_columns
         )
+    write_phase(session)
+    part = session.get(StudyPart, part_id, populate_existing=True) or part
     _register_tables(session, part.study_id, result.tables)
     part.metrics = {
         "counters": result.counters,
@@ -251,6 +264,7 @@ def _register_tables(session: Session, study: str, tables: list[_engine.TableRes
 
 def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
     """End the run when every part has finished; only one caller ever does (a claimed update)."""
+    write_phase(session)
     unfinished = session.scalar(
         select(func.count()).where(StudyPart.run_id == run_id, StudyPart.state.not_in(FINISHED))
     )
@@ -300,7 +314,8 @@ def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
                 session.add(ExportTime(study_id=part.study_id, last_export_ms=end_ms))
             else:
                 existing.last_export_ms = int(end_ms or 0)
-    at = run.started_at or utcnow()
+    # A point stands for the window it measured: it is dated at the request's end.
+    at = request.end_date_time.astimezone(dt.UTC) if request.end_date_time else utcnow()
     points = {
         f"uniqueHealthCodes[{p.study_id}]": p.metrics.get("uniqueHealthCodes", 0) for p in parts
     }

@@ -1,0 +1,98 @@
+"""Demo: a month of nightly exports of generated studies, with one night of data loss.
+
+On the loss day, most participants of one study seem to upload nothing, so that study's
+`uniqueHealthCodes` falls by about 60%: the kind of shift the alarm rules exist to catch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from dutydesk import registry
+from dutydesk.db import utcnow
+from dutydesk.export import service
+from dutydesk.export.models import ExportRun
+from dutydesk.records.generate import generate
+from dutydesk.records.models import Record
+from dutydesk.records.store import records_session_factory
+
+DEMO_DAYS = 30
+DEMO_ACTOR = "demo"
+LOSS_STUDY = "study-a"
+LOSS_DAYS_AGO = 6
+LOSS_SHARE = 0.6
+
+
+def _day_window(day: dt.date) -> tuple[str, str]:
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    end = start + dt.timedelta(days=1)
+    return (
+        start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        end.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+
+
+def _fill_record_store(today: dt.date) -> bool:
+    """Generate the demo studies once; drop most of one study's uploads on the loss day."""
+    factory = records_session_factory()
+    with factory() as records:
+        if records.scalar(select(func.count()).select_from(Record)):
+            return False
+    generate(
+        factory,
+        seed=2026,
+        studies=3,
+        participants=60,
+        days=DEMO_DAYS,
+        records_per_day=120,
+        attachment_share=0.05,
+        end_date=today - dt.timedelta(days=1),
+    )
+    loss_day = today - dt.timedelta(days=LOSS_DAYS_AGO)
+    start = int(dt.datetime.combine(loss_day, dt.time(), dt.UTC).timestamp() * 1000)
+    with factory() as records:
+        codes = sorted(
+            records.scalars(
+                select(Record.health_code).where(Record.study_id == LOSS_STUDY).distinct()
+            )
+        )
+        lost = random.Random(7).sample(codes, int(len(codes) * LOSS_SHARE))
+        records.execute(
+            delete(Record).where(
+                Record.study_id == LOSS_STUDY,
+                Record.health_code.in_(lost),
+                Record.uploaded_on >= start,
+                Record.uploaded_on < start + 86_400_000,
+            )
+        )
+        records.commit()
+    return True
+
+
+@registry.demo_seeder("export")
+def seed_exports(session: Session, context: registry.DemoContext) -> None:
+    """Generate the demo studies and queue one nightly export per day of the last month."""
+    if session.scalar(select(func.count()).where(ExportRun.created_by == DEMO_ACTOR)):
+        return
+    today = utcnow().date()
+    if _fill_record_store(today):
+        context.note(f"3 studies with {DEMO_DAYS} days of records in the record store")
+    for days_ago in range(DEMO_DAYS, 0, -1):
+        day = today - dt.timedelta(days=days_ago)
+        start, end = _day_window(day)
+        service.start_run(
+            session,
+            {
+                "useLastExportTime": False,
+                "startDateTime": start,
+                "endDateTime": end,
+                "tag": f"demo nightly export {day}",
+            },
+            created_by=DEMO_ACTOR,
+            now=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(8), dt.UTC),
+        )
+    context.note(f"{DEMO_DAYS} nightly export runs queued (one night of data loss in {LOSS_STUDY})")
