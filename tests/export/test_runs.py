@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dutydesk.db import build_engine
 from dutydesk.export import service
-from dutydesk.export.models import ExportTime, StudyPart, WarehouseTable
+from dutydesk.export.models import ExportRun, ExportTime, StudyPart, WarehouseTable
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.metrics.models import MetricPoint
@@ -196,3 +196,44 @@ def test_cli_refuses_a_bad_export_request_naming_the_problem(
     result = runner.invoke(app, ["export", "run", *arguments])
     assert result.exit_code == 2
     assert says in result.output
+
+
+def test_a_table_whose_columns_cannot_evolve_fails_alone(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    import json
+    import sqlite3
+
+    body = {"useLastExportTime": False, "startDateTime": START, "endDateTime": END}
+    service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    store = records.parent / "records.sqlite"
+    with sqlite3.connect(store) as connection:
+        study, schema, revision, fields = connection.execute(
+            "SELECT study_id, schema_id, revision, fields FROM schemas "
+            "WHERE study_id = 'study-a' ORDER BY schema_id LIMIT 1"
+        ).fetchone()
+        kept = json.loads(fields)[:-1]  # a column disappears: Bridge refuses that change
+        connection.execute(
+            "UPDATE schemas SET fields = ? WHERE study_id = ? AND schema_id = ? AND revision = ?",
+            [json.dumps(kept), study, schema, revision],
+        )
+    second = service.start_run(
+        db,
+        {**body, "tag": "after a schema change"},
+        created_by="test",
+    )
+    db.commit()
+    drain(db, factory)
+    db.refresh(second)
+    key = f"{study}-{schema}-v{revision}"
+    assert second.state == "partial"
+    parts = db.scalars(select(StudyPart).where(StudyPart.run_id == second.id)).all()
+    failed = {k for p in parts for k in p.failed_tables}
+    assert failed == {key}
+    assert any(f"Table {key} has deleted columns" in (p.error or "") for p in parts)
+    assert second.metrics["counters"][f"{key}.errorCount"] == 1
+    others = [k for k in second.metrics["counters"] if k.endswith(".lineCount") and key not in k]
+    assert others
+    assert not db.scalars(select(ExportRun).where(ExportRun.parent_run_id == second.id)).all()
