@@ -176,6 +176,9 @@ def demo_factory(
     clear_caches()
     url = fresh_database_url(backend, tmp_path, f"demoseed_{os.getpid()}")
     migrations.upgrade(url)
+    from dutydesk.records.store import records_url, upgrade_records
+
+    upgrade_records(records_url())  # `dutydesk up` migrates both stores before seeding
     engine = build_engine(url)
     yield session_factory(engine)
     engine.dispose()
@@ -197,7 +200,7 @@ def test_seeding_the_demo_twice_leaves_the_same_users(
         assert people.authenticate(session, "admin", DEMO_PASSWORD) is not None
     assert sorted(before) == DEMO_USERNAMES
     assert after == before
-    assert len(first.made) == len(DEMO_USERNAMES)
+    assert len([line for line in first.made if line.startswith("user ")]) == len(DEMO_USERNAMES)
     assert second.made == []
     assert first.password == second.password == DEMO_PASSWORD
 

@@ -8,10 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dutydesk import registry
-from dutydesk.export import service
+from dutydesk.export import schedules, service
 from dutydesk.export.models import ExportRun, RunState, StudyPart
 from dutydesk.jobs import service as jobs
 from dutydesk.settings import get_settings
+
+__all__ = ["schedules"]  # importing it registers the "export.schedules" due work
 
 
 def _records_url() -> str:

@@ -34,6 +34,7 @@ class ExportSchedule(Base):
 
     __tablename__ = "export_schedules"
     __audited__ = True
+    __audit_quiet__ = ("last_fired_for",)  # firing is bookkeeping, not a change of the schedule
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
