@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,12 +17,10 @@ from dutydesk.export import schedules
 from dutydesk.export.models import ExportRun, ExportSchedule
 from dutydesk.export.request import parse_datetime
 from dutydesk.export.schedule import ScheduleType
-from dutydesk.export.schedule_routes import router, schedules_page
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.people import service as people
 from dutydesk.people.models import Role
-from dutydesk.web.app import _check_every_route_declares_access, api_routes
 from tests.conftest import make_user, sign_in
 
 # Spec §13 vector 16 (BridgeExporterSchedulerTest), fired end to end.
@@ -37,16 +34,6 @@ THE_DAY_BEFORE = parse_datetime("2016-01-31T12:00:00.000+0900")
 def domains() -> None:
     """The job kinds a run needs ("export.run") are registered, as in the worker."""
     registry.load_domains()
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    """The desk's app serving the schedule routes ahead of any others, as it will."""
-    if not any(route.endpoint is schedules_page for route in api_routes(app.routes)):
-        app.include_router(router)
-        app.router.routes.insert(0, app.router.routes.pop())
-    _check_every_route_declares_access(app)
-    return app
 
 
 def add(db: Session, name: str = "test-scheduler", **fields: object) -> ExportSchedule:

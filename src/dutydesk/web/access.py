@@ -121,9 +121,16 @@ class LoginRequired(Exception):
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """The request's database session; committed when the handler returns without error."""
+    """The request's database session; committed when the handler returns without error.
+
+    A request that may write (an unsafe method, or a token call, which notes the token's use)
+    starts with SQLite's write lock: a transaction that read first could otherwise not write
+    once a worker has committed meanwhile ("database is locked" at once).
+    """
     session: Session = request.app.state.session_factory()
     session.info["actor"] = "anonymous"
+    if request.method in UNSAFE_METHODS or bearer_secret(request) is not None:
+        session.connection(execution_options={"immediate": True})
     try:
         yield session
         session.commit()
