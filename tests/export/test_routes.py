@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -15,43 +13,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk.db import build_engine
 from dutydesk.export import service
 from dutydesk.export.models import ExportRun, WarehouseTable
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.people import service as people
-from dutydesk.records.generate import generate
-from dutydesk.records.store import records_session_factory, upgrade_records
-from tests.conftest import clear_caches, make_user, sign_in
+from tests.conftest import make_user, sign_in
 from tests.export.test_runs import END, START, drain, table_rows
 
 WINDOW = {"useLastExportTime": False, "startDateTime": START, "endDateTime": END}
 SCOPES = ("NO_SHARING", "SPONSORS_AND_PARTNERS", "ALL_QUALIFIED_RESEARCHERS")
-
-
-@pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A small generated record store and an empty warehouse, named in the settings."""
-    path = tmp_path / "records.sqlite"
-    url = f"sqlite:///{path}"
-    upgrade_records(url)
-    engine = build_engine(url)
-    generate(
-        records_session_factory(engine),
-        seed=3,
-        studies=3,
-        participants=20,
-        days=2,
-        records_per_day=60,
-        attachment_share=0.05,
-        end_date=dt.date(2026, 11, 20),
-    )
-    engine.dispose()
-    monkeypatch.setenv("DUTYDESK_RECORDS_URL", url)
-    monkeypatch.setenv("DUTYDESK_WAREHOUSE", str(tmp_path / "warehouse"))
-    clear_caches()
-    yield tmp_path / "warehouse"
 
 
 @pytest.fixture

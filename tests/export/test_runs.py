@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -12,42 +11,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from dutydesk.db import build_engine
 from dutydesk.export import service
 from dutydesk.export.models import ExportRun, ExportTime, StudyPart, WarehouseTable
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.metrics.models import MetricPoint
-from dutydesk.records.generate import generate
-from dutydesk.records.store import records_session_factory, upgrade_records
-from tests.conftest import clear_caches
 
 END = "2026-11-21T00:00:00.000-08:00"
 START = "2026-11-10T00:00:00.000-08:00"
-
-
-@pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A small generated record store and an empty warehouse, named in the settings."""
-    path = tmp_path / "records.sqlite"
-    url = f"sqlite:///{path}"
-    upgrade_records(url)
-    engine = build_engine(url)
-    generate(
-        records_session_factory(engine),
-        seed=3,
-        studies=3,
-        participants=20,
-        days=2,
-        records_per_day=60,
-        attachment_share=0.05,
-        end_date=dt.date(2026, 11, 20),
-    )
-    engine.dispose()
-    monkeypatch.setenv("DUTYDESK_RECORDS_URL", url)
-    monkeypatch.setenv("DUTYDESK_WAREHOUSE", str(tmp_path / "warehouse"))
-    clear_caches()
-    yield tmp_path / "warehouse"
 
 
 def drain(db: Session, factory: sessionmaker[Session]) -> int:

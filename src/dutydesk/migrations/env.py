@@ -1,42 +1,5 @@
-"""Alembic environment: the ops database's models, batch mode for SQLite."""
+"""Alembic environment of the ops database."""
 
-from __future__ import annotations
+from dutydesk.migrations import OPS
 
-from alembic import context
-from sqlalchemy import Connection
-
-from dutydesk.db import Base, build_engine
-from dutydesk.registry import load_domains
-
-load_domains()
-config = context.config
-target_metadata = Base.metadata
-
-
-def run_migrations() -> None:
-    """Run migrations online against the configured URL (or a connection passed in)."""
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-        return
-    engine = build_engine(config.get_main_option("sqlalchemy.url") or "")
-    try:
-        with engine.connect() as connection:
-            _run(connection)
-            connection.commit()
-    finally:
-        engine.dispose()
-
-
-def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=True,
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-run_migrations()
+OPS.run_env()
