@@ -114,18 +114,42 @@ def beat() -> None:
 
 
 @contextlib.contextmanager
-def ops_engine() -> Iterator[tuple[str, Engine]]:
-    """The ops database's URL and a short-lived engine; an unreachable database is a clear error."""
+def short_engine(url: str, what: str) -> Iterator[Engine]:
+    """A short-lived engine on `url`; an unreachable database is a clear error naming `what`."""
     from dutydesk.db import build_engine
 
-    url = get_settings().effective_database_url
     engine = build_engine(url)
     try:
-        yield url, engine
+        yield engine
     except OperationalError as error:
-        raise fail(f"cannot reach the ops database {redacted(url)}: {error.orig}") from None
+        raise fail(f"cannot reach {what} {redacted(url)}: {error.orig}") from None
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def ops_engine() -> Iterator[tuple[str, Engine]]:
+    """The ops database's URL and a short-lived engine; an unreachable database is a clear error."""
+    url = get_settings().effective_database_url
+    with short_engine(url, "the ops database") as engine:
+        yield url, engine
+
+
+def verify_schema(
+    tree: migrations.MigrationTree, url: str, engine: Engine, *, subject: str, prefix: str = ""
+) -> str:
+    """The `ok` line when the database is at the newest revision and matches its models.
+
+    Otherwise exit 1 naming the revision it is at, or how the models and the schema differ.
+    """
+    at = tree.current(engine)
+    newest = tree.heads(url)
+    if at not in newest:
+        raise fail(f"{subject} is at {at or 'nothing'}, newest is {', '.join(newest)}", 1)
+    drift = tree.model_drift(engine)
+    if drift:
+        raise fail(f"{prefix}models and database differ: {drift}", 1)
+    return f"ok: {prefix}at {at}, matches the models"
 
 
 @db_app.command("upgrade")
@@ -157,15 +181,9 @@ def db_check() -> None:
     from dutydesk.records.cli import check_store
 
     with ops_engine() as (url, engine):
-        at = migrations.current(engine)
-        newest = migrations.heads(url)
-        if at not in newest:
-            raise fail(f"database is at {at or 'nothing'}, newest is {', '.join(newest)}", 1)
-        drift = migrations.model_drift(engine)
-        if drift:
-            raise fail(f"models and database differ: {drift}", 1)
+        ops_ok = verify_schema(migrations.OPS, url, engine, subject="database")
     records_ok = check_store()
-    typer.echo(f"ok: at {at}, matches the models")
+    typer.echo(ops_ok)
     typer.echo(records_ok)
 
 

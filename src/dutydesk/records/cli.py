@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
-from dutydesk.db import build_engine, redacted, transaction
+from dutydesk.db import redacted, transaction
 from dutydesk.records import migrations, service
 from dutydesk.records.generate import GenerateError, generate
 from dutydesk.records.store import records_session_factory, records_url, upgrade_records
@@ -31,14 +30,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 @contextlib.contextmanager
 def store_engine() -> Iterator[tuple[str, Engine]]:
     """The record store's URL and a short-lived engine; an unreachable store is a clear error."""
+    from dutydesk.cli import short_engine
+
     url = records_url()
-    engine = build_engine(url)
-    try:
+    with short_engine(url, "the record store") as engine:
         yield url, engine
-    except OperationalError as error:
-        raise _fail(f"cannot reach the record store {redacted(url)}: {error.orig}") from None
-    finally:
-        engine.dispose()
 
 
 def ready_records() -> None:
@@ -64,15 +60,12 @@ def store_revision() -> str:
 
 def check_store() -> str:
     """Refuse (exit 1) unless the record store is at head and matches its models."""
+    from dutydesk.cli import verify_schema
+
     with store_engine() as (url, engine):
-        at = migrations.current(engine)
-        newest = migrations.heads(url)
-        if at not in newest:
-            raise _fail(f"record store is at {at or 'nothing'}, newest is {', '.join(newest)}", 1)
-        drift = migrations.model_drift(engine)
-        if drift:
-            raise _fail(f"record store models and database differ: {drift}", 1)
-    return f"ok: record store at {at}, matches the models"
+        return verify_schema(
+            migrations.RECORDS, url, engine, subject="record store", prefix="record store "
+        )
 
 
 @app.command("import")

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dutydesk.db import transaction
 from dutydesk.records import migrations
 
 
@@ -34,15 +35,8 @@ def get_records_db(request: Request) -> Iterator[Session]:
         if not ready:
             raise HTTPException(503, "the record store is not migrated; run `dutydesk db upgrade`")
         request.app.state.records_ready = True
-    session = factory()
-    try:
+    with transaction(factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 RecordsDb = Annotated[Session, Depends(get_records_db, scope="function")]

@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from dutydesk.db import transaction
 from dutydesk.people.models import ApiToken, Role, Scope, User
 from dutydesk.people.service import token_for_secret, user_for_session
 from dutydesk.web.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token_for
@@ -127,18 +128,9 @@ def get_db(request: Request) -> Iterator[Session]:
     starts with SQLite's write lock: a transaction that read first could otherwise not write
     once a worker has committed meanwhile ("database is locked" at once).
     """
-    session: Session = request.app.state.session_factory()
-    session.info["actor"] = "anonymous"
-    if request.method in UNSAFE_METHODS or bearer_secret(request) is not None:
-        session.connection(execution_options={"immediate": True})
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    writes = request.method in UNSAFE_METHODS or bearer_secret(request) is not None
+    with transaction(request.app.state.session_factory, immediate=writes, actor="anonymous") as db:
+        yield db
 
 
 Db = Annotated[Session, Depends(get_db, scope="function")]
