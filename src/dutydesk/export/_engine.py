@@ -243,8 +243,20 @@ def _score(connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyCo
                    AS original_table
         FROM batch;
         ALTER TABLE scored ADD COLUMN accepted BOOLEAN;
+        {
+            "".join(
+                f"ALTER TABLE scored ADD COLUMN {_sql.precomputed_column(name)} VARCHAR;"
+                for name in _sql.PRECOMPUTED_COMMON
+            )
+        }
         UPDATE scored SET accepted = effective_rank >= {minimum} AND study_ok AND table_ok
             AND NOT bad_data;
+        UPDATE scored SET {
+            ", ".join(
+                f"{_sql.precomputed_column(name)} = {expression}"
+                for name, expression in _sql.PRECOMPUTED_COMMON.items()
+            )
+        } WHERE accepted;
         """
     )
 

@@ -131,6 +131,8 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             ELSE dd_sanitize_py(s, n) END;
         CREATE OR REPLACE MACRO dd_clean(s, n) AS CASE
             WHEN s IS NULL THEN NULL
+            WHEN (n IS NULL OR strlen(s) <= n)
+                AND NOT regexp_matches(s, '[<&\\t\\n\\f\\r\\x{{a0}}]|  |^ | $') THEN s
             WHEN contains(s, '<') OR contains(s, '&') THEN dd_sanitize_py(s, n)
             ELSE dd_cut(trim(regexp_replace(s, '{_SPACE_RUN}', ' ', 'g'), ' '), n) END;
         CREATE OR REPLACE MACRO dd_attachment_text(a) AS (
@@ -235,26 +237,38 @@ def _field_expression(source: FieldValue, value: str, column: Column) -> str:
     raise ValueError(f"column {column.name!r}: unknown conversion {source.conversion}")
 
 
-COMMON_EXPRESSIONS: dict[str, str] = {
-    "recordId": "id",
+# Common values that cost something to compute: worked out once per record when the records
+# are scored (a record lands in its data table and in the summary table), then read as columns.
+PRECOMPUTED_COMMON: dict[str, str] = {
     "appVersion": "CASE WHEN json_type(metadata, '$.appVersion') = 'VARCHAR' "
     "THEN dd_clean(metadata ->> '$.appVersion', 48) END",
     "phoneInfo": "CASE WHEN json_type(metadata, '$.phoneInfo') = 'VARCHAR' "
     "THEN dd_clean(metadata ->> '$.phoneInfo', 48) END",
-    "uploadDate": "$export_date",
-    "healthCode": "health_code",
     "externalId": "dd_clean(user_external_id, 128)",
+    "validationErrors": "dd_clean(validation_errors, NULL)",
     "dataGroups": "CASE WHEN json_type(user_data_groups) = 'ARRAY' THEN nullif(array_to_string("
     "list_sort(list_distinct(CAST(user_data_groups AS VARCHAR[]))), ','), '') END",
-    "createdOn": "TRY_CAST(epoch_ms(created_on) AS TIMESTAMP)",
-    "createdOnTimeZone": "created_on_time_zone",
-    "userSharingScope": "user_sharing_scope",
-    "validationErrors": "dd_clean(validation_errors, NULL)",
     "substudyMemberships": "CASE WHEN json_type(user_substudy_memberships) = 'OBJECT' "
     "AND len(json_keys(user_substudy_memberships)) > 0 THEN '|' || array_to_string(list_sort("
     "list_transform(map_entries(TRY_CAST(user_substudy_memberships AS MAP(VARCHAR, VARCHAR))), "
     "e -> e.key || '=' || CASE WHEN e.value = '<none>' THEN '' ELSE coalesce(e.value, '') END)"
     "), '|') || '|' END",
+}
+
+
+def precomputed_column(name: str) -> str:
+    """The column of the scored records holding common value `name`."""
+    return quote_name(f"common.{name}")
+
+
+COMMON_EXPRESSIONS: dict[str, str] = {
+    "recordId": "id",
+    "uploadDate": "$export_date",
+    "healthCode": "health_code",
+    "createdOn": "TRY_CAST(epoch_ms(created_on) AS TIMESTAMP)",
+    "createdOnTimeZone": "created_on_time_zone",
+    "userSharingScope": "user_sharing_scope",
+    **{name: precomputed_column(name) for name in PRECOMPUTED_COMMON},
     "dayInStudy": "day_in_study",
     "recordUploadedOn": "TRY_CAST(epoch_ms(uploaded_on) AS TIMESTAMP)",
 }
