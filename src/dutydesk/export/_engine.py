@@ -303,9 +303,11 @@ def export_study(
     result = StudyResult()
     config = read_study_config(connection, job.study_id)
     _load_batch(connection, job)
-    result.count("numTotal", int(_scalar(connection, "SELECT count(*) FROM batch")))
+    found = int(_scalar(connection, "SELECT count(*) FROM batch"))
+    # numTotal counts every record ID read, a missing one too (spec §9).
+    result.count("numTotal", found if job.record_ids is None else len(set(job.record_ids)))
     if job.record_ids is not None:
-        missing = len(set(job.record_ids)) - int(_scalar(connection, "SELECT count(*) FROM batch"))
+        missing = len(set(job.record_ids)) - found
         if missing:
             result.log.append(f"Missing health data record for {missing} record IDs")
     _score(connection, job, config)
