@@ -208,3 +208,39 @@ def test_a_table_whose_columns_cannot_evolve_fails_alone(
     others = [k for k in second.metrics["counters"] if k.endswith(".lineCount") and key not in k]
     assert others
     assert not db.scalars(select(ExportRun).where(ExportRun.parent_run_id == second.id)).all()
+
+
+def test_record_id_list_request_exports_exactly_those_records(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    import sqlite3
+
+    with sqlite3.connect(records.parent / "records.sqlite") as connection:
+        ids = [
+            row[0]
+            for row in connection.execute(
+                "SELECT r.id FROM records r JOIN participants p ON p.study_id = r.study_id "
+                "AND p.health_code = r.health_code WHERE r.user_sharing_scope = "
+                "'ALL_QUALIFIED_RESEARCHERS' AND p.sharing_scope = 'ALL_QUALIFIED_RESEARCHERS' "
+                "AND r.schema_id IS NOT NULL ORDER BY r.id LIMIT 5"
+            )
+        ]
+    listing = records.parent / "ids.txt"
+    listing.write_text("\n".join([*ids, "no-such-record"]) + "\n")
+    run = service.start_run(
+        db, {"useLastExportTime": False, "recordIdOverride": str(listing)}, created_by="test"
+    )
+    db.commit()
+    drain(db, factory)
+    db.refresh(run)
+    assert run.state == "succeeded"
+    assert run.metrics["counters"]["numTotal"] == 6
+    assert "Missing health data record for ID no-such-record" in run.log
+    exported = {
+        row[0]
+        for folder in records.glob("*/*-appVersion")
+        for row in duckdb.sql(
+            f"SELECT recordId FROM read_parquet('{folder}/**/*.parquet')"
+        ).fetchall()
+    }
+    assert exported == set(ids)

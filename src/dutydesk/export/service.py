@@ -134,17 +134,18 @@ def plan_run(session: Session, run: ExportRun, records_url: str) -> list[StudyPa
     with _engine.connect(records_url, threads=1) as connection:
         if request.shape == "C":
             ids = read_record_ids(str(request.record_id_override))
-            studies = sorted(
-                {
-                    row[0]
-                    for row in connection.execute(
-                        "SELECT DISTINCT study_id FROM rs.records WHERE id IN (SELECT unnest(?))",
-                        [ids],
-                    ).fetchall()
-                }
-            )
-            metrics = {"record_ids": ids}
-            parts = [StudyPart(run_id=run_id, study_id=study) for study in studies]
+            by_study: dict[str, list[str]] = {}
+            for record_id, study in connection.execute(
+                "SELECT id, study_id FROM rs.records WHERE id IN (SELECT unnest(?)) ORDER BY id",
+                [ids],
+            ).fetchall():
+                by_study.setdefault(study, []).append(record_id)
+            found = {record_id for listed in by_study.values() for record_id in listed}
+            metrics = {
+                "record_ids": by_study,
+                "missing_record_ids": sorted(set(ids) - found),
+            }
+            parts = [StudyPart(run_id=run_id, study_id=study) for study in sorted(by_study)]
         else:
             chosen = select_studies(request, candidate_studies(connection))
             for study in chosen:
@@ -203,7 +204,7 @@ def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.
     assert run is not None
     part_id = part.id
     request = parse_request(run.request)
-    record_ids = run.metrics.get("record_ids") if request.shape == "C" else None
+    record_ids = run.metrics["record_ids"].get(part.study_id) if request.shape == "C" else None
     job = _engine.StudyJob(
         study_id=part.study_id,
         export_date=run.export_date,
@@ -299,9 +300,15 @@ def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
             else:
                 _register_tables(session, part.study_id, [status])
     metrics = _merge_metrics(parts)
+    missing = run.metrics.get("missing_record_ids", [])
+    for record_id in missing:
+        _log(run, f"Missing health data record for ID {record_id}")
+    if missing:
+        counters = metrics["counters"]
+        counters["numTotal"] = counters.get("numTotal", 0) + len(missing)
     for line in metrics.pop("log"):
         _log(run, line)
-    run.metrics = {**{k: v for k, v in run.metrics.items() if k != "record_ids"}, **metrics}
+    run.metrics = metrics
     failed = [key for part in parts for key in part.failed_tables]
     if failed:
         _log(run, f"Redriving tables: {', '.join(sorted(failed))}")
