@@ -65,13 +65,18 @@ def json_path(field: str) -> str:
 
 
 def _sanitize_arrow(texts: pa.Array, limits: pa.Array) -> pa.Array:
-    return pa.array(
-        [
-            None if text is None else _values.sanitize(text, limit)
-            for text, limit in zip(texts.to_pylist(), limits.to_pylist(), strict=True)
-        ],
-        pa.string(),
-    )
+    # Free text repeats (templated answers, copied notes): each distinct value is cleaned once.
+    cleaned: dict[tuple[str, int | None], str | None] = {}
+    out = []
+    for text, limit in zip(texts.to_pylist(), limits.to_pylist(), strict=True):
+        if text is None:
+            out.append(None)
+            continue
+        key = (text, limit)
+        if key not in cleaned:
+            cleaned[key] = _values.sanitize(text, limit)
+        out.append(cleaned[key])
+    return pa.array(out, pa.string())
 
 
 def _timestamp_arrow(texts: pa.Array) -> pa.Array:
