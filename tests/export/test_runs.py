@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from dutydesk.db import utcnow
 from dutydesk.export import service
 from dutydesk.export.models import ExportRun, ExportTime, StudyPart, WarehouseTable
 from dutydesk.jobs import service as jobs
@@ -22,10 +23,12 @@ START = "2026-11-10T00:00:00.000-08:00"
 
 
 def drain(db: Session, factory: sessionmaker[Session]) -> int:
-    """Run queued jobs here, as workers would, until none is left; returns how many ran."""
+    """Run due queued jobs here, as workers would, until none is left; returns how many ran."""
     ran = 0
     while True:
-        queued = db.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id)).all()
+        queued = db.scalars(
+            select(Job.id).where(Job.state == "queued", Job.run_after <= utcnow()).order_by(Job.id)
+        ).all()
         db.commit()
         if not queued:
             return ran
@@ -244,3 +247,50 @@ def test_record_id_list_request_exports_exactly_those_records(
         ).fetchall()
     }
     assert exported == set(ids)
+
+
+def test_a_table_that_failed_to_write_is_redriven_once_and_lands_without_duplicates(
+    records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    body = {"useLastExportTime": False, "startDateTime": START, "endDateTime": END, "tag": "t"}
+    first = service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    db.refresh(first)
+    complete = table_rows(records)
+    # Start again in an empty warehouse where one table's folder cannot be made (a plain file
+    # stands in its way): that table fails, the others are written.
+    for path in sorted(records.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    blocked = next(key for key in complete if "-tapping-" in key)
+    study = blocked.split("-tapping-")[0]
+    (records / study).mkdir(parents=True)
+    (records / study / blocked).write_text("in the way")
+    run = service.start_run(db, body, created_by="test")
+    db.commit()
+    drain(db, factory)
+    db.refresh(run)
+    assert run.state == "partial"
+    assert f"Redriving tables: {blocked}" in run.log
+    [redrive] = db.scalars(select(ExportRun).where(ExportRun.parent_run_id == run.id)).all()
+    assert redrive.request["redriveCount"] == 1
+    assert redrive.request["tag"] == "redrive export; original: t"
+    schema_id, _, revision = blocked.removeprefix(f"{study}-").rpartition("-v")
+    assert redrive.request["tableWhitelist"] == [
+        {"appId": study, "schemaId": schema_id, "revision": int(revision)}
+    ]
+    assert redrive.request["studyWhitelist"] == [study]
+    waiting = db.scalars(select(Job).where(Job.state == "queued")).all()
+    assert [job.kind for job in waiting] == ["export.run"]
+    assert waiting[0].run_after > utcnow() + dt.timedelta(minutes=10)  # the redrive delay
+    # The obstacle goes; the redrive comes due and writes the table, and only that table.
+    (records / study / blocked).unlink()
+    waiting[0].run_after = utcnow()
+    db.commit()
+    drain(db, factory)
+    db.refresh(redrive)
+    assert redrive.state == "succeeded"
+    assert table_rows(records)[blocked] == complete[blocked]
+    assert {k: v for k, v in table_rows(records).items() if not k.endswith("-status")} == {
+        k: v for k, v in complete.items() if not k.endswith("-status")
+    }

@@ -108,6 +108,8 @@ class StudyJob:
     record_ids: tuple[str, ...] | None = None
     study_whitelist: frozenset[str] | None = None
     table_whitelist: frozenset[SchemaKey] | None = None
+    # False for a table redrive: the first run already wrote these records' summary rows.
+    summary_tables: bool = True
 
 
 @dataclass
@@ -120,6 +122,8 @@ class TableResult:
     rows: int = 0
     path: str | None = None
     error: str | None = None
+    schema: tuple[str, int] | None = None  # (schema id, revision) of a schema table
+    retryable: bool = True  # False when trying again cannot help (a column conflict)
 
 
 @dataclass
@@ -335,8 +339,10 @@ def export_study(
             f"accepted AND schema_id = {quote_literal(schema_id)} AND schema_revision = {revision}"
         )
         writer.fields = {f.name: f for f in fields}
-        result.tables.append(writer.write(key, "schema", columns, where))
-    if _scalar(
+        table = writer.write(key, "schema", columns, where)
+        table.schema = (schema_id, revision)
+        result.tables.append(table)
+    if job.summary_tables and _scalar(
         connection,
         "SELECT count(*) FROM scored WHERE accepted AND "
         "(schema_id IS NULL OR schema_revision IS NULL)",
@@ -350,7 +356,7 @@ def export_study(
                 "accepted AND (schema_id IS NULL OR schema_revision IS NULL)",
             )
         )
-    if _scalar(connection, "SELECT count(*) FROM scored WHERE accepted"):
+    if job.summary_tables and _scalar(connection, "SELECT count(*) FROM scored WHERE accepted"):
         summary = writer.write(
             app_version_table_key(job.study_id),
             "appVersion",
@@ -445,6 +451,7 @@ class TableWriter:
             problem = self.check_columns(key, columns, self.known_columns.get(key))
             if problem:
                 result.error = problem
+                result.retryable = False
                 return result
         paths = _sql.field_paths(columns)
         select = ",\n".join(
@@ -458,10 +465,10 @@ class TableWriter:
         )
         table_dir = table_folder(self.warehouse, self.job.study_id, key)
         folder = table_dir / f"exportDate={self.job.export_date}"
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"part-{self.job.run_key}.parquet"
         temporary = folder / f".part-{self.job.run_key}-{uuid.uuid4().hex}.tmp"
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             self.connection.execute(
                 f"COPY (SELECT {select} FROM ({rows_of}) ORDER BY 1) "
                 f"TO {quote_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)"
@@ -475,7 +482,8 @@ class TableWriter:
             self._copy_attachments(columns, paths, rows_of, table_dir / "attachments")
             os.replace(temporary, final)
         except (duckdb.Error, OSError) as error:
-            temporary.unlink(missing_ok=True)
+            if temporary.parent.is_dir():
+                temporary.unlink(missing_ok=True)
             result.error = f"Error writing table {key}: {error}"
             log.exception("export of table %s failed", key)
             return result

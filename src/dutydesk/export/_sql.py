@@ -67,7 +67,7 @@ def json_path(field: str) -> str:
 def _sanitize_arrow(texts: pa.Array, limits: pa.Array) -> pa.Array:
     # Free text repeats (templated answers, copied notes): each distinct value is cleaned once.
     cleaned: dict[tuple[str, int | None], str | None] = {}
-    out = []
+    out: list[str | None] = []
     for text, limit in zip(texts.to_pylist(), limits.to_pylist(), strict=True):
         if text is None:
             out.append(None)

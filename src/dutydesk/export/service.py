@@ -215,6 +215,7 @@ def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.
         record_ids=tuple(record_ids) if record_ids is not None else None,
         study_whitelist=request.study_whitelist,
         table_whitelist=request.table_whitelist,
+        summary_tables=not (request.redrive_count and request.table_whitelist),
     )
     columns = known_columns(session)
     session.commit()  # the export itself holds no transaction of the ops database
@@ -231,6 +232,11 @@ def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.
         "uniqueAppVersions": sorted(result.app_versions),
         "schemasNotFound": sorted(result.schemas_not_found),
         "log": result.log,
+        "redrive_tables": [
+            list(table.schema)
+            for table in result.tables
+            if table.error and table.retryable and table.schema is not None
+        ],
     }
     part.failed_tables = [table.key for table in result.tables if table.error]
     part.error = "; ".join(table.error for table in result.tables if table.error) or None
@@ -373,17 +379,13 @@ def _redrive_tables(
     if request.redrive_count >= settings.export_redrive_max:
         return
     for part in sorted(parts, key=lambda p: p.study_id):
-        keys = []
-        for key in part.failed_tables:
-            if not key.startswith(f"{part.study_id}-") or key.endswith(("-default", "-appVersion")):
-                continue
-            rest = key.removeprefix(f"{part.study_id}-")
-            schema_id, _, revision = rest.rpartition("-v")
-            if schema_id and revision.isdigit():
-                keys.append(SchemaKey(part.study_id, schema_id, int(revision)))
-        error = part.error or ""
-        if not keys or "deleted columns" in error or "incompatible" in error:
-            continue  # a column conflict fails again until someone changes the schema
+        # Only schema tables that may succeed when tried again: a column conflict would not.
+        keys = [
+            SchemaKey(part.study_id, schema_id, int(revision))
+            for schema_id, revision in part.metrics.get("redrive_tables", [])
+        ]
+        if not keys:
+            continue
         start = (
             None
             if part.start_ms is None
