@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from dutydesk.records.models import UploadFieldType
 
-class UploadFieldType(enum.StrEnum):
-    """The type of one schema field, with Bridge's names."""
-
-    ATTACHMENT_BLOB = "ATTACHMENT_BLOB"
-    ATTACHMENT_CSV = "ATTACHMENT_CSV"
-    ATTACHMENT_JSON_BLOB = "ATTACHMENT_JSON_BLOB"
-    ATTACHMENT_JSON_TABLE = "ATTACHMENT_JSON_TABLE"
-    ATTACHMENT_V2 = "ATTACHMENT_V2"
-    BOOLEAN = "BOOLEAN"
-    CALENDAR_DATE = "CALENDAR_DATE"
-    DURATION_V2 = "DURATION_V2"
-    FLOAT = "FLOAT"
-    INLINE_JSON_BLOB = "INLINE_JSON_BLOB"
-    INT = "INT"
-    LARGE_TEXT_ATTACHMENT = "LARGE_TEXT_ATTACHMENT"
-    MULTI_CHOICE = "MULTI_CHOICE"
-    SINGLE_CHOICE = "SINGLE_CHOICE"
-    STRING = "STRING"
-    TIME_V2 = "TIME_V2"
-    TIMESTAMP = "TIMESTAMP"
+# The record store declares the field types; the export reads them (one list for both).
+__all__ = [
+    "ATTACHMENT_TYPES",
+    "DEFAULT_MAX_LENGTH",
+    "LARGETEXT_THRESHOLD",
+    "STRING_LIKE_TYPES",
+    "FieldDef",
+    "UploadFieldType",
+    "max_length_for",
+    "parse_field_defs",
+]
 
 
 ATTACHMENT_TYPES = frozenset(t for t in UploadFieldType if t.startswith("ATTACHMENT_"))
