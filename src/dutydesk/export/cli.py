@@ -58,8 +58,9 @@ def run(
             export_run = service.start_run(session, body, created_by=cli_actor(), queue=queue)
             run_id = export_run.id
     except InvalidRequest as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        from dutydesk.cli import fail
+
+        raise fail(str(error)) from None
     if queue:
         typer.echo(f"queued export run {run_id}")
         return

@@ -73,16 +73,12 @@ def run(
     args = parse_args(arg or [])
     try:
         with transaction(actor=cli_actor()) as session:
-            if queue:
-                job = service.enqueue(session, kind, args)
-            else:
-                # Created here and claimed here: no broker message, so no worker races us.
-                job = service.enqueue(session, kind, args)
-                session.info.pop("dutydesk_jobs_to_send", None)
-            job_id = job.id
+            # Run here, a job gets no broker message, so no worker races us for it.
+            job_id = service.enqueue(session, kind, args, dispatch=queue).id
     except service.JobError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        from dutydesk.cli import fail
+
+        raise fail(str(error)) from None
     if queue:
         typer.echo(f"queued job {job_id}")
         return

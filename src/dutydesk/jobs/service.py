@@ -39,10 +39,12 @@ def enqueue(
     created_by: str | None = None,
     max_attempts: int | None = None,
     delay_seconds: float = 0.0,
+    dispatch: bool = True,
 ) -> Job:
     """Add a job; its broker message is sent once this session's transaction commits.
 
-    With `delay_seconds`, the job waits that long before any worker may run it.
+    With `delay_seconds`, the job waits that long before any worker may run it. With
+    `dispatch=False` no message is sent: the caller runs the job itself (`execute`).
     """
     if kind not in registry.job_kinds:
         known = ", ".join(sorted(registry.job_kinds)) or "none"
@@ -58,7 +60,8 @@ def enqueue(
     )
     session.add(job)
     session.flush()
-    session.info.setdefault(_PENDING_KEY, []).append((job.id, delay_seconds))
+    if dispatch:
+        session.info.setdefault(_PENDING_KEY, []).append((job.id, delay_seconds))
     return job
 
 

@@ -21,8 +21,10 @@ def cli_actor() -> str:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(2)
+    # Imported late: dutydesk.cli imports this module while it registers its commands.
+    from dutydesk.cli import fail
+
+    return fail(str(error))
 
 
 @users_app.command("add")
