@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,24 +15,28 @@ from dutydesk.records.store import records_session_factory, upgrade_records
 from tests.conftest import clear_caches
 
 
-@pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A small generated record store and an empty warehouse, named in the settings."""
-    path = tmp_path / "records.sqlite"
+def generated_store(path: Path, **counts: Any) -> str:
+    """A migrated SQLite record store at `path` filled by the generator; returns its URL."""
     url = f"sqlite:///{path}"
     upgrade_records(url)
     engine = build_engine(url)
-    generate(
-        records_session_factory(engine),
+    generate(records_session_factory(engine), end_date=dt.date(2026, 11, 20), **counts)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A small generated record store and an empty warehouse, named in the settings."""
+    url = generated_store(
+        tmp_path / "records.sqlite",
         seed=3,
         studies=3,
         participants=20,
         days=2,
         records_per_day=60,
         attachment_share=0.05,
-        end_date=dt.date(2026, 11, 20),
     )
-    engine.dispose()
     monkeypatch.setenv("DUTYDESK_RECORDS_URL", url)
     monkeypatch.setenv("DUTYDESK_WAREHOUSE", str(tmp_path / "warehouse"))
     clear_caches()

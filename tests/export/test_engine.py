@@ -16,7 +16,6 @@ from typing import Any
 import duckdb
 import pytest
 
-from dutydesk.db import build_engine
 from dutydesk.export import _engine, _values
 from dutydesk.export._cells import field_cell
 from dutydesk.export._columns import (
@@ -29,8 +28,8 @@ from dutydesk.export._columns import (
     RawMetadata,
 )
 from dutydesk.export.request import SchemaKey, SharingMode
-from dutydesk.records.generate import generate
-from dutydesk.records.store import records_session_factory, upgrade_records
+from dutydesk.records.store import upgrade_records
+from tests.export.conftest import generated_store
 
 EXPORT_DATE = "2026-11-21"
 
@@ -39,20 +38,15 @@ EXPORT_DATE = "2026-11-21"
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A generated record store: three studies, withdrawn participants, malformed values."""
     path = tmp_path_factory.mktemp("records") / "records.sqlite"
-    url = f"sqlite:///{path}"
-    upgrade_records(url)
-    engine = build_engine(url)
-    generate(
-        records_session_factory(engine),
+    generated_store(
+        path,
         seed=7,
         studies=3,
         participants=40,
         days=3,
         records_per_day=150,
         attachment_share=0.1,
-        end_date=dt.date(2026, 11, 20),
     )
-    engine.dispose()
     yield path
 
 
