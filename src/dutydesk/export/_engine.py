@@ -10,7 +10,6 @@ so a re-run of the same request replaces its files instead of adding rows.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 import duckdb
 from sqlalchemy.engine import make_url
 
+from dutydesk.duck import load_extension
 from dutydesk.export import _sql, _values
 from dutydesk.export._columns import (
     Column,
@@ -46,31 +46,18 @@ log = logging.getLogger(__name__)
 SCOPE_RANK = {"NO_SHARING": 0, "SPONSORS_AND_PARTNERS": 1, "ALL_QUALIFIED_RESEARCHERS": 2}
 SCOPE_NAMES = {rank: name for name, rank in SCOPE_RANK.items()}
 MODE_MINIMUM = {SharingMode.ALL: 0, SharingMode.SHARED: 1, SharingMode.PUBLIC_ONLY: 2}
-DUCKDB_VERSION = "1.5.5"
-
-
-def _extension_path(name: str) -> str:
-    package = importlib.import_module(f"duckdb_extension_{name}")
-    folder = Path(package.__file__ or "").parent / "extensions" / f"v{DUCKDB_VERSION}"
-    path = folder / f"{name}.duckdb_extension"
-    if not path.exists():
-        raise RuntimeError(
-            f"DuckDB extension {name} v{DUCKDB_VERSION} is not installed at {path}; "
-            f"install duckdb-extension-{name.replace('_', '-')}=={DUCKDB_VERSION}"
-        )
-    return str(path)
 
 
 def attach_record_store(connection: duckdb.DuckDBPyConnection, url: str) -> None:
     """Attach the record store at `url` read-only as `rs`."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        connection.execute(f"LOAD {quote_literal(_extension_path('sqlite_scanner'))}")
+        load_extension(connection, "sqlite_scanner")
         connection.execute(
             f"ATTACH {quote_literal(parsed.database or '')} AS rs (TYPE sqlite, READ_ONLY)"
         )
         return
-    connection.execute(f"LOAD {quote_literal(_extension_path('postgres_scanner'))}")
+    load_extension(connection, "postgres_scanner")
     parts = {
         "host": parsed.host,
         "port": parsed.port,
