@@ -4,8 +4,9 @@ Generates (once, cached under `bench/out/`) a SQLite record store of 1,000,000 r
 studies x 500 participants (2,000 in all), the 5 synthetic schemas (multi-choice, timestamps,
 text, attachments fields), no attachments. Then measures, in one run:
 
-(a) the export of every study, as the export engine runs it (one DuckDB connection, each study
-    by `export_study` into a fresh warehouse), in records per second of `numTotal`;
+(a) the export of every study as `dutydesk export run` does it: a run in a fresh ops database
+    (untimed set-up), planned, its studies exported side by side as workers would run their
+    jobs, then finished; in records per second of the run's `numTotal`;
 (b) the raw baseline: a fresh DuckDB connection attaching the store the way the engine does,
     copying `rs.records` unchanged into one Parquet file.
 
@@ -27,6 +28,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -37,12 +39,13 @@ from pathlib import Path
 
 import duckdb
 
-from dutydesk.db import build_engine
-from dutydesk.export import _engine
+from dutydesk import migrations
+from dutydesk.db import build_engine, engine_for, session_factory
+from dutydesk.export import _engine, service
 from dutydesk.export._sql import quote_literal
-from dutydesk.export.request import SharingMode
-from dutydesk.records.generate import generate, study_ids
+from dutydesk.records.generate import generate
 from dutydesk.records.store import records_session_factory, upgrade_records
+from dutydesk.settings import get_settings
 
 OUT = Path(__file__).resolve().parent / "out"
 SEED = 20261124
@@ -53,6 +56,8 @@ MAX_DAYS = 100
 END_DATE = dt.date(2026, 11, 20)
 EXPORT_DATE = "2026-11-24"
 ATTACHMENT_SHARE = 0.1
+# The request's window: every generated upload (100 days up to END_DATE) falls inside it.
+WINDOW = ("2026-01-01T00:00:00Z", "2026-12-01T00:00:00Z")
 TARGET_RECORDS_PER_S = 200_000
 TARGET_RATIO = 2.0
 
@@ -94,11 +99,22 @@ def shape_for(records: int, attachment_share: float) -> Shape:
     )
 
 
+def configure_every_study(path: Path) -> None:
+    """Give the generator's one unconfigured study a project and a team, so that a run exports
+    all four studies (runs skip an unconfigured study, as Bridge did)."""
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE studies SET project = coalesce(project, 'bench'), "
+            "data_access_team = coalesce(data_access_team, 1)"
+        )
+
+
 def record_store(shape: Shape) -> Path:
     """The cached store of `shape`, generated first if missing (not part of the figures)."""
     path = OUT / shape.key
     if path.exists():
         print(f"store: {path.name} (cached)", flush=True)
+        configure_every_study(path)
         return path
     OUT.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -124,6 +140,7 @@ def record_store(shape: Shape) -> Path:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         engine.dispose()
+    configure_every_study(partial)
     os.replace(partial, path)
     for leftover in OUT.glob(f"{partial.name}*"):
         leftover.unlink()
@@ -136,33 +153,45 @@ def record_store(shape: Shape) -> Path:
     return path
 
 
-def export_all(url: str, studies: list[str], warehouse: Path, seen: dict[str, int]) -> int:
-    """Export every study as the engine does; returns the records read (numTotal summed).
+def export_all(url: str, scratch: Path, seen: dict[str, int]) -> int:
+    """Export every study the way `dutydesk export run` does; returns the records read.
 
-    `seen` gets the run's attachment files written and Parquet rows written.
+    A run is created in a fresh ops database under `scratch` (made by `prepare_desk`) and
+    run in the foreground: planned, then its studies exported side by side as the workers
+    would, then finished. `seen` gets the attachment files and Parquet rows written.
     """
-    total = 0
+    factory = session_factory()
+    with factory() as session:
+        run = service.start_run(
+            session,
+            {"useLastExportTime": False, "startDateTime": WINDOW[0], "endDateTime": WINDOW[1]},
+            created_by="bench",
+            queue=False,
+        )
+        session.commit()
+        run_id = run.id
+    done = service.run_in_foreground(factory, run_id, url)
+    if done.state != "succeeded":
+        raise SystemExit(f"export run ended {done.state}: {done.error or done.final_line}")
+    counters = done.metrics.get("counters", {})
     seen.clear()
-    with _engine.connect(url) as connection:
-        for study_id in studies:
-            job = _engine.StudyJob(
-                study_id=study_id,
-                export_date=EXPORT_DATE,
-                run_key="bench",
-                sharing_mode=SharingMode.SHARED,
-                start_ms=0,
-                end_ms=2**62,
-            )
-            result = _engine.export_study(connection, job, warehouse)
-            errors = [table.error for table in result.tables if table.error]
-            if errors:
-                raise SystemExit(f"export of {study_id} failed: {errors[0]}")
-            total += result.counters.get("numTotal", 0)
-            seen["attachments"] = seen.get("attachments", 0) + result.counters.get(
-                "numAttachments", 0
-            )
-            seen["rows"] = seen.get("rows", 0) + sum(table.rows for table in result.tables)
-    return total
+    seen["attachments"] = int(counters.get("numAttachments", 0))
+    seen["rows"] = sum(
+        int(value) for name, value in counters.items() if name.endswith(".lineCount")
+    )
+    return int(counters.get("numTotal", 0))
+
+
+def prepare_desk(url: str, scratch: Path) -> None:
+    """A fresh desk home in `scratch`: settings pointing at the store, ops database migrated."""
+    os.environ["DUTYDESK_HOME"] = str(scratch / "home")
+    os.environ["DUTYDESK_RECORDS_URL"] = url
+    os.environ["DUTYDESK_WAREHOUSE"] = str(scratch / "warehouse")
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    settings = get_settings()
+    settings.ensure_home()
+    migrations.OPS.upgrade(settings.effective_database_url)
 
 
 def copy_raw(url: str, target: Path) -> int:
@@ -181,12 +210,20 @@ def copy_raw(url: str, target: Path) -> int:
     return int(row[0]) if row else 0
 
 
-def timed_runs(label: str, repeat: int, run: Callable[[Path], int]) -> tuple[float, int]:
-    """Run `repeat` times, each in a fresh scratch folder; the fastest seconds and the count."""
+def timed_runs(
+    label: str,
+    repeat: int,
+    run: Callable[[Path], int],
+    prepare: Callable[[Path], None] | None = None,
+) -> tuple[float, int]:
+    """Run `repeat` times, each in a fresh scratch folder (`prepare`d, untimed); the fastest
+    seconds and the count."""
     seconds, counts = [], set()
     for attempt in range(1, repeat + 1):
         scratch = Path(tempfile.mkdtemp(prefix="bench-export-", dir=OUT))
         try:
+            if prepare is not None:
+                prepare(scratch)
             started, cpu_started = time.perf_counter(), time.process_time()
             count = run(scratch)
             elapsed = time.perf_counter() - started
@@ -212,10 +249,12 @@ def timed_runs(label: str, repeat: int, run: Callable[[Path], int]) -> tuple[flo
 def measure_export(path: Path, shape: Shape, repeat: int, label: str) -> tuple[float, int]:
     """Best seconds and records of exporting every study of the store at `path`."""
     url = f"sqlite:///{path}"
-    studies = study_ids(shape.studies)
     seen: dict[str, int] = {}
     seconds, records = timed_runs(
-        label, repeat, lambda scratch: export_all(url, studies, scratch / "warehouse", seen)
+        label,
+        repeat,
+        lambda scratch: export_all(url, scratch, seen),
+        lambda scratch: prepare_desk(url, scratch),
     )
     if records != shape.records:
         raise SystemExit(f"{label}: exported {records:,} records, expected {shape.records:,}")

@@ -38,7 +38,7 @@ from dutydesk.export._columns import (
     status_table_key,
 )
 from dutydesk.export._fields import FieldDef, parse_field_defs
-from dutydesk.export._sql import quote_literal
+from dutydesk.export._sql import quote_literal, quote_name
 from dutydesk.export.request import SchemaKey, SharingMode
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def connect(records_url: str, *, threads: int | None = None) -> Iterator[duckdb.
     connection = duckdb.connect(config={"threads": threads or os.cpu_count() or 2})
     try:
         connection.execute("SET TimeZone = 'UTC'")
+        # Row order comes from the ORDER BY of each COPY; inserts need not keep it.
+        connection.execute("SET preserve_insertion_order = false")
         attach_record_store(connection, records_url)
         _sql.install(connection)
         yield connection
@@ -164,8 +166,57 @@ def read_study_config(connection: duckdb.DuckDBPyConnection, study_id: str) -> S
     )
 
 
-def _load_batch(connection: duckdb.DuckDBPyConnection, job: StudyJob) -> None:
-    """Read the study's records of the window (or the listed ids) once, with the user scope."""
+# The record columns the export reads, with their types (the SQLite fast path reads text).
+RECORD_COLUMNS = {
+    "id": "VARCHAR",
+    "study_id": "VARCHAR",
+    "health_code": "VARCHAR",
+    "schema_id": "VARCHAR",
+    "schema_revision": "BIGINT",
+    "uploaded_on": "BIGINT",
+    "created_on": "BIGINT",
+    "created_on_time_zone": "VARCHAR",
+    "data": "VARCHAR",
+    "metadata": "VARCHAR",
+    "user_metadata": "VARCHAR",
+    "user_sharing_scope": "VARCHAR",
+    "user_external_id": "VARCHAR",
+    "user_data_groups": "VARCHAR",
+    "user_substudy_memberships": "VARCHAR",
+    "validation_errors": "VARCHAR",
+    "day_in_study": "BIGINT",
+    "raw_data_attachment_id": "VARCHAR",
+}
+
+
+def _store_type(connection: duckdb.DuckDBPyConnection) -> str:
+    return str(
+        _scalar(connection, "SELECT type FROM duckdb_databases() WHERE database_name = 'rs'")
+    )
+
+
+def _records_source(
+    connection: duckdb.DuckDBPyConnection, job: StudyJob
+) -> tuple[str, list[object]]:
+    """A SELECT of the study's records in the window (or the listed ids), with the user scope.
+
+    SQLite's scanner pushes no filter down, so a window of one study is read through
+    `sqlite_query` on the `(study_id, uploaded_on)` index: only that study's rows are read.
+    """
+    columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
+    if job.record_ids is None and _store_type(connection) == "sqlite":
+        assert job.start_ms is not None and job.end_ms is not None
+        inner = (
+            f"SELECT {columns}, p.sharing_scope AS user_scope FROM records r "
+            "LEFT JOIN participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
+            f"WHERE r.study_id = {quote_literal(job.study_id)} "
+            f"AND r.uploaded_on >= {int(job.start_ms)} AND r.uploaded_on < {int(job.end_ms)}"
+        )
+        typed = ", ".join(
+            f"TRY_CAST({name} AS {kind}) AS {name}" if kind != "VARCHAR" else name
+            for name, kind in RECORD_COLUMNS.items()
+        )
+        return f"SELECT {typed}, user_scope FROM sqlite_query('rs', {quote_literal(inner)})", []
     where = "r.study_id = ?"
     params: list[object] = [job.study_id]
     if job.record_ids is not None:
@@ -175,24 +226,10 @@ def _load_batch(connection: duckdb.DuckDBPyConnection, job: StudyJob) -> None:
     else:
         where += " AND r.uploaded_on >= ? AND r.uploaded_on < ?"
         params += [job.start_ms, job.end_ms]
-    connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE batch AS
-        SELECT r.id, r.study_id, r.health_code, r.schema_id, r.schema_revision, r.uploaded_on,
-               r.created_on, r.created_on_time_zone,
-               TRY_CAST(r.data AS JSON) AS data, r.data IS NOT NULL AND TRY_CAST(r.data AS JSON)
-                   IS NULL AS bad_data,
-               TRY_CAST(r.metadata AS JSON) AS metadata,
-               TRY_CAST(r.user_metadata AS JSON) AS user_metadata,
-               r.user_sharing_scope, r.user_external_id,
-               TRY_CAST(r.user_data_groups AS JSON) AS user_data_groups,
-               TRY_CAST(r.user_substudy_memberships AS JSON) AS user_substudy_memberships,
-               r.validation_errors, r.day_in_study, r.raw_data_attachment_id,
-               p.sharing_scope AS user_scope
-        FROM rs.records r
-        LEFT JOIN rs.participants p ON p.study_id = r.study_id AND p.health_code = r.health_code
-        WHERE {where}
-        """,
+    return (
+        f"SELECT {columns}, p.sharing_scope AS user_scope FROM rs.records r "
+        "LEFT JOIN rs.participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
+        f"WHERE {where}",
         params,
     )
 
@@ -202,8 +239,17 @@ def _scope_rank(column: str) -> str:
     return f"CASE {column} {cases} ELSE 0 END"
 
 
-def _score(connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyConfig) -> None:
-    """Decide per record: effective scope, whitelists, its table, accepted or not."""
+def _load_and_score(
+    connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyConfig
+) -> None:
+    """Read the records once into `scored`: each with its effective scope, whitelists, table,
+    whether it is accepted, and (for the accepted) the common values that cost something.
+
+    `data` stays text, parsed here only for its JSON type (a bad document has none) and once
+    more per table for its fields. The small JSON columns are parsed once, in `batch`, which is
+    materialized so that the expressions reading it do not parse again.
+    """
+    source, params = _records_source(connection, job)
     study_ok = (
         "TRUE"
         if job.study_whitelist is None
@@ -222,33 +268,58 @@ def _score(connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyCo
         )
     prefix = "" if config.id_excluded else f"{job.study_id}-"
     minimum = MODE_MINIMUM[job.sharing_mode]
+    lookups: dict[str, list[str]] = {}
+    common = []
+    for name, expression in _sql.PRECOMPUTED_COMMON.items():
+        column = _sql.COMMON_BY_DISTINCT.get(name)
+        if column is None:
+            value = expression
+        else:
+            lookups.setdefault(column, []).append(name)
+            value = f"lookup_{column}.{quote_name(name)}"
+        common.append(f"CASE WHEN accepted THEN {value} END AS {_sql.precomputed_column(name)}")
+    lookup_ctes = "".join(
+        f"lookup_{column} AS (SELECT {column} AS value, "
+        + ", ".join(f"{_sql.PRECOMPUTED_COMMON[name]} AS {quote_name(name)}" for name in names)
+        + f" FROM (SELECT DISTINCT {column} FROM batch)),\n"
+        for column, names in lookups.items()
+    )
+    joins = "".join(
+        f" LEFT JOIN lookup_{column} ON lookup_{column}.value = decided.{column}"
+        for column in lookups
+    )
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored AS
-        SELECT *, least({_scope_rank("user_sharing_scope")}, {_scope_rank("user_scope")})
-                   AS effective_rank,
-               {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
-               CASE WHEN schema_id IS NULL OR schema_revision IS NULL
-                    THEN 'Default Health Data Record Table'
-                    ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
-                   AS original_table
-        FROM batch;
-        ALTER TABLE scored ADD COLUMN accepted BOOLEAN;
-        {
-            "".join(
-                f"ALTER TABLE scored ADD COLUMN {_sql.precomputed_column(name)} VARCHAR;"
-                for name in _sql.PRECOMPUTED_COMMON
-            )
-        }
-        UPDATE scored SET accepted = effective_rank >= {minimum} AND study_ok AND table_ok
-            AND NOT bad_data;
-        UPDATE scored SET {
-            ", ".join(
-                f"{_sql.precomputed_column(name)} = {expression}"
-                for name, expression in _sql.PRECOMPUTED_COMMON.items()
-            )
-        } WHERE accepted;
-        """
+        WITH batch AS MATERIALIZED (
+            SELECT * REPLACE (
+                       TRY_CAST(metadata AS JSON) AS metadata,
+                       TRY_CAST(user_metadata AS JSON) AS user_metadata,
+                       TRY_CAST(user_data_groups AS JSON) AS user_data_groups,
+                       TRY_CAST(user_substudy_memberships AS JSON) AS user_substudy_memberships),
+                   TRY(json_type(data)) AS data_type
+            FROM ({source})
+        ),
+        ranked AS (
+            SELECT *, data IS NOT NULL AND data_type IS NULL AS bad_data,
+                   least({_scope_rank("user_sharing_scope")}, {_scope_rank("user_scope")})
+                       AS effective_rank,
+                   {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
+                   CASE WHEN schema_id IS NULL OR schema_revision IS NULL
+                        THEN 'Default Health Data Record Table'
+                        ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
+                       AS original_table
+            FROM batch
+        ),
+        decided AS (
+            SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
+                       AS accepted
+            FROM ranked
+        ),
+        {lookup_ctes.rstrip().rstrip(",")}
+        SELECT decided.*, {", ".join(common)} FROM decided{joins}
+        """,
+        params,
     )
 
 
@@ -293,15 +364,14 @@ def export_study(
     """Export one study's records into its tables under `warehouse`; never raises per record."""
     result = StudyResult()
     config = read_study_config(connection, job.study_id)
-    _load_batch(connection, job)
-    found = int(_scalar(connection, "SELECT count(*) FROM batch"))
+    _load_and_score(connection, job, config)
+    found = int(_scalar(connection, "SELECT count(*) FROM scored"))
     # numTotal counts every record ID read, a missing one too (spec §9).
     result.count("numTotal", found if job.record_ids is None else len(set(job.record_ids)))
     if job.record_ids is not None:
         missing = len(set(job.record_ids)) - found
         if missing:
             result.log.append(f"Missing health data record for {missing} record IDs")
-    _score(connection, job, config)
     _count_filters(connection, job, result)
     writer = TableWriter(connection, job, warehouse, check_columns, known_columns)
     result.unique_health_codes = int(
@@ -447,8 +517,11 @@ class TableWriter:
             )
             for column in columns
         )
+        # The record's text is read through its parsed field lists only: not carried further.
+        carried = "* EXCLUDE (data)" if source == "scored" else "*"
         rows_of = (
-            f"SELECT {', '.join(['*', *_sql.document_lists(paths)])} FROM {source} WHERE {where}"
+            f"SELECT {', '.join([carried, *_sql.document_lists(paths)])} FROM {source} "
+            f"WHERE {where}"
         )
         table_dir = table_folder(self.warehouse, self.job.study_id, key)
         folder = table_dir / f"exportDate={self.job.export_date}"
@@ -457,7 +530,10 @@ class TableWriter:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self.connection.execute(
-                f"COPY (SELECT {select} FROM ({rows_of}) ORDER BY 1) "
+                # MATERIALIZED: inlined, the parsed field lists would be parsed again for
+                # several of the columns that read them.
+                f"COPY (WITH rows_of AS MATERIALIZED ({rows_of}) "
+                f"SELECT {select} FROM rows_of ORDER BY 1) "
                 f"TO {quote_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)"
             )
             rows = int(

@@ -110,7 +110,12 @@ def _read_text_arrow(paths: pa.Array) -> pa.Array:
 
 
 def install(connection: duckdb.DuckDBPyConnection) -> None:
-    """Register the Python fallbacks and the SQL macros the column expressions use."""
+    """Register the Python fallbacks and the SQL macros the column expressions use.
+
+    A macro's argument is pasted wherever the body names it, so an argument that is itself an
+    expression would be computed once per mention. `dd_let(value, x -> body)` computes `value`
+    once and binds it to `x` (a one-element `list_transform`): the cleaning macros use it.
+    """
     udfs: list[tuple[str, Callable[..., pa.Array], list[str], str]] = [
         ("dd_sanitize_py", _sanitize_arrow, ["VARCHAR", "BIGINT"], "VARCHAR"),
         ("dd_timestamp_py", _timestamp_arrow, ["VARCHAR"], "BIGINT"),
@@ -130,16 +135,20 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
         )
     connection.execute(
         f"""
+        CREATE OR REPLACE MACRO dd_let(value, body) AS list_transform([value], body)[1];
         CREATE OR REPLACE MACRO dd_cut(s, n) AS CASE
             WHEN s IS NULL OR n IS NULL OR strlen(s) <= n THEN s
             WHEN NOT regexp_matches(s, '[\\x{{10000}}-\\x{{10FFFF}}]') THEN left(s, n)
+            WHEN 2 * length(s) <= n THEN s
             ELSE dd_sanitize_py(s, n) END;
-        CREATE OR REPLACE MACRO dd_clean(s, n) AS CASE
-            WHEN s IS NULL THEN NULL
-            WHEN (n IS NULL OR strlen(s) <= n)
-                AND NOT regexp_matches(s, '[<&\\t\\n\\f\\r\\x{{a0}}]|  |^ | $') THEN s
-            WHEN contains(s, '<') OR contains(s, '&') THEN dd_sanitize_py(s, n)
-            ELSE dd_cut(trim(regexp_replace(s, '{_SPACE_RUN}', ' ', 'g'), ' '), n) END;
+        CREATE OR REPLACE MACRO dd_clean(s, n) AS dd_let(s, x -> CASE
+            WHEN x IS NULL THEN NULL
+            WHEN NOT regexp_matches(x, '[<&\\t\\n\\f\\r\\x{{a0}}]|  |^ | $') THEN dd_cut(x, n)
+            WHEN NOT regexp_matches(x, '[<&\\t\\n\\f\\r\\x{{a0}}]|  ')
+                THEN dd_let(trim(x, ' '), c -> dd_cut(c, n))
+            WHEN contains(x, '<') OR contains(x, '&') THEN dd_sanitize_py(x, n)
+            ELSE dd_let(trim(regexp_replace(x, '{_SPACE_RUN}', ' ', 'g'), ' '), c -> dd_cut(c, n))
+            END);
         CREATE OR REPLACE MACRO dd_attachment_text(a) AS (
             SELECT CASE WHEN content IS NOT NULL THEN decode(content)
                         ELSE dd_read_text_py(path) END
@@ -200,8 +209,9 @@ def document_lists(paths: dict[tuple[Document, str], int]) -> list[str]:
         fields = sorted((index, field) for (doc, field), index in paths.items() if doc is document)
         if fields:
             listed = ", ".join(quote_literal(json_path(field)) for _, field in fields)
+            kind = "data_type" if document is Document.DATA else f"json_type({column})"
             items.append(
-                f"CASE WHEN json_type({column}) = 'OBJECT' "
+                f"CASE WHEN {kind} = 'OBJECT' "
                 f"THEN json_extract({column}, [{listed}]) END AS {column}_values"
             )
     return items
@@ -258,6 +268,16 @@ PRECOMPUTED_COMMON: dict[str, str] = {
     "list_transform(map_entries(TRY_CAST(user_substudy_memberships AS MAP(VARCHAR, VARCHAR))), "
     "e -> e.key || '=' || CASE WHEN e.value = '<none>' THEN '' ELSE coalesce(e.value, '') END)"
     "), '|') || '|' END",
+}
+
+
+# The common values that depend on one column only, with the column: they are worked out once
+# per distinct value of it (app versions, phones and data groups repeat across a study).
+COMMON_BY_DISTINCT: dict[str, str] = {
+    "appVersion": "metadata",
+    "phoneInfo": "metadata",
+    "dataGroups": "user_data_groups",
+    "substudyMemberships": "user_substudy_memberships",
 }
 
 

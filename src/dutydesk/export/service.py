@@ -9,8 +9,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -198,8 +200,13 @@ def check_columns(key: str, columns: list[Column], old: list[Column] | None) -> 
     return plan.error
 
 
-def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.StudyResult:
-    """Export one study of a run and record its outcome on the part (idempotent)."""
+def export_part(
+    session: Session, part: StudyPart, records_url: str, *, threads: int | None = None
+) -> _engine.StudyResult:
+    """Export one study of a run and record its outcome on the part (idempotent).
+
+    `threads` caps DuckDB's threads (default: one per core).
+    """
     run = session.get(ExportRun, part.run_id)
     assert run is not None
     part_id = part.id
@@ -219,7 +226,7 @@ def export_part(session: Session, part: StudyPart, records_url: str) -> _engine.
     )
     columns = known_columns(session)
     session.commit()  # the export itself holds no transaction of the ops database
-    with _engine.connect(records_url) as connection:
+    with _engine.connect(records_url, threads=threads) as connection:
         result = _engine.export_study(
             connection, job, warehouse_path(), known_columns=columns, check_columns=check_columns
         )
@@ -408,23 +415,39 @@ def run_in_foreground(
     records_url: str,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportRun:
-    """Plan and export a run here, study by study, committing as it goes."""
+    """Plan and export a run here, committing as it goes.
+
+    Studies are exported side by side, as workers would run their jobs: up to
+    `DUTYDESK_WORKER_CONCURRENCY` at once and no more than there are cores, the cores shared
+    among them.
+    """
     with session_factory() as session:
         run = session.get(ExportRun, run_id)
         assert run is not None
         parts = plan_run(session, run, records_url)
         part_ids = [part.id for part in parts]
         session.commit()
-    for index, part_id in enumerate(part_ids, start=1):
+    cores = os.cpu_count() or 2
+    side_by_side = max(1, min(len(part_ids), get_settings().worker_concurrency, cores))
+    threads = max(1, cores // side_by_side)
+
+    def export_one(part_id: int) -> str:
         started = time.perf_counter()
         with session_factory() as session:
             part = session.get(StudyPart, part_id)
             assert part is not None
-            export_part(session, part, records_url)
+            export_part(session, part, records_url, threads=threads)
             session.commit()
-            if progress:
-                progress(part.study_id, index, len(part_ids))
+            study_id = part.study_id
         log.info("study part %s took %.1f s", part_id, time.perf_counter() - started)
+        return study_id
+
+    with ThreadPoolExecutor(max_workers=side_by_side, thread_name_prefix="export") as pool:
+        futures = [pool.submit(export_one, part_id) for part_id in part_ids]
+        for index, future in enumerate(as_completed(futures), start=1):
+            study_id = future.result()
+            if progress:
+                progress(study_id, index, len(part_ids))
     with session_factory() as session:
         finish_run_if_done(session, run_id, records_url)
         session.commit()
