@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from dutydesk.export._columns import (
 from dutydesk.export._fields import FieldDef, parse_field_defs
 from dutydesk.export._sql import quote_literal, quote_name
 from dutydesk.export.request import SchemaKey, SharingMode
+from dutydesk.export.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -356,12 +356,13 @@ def _count_filters(
 def export_study(
     connection: duckdb.DuckDBPyConnection,
     job: StudyJob,
-    warehouse: Path,
+    warehouse: Warehouse | Path | str,
     *,
     known_columns: dict[str, list[Column]] | None = None,
     check_columns: Callable[[str, list[Column], list[Column] | None], str | None] | None = None,
 ) -> StudyResult:
     """Export one study's records into its tables under `warehouse`; never raises per record."""
+    warehouse = Warehouse.at(warehouse) if not isinstance(warehouse, Warehouse) else warehouse
     result = StudyResult()
     config = read_study_config(connection, job.study_id)
     _load_and_score(connection, job, config)
@@ -442,9 +443,10 @@ def write_status_row(
     study_id: str,
     export_date: str,
     run_key: str,
-    warehouse: Path,
+    warehouse: Warehouse | Path | str,
 ) -> TableResult:
     """The study's status table: one row with the export date per run."""
+    warehouse = Warehouse.at(warehouse) if not isinstance(warehouse, Warehouse) else warehouse
     job = StudyJob(
         study_id=study_id, export_date=export_date, run_key=run_key, sharing_mode=SharingMode.SHARED
     )
@@ -460,11 +462,6 @@ def _scalar(connection: duckdb.DuckDBPyConnection, query: str) -> Any:
     return row[0] if row else None
 
 
-def table_folder(warehouse: Path, study_id: str, key: str) -> Path:
-    """Where a table's files live: `<warehouse>/<study>/<table key>/`."""
-    return warehouse / study_id / key
-
-
 class TableWriter:
     """Writes the tables of one study job, their attachment files included."""
 
@@ -472,7 +469,7 @@ class TableWriter:
         self,
         connection: duckdb.DuckDBPyConnection,
         job: StudyJob,
-        warehouse: Path,
+        warehouse: Warehouse,
         check_columns: Callable[[str, list[Column], list[Column] | None], str | None] | None,
         known_columns: dict[str, list[Column]] | None,
     ) -> None:
@@ -523,34 +520,22 @@ class TableWriter:
             f"SELECT {', '.join([carried, *_sql.document_lists(paths)])} FROM {source} "
             f"WHERE {where}"
         )
-        table_dir = table_folder(self.warehouse, self.job.study_id, key)
-        folder = table_dir / f"exportDate={self.job.export_date}"
-        final = folder / f"part-{self.job.run_key}.parquet"
-        temporary = folder / f".part-{self.job.run_key}-{uuid.uuid4().hex}.tmp"
+        table_dir = self.warehouse.table_url(self.job.study_id, key)
+        final = f"{table_dir}/exportDate={self.job.export_date}/part-{self.job.run_key}.parquet"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.connection.execute(
+            self._copy_attachments(columns, paths, rows_of, f"{table_dir}/attachments")
+            rows = self.warehouse.write_parquet(
+                self.connection,
                 # MATERIALIZED: inlined, the parsed field lists would be parsed again for
                 # several of the columns that read them.
-                f"COPY (WITH rows_of AS MATERIALIZED ({rows_of}) "
-                f"SELECT {select} FROM rows_of ORDER BY 1) "
-                f"TO {quote_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)"
+                f"WITH rows_of AS MATERIALIZED ({rows_of}) SELECT {select} FROM rows_of ORDER BY 1",
+                final,
             )
-            rows = int(
-                _scalar(
-                    self.connection,
-                    f"SELECT count(*) FROM read_parquet({quote_literal(str(temporary))})",
-                )
-            )
-            self._copy_attachments(columns, paths, rows_of, table_dir / "attachments")
-            os.replace(temporary, final)
         except (duckdb.Error, OSError) as error:
-            if temporary.parent.is_dir():
-                temporary.unlink(missing_ok=True)
             result.error = f"Error writing table {key}: {error}"
             log.exception("export of table %s failed", key)
             return result
-        result.rows, result.path = rows, str(final)
+        result.rows, result.path = rows, final
         return result
 
     def _copy_attachments(
@@ -558,7 +543,7 @@ class TableWriter:
         columns: list[Column],
         paths: dict[Any, int],
         rows_of: str,
-        folder: Path,
+        folder: str,
     ) -> None:
         """Write each attachment a table refers to as a file named by spec §7 (once)."""
         selects = []
@@ -566,9 +551,7 @@ class TableWriter:
             source = column.source
             if isinstance(source, FieldValue) and source.conversion is Conversion.ATTACHMENT:
                 attachment = _sql._field_expression(source, _sql._value(source, paths), column)
-                named = _sql.column_expression(
-                    column, paths, attachment_name=self._attachment_parts
-                ).rsplit(" AS ", 1)[0]
+                named = _sql.column_value(column, paths, attachment_name=self._attachment_parts)
                 selects.append(f"SELECT {attachment} AS id, {named} AS name FROM rows_of")
             elif column.source is not None and column.source.kind == "raw_data":
                 selects.append(
@@ -584,15 +567,12 @@ class TableWriter:
         ).fetchall()
         if not pairs:
             return
-        folder.mkdir(parents=True, exist_ok=True)
         for _attachment_id, name, content, path in pairs:
-            target = folder / str(name).replace("/", "_")
+            target = f"{folder}/{str(name).replace('/', '_')}"
             self.attachments += 1
-            if target.exists():
+            if self.warehouse.exists(target):
                 continue
             data = bytes(content) if content is not None else Path(path).read_bytes()
             if not data:
                 continue  # an empty attachment gives no file, as in Bridge
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            partial.write_bytes(data)
-            os.replace(partial, target)
+            self.warehouse.write_file(target, data)

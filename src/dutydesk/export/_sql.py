@@ -306,6 +306,17 @@ def column_expression(
     attachment_name: Callable[[Column], tuple[str, str]] | None = None,
 ) -> str:
     """The SQL expression of one exported column, cast to its Parquet type, named as it."""
+    value = column_value(column, paths, attachment_name=attachment_name)
+    return f"{value} AS {quote_name(column.name)}"
+
+
+def column_value(
+    column: Column,
+    paths: dict[tuple[Document, str], int],
+    *,
+    attachment_name: Callable[[Column], tuple[str, str]] | None = None,
+) -> str:
+    """The SQL expression of one exported column's value, cast to its Parquet type."""
     source = column.source
     if isinstance(source, CommonValue):
         expression = COMMON_EXPRESSIONS[source.name]
@@ -338,7 +349,7 @@ def column_expression(
         expression = "original_table"
     else:
         raise ValueError(f"column {column.name!r} has no source to export")
-    return f"CAST({expression} AS {PARQUET_TYPES[column.type]}) AS {quote_name(column.name)}"
+    return f"CAST({expression} AS {PARQUET_TYPES[column.type]})"
 
 
 def _named_attachment(attachment: str, field: str, prefix: str, suffix: str) -> str:

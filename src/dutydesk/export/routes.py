@@ -374,22 +374,18 @@ def _table_row(db: Session, key: str) -> WarehouseTable:
     return row
 
 
-def table_folder(row: WarehouseTable) -> FilePath:
+def table_folder(row: WarehouseTable) -> str:
     """The table's folder, from the registry row's own study and key, inside the warehouse."""
-    warehouse = service.warehouse_path().resolve()
     if not (re.fullmatch(TABLE_KEY, row.study_id) and re.fullmatch(TABLE_KEY, row.key)):
         raise HTTPException(404, f"table {row.key!r} has a name that is not a folder name")
-    folder = (warehouse / row.study_id / row.key).resolve()
-    if not folder.is_relative_to(warehouse):
-        raise HTTPException(404, f"table {row.key!r} is outside the warehouse")
-    return folder
+    return service.warehouse().table_url(row.study_id, row.key)
 
 
-def _has_files(folder: FilePath) -> bool:
-    return folder.is_dir() and any(folder.rglob("*.parquet"))
+def _has_files(folder: str) -> bool:
+    return service.warehouse().has_parquet(folder)
 
 
-def _parquet_source(folder: FilePath) -> str:
+def _parquet_source(folder: str) -> str:
     pattern = quote_literal(f"{folder}/**/*.parquet")
     return f"read_parquet({pattern}, hive_partitioning = true, union_by_name = true)"
 
@@ -399,6 +395,7 @@ def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect(config={"threads": 2})
     try:
         connection.execute("SET TimeZone = 'UTC'")
+        service.warehouse().attach(connection)
         yield connection
     finally:
         connection.close()

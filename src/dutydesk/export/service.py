@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +26,7 @@ from dutydesk.export._migration import plan_migration
 from dutydesk.export.models import ExportRun, ExportTime, RunState, StudyPart, WarehouseTable
 from dutydesk.export.request import ExportRequest, parse_request
 from dutydesk.export.schedule import StudyInfo, select_studies, study_start
+from dutydesk.export.warehouse import Warehouse
 from dutydesk.jobs import service as jobs
 from dutydesk.metrics.service import record_points
 from dutydesk.settings import get_settings
@@ -39,10 +39,11 @@ class ExportError(ValueError):
     """An export that cannot be started; the message says why."""
 
 
-def warehouse_path() -> Path:
-    """The warehouse folder (`DUTYDESK_WAREHOUSE`, default `$DUTYDESK_HOME/warehouse`)."""
+def warehouse() -> Warehouse:
+    """The warehouse (`DUTYDESK_WAREHOUSE`: a folder or an fsspec URL such as `s3://b/p`;
+    default `$DUTYDESK_HOME/warehouse`)."""
     settings = get_settings()
-    return Path(settings.warehouse or settings.home_path / "warehouse").expanduser()
+    return Warehouse.at(settings.warehouse or settings.home_path / "warehouse")
 
 
 def export_date(now: dt.datetime | None = None) -> str:
@@ -228,7 +229,7 @@ def export_part(
     session.commit()  # the export itself holds no transaction of the ops database
     with _engine.connect(records_url, threads=threads) as connection:
         result = _engine.export_study(
-            connection, job, warehouse_path(), known_columns=columns, check_columns=check_columns
+            connection, job, warehouse(), known_columns=columns, check_columns=check_columns
         )
     write_phase(session)
     part = session.get(StudyPart, part_id, populate_existing=True) or part
@@ -300,11 +301,11 @@ def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
 def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
     request = parse_request(run.request)
     parts = list(session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)))
-    warehouse = warehouse_path()
+    target = warehouse()
     with _engine.connect(records_url, threads=1) as connection:
         for part in parts:
             status = _engine.write_status_row(
-                connection, part.study_id, run.export_date, run.run_key, warehouse
+                connection, part.study_id, run.export_date, run.run_key, target
             )
             if status.error:
                 _log(

@@ -1,0 +1,136 @@
+"""The warehouse: a local folder or any fsspec URL (`s3://bucket/prefix` included).
+
+Layout: `<warehouse>/<study>/<table key>/exportDate=<date>/part-<run key>.parquet`, and each
+table's attachment files under `<warehouse>/<study>/<table key>/attachments/`. Every file is
+written under a temporary name and then moved to its own, so readers never see half a file
+and a re-run replaces its files instead of adding rows. DuckDB reads and writes a remote
+warehouse through the same fsspec filesystem (`register_filesystem`); S3 credentials, region
+and endpoint come from the usual AWS environment (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`,
+`AWS_ENDPOINT_URL`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import fsspec
+from fsspec.utils import get_protocol
+
+from dutydesk.export._sql import quote_literal
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where tables are written and read; `location` is a folder path or an fsspec URL."""
+
+    location: str
+    _filesystems: dict[str, fsspec.AbstractFileSystem] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @classmethod
+    def at(cls, location: str | Path) -> Warehouse:
+        """The warehouse at `location`; a plain path is made absolute."""
+        text = str(location)
+        if get_protocol(text) in ("file", "local"):
+            text = str(Path(text.removeprefix("file://")).expanduser().absolute())
+        return cls(text.rstrip("/") or "/")
+
+    @property
+    def is_local(self) -> bool:
+        """True for a folder on this machine."""
+        return get_protocol(self.location) in ("file", "local")
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The fsspec filesystem of a remote warehouse (made once per warehouse)."""
+        protocol = get_protocol(self.location)
+        if protocol not in self._filesystems:
+            self._filesystems[protocol] = fsspec.filesystem(protocol)
+        return self._filesystems[protocol]
+
+    def url(self, *parts: str) -> str:
+        """The location of `parts` joined under the warehouse."""
+        return "/".join([self.location, *parts])
+
+    def table_url(self, study_id: str, key: str) -> str:
+        """Where a table's files live: `<warehouse>/<study>/<table key>`."""
+        return self.url(study_id, key)
+
+    def attach(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Let DuckDB on `connection` read and write this warehouse's URLs."""
+        if self.is_local:
+            return
+        protocols = self.fs.protocol
+        name = protocols if isinstance(protocols, str) else protocols[0]
+        if not connection.filesystem_is_registered(name):
+            connection.register_filesystem(self.fs)
+
+    def write_parquet(self, connection: duckdb.DuckDBPyConnection, select: str, target: str) -> int:
+        """Write the rows of `select` as the Parquet file `target`; returns the rows written."""
+        folder, _, name = target.rpartition("/")
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        if self.is_local:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        else:
+            self.attach(connection)
+        try:
+            connection.execute(
+                f"COPY ({select}) TO {quote_literal(temporary)} (FORMAT parquet, COMPRESSION zstd)"
+            )
+            row = connection.execute(
+                f"SELECT count(*) FROM read_parquet({quote_literal(temporary)})"  # noqa: S608
+            ).fetchone()
+            self._move(temporary, target)
+        except BaseException:
+            self._remove(temporary)
+            raise
+        return int(row[0]) if row else 0
+
+    def write_file(self, target: str, data: bytes) -> bool:
+        """Write `data` as the file `target` unless it exists; True when it was written."""
+        if self.exists(target):
+            return False
+        folder, _, name = target.rpartition("/")
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        if self.is_local:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            Path(temporary).write_bytes(data)
+        else:
+            self.fs.pipe_file(temporary, data)
+        try:
+            self._move(temporary, target)
+        except BaseException:
+            self._remove(temporary)
+            raise
+        return True
+
+    def exists(self, target: str) -> bool:
+        """Whether the file `target` exists."""
+        return Path(target).exists() if self.is_local else bool(self.fs.exists(target))
+
+    def has_parquet(self, folder: str) -> bool:
+        """Whether `folder` holds any Parquet file (at any depth)."""
+        if self.is_local:
+            return Path(folder).is_dir() and any(Path(folder).rglob("*.parquet"))
+        self.fs.invalidate_cache()
+        return bool(self.fs.glob(f"{folder}/**/*.parquet"))
+
+    def _move(self, source: str, target: str) -> None:
+        if self.is_local:
+            os.replace(source, target)
+        else:
+            self.fs.mv(source, target)
+
+    def _remove(self, target: str) -> None:
+        try:
+            if self.is_local:
+                Path(target).unlink(missing_ok=True)
+            elif self.fs.exists(target):
+                self.fs.rm(target)
+        except OSError:
+            pass  # the temporary file is gone already or cannot be seen: nothing to undo
