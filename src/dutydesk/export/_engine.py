@@ -37,7 +37,7 @@ from dutydesk.export._columns import (
     status_table_key,
 )
 from dutydesk.export._fields import FieldDef, parse_field_defs
-from dutydesk.export._sql import quote_literal, quote_name
+from dutydesk.export._sql import quote_literal
 from dutydesk.export.request import SchemaKey, SharingMode
 from dutydesk.export.warehouse import Warehouse
 
@@ -243,11 +243,10 @@ def _load_and_score(
     connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyConfig
 ) -> None:
     """Read the records once into `scored`: each with its effective scope, whitelists, table,
-    whether it is accepted, and (for the accepted) the common values that cost something.
+    and whether it is accepted; then the common values worked out once per distinct value.
 
     `data` stays text, parsed here only for its JSON type (a bad document has none) and once
-    more per table for its fields. The small JSON columns are parsed once, in `batch`, which is
-    materialized so that the expressions reading it do not parse again.
+    more per table for its fields; the small JSON columns are parsed here, once.
     """
     source, params = _records_source(connection, job)
     study_ok = (
@@ -268,59 +267,38 @@ def _load_and_score(
         )
     prefix = "" if config.id_excluded else f"{job.study_id}-"
     minimum = MODE_MINIMUM[job.sharing_mode]
-    lookups: dict[str, list[str]] = {}
-    common = []
-    for name, expression in _sql.PRECOMPUTED_COMMON.items():
-        column = _sql.COMMON_BY_DISTINCT.get(name)
-        if column is None:
-            value = expression
-        else:
-            lookups.setdefault(column, []).append(name)
-            value = f"lookup_{column}.{quote_name(name)}"
-        common.append(f"CASE WHEN accepted THEN {value} END AS {_sql.precomputed_column(name)}")
-    lookup_ctes = "".join(
-        f"lookup_{column} AS (SELECT {column} AS value, "
-        + ", ".join(f"{_sql.PRECOMPUTED_COMMON[name]} AS {quote_name(name)}" for name in names)
-        + f" FROM (SELECT DISTINCT {column} FROM batch)),\n"
-        for column, names in lookups.items()
-    )
-    joins = "".join(
-        f" LEFT JOIN lookup_{column} ON lookup_{column}.value = decided.{column}"
-        for column in lookups
-    )
+    bad = "(data IS NOT NULL AND TRY(json_type(data)) IS NULL)"
+    rank = f"least({_scope_rank('user_sharing_scope')}, {_scope_rank('user_scope')})"
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored AS
-        WITH batch AS MATERIALIZED (
-            SELECT * REPLACE (
-                       TRY_CAST(metadata AS JSON) AS metadata,
-                       TRY_CAST(user_metadata AS JSON) AS user_metadata,
-                       TRY_CAST(user_data_groups AS JSON) AS user_data_groups,
-                       TRY_CAST(user_substudy_memberships AS JSON) AS user_substudy_memberships),
-                   TRY(json_type(data)) AS data_type
-            FROM ({source})
-        ),
-        ranked AS (
-            SELECT *, data IS NOT NULL AND data_type IS NULL AS bad_data,
-                   least({_scope_rank("user_sharing_scope")}, {_scope_rank("user_scope")})
-                       AS effective_rank,
-                   {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
-                   CASE WHEN schema_id IS NULL OR schema_revision IS NULL
-                        THEN 'Default Health Data Record Table'
-                        ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
-                       AS original_table
-            FROM batch
-        ),
-        decided AS (
-            SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
-                       AS accepted
-            FROM ranked
-        ),
-        {lookup_ctes.rstrip().rstrip(",")}
-        SELECT decided.*, {", ".join(common)} FROM decided{joins}
+        SELECT * REPLACE (
+                   TRY_CAST(metadata AS JSON) AS metadata,
+                   TRY_CAST(user_metadata AS JSON) AS user_metadata,
+                   TRY_CAST(user_data_groups AS JSON) AS user_data_groups,
+                   TRY_CAST(user_substudy_memberships AS JSON) AS user_substudy_memberships),
+               TRY(json_type(data)) AS data_type,
+               {bad} AS bad_data,
+               {rank} AS effective_rank,
+               {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
+               CASE WHEN schema_id IS NULL OR schema_revision IS NULL
+                    THEN 'Default Health Data Record Table'
+                    ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
+                   AS original_table,
+               {rank} >= {minimum} AND {study_ok} AND {table_ok} AND NOT {bad} AS accepted
+        FROM ({source})
         """,
         params,
     )
+    for column, names in _sql.common_lookups().items():
+        values = ", ".join(
+            f"{_sql.PRECOMPUTED_COMMON[name]} AS {_sql.precomputed_column(name)}" for name in names
+        )
+        connection.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_sql.lookup_table(column)} AS "
+            f"SELECT {column} AS value, {values} "
+            f"FROM (SELECT DISTINCT {column} FROM scored WHERE accepted)"
+        )
 
 
 def _count_filters(
@@ -514,12 +492,10 @@ class TableWriter:
             )
             for column in columns
         )
-        # The record's text is read through its parsed field lists only: not carried further.
-        carried = "* EXCLUDE (data)" if source == "scored" else "*"
-        rows_of = (
-            f"SELECT {', '.join([carried, *_sql.document_lists(paths)])} FROM {source} "
-            f"WHERE {where}"
-        )
+        if source == "scored":
+            rows_of = _sql.scored_rows(paths, where)
+        else:
+            rows_of = f"SELECT * FROM {source} WHERE {where}"
         table_dir = self.warehouse.table_url(self.job.study_id, key)
         final = f"{table_dir}/exportDate={self.job.export_date}/part-{self.job.run_key}.parquet"
         try:

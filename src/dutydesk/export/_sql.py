@@ -252,8 +252,9 @@ def _field_expression(source: FieldValue, value: str, column: Column) -> str:
     raise ValueError(f"column {column.name!r}: unknown conversion {source.conversion}")
 
 
-# Common values that cost something to compute: worked out once per record when the records
-# are scored (a record lands in its data table and in the summary table), then read as columns.
+# Common values that cost something to compute: those that depend on one column with few
+# distinct values are worked out once per value when the records are scored, the others per
+# table row; the column expressions read them as columns.
 PRECOMPUTED_COMMON: dict[str, str] = {
     "appVersion": "CASE WHEN json_type(metadata, '$.appVersion') = 'VARCHAR' "
     "THEN dd_clean(metadata ->> '$.appVersion', 48) END",
@@ -282,8 +283,42 @@ COMMON_BY_DISTINCT: dict[str, str] = {
 
 
 def precomputed_column(name: str) -> str:
-    """The column of the scored records holding common value `name`."""
+    """The column of a table's rows holding common value `name`."""
     return quote_name(f"common.{name}")
+
+
+def common_lookups() -> dict[str, list[str]]:
+    """The common values worked out per distinct value, by the column they depend on."""
+    lookups: dict[str, list[str]] = {}
+    for name, column in COMMON_BY_DISTINCT.items():
+        lookups.setdefault(column, []).append(name)
+    return lookups
+
+
+def lookup_table(column: str) -> str:
+    """The table of common values per distinct value of `column` (made when records are
+    scored)."""
+    return f"lookup_{column}"
+
+
+def scored_rows(paths: dict[tuple[Document, str], int], where: str) -> str:
+    """The scored records `where` holds, with their common values and parsed field lists.
+
+    The record's text is read through its field lists only, so it is not carried further.
+    """
+    items = ["scored.* EXCLUDE (data)"]
+    joins = []
+    for column, names in common_lookups().items():
+        table = lookup_table(column)
+        items += [f"{table}.{precomputed_column(name)}" for name in names]
+        joins.append(f"LEFT JOIN {table} ON {table}.value = scored.{column}")
+    items += [
+        f"{expression} AS {precomputed_column(name)}"
+        for name, expression in PRECOMPUTED_COMMON.items()
+        if name not in COMMON_BY_DISTINCT
+    ]
+    items += document_lists(paths)
+    return f"SELECT {', '.join(items)} FROM scored {' '.join(joins)} WHERE {where}"
 
 
 COMMON_EXPRESSIONS: dict[str, str] = {
