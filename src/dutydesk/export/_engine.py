@@ -22,7 +22,8 @@ import duckdb
 from sqlalchemy.engine import make_url
 
 from dutydesk.duck import load_extension
-from dutydesk.export import _sql, _values
+from dutydesk.export import _sql, _surveys, _values
+from dutydesk.export._attachments import read_attachments
 from dutydesk.export._columns import (
     Column,
     Conversion,
@@ -78,6 +79,13 @@ def connect(records_url: str, *, threads: int | None = None) -> Iterator[duckdb.
         # Row order comes from the ORDER BY of each COPY; inserts need not keep it.
         connection.execute("SET preserve_insertion_order = false")
         attach_record_store(connection, records_url)
+        # Attachments the export makes itself (answers of legacy surveys) beside the store's.
+        connection.execute(
+            "CREATE TEMP TABLE made_attachments (id VARCHAR PRIMARY KEY, content BLOB);"
+            "CREATE TEMP VIEW attachment_store AS "
+            "SELECT id, content, path FROM rs.attachments "
+            "UNION ALL SELECT id, content, NULL FROM made_attachments"
+        )
         _sql.install(connection)
         yield connection
     finally:
@@ -189,12 +197,6 @@ RECORD_COLUMNS = {
 }
 
 
-def _store_type(connection: duckdb.DuckDBPyConnection) -> str:
-    return str(
-        _scalar(connection, "SELECT type FROM duckdb_databases() WHERE database_name = 'rs'")
-    )
-
-
 def _records_source(
     connection: duckdb.DuckDBPyConnection, job: StudyJob
 ) -> tuple[str, list[object]]:
@@ -204,19 +206,22 @@ def _records_source(
     `sqlite_query` on the `(study_id, uploaded_on)` index: only that study's rows are read.
     """
     columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
-    if job.record_ids is None and _store_type(connection) == "sqlite":
+    if job.record_ids is None and _sql.store_type(connection) == "sqlite":
         assert job.start_ms is not None and job.end_ms is not None
         inner = (
             f"SELECT {columns}, p.sharing_scope AS user_scope FROM records r "
             "LEFT JOIN participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
-            f"WHERE r.study_id = {quote_literal(job.study_id)} "
-            f"AND r.uploaded_on >= {int(job.start_ms)} AND r.uploaded_on < {int(job.end_ms)}"
+            "WHERE r.study_id = ? AND r.uploaded_on >= ? AND r.uploaded_on < ?"
         )
         typed = ", ".join(
             f"TRY_CAST({name} AS {kind}) AS {name}" if kind != "VARCHAR" else name
             for name, kind in RECORD_COLUMNS.items()
         )
-        return f"SELECT {typed}, user_scope FROM sqlite_query('rs', {quote_literal(inner)})", []
+        return (
+            f"SELECT {typed}, user_scope FROM sqlite_query('rs', {quote_literal(inner)}, "
+            "params := row(?::VARCHAR, ?::BIGINT, ?::BIGINT))",
+            [job.study_id, int(job.start_ms), int(job.end_ms)],
+        )
     where = "r.study_id = ?"
     params: list[object] = [job.study_id]
     if job.record_ids is not None:
@@ -344,6 +349,10 @@ def export_study(
     result = StudyResult()
     config = read_study_config(connection, job.study_id)
     _load_and_score(connection, job, config)
+    connection.execute("DELETE FROM made_attachments")
+    _surveys.convert_surveys(
+        connection, job.study_id, config.schemas, result.count, result.log.append
+    )
     found = int(_scalar(connection, "SELECT count(*) FROM scored"))
     # numTotal counts every record ID read, a missing one too (spec §9).
     result.count("numTotal", found if job.record_ids is None else len(set(job.record_ids)))
@@ -537,18 +546,19 @@ class TableWriter:
         if not selects:
             return
         pairs = self.connection.execute(
-            f"WITH rows_of AS ({rows_of}) SELECT DISTINCT a.id, a.name, s.content, s.path "
-            f"FROM ({' UNION ALL '.join(selects)}) a JOIN rs.attachments s ON s.id = a.id "
-            "WHERE a.id IS NOT NULL ORDER BY a.name"
+            f"WITH rows_of AS ({rows_of}) SELECT DISTINCT id, name "
+            f"FROM ({' UNION ALL '.join(selects)}) WHERE id IS NOT NULL ORDER BY name"
         ).fetchall()
-        if not pairs:
-            return
-        for _attachment_id, name, content, path in pairs:
-            target = f"{folder}/{str(name).replace('/', '_')}"
-            self.attachments += 1
-            if self.warehouse.exists(target):
-                continue
-            data = bytes(content) if content is not None else Path(path).read_bytes()
-            if not data:
-                continue  # an empty attachment gives no file, as in Bridge
-            self.warehouse.write_file(target, data)
+        targets = {
+            attachment_id: f"{folder}/{str(name).replace('/', '_')}"
+            for attachment_id, name in pairs
+        }
+        missing = [key for key, target in targets.items() if not self.warehouse.exists(target)]
+        contents = read_attachments(self.connection, missing)
+        for attachment_id in targets:
+            if attachment_id in contents or attachment_id not in missing:
+                self.attachments += 1
+        for attachment_id in missing:
+            data = contents.get(attachment_id)
+            if data:  # an empty or unreadable attachment gives no file, as in Bridge
+                self.warehouse.write_file(targets[attachment_id], data)

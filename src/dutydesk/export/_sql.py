@@ -49,6 +49,14 @@ PARQUET_TYPES = {
 }
 
 
+def store_type(connection: duckdb.DuckDBPyConnection) -> str:
+    """The kind of the record store attached as `rs`: `sqlite` or `postgres`."""
+    row = connection.execute(
+        "SELECT type FROM duckdb_databases() WHERE database_name = 'rs'"
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
 def quote_literal(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -152,7 +160,7 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE MACRO dd_attachment_text(a) AS (
             SELECT CASE WHEN content IS NOT NULL THEN decode(content)
                         ELSE dd_read_text_py(path) END
-            FROM rs.attachments WHERE id = a);
+            FROM attachment_store WHERE id = a);
         CREATE OR REPLACE MACRO dd_attachment_file(a, field, prefix, suffix) AS CASE
             WHEN a IS NULL THEN NULL WHEN ends_with(a, field) THEN a
             ELSE prefix || a || suffix END;

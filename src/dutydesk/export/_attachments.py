@@ -1,0 +1,60 @@
+"""Reading attachments by id: those the export made itself, then the record store's.
+
+The SQLite scanner reads a whole table to find a few rows, so from SQLite the wanted ids go
+through `sqlite_query` and the primary key index; PostgreSQL's scanner pushes the filter down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from dutydesk.export._sql import store_type
+
+CHUNK = 500
+
+
+def read_attachments(
+    connection: duckdb.DuckDBPyConnection, ids: Iterable[str]
+) -> dict[str, bytes | None]:
+    """The content of each attachment found among `ids` (None: its file cannot be read)."""
+    wanted = sorted(set(ids))
+    found: dict[str, tuple[bytes | None, str | None]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        for attachment_id, content in connection.execute(
+            "SELECT id, content FROM made_attachments WHERE list_contains(?, id)", [chunk]
+        ).fetchall():
+            found[attachment_id] = (bytes(content), None)
+        rest = [attachment_id for attachment_id in chunk if attachment_id not in found]
+        if not rest:
+            continue
+        if store_type(connection) == "sqlite":
+            # sqlite_query reads every column as text: the content comes as hex.
+            rows = connection.execute(
+                "SELECT * FROM sqlite_query('rs', 'SELECT id, CASE WHEN content IS NOT NULL "
+                "THEN hex(content) END, path FROM attachments "
+                "WHERE id IN (SELECT value FROM json_each(?))', params := row(?::VARCHAR))",
+                [json.dumps(rest)],
+            ).fetchall()
+            for attachment_id, hexed, path in rows:
+                found[attachment_id] = (bytes.fromhex(hexed) if hexed is not None else None, path)
+        else:
+            for attachment_id, content, path in connection.execute(
+                "SELECT id, content, path FROM rs.attachments WHERE id IN (SELECT unnest(?))",
+                [rest],
+            ).fetchall():
+                found[attachment_id] = (bytes(content) if content is not None else None, path)
+    return {attachment_id: _content(*stored) for attachment_id, stored in found.items()}
+
+
+def _content(content: bytes | None, path: str | None) -> bytes | None:
+    if content is not None:
+        return content
+    try:
+        return Path(path).read_bytes() if path else None
+    except OSError:
+        return None  # a missing file reads as no content, as a missing S3 object did
