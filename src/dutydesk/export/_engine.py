@@ -76,7 +76,8 @@ def connect(records_url: str, *, threads: int | None = None) -> Iterator[duckdb.
     connection = duckdb.connect(config={"threads": threads or os.cpu_count() or 2})
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        # Row order comes from the ORDER BY of each COPY; inserts need not keep it.
+        # Rows in a table file are in no particular order (readers sort); nothing needs the
+        # insertion order kept, and keeping it costs.
         connection.execute("SET preserve_insertion_order = false")
         attach_record_store(connection, records_url)
         # Attachments the export makes itself (answers of legacy surveys) beside the store's.
@@ -513,7 +514,7 @@ class TableWriter:
                 self.connection,
                 # MATERIALIZED: inlined, the parsed field lists would be parsed again for
                 # several of the columns that read them.
-                f"WITH rows_of AS MATERIALIZED ({rows_of}) SELECT {select} FROM rows_of ORDER BY 1",
+                f"WITH rows_of AS MATERIALIZED ({rows_of}) SELECT {select} FROM rows_of",
                 final,
             )
         except (duckdb.Error, OSError) as error:
