@@ -107,6 +107,8 @@ def configure_every_study(path: Path) -> None:
             "UPDATE studies SET project = coalesce(project, 'bench'), "
             "data_access_team = coalesce(data_access_team, 1)"
         )
+        connection.commit()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # into the file that is moved
 
 
 def record_store(shape: Shape) -> Path:

@@ -25,8 +25,11 @@ def read_attachments(
     found: dict[str, tuple[bytes | None, str | None]] = {}
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
+        listed = json.dumps(chunk)  # one text: DuckDB inspects each Python value it is handed
         for attachment_id, content in connection.execute(
-            "SELECT id, content FROM made_attachments WHERE list_contains(?, id)", [chunk]
+            "SELECT id, content FROM made_attachments "
+            "WHERE list_contains(from_json(?::VARCHAR, '[\"VARCHAR\"]'), id)",
+            [listed],
         ).fetchall():
             found[attachment_id] = (bytes(content), None)
         rest = [attachment_id for attachment_id in chunk if attachment_id not in found]
@@ -44,8 +47,9 @@ def read_attachments(
                 found[attachment_id] = (bytes.fromhex(hexed) if hexed is not None else None, path)
         else:
             for attachment_id, content, path in connection.execute(
-                "SELECT id, content, path FROM rs.attachments WHERE id IN (SELECT unnest(?))",
-                [rest],
+                "SELECT id, content, path FROM rs.attachments WHERE id IN "
+                "(SELECT unnest(from_json(?::VARCHAR, '[\"VARCHAR\"]')))",
+                [json.dumps(rest)],
             ).fetchall():
                 found[attachment_id] = (bytes(content) if content is not None else None, path)
     return {attachment_id: _content(*stored) for attachment_id, stored in found.items()}

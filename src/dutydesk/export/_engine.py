@@ -10,6 +10,7 @@ so a re-run of the same request replaces its files instead of adding rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -227,7 +228,11 @@ def _records_source(
     params: list[object] = [job.study_id]
     if job.record_ids is not None:
         connection.execute("CREATE OR REPLACE TEMP TABLE wanted(id VARCHAR)")
-        connection.executemany("INSERT INTO wanted VALUES (?)", [[i] for i in job.record_ids])
+        # One JSON text, not a Python list: DuckDB inspects each Python value it is handed.
+        connection.execute(
+            "INSERT INTO wanted SELECT unnest(from_json(?::VARCHAR, '[\"VARCHAR\"]'))",
+            [json.dumps(list(job.record_ids))],
+        )
         where += " AND r.id IN (SELECT id FROM wanted)"
     else:
         where += " AND r.uploaded_on >= ? AND r.uploaded_on < ?"
