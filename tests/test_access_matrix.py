@@ -56,6 +56,19 @@ KNOWN: dict[tuple[str, str], Need] = {
     ("POST", "/api/v1/tokens"): Need.admin,
     ("DELETE", "/api/v1/tokens/{token_id}"): Need.admin,
     ("GET", "/api/v1/users"): Need.admin,
+    ("GET", "/tickets"): Need.view,
+    ("GET", "/tickets/{key}"): Need.view,
+    ("POST", "/tickets/{key}/{action}"): Need.operate,
+    ("POST", "/tickets/bulk"): Need.operate,
+    ("GET", "/api/v1/tickets"): Need.view,
+    ("GET", "/api/v1/tickets/{key}"): Need.view,
+    ("GET", "/api/v1/tickets/stats"): Need.view,
+    ("POST", "/api/v1/tickets"): Need.operate,
+    ("POST", "/api/v1/tickets/{key}/notes"): Need.operate,
+    ("POST", "/api/v1/tickets/{key}/assign"): Need.operate,
+    ("POST", "/api/v1/tickets/{key}/close"): Need.operate,
+    ("POST", "/api/v1/tickets/{key}/acknowledge"): Need.operate,
+    ("POST", "/api/v1/tickets/{key}/reopen"): Need.operate,
 }
 
 

@@ -208,14 +208,18 @@ def show_settings(
 def _register_domain_commands() -> None:
     from dutydesk.export.cli import app as export_app
     from dutydesk.jobs.cli import app as jobs_app
+    from dutydesk.logs.cli import app as logs_app
     from dutydesk.people.cli import tokens_app, users_app
     from dutydesk.records.cli import app as records_app
+    from dutydesk.tickets.cli import app as tickets_app
 
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(records_app, name="records")
     app.add_typer(export_app, name="export")
+    app.add_typer(logs_app, name="logs")
+    app.add_typer(tickets_app, name="tickets")
 
 
 _register_domain_commands()

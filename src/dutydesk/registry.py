@@ -18,7 +18,7 @@ DueWork = Callable[[Session], None]
 DemoSeeder = Callable[[Session, "DemoContext"], None]
 
 # Domains in the order their demo seeders run and their navigation entries appear.
-DOMAINS = ("people", "jobs", "audit", "records", "metrics", "export")
+DOMAINS = ("people", "jobs", "audit", "records", "metrics", "export", "tickets", "logs")
 
 
 @dataclass(frozen=True)

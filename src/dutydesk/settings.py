@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "DUTYDESK_"
@@ -117,8 +117,33 @@ class Settings(BaseSettings):
     export_redrive_delay_seconds: float = Field(
         default=900.0, ge=0, description="Wait before a re-drive of failed tables runs."
     )
+    ticket_stale_days: int = Field(
+        default=14,
+        ge=1,
+        description="Tickets open longer than this many days are listed as stale in the weekly "
+        "numbers.",
+    )
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Threads per worker process."
+    )
+    log_roots: str = Field(
+        default="",
+        description="Comma-separated folders and `s3://bucket/prefix` URLs log queries may "
+        "read; nothing outside them is read. Empty means `$DUTYDESK_HOME/logs`.",
+    )
+    log_s3_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "DUTYDESK_LOG_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"
+        ),
+        description="S3 endpoint for log queries (`http://host:port` for MinIO or moto); "
+        "empty means `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` if set, else AWS itself.",
+    )
+    log_query_memory: str = Field(
+        default="",
+        pattern=r"^([0-9]+(\.[0-9]+)?\s*[KMGT]i?B)?$",
+        description="Memory limit of one log query's DuckDB, e.g. `2GB`; empty means "
+        "DuckDB's default (80% of RAM).",
     )
     extra_modules: str = Field(
         default="",
@@ -185,6 +210,11 @@ class Settings(BaseSettings):
     def effective_records_url(self) -> str:
         """The record store URL, defaulting to SQLite in the home."""
         return self.records_url or f"sqlite:///{self.home_path / 'records.sqlite'}"
+
+    @property
+    def effective_log_roots(self) -> str:
+        """The allowed log roots, defaulting to `logs` in the home."""
+        return self.log_roots or str(self.home_path / "logs")
 
     @property
     def effective_broker_url(self) -> str:

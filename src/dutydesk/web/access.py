@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from dutydesk.db import transaction
+from dutydesk.db import is_sqlite, transaction
 from dutydesk.people.models import ApiToken, Role, Scope, User
 from dutydesk.people.service import token_for_secret, user_for_session
 from dutydesk.web.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token_for
@@ -121,15 +122,41 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def get_db(request: Request) -> Iterator[Session]:
+# Writing requests one process lets into its thread pool at once (SQLite: one, it has one
+# write lock). Waiting for a database lock holds a pool thread; if every thread waited, the
+# request holding the lock could get none to finish and commit, and all would hang.
+WRITERS_PER_PROCESS = 8
+
+
+def _writes(request: Request) -> bool:
+    """Whether the request may write (an unsafe method, or a token call noting its use)."""
+    return request.method in UNSAFE_METHODS or bearer_secret(request) is not None
+
+
+async def writer_turn(request: Request) -> AsyncIterator[None]:
+    """Queue a writing request in the event loop, not in a pool thread, until it may start."""
+    if not _writes(request):
+        yield
+        return
+    state = request.app.state
+    limiter = getattr(state, "writer_limiter", None)
+    if limiter is None:
+        sqlite = is_sqlite(state.session_factory.kw["bind"])
+        limiter = state.writer_limiter = anyio.Semaphore(1 if sqlite else WRITERS_PER_PROCESS)
+    async with limiter:
+        yield
+
+
+def get_db(
+    request: Request, _turn: Annotated[None, Depends(writer_turn, scope="function")]
+) -> Iterator[Session]:
     """The request's database session; committed when the handler returns without error.
 
-    A request that may write (an unsafe method, or a token call, which notes the token's use)
-    starts with SQLite's write lock: a transaction that read first could otherwise not write
-    once a worker has committed meanwhile ("database is locked" at once).
+    A request that may write starts with SQLite's write lock: a transaction that read first
+    could otherwise not write once a worker has committed meanwhile ("database is locked").
     """
-    writes = request.method in UNSAFE_METHODS or bearer_secret(request) is not None
-    with transaction(request.app.state.session_factory, immediate=writes, actor="anonymous") as db:
+    factory = request.app.state.session_factory
+    with transaction(factory, immediate=_writes(request), actor="anonymous") as db:
         yield db
 
 

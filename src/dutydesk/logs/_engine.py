@@ -1,0 +1,324 @@
+"""The SQL of a log query, built from its plan, and the locked-down DuckDB it runs on.
+
+Identifiers and literals in the SQL are our own (field names checked against the format,
+the format's regex) and go through `quote_name`/`quote_literal`; every value a user typed
+(regexes, values, times) is a bound parameter. One pass over the lines answers the query and
+counts the lines that do not parse, per file: rows that do not parse travel with `_ok = false`
+and are split off afterwards, so a stream of lines is read once, in bounded memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from dutydesk.duck import load_extension
+from dutydesk.logs._sources import Roots
+from dutydesk.logs.formats import LogFormat
+
+TIME_BUCKETS = ("minute", "hour", "day")
+PERCENTILES = (50, 90, 95, 99)
+# A user regex may prefilter raw lines only when a field's match implies a line's match:
+# anchors and word boundaries mean something else inside a field than inside the line.
+_NOT_LINE_SAFE = re.compile(r"\\[AzbBZ]|\^|\$|\(\?[a-zA-Z]*m")
+# In a JSON line a field's text may be escaped; only these characters read the same in both.
+_JSON_SAFE = re.compile(r"^[A-Za-z0-9 _.:,;/@+=%-]*$")
+
+
+def quote_literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def quote_name(name: str) -> str:
+    """A SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One `--where`: FIELD~REGEX (`op` "~") or FIELD=VALUE (`op` "=")."""
+
+    field: str
+    op: str
+    value: str
+
+
+@dataclass
+class Plan:
+    """What the SQL computes: checked names only, user values kept apart as parameters."""
+
+    fmt: LogFormat | None  # None: an extract (typed Parquet columns, nothing to parse)
+    columns: tuple[str, ...]  # the fields the source offers
+    where: tuple[Condition, ...] = ()
+    since: str | None = None  # ISO text, UTC
+    until: str | None = None
+    group_by: tuple[str, ...] = ()
+    percentiles: str | None = None
+    needs_file: bool = False
+    params: list[object] = field(default_factory=list)
+
+    @property
+    def aggregates(self) -> bool:
+        """Whether the answer is grouped counts (or percentiles) rather than rows."""
+        return bool(self.group_by or self.percentiles)
+
+    def used_fields(self) -> tuple[str, ...]:
+        """The source fields the query reads, in the format's order."""
+        wanted = {condition.field for condition in self.where}
+        wanted |= {name for name in self.group_by if name not in TIME_BUCKETS}
+        if any(name in TIME_BUCKETS for name in self.group_by) or self.since or self.until:
+            wanted.add("ts")
+        if self.percentiles:
+            wanted.add(self.percentiles)
+        if not self.aggregates:
+            wanted |= set(self.columns)
+        wanted.discard("file")
+        return tuple(name for name in self.columns if name in wanted)
+
+
+def _typed(fmt: LogFormat, name: str, text: str) -> str:
+    kind = fmt.field_type(name)
+    if kind == "int":
+        return f"TRY_CAST({text} AS BIGINT)"
+    if kind == "float":
+        return f"TRY_CAST({text} AS DOUBLE)"
+    if kind == "ts":
+        if fmt.ts_formats:
+            formats = ", ".join(quote_literal(item) for item in fmt.ts_formats)
+            return f"CAST(try_strptime({text}, [{formats}]) AS TIMESTAMPTZ)"
+        cleaned = f"replace({text}, ',', '.')"
+        return (
+            f"coalesce(TRY_CAST({cleaned} AS TIMESTAMPTZ), CAST(try_strptime({cleaned}, "
+            "['%d-%b-%Y %H:%M:%S.%f', '%d-%b-%Y %H:%M:%S']) AS TIMESTAMPTZ))"
+        )
+    return f"CASE WHEN {text} IN ('', '-') THEN NULL ELSE {text} END"
+
+
+_PLAIN_WITH_DOTS = re.compile(r"^(?:[^.*+?|()\[\]{}\\^$]|\.\*?)+$")
+
+
+def required_literals(regex: str) -> list[str]:
+    """Texts every match of `regex` contains, for a cheap `contains` before the regex.
+
+    Only for regexes of plain characters joined by `.` and `.*` (like the seed's
+    `/Firefox/.*WINNT.*/release/`); anything else gives none.
+    """
+    if not _PLAIN_WITH_DOTS.match(regex):
+        return []
+    return [part for part in re.split(r"\.\*?", regex) if len(part) >= 3]
+
+
+def _prefilters(plan: Plan) -> list[str]:
+    """Conditions on the raw line that every matching event's line meets."""
+    assert plan.fmt is not None
+    found = []
+    for condition in plan.where:
+        if condition.field in {"ts", "file"} or condition.value in ("", "-"):
+            continue
+        if plan.fmt.json_keys and not _JSON_SAFE.match(condition.value):
+            continue
+        if condition.op == "~" and not _NOT_LINE_SAFE.search(condition.value):
+            for literal in required_literals(condition.value):  # SIMD search, then RE2
+                found.append("contains(line, ?)")
+                plan.params.append(literal)
+            found.append("regexp_matches(line, ?)")
+            plan.params.append(condition.value)
+        elif condition.op == "=" and plan.fmt.field_type(condition.field) != "ts":
+            found.append("contains(line, ?)")
+            plan.params.append(condition.value)
+    return found
+
+
+def _parsed_source(plan: Plan, source: str) -> str:
+    """SELECT of `file_id`, `line`, `_ok` and the typed fields the query uses."""
+    fmt = plan.fmt
+    assert fmt is not None
+    used = plan.used_fields()
+    # The window carries each line's file name when the query uses it (see _execute.windows).
+    keep = "file_id, line, file" if plan.needs_file else "file_id, line"
+    prefilter = " AND ".join(_prefilters(plan)) or "true"
+    if fmt.json_keys:
+        # CASE, not AND: json_type must not see a malformed line (it raises, AND evaluates both).
+        ok = "(CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END)"
+        inner = f"SELECT {keep}, {ok} AS _ok FROM {source} WHERE {prefilter}"
+        columns = []
+        for name in used:
+            paths = [
+                f"json_extract_string(CASE WHEN _ok THEN line END, "
+                f"{quote_literal('$.' + quote_name(key))})"
+                for key in fmt.json_keys[name]
+            ]
+            value = _typed(fmt, name, "coalesce(" + ", ".join(paths) + ")")
+            columns.append(f"{value} AS {quote_name(name)}")
+        return f"SELECT {keep}, _ok{''.join(', ' + c for c in columns)} FROM ({inner})"
+    captured = tuple(name for name in fmt.fields if name in used or name == fmt.witness)
+    names = ", ".join(quote_literal(name) for name in captured)
+    pattern = quote_literal(fmt.pattern(captured))
+    inner = (
+        f"SELECT {keep}, regexp_extract(line, {pattern}, [{names}]) AS _m "
+        f"FROM {source} WHERE {prefilter}"
+    )
+    columns = [
+        f"{_typed(fmt, name, '_m.' + quote_name(name))} AS {quote_name(name)}" for name in used
+    ]
+    ok = f"(_m.{quote_name(fmt.witness)} <> '')"
+    return f"SELECT {keep}, {ok} AS _ok{''.join(', ' + c for c in columns)} FROM ({inner})"
+
+
+def _conditions(plan: Plan) -> list[str]:
+    found = []
+    for condition in plan.where:
+        column = quote_name(condition.field)
+        if condition.op == "~":
+            found.append(f"regexp_matches(CAST({column} AS VARCHAR), ?)")
+            plan.params.append(condition.value)
+        elif condition.value in ("", "-"):
+            found.append(f"{column} IS NULL")
+        else:
+            found.append(f"CAST({column} AS VARCHAR) = ?")
+            plan.params.append(condition.value)
+    if plan.since:
+        found.append("ts >= CAST(? AS TIMESTAMPTZ)")
+        plan.params.append(plan.since)
+    if plan.until:
+        found.append("ts < CAST(? AS TIMESTAMPTZ)")
+        plan.params.append(plan.until)
+    return found
+
+
+def _key(name: str) -> str:
+    if name in TIME_BUCKETS:
+        return f"date_trunc({quote_literal(name)}, ts) AS {quote_name(name)}"
+    return quote_name(name)
+
+
+def build_sql(plan: Plan, source: str) -> str:
+    """The one-pass SQL over a window of lines: grouped counts or rows, `_ok` on every row.
+
+    For a log source, rows that did not parse come out with `_ok = false`: grouped by file with
+    a sample line, or one by one with their `line`. Grouped counts are partial (one window);
+    `combine_sql` adds the windows up, and `final_sql` orders and cuts the answer.
+    """
+    plan.params.clear()
+    if plan.fmt is None:
+        base = f"SELECT *, true AS _ok, NULL::INTEGER AS file_id, NULL AS line FROM {source}"
+    else:
+        base = _parsed_source(plan, source)
+    conditions = " AND ".join(_conditions(plan)) or "true"
+    where = f"WHERE NOT _ok OR ({conditions})"
+    if plan.aggregates:
+        keys = [_key(name) for name in plan.group_by]
+        measures = ["count(*) AS count"]
+        if plan.percentiles:
+            value = quote_name(plan.percentiles)
+            measures.append(
+                f"list(CAST({value} AS DOUBLE)) FILTER (WHERE _ok AND {value} IS NOT NULL) "
+                "AS _values"
+            )
+        selected = [
+            "_ok",
+            "CASE WHEN _ok THEN NULL ELSE file_id END AS _bad_file",
+            "any_value(line) FILTER (WHERE NOT _ok) AS _sample",
+            *keys,
+            *measures,
+        ]
+        return f"SELECT {', '.join(selected)} FROM ({base}) {where} GROUP BY ALL"
+    columns = [quote_name(name) for name in plan.columns]
+    selected = ["_ok", "file_id", "CASE WHEN _ok THEN NULL ELSE line END AS _line", *columns]
+    return f"SELECT {', '.join(selected)} FROM ({base}) {where}"
+
+
+def combine_sql(plan: Plan) -> str:
+    """The groups of all windows (registered as `log_partials`) added up, percentiles taken."""
+    keys = [quote_name(name) for name in plan.group_by]
+    measures = ["CAST(sum(count) AS BIGINT) AS count"]
+    if plan.percentiles:
+        quantiles = ", ".join(f"{p / 100}" for p in PERCENTILES)
+        measures.append(
+            f"list_aggregate(flatten(list(_values)), 'quantile_cont', [{quantiles}]) "
+            "AS _percentiles"
+        )
+    selected = ["_ok", "_bad_file", "any_value(_sample) AS _sample", *keys, *measures]
+    return f"SELECT {', '.join(selected)} FROM log_partials GROUP BY ALL"
+
+
+def final_sql(plan: Plan, top: int | None) -> str:
+    """The answer from the parsed groups (registered as `log_groups`): ordered, cut to `top`.
+
+    `--top` orders by count, largest first; otherwise time buckets, then the other keys.
+    """
+    keys = [quote_name(name) for name in plan.group_by]
+    measures = ['"count"']
+    if plan.percentiles:
+        measures += [
+            f"_percentiles[{i + 1}] AS {quote_name(f'p{p}')}" for i, p in enumerate(PERCENTILES)
+        ]
+    if top is not None:
+        order = ['"count" DESC', *keys]
+    else:
+        order = [quote_name(name) for name in plan.group_by if name in TIME_BUCKETS] + keys
+    order_sql = f" ORDER BY {', '.join(order)}" if order else ""
+    limit = f" LIMIT {int(top)}" if top is not None else ""
+    return f"SELECT {', '.join([*keys, *measures])} FROM log_groups{order_sql}{limit}"
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How DuckDB's httpfs reaches S3: credentials and an optional endpoint (moto, MinIO)."""
+
+    key_id: str
+    secret: str
+    session_token: str
+    region: str
+    endpoint: str  # host:port or empty for AWS
+    use_ssl: bool
+
+
+def connect(
+    roots: Roots,
+    writable: Sequence[Path] = (),
+    *,
+    s3: S3Access | None = None,
+    memory_limit: str = "",
+    threads: int = 0,
+    database: str = ":memory:",
+    read_only: bool = False,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that may touch only the roots (and `writable`), locked that way."""
+    connection = duckdb.connect(database, read_only=read_only)
+    connection.execute("SET TimeZone = 'UTC'")
+    if threads:
+        connection.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        connection.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
+    connection.execute("SET allow_persistent_secrets = false")
+    if roots.s3:
+        load_extension(connection, "httpfs")
+        if s3 is not None:
+            options = [
+                "TYPE s3",
+                f"KEY_ID {quote_literal(s3.key_id)}",
+                f"SECRET {quote_literal(s3.secret)}",
+                f"REGION {quote_literal(s3.region)}",
+            ]
+            if s3.session_token:
+                options.append(f"SESSION_TOKEN {quote_literal(s3.session_token)}")
+            if s3.endpoint:
+                options += [
+                    f"ENDPOINT {quote_literal(s3.endpoint)}",
+                    f"USE_SSL {'true' if s3.use_ssl else 'false'}",
+                    "URL_STYLE 'path'",
+                ]
+            connection.execute(f"CREATE TEMPORARY SECRET log_s3 ({', '.join(options)})")
+    allowed = [str(path).rstrip("/") + "/" for path in (*roots.local, *writable)]
+    allowed += list(roots.s3)
+    listed = ", ".join(quote_literal(item) for item in allowed)
+    connection.execute(f"SET allowed_directories = [{listed}]")
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
+    return connection

@@ -1,0 +1,61 @@
+"""What a query's answer leaves out: unparsed lines per file, unreadable files, the extract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from dutydesk.logs import extracts
+from dutydesk.logs._sources import Problem
+
+
+@dataclass
+class Unparsed:
+    """Lines of one file that the format does not read."""
+
+    file: str
+    count: int
+    sample: str
+
+
+@dataclass
+class Report:
+    """What the answer leaves out, so nothing is dropped in silence."""
+
+    format: str = ""
+    files: int = 0
+    unparsed: list[Unparsed] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    saved: extracts.Extract | None = None
+
+    @property
+    def unparsed_lines(self) -> int:
+        """Lines that did not parse, over all files."""
+        return sum(item.count for item in self.unparsed)
+
+    def lines(self) -> list[str]:
+        """The report as lines for a terminal (empty when everything was read)."""
+        out = [f"unreadable: {item.file}: {item.reason}" for item in self.problems]
+        for item in self.unparsed:
+            sample = item.sample if len(item.sample) <= 200 else item.sample[:200] + "..."
+            out.append(
+                f"unparsed: {item.count} line(s) of {item.file} are not {self.format}; "
+                f"e.g. {sample!r}"
+            )
+        return out
+
+    def add_unparsed(self, files: list[str], bad: pa.Table) -> None:
+        """Merge rows (file id, count, sample) of lines that did not parse."""
+        index = {name: i for i, name in enumerate(files)}
+        by_file = {index[item.file]: item for item in self.unparsed if item.file in index}
+        ids, counts, samples = (bad.column(i).to_pylist() for i in range(3))
+        for file_id, count, sample in zip(ids, counts, samples, strict=True):
+            if file_id is None:
+                continue
+            entry = by_file.get(file_id)
+            if entry is None:
+                entry = Unparsed(files[file_id], 0, sample or "")
+                by_file[file_id] = entry
+                self.unparsed.append(entry)
+            entry.count += int(count)

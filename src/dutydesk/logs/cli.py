@@ -1,0 +1,213 @@
+"""`dutydesk logs ...`: query log files by glob, save and list extracts."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import enum
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+
+from dutydesk.logs import query as log_query
+from dutydesk.logs._sources import FileList
+from dutydesk.logs.extracts import list_extracts
+from dutydesk.logs.formats import FORMAT_NAMES
+
+app = typer.Typer(help="Query access and application logs by glob.", no_args_is_help=True)
+
+
+class Out(enum.StrEnum):
+    """How the answer is written to stdout."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+def cell(value: Any) -> str:
+    """A value as text: times in ISO 8601 UTC, floats without noise, nothing for null."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        moment: dt.datetime = value.astimezone(dt.UTC) if value.tzinfo else value
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        return text + (f".{moment.microsecond:06d}" if moment.microsecond else "") + "Z"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return f"{value}"
+
+
+def _json_value(value: Any) -> Any:
+    return cell(value) if isinstance(value, dt.datetime) else value
+
+
+def write_table(table: pa.Table, out: Out) -> None:
+    """Write `table` to stdout as `out` says."""
+    names = table.column_names
+    if out is Out.parquet:
+        import pyarrow.parquet as pq
+
+        if sys.stdout.isatty():
+            raise _fail("--out parquet writes binary data; redirect it to a file")
+        pq.write_table(table, sys.stdout.buffer)
+        return
+    rows = table.to_pylist()
+    if out is Out.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([cell(row[name]) for name in names])
+    elif out is Out.json:
+        for row in rows:
+            typer.echo(json.dumps({name: _json_value(row[name]) for name in names}))
+    else:
+        texts = [[cell(row[name]) for name in names] for row in rows]
+        widths = [max([len(name), *(len(t[i]) for t in texts)]) for i, name in enumerate(names)]
+        numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
+
+        def line(values: list[str]) -> str:
+            cells = [
+                value.rjust(width) if right else value.ljust(width)
+                for value, width, right in zip(values, widths, numeric, strict=True)
+            ]
+            return "  ".join(cells).rstrip()
+
+        typer.echo(line(names))
+        for text in texts:
+            typer.echo(line(text))
+
+
+def _fail(message: str) -> typer.Exit:
+    from dutydesk.cli import fail
+
+    return fail(message)
+
+
+@contextmanager
+def _progress() -> Iterator[tuple[Any, Any]]:
+    """A progress bar on stderr when it is a terminal: (on_files, progress) callbacks."""
+    if not sys.stderr.isatty():
+        yield None, None
+        return
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def on_files(files: FileList) -> None:
+        bar.append(
+            tqdm(
+                total=files.total_bytes or None,
+                unit="B",
+                unit_scale=True,
+                desc=f"{len(files.files)} file(s)",
+                file=sys.stderr,
+                leave=False,
+            )
+        )
+
+    def progress(done: int) -> None:
+        if bar:
+            bar[0].update(done)
+
+    try:
+        yield on_files, progress
+    finally:
+        if bar:
+            bar[0].close()
+
+
+def _split_names(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(name.strip() for value in values or () for name in value.split(",") if name)
+
+
+@app.command("query")
+def query(
+    globs: Annotated[
+        list[str],
+        typer.Argument(help="Files, folders (all below), globs, s3:// URLs, or @NAME."),
+    ],
+    format: Annotated[
+        str, typer.Option("--format", help=f"Log format: {'|'.join(FORMAT_NAMES)}.")
+    ] = "auto",
+    since: Annotated[str | None, typer.Option(help="From (ISO 8601 or 30m, 2h, 1d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Until, exclusive (same forms).")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="FIELD~REGEX or FIELD=VALUE (repeatable).")
+    ] = None,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option(help="Count by FIELD or minute|hour|day (repeatable or a,b)."),
+    ] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Only the N largest groups.")] = None,
+    percentiles: Annotated[
+        str | None, typer.Option(help="p50, p90, p95, p99 of this numeric FIELD.")
+    ] = None,
+    out: Annotated[Out, typer.Option(help="Output format.")] = Out.table,
+    save: Annotated[
+        str | None, typer.Option(help="Save the filtered rows as extract NAME.")
+    ] = None,
+) -> None:
+    """Filter and count log lines; what does not parse is reported on stderr."""
+    asked = log_query.Query(
+        sources=tuple(globs),
+        format=format,
+        since=since,
+        until=until,
+        where=tuple(where or ()),
+        group_by=_split_names(group_by),
+        top=top,
+        percentiles=percentiles,
+        save=save,
+    )
+    with _progress() as (on_files, progress):
+        try:
+            result = log_query.run(asked, progress=progress, on_files=on_files)
+        except log_query.QueryError as error:
+            raise _fail(str(error)) from None
+    for line in result.report.lines():
+        typer.echo(line, err=True)
+    report = result.report
+    if report.files and len(report.problems) >= report.files and not result.table.num_rows:
+        from dutydesk.cli import fail
+
+        raise fail("none of the files could be read", 1)
+    if report.saved is not None:
+        saved = report.saved
+        message = f"saved {saved.rows} row(s) as extract {saved.name} ({saved.path})"
+        if not (asked.group_by or asked.percentiles):
+            typer.echo(message)
+            return
+        typer.echo(message, err=True)
+    write_table(result.table, out)
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+@app.command("extracts")
+def extracts() -> None:
+    """Saved extracts: name, size, row count, when, and the query that made them."""
+    from dutydesk.settings import get_settings
+
+    found = list_extracts(log_query.extracts_folder(get_settings()))
+    if not found:
+        typer.echo("no extracts yet; make one with `dutydesk logs query ... --save NAME`")
+        return
+    for item in found:
+        typer.echo(
+            f"{item.name:<24} {_size(item.size):>9} {item.rows:>10} rows  {item.created}  "
+            f"{item.command}"
+        )

@@ -1,0 +1,355 @@
+"""A log query: what the CLI and the console ask, checked, run, and its report.
+
+`run(Query(...))` answers with an Arrow table and a `Report` of what could not be used: lines
+that do not parse (per file, with a sample) and files that could not be read. Lines reach
+DuckDB in windows of Arrow batches (see `_sources` and `_execute`); a query reads them once, in
+bounded memory, however big the files are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from dutydesk.logs import _engine, _execute, _sources, extracts
+from dutydesk.logs._engine import TIME_BUCKETS, Condition, Plan
+from dutydesk.logs._report import Report
+from dutydesk.logs._s3 import S3
+from dutydesk.logs._sources import FileList, Problem, Roots
+from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat, get_format, sniff
+from dutydesk.settings import Settings, get_settings
+
+# Threads reading (opening, un-gzipping) small files while DuckDB parses on every core. On two
+# cores one reader keeps DuckDB busy (bench/logs.py: a second one gained nothing); with more
+# cores, reading is what limits, so more readers pay.
+READ_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
+_WHERE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)([~=])(.*)$", re.DOTALL)
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class QueryError(ValueError):
+    """A query that cannot run as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """A log query. `sources` are globs (local, `s3://`) or one `@NAME` extract."""
+
+    sources: tuple[str, ...]
+    format: str = "auto"
+    since: str | None = None  # ISO 8601 or relative (`2h`, `1d`)
+    until: str | None = None
+    where: tuple[str, ...] = ()  # FIELD~REGEX or FIELD=VALUE
+    group_by: tuple[str, ...] = ()  # fields or minute|hour|day
+    top: int | None = None
+    percentiles: str | None = None
+    save: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The query as JSON-ready data (an extract's sidecar keeps it)."""
+        data = asdict(self)
+        data["command"] = self.command_line()
+        return data
+
+    def command_line(self) -> str:
+        """The `dutydesk logs query` command that asks this query."""
+        import shlex
+
+        words = ["dutydesk", "logs", "query", *self.sources, "--format", self.format]
+        for option, value in (
+            ("--since", self.since),
+            ("--until", self.until),
+            ("--top", self.top),
+            ("--percentiles", self.percentiles),
+        ):
+            if value is not None:
+                words += [option, str(value)]
+        for item in self.where:
+            words += ["--where", item]
+        for item in self.group_by:
+            words += ["--group-by", item]
+        if self.save:
+            words += ["--save", self.save]
+        return shlex.join(words)
+
+
+@dataclass
+class QueryResult:
+    """The answer (an Arrow table) and its report."""
+
+    table: pa.Table
+    report: Report
+
+
+def parse_time(text: str, now: dt.datetime | None = None) -> str:
+    """`text` (ISO 8601, naive meaning UTC, or relative like `30m`, `2h`, `1d`) as ISO UTC."""
+    now = now or dt.datetime.now(dt.UTC)
+    relative = _RELATIVE.match(text.strip())
+    if relative:
+        delta = dt.timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
+        return (now - delta).isoformat()
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise QueryError(
+            f"cannot read the time {text!r}: use ISO 8601 (2026-11-23T10:00, naive is UTC) "
+            "or a relative time like 30m, 2h, 1d, 1w"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def parse_where(text: str, columns: tuple[str, ...]) -> Condition:
+    """One `--where` (FIELD~REGEX or FIELD=VALUE), its field checked against `columns`."""
+    match = _WHERE.match(text)
+    if match is None:
+        raise QueryError(
+            f"malformed --where {text!r}: use FIELD~REGEX or FIELD=VALUE, e.g. "
+            "'path~^/api/' or 'status=500'"
+        )
+    name, op, value = match.groups()
+    if name not in columns:
+        raise QueryError(f"--where {text!r}: no field {name!r}; fields: {', '.join(columns)}")
+    return Condition(name, op, value)
+
+
+def _check_regexes(conditions: tuple[Condition, ...]) -> None:
+    checker = duckdb.connect()
+    try:
+        for condition in conditions:
+            if condition.op != "~":
+                continue
+            try:
+                checker.execute("SELECT regexp_matches('', ?)", [condition.value])
+            except duckdb.Error as error:
+                message = str(error).split("\n")[0]
+                raise QueryError(
+                    f"--where {condition.field}~{condition.value}: not a valid regex ({message})"
+                ) from None
+    finally:
+        checker.close()
+
+
+def roots_of(settings: Settings) -> Roots:
+    """The allowed log roots of these settings."""
+    return Roots.parse(settings.effective_log_roots)
+
+
+def extracts_folder(settings: Settings) -> Path:
+    """Where extracts are kept."""
+    return settings.home_path / "extracts"
+
+
+def _first_lines(files: FileList, s3: S3 | None) -> list[str]:
+    for path in files.files[:5]:
+        if path.startswith("s3://"):
+            assert s3 is not None
+            content = s3.fetch([path])[0]
+            if isinstance(content, Problem):
+                continue
+            raw = content[: 65536 * 4]
+        else:
+            try:
+                with open(path, "rb") as handle:
+                    raw = handle.read(65536)
+            except OSError:
+                continue
+        if raw[:2] == _sources.GZIP_MAGIC:
+            try:
+                raw = zlib.decompressobj(47).decompress(raw, 65536)
+            except zlib.error:
+                continue
+        lines = (
+            raw.decode("utf-8", "replace").splitlines()[:-1]
+            or raw.decode("utf-8", "replace").splitlines()
+        )
+        if lines:
+            return list(lines)
+    return []
+
+
+def _columns_of(fmt: LogFormat) -> tuple[str, ...]:
+    return ("file", *fmt.fields)
+
+
+def _check_names(query: Query, columns: tuple[str, ...], fmt: LogFormat | None) -> None:
+    for name in query.group_by:
+        if name not in columns and name not in TIME_BUCKETS:
+            raise QueryError(
+                f"--group-by {name}: no such field; use one of {', '.join(columns)} "
+                f"or {'|'.join(TIME_BUCKETS)}"
+            )
+    if query.percentiles is not None:
+        numeric = fmt is None or fmt.field_type(query.percentiles) in {"int", "float"}
+        if query.percentiles not in columns or not numeric:
+            raise QueryError(
+                f"--percentiles {query.percentiles}: not a numeric field of this format"
+            )
+    if query.top is not None and query.top < 1:
+        raise QueryError("--top must be at least 1")
+
+
+def _plan(query: Query, fmt: LogFormat | None, columns: tuple[str, ...]) -> Plan:
+    conditions = tuple(parse_where(item, columns) for item in query.where)
+    _check_names(query, columns, fmt)
+    _check_regexes(conditions)
+    since = parse_time(query.since) if query.since else None
+    until = parse_time(query.until) if query.until else None
+    if (since or until) and "ts" not in columns:
+        raise QueryError("--since/--until need a `ts` field, which this source lacks")
+    needs_file = "file" in query.group_by or any(c.field == "file" for c in conditions)
+    return Plan(
+        fmt=fmt,
+        columns=columns,
+        where=conditions,
+        since=since,
+        until=until,
+        group_by=query.group_by,
+        percentiles=query.percentiles,
+        needs_file=needs_file or (fmt is not None and not (query.group_by or query.percentiles)),
+    )
+
+
+def run(
+    query: Query,
+    *,
+    settings: Settings | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_files: Callable[[FileList], None] | None = None,
+) -> QueryResult:
+    """Answer `query`: counts or rows as an Arrow table, and a report of what was not read.
+
+    Raises QueryError (outside the roots, unknown format, a malformed --where, ...) before
+    reading anything. `on_files` sees the file list before reading (for a progress bar).
+    """
+    settings = settings or get_settings()
+    folder = extracts_folder(settings)
+    if not query.sources:
+        raise QueryError("give at least one GLOB (or @NAME of an extract)")
+    named = [source for source in query.sources if source.startswith("@")]
+    if named:
+        if len(query.sources) != 1:
+            raise QueryError("an @extract is queried alone, without other globs")
+        return _run_extract(query, settings, named[0][1:])
+    if query.format != "auto":
+        try:
+            fmt: LogFormat | None = get_format(query.format)
+        except UnknownFormat as error:
+            raise QueryError(str(error)) from None
+    else:
+        fmt = None
+    roots = roots_of(settings)
+    files = FileList()
+    s3 = S3(settings, roots) if any(s.startswith("s3://") for s in query.sources) else None
+    try:
+        for pattern in query.sources:
+            if pattern.startswith("s3://"):
+                assert s3 is not None
+                s3.list_into(pattern, files)
+            else:
+                _sources.list_local(pattern, roots, files)
+    except _sources.SourceError as error:
+        raise QueryError(str(error)) from None
+    if not files.files and not files.problems:
+        raise QueryError(f"no files in {', '.join(query.sources)} (only empty folders)")
+    if fmt is None:
+        try:
+            fmt = FORMATS[sniff(_first_lines(files, s3))]
+        except UnknownFormat as error:
+            raise QueryError(str(error)) from None
+    if query.save:
+        try:
+            extracts.check_name(query.save)
+        except extracts.ExtractError as error:
+            raise QueryError(str(error)) from None
+    plan = _plan(query, fmt, _columns_of(fmt))
+    if on_files:
+        on_files(files)
+    stream = _sources.LineStream(
+        files,
+        multiline=fmt.multiline,
+        progress=progress,
+        threads=READ_THREADS,
+        fetch=s3.fetch if s3 else None,
+    )
+    report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
+    connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
+    try:
+        with_file = plan.needs_file or bool(query.save)
+        windows = _execute.windows(connection, stream, with_file=with_file)
+        table = _answer(connection, query, plan, windows, files.files, report, folder)
+    finally:
+        connection.close()
+        if s3 is not None:
+            s3.connection.close()
+    if query.save and plan.aggregates:
+        follow = Query(
+            sources=(f"@{query.save}",),
+            group_by=query.group_by,
+            top=query.top,
+            percentiles=query.percentiles,
+        )
+        table = _run_extract(follow, settings, query.save).table
+    return QueryResult(table, report)
+
+
+def _answer(
+    connection: duckdb.DuckDBPyConnection,
+    query: Query,
+    plan: Plan,
+    sources: Iterator[str],
+    files: list[str],
+    report: Report,
+    folder: Path,
+) -> pa.Table:
+    """Rows, grouped counts, or the saved extract's summary, as the query asks."""
+    if query.save:
+        assert plan.fmt is not None
+        rows_plan = replace(plan, group_by=(), percentiles=None, needs_file=True, params=[])
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{query.save}.parquet"
+        written = _execute.save(connection, rows_plan, sources, files, report, target)
+        report.saved = extracts.write_sidecar(
+            folder,
+            query.save,
+            rows=written,
+            fmt=plan.fmt.name,
+            columns=list(plan.columns),
+            query=query.as_dict(),
+        )
+        return pa.table({"extract": [query.save], "rows": [written], "path": [str(target)]})
+    if plan.aggregates:
+        return _execute.aggregate(connection, plan, query.top, sources, files, report)
+    return _execute.rows(connection, plan, query.top, sources, files, report)
+
+
+def _run_extract(query: Query, settings: Settings, name: str) -> QueryResult:
+    folder = extracts_folder(settings)
+    try:
+        extract = extracts.get_extract(folder, name)
+    except extracts.ExtractError as error:
+        raise QueryError(str(error)) from None
+    if query.save:
+        raise QueryError("--save is for queries over logs; an extract is saved already")
+    plan = _plan(query, None, extract.columns)
+    connection = _engine.connect(
+        roots_of(settings), [folder], memory_limit=settings.log_query_memory
+    )
+    report = Report(format=extract.format, files=1)
+    try:
+        source = f"read_parquet({_engine.quote_literal(str(extract.path))})"
+        table = _answer(connection, query, plan, iter([source]), [], report, folder)
+    finally:
+        connection.close()
+    return QueryResult(table, report)

@@ -1,0 +1,1 @@
+"""Tickets: one open ticket per alarm fingerprint, triage, notes, links and search."""

@@ -1,0 +1,499 @@
+"""Tickets: the one entry alarms call, triage actions, lists. Functions take a session and
+never commit; the request, job or command that calls them owns the transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dutydesk.db import utcnow
+from dutydesk.people.models import Role, User
+from dutydesk.tickets._query import TicketFilters, filtered
+from dutydesk.tickets.models import (
+    KEY_PREFIX,
+    OPEN_STATUSES,
+    EventKind,
+    Severity,
+    Status,
+    Ticket,
+    TicketEvent,
+    TicketLink,
+    TicketNote,
+)
+
+MAX_TITLE = 300
+MAX_NOTE = 20_000
+MAX_URL = 2000
+MAX_LINK_KEY = 100
+MAX_FINGERPRINT = 200
+KEY_PATTERN = re.compile(rf"^(?:{KEY_PREFIX})?(\d{{1,18}})$", re.IGNORECASE)
+TRACKER_KEY = re.compile(r"\b([A-Z][A-Z0-9_]{0,30}-\d+)\b")
+# How often a new ticket is retried as an update when a concurrent writer opened it first.
+INSERT_ATTEMPTS = 5
+
+
+class TicketError(ValueError):
+    """A ticket request that cannot be done; the message says why."""
+
+
+class TicketNotFound(TicketError):
+    """No ticket has the key asked for."""
+
+
+class TicketInputError(TicketError):
+    """The request's values are wrong (empty note, bad link, unknown user...)."""
+
+
+class TicketConflict(TicketError):
+    """The ticket is not in a state that allows the action (closing a closed ticket...)."""
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One alarm signal as the alarm side hands it over.
+
+    `resolved` is the source saying the problem is gone; `close_on_resolve` says the source is
+    configured to close the ticket then (otherwise a person closes it).
+    """
+
+    source: str
+    fingerprint: str
+    title: str
+    description: str = ""
+    severity: str = Severity.warning.value
+    payload: dict[str, Any] = field(default_factory=dict)
+    occurred_at: dt.datetime | None = None
+    resolved: bool = False
+    close_on_resolve: bool = False
+
+
+@dataclass(frozen=True)
+class AlarmOutcome:
+    """What an alarm did: the ticket it landed on (None for a resolve nobody was open for)."""
+
+    ticket: Ticket | None
+    is_new: bool
+
+
+def parse_severity(value: str) -> str:
+    """The severity named `value` (`low` is taken as `info`), or an error listing them."""
+    value = value.strip().lower()
+    if value == "low":
+        return Severity.info.value
+    if value not in Severity.__members__:
+        raise TicketInputError(
+            f"unknown severity {value!r}; choose one of {', '.join(s.value for s in Severity)}"
+        )
+    return value
+
+
+def parse_status(value: str) -> str:
+    """The status named `value`, or an error listing them."""
+    if value not in Status.__members__:
+        raise TicketInputError(
+            f"unknown status {value!r}; choose one of {', '.join(s.value for s in Status)}"
+        )
+    return value
+
+
+def _event(
+    session: Session,
+    ticket: Ticket,
+    kind: EventKind,
+    actor: str,
+    at: dt.datetime | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        TicketEvent(
+            ticket_id=ticket.id, kind=kind.value, actor=actor, detail=detail, at=at or utcnow()
+        )
+    )
+
+
+def _clean_title(title: str) -> str:
+    title = " ".join(title.split())
+    if not title:
+        raise TicketInputError("title is empty")
+    return title[:MAX_TITLE]
+
+
+# --- the one entry alarms call -----------------------------------------------------------------
+
+
+def _open_for(session: Session, fingerprint: str) -> Ticket | None:
+    """The open ticket of a fingerprint, locked against concurrent updates (PostgreSQL)."""
+    return session.scalar(
+        select(Ticket)
+        .where(Ticket.fingerprint == fingerprint, Ticket.status.in_(OPEN_STATUSES))
+        .with_for_update(of=Ticket)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _last_closed_for(session: Session, fingerprint: str) -> Ticket | None:
+    return session.scalar(
+        select(Ticket)
+        .where(Ticket.fingerprint == fingerprint, Ticket.status == Status.closed.value)
+        .order_by(Ticket.id.desc())
+        .limit(1)
+    )
+
+
+def _add_occurrence(session: Session, ticket: Ticket, alarm: Alarm, at: dt.datetime) -> None:
+    ticket.occurrences += 1
+    ticket.last_seen_at = max(ticket.last_seen_at, at)
+    if alarm.payload and alarm.payload != ticket.payload:
+        ticket.payload = alarm.payload
+    severity = parse_severity(alarm.severity)
+    if Severity(severity).rank < Severity(ticket.severity).rank:
+        ticket.severity = severity
+    _event(session, ticket, EventKind.occurrence, alarm.source, at)
+
+
+def open_or_update_ticket(session: Session, alarm: Alarm) -> AlarmOutcome:
+    """Land an alarm on its ticket: a new fingerprint opens one, the same fingerprint while it
+    is open adds an occurrence, after a close it opens a new one "seen before" the old.
+
+    A resolve signal adds a timeline event (and closes when the source says so); it never
+    opens a ticket. Safe under concurrent callers: the unique index over open tickets refuses
+    a second open ticket, and the loser of that race retries as an update.
+    """
+    fingerprint = alarm.fingerprint.strip()[:MAX_FINGERPRINT]
+    if not fingerprint:
+        raise TicketInputError("the alarm has no fingerprint")
+    at = alarm.occurred_at or utcnow()
+    for _attempt in range(INSERT_ATTEMPTS):
+        ticket = _open_for(session, fingerprint)
+        if alarm.resolved:
+            target = ticket or _last_closed_for(session, fingerprint)
+            if target is None:
+                return AlarmOutcome(None, is_new=False)
+            _event(session, target, EventKind.resolved_signal, alarm.source, at)
+            if ticket is not None and alarm.close_on_resolve:
+                close_ticket(
+                    session,
+                    ticket,
+                    resolution=f"resolved by {alarm.source}",
+                    actor=alarm.source,
+                    at=at,
+                )
+            return AlarmOutcome(target, is_new=False)
+        if ticket is not None:
+            _add_occurrence(session, ticket, alarm, at)
+            return AlarmOutcome(ticket, is_new=False)
+        before = _last_closed_for(session, fingerprint)
+        ticket = Ticket(
+            title=_clean_title(alarm.title),
+            description=alarm.description,
+            severity=parse_severity(alarm.severity),
+            status=Status.open.value,
+            source=alarm.source[:100] or "manual",
+            fingerprint=fingerprint,
+            payload=alarm.payload or None,
+            first_seen_at=at,
+            last_seen_at=at,
+            occurrences=1,
+            seen_before_id=before.id if before else None,
+            created_by=alarm.source[:200],
+        )
+        try:
+            with session.begin_nested():
+                session.add(ticket)
+                session.flush()
+        except IntegrityError:
+            continue  # someone opened it between our look and our insert: update theirs
+        detail: dict[str, Any] = {"source": ticket.source}
+        if before is not None:
+            detail["seen_before"] = before.key
+        _event(session, ticket, EventKind.opened, alarm.source, at, **detail)
+        return AlarmOutcome(ticket, is_new=True)
+    raise TicketConflict(f"could not land the alarm for fingerprint {fingerprint!r}; try again")
+
+
+def create_ticket(
+    session: Session,
+    *,
+    title: str,
+    description: str = "",
+    severity: str = Severity.warning.value,
+    fingerprint: str | None = None,
+    actor: str,
+) -> AlarmOutcome:
+    """Open a ticket by hand; with a fingerprint it behaves exactly like an alarm."""
+    severity = parse_severity(severity)
+    if fingerprint and fingerprint.strip():
+        alarm = Alarm(
+            source="manual",
+            fingerprint=fingerprint,
+            title=title,
+            description=description,
+            severity=severity,
+        )
+        return open_or_update_ticket(session, alarm)
+    ticket = Ticket(
+        title=_clean_title(title),
+        description=description,
+        severity=severity,
+        status=Status.open.value,
+        source="manual",
+        occurrences=1,
+        created_by=actor,
+    )
+    session.add(ticket)
+    session.flush()
+    _event(session, ticket, EventKind.opened, actor, source="manual")
+    return AlarmOutcome(ticket, is_new=True)
+
+
+# --- finding tickets ---------------------------------------------------------------------------
+
+
+def parse_key(key: str) -> int:
+    """The number of a key such as `DD-12` (or plain `12`)."""
+    match = KEY_PATTERN.match(key.strip())
+    if match is None:
+        raise TicketNotFound(f"no ticket {key!r}; ticket keys look like {KEY_PREFIX}12")
+    return int(match.group(1))
+
+
+def get_ticket(session: Session, key: str) -> Ticket:
+    """The ticket with this key, or TicketNotFound naming it."""
+    number = parse_key(key)
+    ticket = session.get(Ticket, number) if number < 2**63 else None
+    if ticket is None:
+        raise TicketNotFound(f"no ticket {KEY_PREFIX}{number}")
+    return ticket
+
+
+def list_tickets(
+    session: Session, filters: TicketFilters, *, limit: int = 50, offset: int = 0
+) -> list[Ticket]:
+    """Tickets matching `filters`, newest first."""
+    statement = filtered(select(Ticket), filters).order_by(Ticket.id.desc())
+    return list(session.scalars(statement.limit(limit).offset(offset)))
+
+
+def count_tickets(session: Session, filters: TicketFilters) -> int:
+    """How many tickets match `filters`."""
+    statement = filtered(select(func.count()).select_from(Ticket), filters)
+    return int(session.scalar(statement) or 0)
+
+
+def sources(session: Session) -> list[str]:
+    """Every source that has opened a ticket, by name.
+
+    Walks the source index one value at a time (a handful of lookups) instead of reading
+    every ticket, which a plain DISTINCT does.
+    """
+    found: list[str] = []
+    while True:
+        after = select(func.min(Ticket.source))
+        if found:
+            after = after.where(Ticket.source > found[-1])
+        name = session.scalar(after)
+        if name is None:
+            return found
+        found.append(name)
+
+
+def timeline(session: Session, ticket: Ticket, *, limit: int = 500) -> list[TicketEvent]:
+    """The ticket's most recent events, oldest first."""
+    newest = session.scalars(
+        select(TicketEvent)
+        .where(TicketEvent.ticket_id == ticket.id)
+        .order_by(TicketEvent.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(newest)))
+
+
+# --- triage ------------------------------------------------------------------------------------
+
+
+def find_operator(session: Session, username: str) -> User:
+    """The active user named `username` who may work tickets, or an error naming them."""
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None or not user.active:
+        raise TicketInputError(f"unknown user {username!r}")
+    if not user.role_enum.includes(Role.operator):
+        raise TicketInputError(f"user {username!r} is a {user.role} and cannot work tickets")
+    return user
+
+
+def acknowledge(
+    session: Session, ticket: Ticket, *, actor: str, at: dt.datetime | None = None
+) -> Ticket:
+    """Say someone is on it: open becomes acknowledged (acknowledged stays so)."""
+    if not ticket.is_open:
+        raise TicketConflict(f"{ticket.key} is closed; reopen it first")
+    if ticket.status == Status.open.value:
+        ticket.status = Status.acknowledged.value
+        ticket.acknowledged_at = at or utcnow()
+        ticket.acknowledged_by = actor
+        _event(session, ticket, EventKind.acknowledged, actor, ticket.acknowledged_at)
+    return ticket
+
+
+def assign(
+    session: Session,
+    ticket: Ticket,
+    username: str | None,
+    *,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Ticket:
+    """Give the ticket to `username` (None: to nobody)."""
+    user = find_operator(session, username) if username else None
+    before = ticket.assignee_name
+    ticket.assignee_id = user.id if user else None
+    ticket.assignee = user
+    if before != (user.username if user else None):
+        _event(
+            session,
+            ticket,
+            EventKind.assigned,
+            actor,
+            at,
+            before=before,
+            after=user.username if user else None,
+        )
+    return ticket
+
+
+def add_note(
+    session: Session, ticket: Ticket, text: str, *, author: str, at: dt.datetime | None = None
+) -> TicketNote:
+    """Add a Markdown note to the ticket."""
+    body = text.strip()
+    if not body:
+        raise TicketInputError("note text is empty")
+    if len(body) > MAX_NOTE:
+        raise TicketInputError(f"note text is longer than {MAX_NOTE} characters")
+    note = TicketNote(ticket_id=ticket.id, author=author, body=body, created_at=at or utcnow())
+    session.add(note)
+    session.flush()
+    _event(session, ticket, EventKind.note, author, note.created_at, note_id=note.id)
+    return note
+
+
+def check_link(url: str, key: str | None = None) -> tuple[str, str]:
+    """A valid outside link: an http(s) URL and its key there (taken from the URL if not given)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or len(url) > MAX_URL
+        or any(char.isspace() for char in url)
+    ):
+        raise TicketInputError(f"link URL {url[:200]!r} is not an http(s) address")
+    key = (key or "").strip()
+    if not key:
+        found = TRACKER_KEY.search(url)
+        key = found.group(1) if found else (parts.path.rstrip("/").rsplit("/", 1)[-1] or url)
+    if len(key) > MAX_LINK_KEY:
+        raise TicketInputError(f"link key is longer than {MAX_LINK_KEY} characters")
+    return url, key
+
+
+def add_link(
+    session: Session,
+    ticket: Ticket,
+    url: str,
+    key: str | None = None,
+    *,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> TicketLink:
+    """Link the ticket to an outside tracker's issue."""
+    url, key = check_link(url, key)
+    when = at or utcnow()
+    link = TicketLink(ticket_id=ticket.id, url=url, key=key, created_by=actor, created_at=when)
+    session.add(link)
+    session.flush()
+    _event(session, ticket, EventKind.link, actor, when, url=url, key=key)
+    return link
+
+
+def close_ticket(
+    session: Session,
+    ticket: Ticket,
+    *,
+    resolution: str = "",
+    link_url: str | None = None,
+    link_key: str | None = None,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Ticket:
+    """Close the ticket with a resolution, optionally linking an outside tracker issue."""
+    if not ticket.is_open:
+        raise TicketConflict(f"{ticket.key} is already closed")
+    if link_url:
+        check_link(link_url, link_key)  # refuse a bad link before changing anything
+        add_link(session, ticket, link_url, link_key, actor=actor, at=at)
+    ticket.status = Status.closed.value
+    ticket.resolution = resolution.strip() or None
+    ticket.closed_at = at or utcnow()
+    ticket.closed_by = actor
+    _event(session, ticket, EventKind.closed, actor, ticket.closed_at, resolution=ticket.resolution)
+    return ticket
+
+
+def reopen(session: Session, ticket: Ticket, *, actor: str) -> Ticket:
+    """Open a closed ticket again, unless its fingerprint has opened another meanwhile."""
+    if ticket.is_open:
+        raise TicketConflict(f"{ticket.key} is not closed")
+    if ticket.fingerprint:
+        newer = _open_for(session, ticket.fingerprint)
+        if newer is not None:
+            raise TicketConflict(f"{newer.key} is open for the same fingerprint; work on that one")
+    ticket.status = Status.open.value
+    ticket.closed_at = None
+    ticket.closed_by = None
+    ticket.acknowledged_at = None
+    ticket.acknowledged_by = None
+    ticket.resolution = None
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise TicketConflict(
+            f"another ticket is open for {ticket.key}'s fingerprint; work on that one"
+        ) from None
+    _event(session, ticket, EventKind.reopened, actor)
+    return ticket
+
+
+def record_notification(
+    session: Session, ticket: Ticket, *, channel: str, recipient: str, reason: str, actor: str
+) -> None:
+    """Note on the timeline that a notice about the ticket went out."""
+    _event(
+        session,
+        ticket,
+        EventKind.notified,
+        actor,
+        channel=channel,
+        recipient=recipient,
+        reason=reason,
+    )
+
+
+def operators(session: Session) -> list[User]:
+    """Active users who may work tickets, by name (the choices for assignment)."""
+    allowed = [role.value for role in Role if role.includes(Role.operator)]
+    return list(
+        session.scalars(
+            select(User)
+            .where(User.active.is_(True), User.role.in_(allowed))
+            .order_by(User.username)
+        )
+    )

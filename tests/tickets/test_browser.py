@@ -1,0 +1,125 @@
+"""The weekly meeting in a real Chromium against a real `dutydesk up --demo`.
+
+Open "Open, unassigned", assign a ticket to me, add a note, close it with a tracker link, then
+find it by searching a word that appears only in that note. Chromium comes from Debian.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MISSING_CHROMIUM,
+    Desk,
+    start_desk,
+    stop_desk,
+)
+
+DEMO_PASSWORD = "tickets-browser-demo-1"
+EXPECT_TIMEOUT_MS = 10_000
+NOTE_WORD = "axolotl"  # in no demo ticket, so only this test's note can match
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One `dutydesk up --demo` for this module."""
+    running = start_desk(tmp_path_factory.mktemp("tickets-desk") / "home", DEMO_PASSWORD)
+    yield running
+    print(stop_desk(running))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium; fails (never skips) when missing."""
+    if not CHROMIUM.exists():
+        pytest.fail(MISSING_CHROMIUM, pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser, desk: Desk) -> Iterator[Page]:
+    """A fresh browser context signed in as the operator olga."""
+    context = chromium.new_context(base_url=desk.base_url)
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Username").fill("olga")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    yield page
+    context.close()
+    print(f"---- output of the desk at {desk.base_url} ----\n{desk.output()}")
+
+
+@pytest.mark.browser
+def test_the_weekly_meeting_flow(page: Page) -> None:
+    page.get_by_role("navigation").get_by_role("link", name="Tickets", exact=True).click()
+    expect(page.get_by_role("heading", name="Open, unassigned", level=1)).to_be_visible()
+    first_row = page.locator("#tickets tbody tr[data-key]").first
+    key = first_row.get_attribute("data-key")
+    assert key and re.fullmatch(r"DD-\d+", key)
+
+    first_row.get_by_role("link", name=key, exact=True).click()
+    expect(page.locator("#ticket-key")).to_have_text(key)
+    page.get_by_role("button", name="Assign to me").click()
+    expect(page.locator("#ticket-assignee")).to_have_text("olga")
+
+    page.get_by_label("Add a note (Markdown)").fill(
+        f"Checked with the storage team: the {NOTE_WORD} volume was full. <script>x()</script>"
+    )
+    page.get_by_role("button", name="Add note").click()
+    note = page.locator("#ticket-notes article.note").last
+    expect(note).to_contain_text(f"the {NOTE_WORD} volume was full")
+    expect(note).to_contain_text("<script>x()</script>")  # shown as text, not run
+
+    close = page.locator("#close")
+    close.get_by_label("Resolution").fill("Volume grown by 50 GB")
+    close.get_by_label("Tracker issue URL").fill("https://tracker.example/browse/OPS-4711")
+    close.get_by_role("button", name="Close").click()
+    expect(page.locator("#ticket-status")).to_have_text("closed")
+    expect(page.locator("#ticket-links")).to_contain_text("OPS-4711")
+
+    page.get_by_role("link", name="Open, unassigned").click()
+    expect(page.locator(f'#tickets tr[data-key="{key}"]')).to_have_count(0)
+
+    page.get_by_role("link", name="All", exact=True).click()
+    page.get_by_label("Search").fill(NOTE_WORD)
+    page.get_by_role("button", name="Show").click()
+    rows = page.locator("#tickets tbody tr[data-key]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-key", key)
+    expect(rows.first.locator("mark")).to_have_text(re.compile(NOTE_WORD, re.I))
+
+
+@pytest.mark.browser
+def test_keyboard_shortcuts_move_and_assign_to_me(page: Page) -> None:
+    page.goto("/tickets")
+    rows = page.locator("#tickets tbody tr[data-key]")
+    second = rows.nth(1).get_attribute("data-key")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    expect(rows.nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    page.keyboard.press("k")
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    expect(page.locator(f'#tickets tr[data-key="{second}"]')).to_have_count(0)
+    page.goto(f"/tickets/{second}")
+    expect(page.locator("#ticket-assignee")).to_have_text("olga")
+    page.goto("/tickets")
+    page.keyboard.press("j")
+    page.keyboard.press("n")
+    expect(page).to_have_url(re.compile(r"/tickets/DD-\d+#add-note$"))
+    expect(page.get_by_label("Add a note (Markdown)")).to_be_focused()
