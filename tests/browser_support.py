@@ -66,6 +66,7 @@ def desk_env(home: Path, password: str) -> dict[str, str]:
     env.update(
         DUTYDESK_HOME=str(home),
         DUTYDESK_DEMO_PASSWORD=password,
+        DUTYDESK_SMTP_PORT=str(free_port()),  # `up` starts an SMTP listener too
         PYTHONUNBUFFERED="1",
     )
     return env

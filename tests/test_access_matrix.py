@@ -69,6 +69,33 @@ KNOWN: dict[tuple[str, str], Need] = {
     ("POST", "/api/v1/tickets/{key}/close"): Need.operate,
     ("POST", "/api/v1/tickets/{key}/acknowledge"): Need.operate,
     ("POST", "/api/v1/tickets/{key}/reopen"): Need.operate,
+    ("GET", "/inbox"): Need.view,
+    ("GET", "/inbox/{item_id}"): Need.view,
+    ("GET", "/integrations"): Need.view,
+    ("POST", "/integrations"): Need.admin,
+    ("POST", "/integrations/{ident}/{action}"): Need.admin,
+    ("GET", "/api/v1/inbox"): Need.view,
+    ("GET", "/api/v1/inbox/{item_id}"): Need.view,
+    ("GET", "/api/v1/integrations"): Need.view,
+    ("GET", "/api/v1/integrations/{ident}"): Need.view,
+    ("POST", "/api/v1/integrations"): Need.admin,
+    ("PATCH", "/api/v1/integrations/{ident}"): Need.admin,
+    ("POST", "/api/v1/integrations/{ident}/rotate"): Need.admin,
+    ("DELETE", "/api/v1/integrations/{ident}"): Need.admin,
+}
+# Intake endpoints: no sign-in and no CSRF token; the secret token in the URL is the
+# credential, so a token that names no integration gets 401 whoever calls.
+TOKEN_IN_URL = {
+    ("POST", "/hooks/alertmanager/{token}"),
+    ("POST", "/hooks/generic/{token}"),
+    ("POST", "/hooks/oncall/{token}"),
+    ("POST", "/hooks/github/{token}"),
+    ("POST", "/hooks/gitlab/{token}"),
+    ("POST", "/hooks/ci/{token}"),
+    ("GET", "/ping/{token}"),
+    ("POST", "/ping/{token}"),
+    ("GET", "/ping/{token}/{action}"),
+    ("POST", "/ping/{token}/{action}"),
 }
 
 
@@ -123,7 +150,11 @@ def test_anonymous_callers_get_401_from_apis_and_login_redirects_from_pages(
     for method, path, url, need, page in endpoints(app):
         response = client.request(method, url)
         where = f"{method} {path}"
-        if need is Need.public:
+        if (method, path) in TOKEN_IN_URL:
+            assert need is Need.public, where
+            assert response.status_code == 401, where
+            assert "www-authenticate" not in response.headers, where
+        elif need is Need.public:
             assert response.status_code not in (401, 404), where
             assert not response.headers.get("location", "").startswith("/login?"), where
         elif page:
@@ -132,6 +163,19 @@ def test_anonymous_callers_get_401_from_apis_and_login_redirects_from_pages(
         else:
             assert response.status_code == 401, where
             assert response.headers["www-authenticate"] == "Bearer", where
+
+
+def test_every_token_in_url_route_is_listed(app: FastAPI) -> None:
+    from dutydesk.intake._receive import TokenInUrl
+
+    found = {
+        (method, route.path)
+        for route in api_routes(app.routes)
+        if isinstance(access_of(route), TokenInUrl)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert found == TOKEN_IN_URL
 
 
 def test_static_files_are_served_to_anyone(client: TestClient) -> None:

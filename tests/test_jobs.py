@@ -176,9 +176,9 @@ def test_tick_runs_every_registered_piece_of_due_work(
     ran = service.tick(factory)
     assert {"jobs.sweep", "jobs.prune", "people.prune"} <= set(ran)
     kinds = {job.kind for job in db.scalars(select(Job))}
-    assert kinds == {"jobs.prune", "people.prune"}
+    assert kinds == {"jobs.prune", "people.prune", "intake.prune"}
     service.tick(factory)  # not due again yet
-    assert len(db.scalars(select(Job)).all()) == 2
+    assert len(db.scalars(select(Job)).all()) == 3
 
 
 def test_one_broken_piece_of_due_work_does_not_stop_the_others(

@@ -39,7 +39,7 @@ from tests.test_worker import (
 
 DEMO_PASSWORD = "demo-password-for-tests"
 DEMO_USERNAMES = sorted(username for username, _role, _email in DEMO_USERS)
-CHILD_NAMES = ("web", "worker", "beat")
+CHILD_NAMES = ("web", "worker", "beat", "smtp")
 UP_STOP_SECONDS = 20.0
 
 
@@ -51,7 +51,7 @@ def start_up(
 
 
 def up_children(up: Started) -> dict[str, ProcessInfo]:
-    """Wait until `up` runs its web, worker and beat children; return them by name."""
+    """Wait until `up` runs its web, worker, beat and smtp children; return them by name."""
 
     def all_started() -> dict[str, ProcessInfo] | None:
         if up.popen.poll() is not None:
@@ -228,7 +228,7 @@ def test_up_refuses_a_wrong_setting_with_a_message_naming_it(
     assert not (home / "dutydesk.sqlite").exists(), "nothing should start on a wrong setting"
 
 
-@pytest.mark.parametrize("command", ["web", "worker", "beat"])
+@pytest.mark.parametrize("command", ["web", "worker", "beat", "smtp"])
 def test_processes_refuse_an_unmigrated_database_and_say_to_upgrade(
     home: Path, command: str
 ) -> None:

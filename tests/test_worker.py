@@ -78,6 +78,8 @@ def desk_env(home: Path, **settings: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         DUTYDESK_HOME=str(home),
         DUTYDESK_LOG_LEVEL="INFO",
+        # `up` starts an SMTP listener too; each desk of a test needs a port of its own.
+        DUTYDESK_SMTP_PORT=str(free_port()),
     )
     env.update(settings)
     return env

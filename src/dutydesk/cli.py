@@ -61,7 +61,7 @@ def up(
     host: Host = "127.0.0.1",
     port: Port = 8000,
 ) -> None:
-    """Migrate the database, then run web, worker and beat together until Ctrl-C."""
+    """Migrate the database, then run web, worker, beat and smtp together until Ctrl-C."""
     from dutydesk.processes import Supervisor, child_commands
 
     _start("up")
@@ -111,6 +111,16 @@ def beat() -> None:
     _start("beat")
     ready_database()
     run_beat(get_settings())
+
+
+@app.command()
+def smtp() -> None:
+    """Run the e-mail intake listener alone (DUTYDESK_SMTP_HOST:DUTYDESK_SMTP_PORT)."""
+    from dutydesk.intake.smtp import run_smtp
+
+    _start("smtp")
+    ready_database()
+    run_smtp(get_settings())
 
 
 @contextlib.contextmanager
@@ -200,13 +210,14 @@ def show_settings(
         value = getattr(settings, name)
         if name in {"secret_key", "demo_password"} and value:
             value = "(set)"
-        if name in {"database_url", "records_url", "broker_url"} and value:
+        if name in {"database_url", "records_url", "broker_url", "imap_url"} and value:
             value = redacted(str(value))
         typer.echo(f"DUTYDESK_{name.upper()}={value}")
 
 
 def _register_domain_commands() -> None:
     from dutydesk.export.cli import app as export_app
+    from dutydesk.intake.cli import app as integrations_app
     from dutydesk.jobs.cli import app as jobs_app
     from dutydesk.logs.cli import app as logs_app
     from dutydesk.people.cli import tokens_app, users_app
@@ -220,6 +231,7 @@ def _register_domain_commands() -> None:
     app.add_typer(export_app, name="export")
     app.add_typer(logs_app, name="logs")
     app.add_typer(tickets_app, name="tickets")
+    app.add_typer(integrations_app, name="integrations")
 
 
 _register_domain_commands()

@@ -70,7 +70,7 @@ def run_beat(settings: Settings) -> None:
 
 
 class Supervisor:
-    """Runs web, worker and beat as child processes and stops them all together."""
+    """Runs web, worker, beat and smtp as child processes and stops them all together."""
 
     def __init__(self, commands: dict[str, list[str]]) -> None:
         self.commands = commands
@@ -78,7 +78,7 @@ class Supervisor:
         self.stopping = False
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping web, worker and beat", signal.Signals(signum).name)
+        log.info("received %s; stopping web, worker, beat and smtp", signal.Signals(signum).name)
         self.stopping = True
 
     def run(self) -> int:
@@ -127,4 +127,5 @@ def child_commands(host: str, port: int) -> dict[str, list[str]]:
         "web": [*base, "web", "--host", host, "--port", str(port)],
         "worker": [*base, "worker"],
         "beat": [*base, "beat"],
+        "smtp": [*base, "smtp"],
     }

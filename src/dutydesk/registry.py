@@ -18,7 +18,18 @@ DueWork = Callable[[Session], None]
 DemoSeeder = Callable[[Session, "DemoContext"], None]
 
 # Domains in the order their demo seeders run and their navigation entries appear.
-DOMAINS = ("people", "jobs", "audit", "records", "metrics", "export", "tickets", "logs")
+DOMAINS = (
+    "people",
+    "jobs",
+    "audit",
+    "records",
+    "metrics",
+    "export",
+    "tickets",
+    "intake",
+    "alarms",
+    "logs",
+)
 
 
 @dataclass(frozen=True)

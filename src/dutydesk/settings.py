@@ -145,6 +145,27 @@ class Settings(BaseSettings):
         description="Memory limit of one log query's DuckDB, e.g. `2GB`; empty means "
         "DuckDB's default (80% of RAM).",
     )
+    inbox_max_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest intake request or e-mail kept whole in the inbox; larger ones "
+        "get 413 (SMTP 552) and are kept truncated with the reason.",
+    )
+    smtp_host: str = Field(
+        default="127.0.0.1",
+        description="Address the e-mail intake listener (`dutydesk smtp`) listens on.",
+    )
+    smtp_port: int = Field(
+        default=2525, ge=1, le=65535, description="Port of the e-mail intake listener."
+    )
+    imap_url: str = Field(
+        default="",
+        description="Mailbox the desk polls for alarm mail, `imaps://USER:PASSWORD@HOST[:PORT]/"
+        "FOLDER` (or `imap://` for STARTTLS-less local servers); empty means no polling.",
+    )
+    imap_poll_seconds: int = Field(
+        default=60, ge=10, description="Seconds between two polls of DUTYDESK_IMAP_URL."
+    )
     extra_modules: str = Field(
         default="",
         description="Comma-separated Python modules imported at start, to register your own "

@@ -1,0 +1,1 @@
+"""Alarms: one row per fingerprint, fired and resolved by signals, landed on tickets."""

@@ -1,0 +1,1 @@
+"""Intake: integrations with secret URLs, the raw inbox, and the endpoints signals come in by."""

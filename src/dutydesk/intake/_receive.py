@@ -1,0 +1,249 @@
+"""How an HTTP signal is received: body read within the limit, the raw request stored,
+the token checked, the rate limit taken, then the kind's handler run; every refusal is
+stored with its reason before it is answered."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from fastapi import Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from dutydesk.alarms.service import Signal, raise_signal
+from dutydesk.db import is_sqlite, transaction, utcnow
+from dutydesk.intake import service
+from dutydesk.intake._parse import Rejected
+from dutydesk.intake.models import InboxItem, Integration, Outcome
+from dutydesk.settings import get_settings
+from dutydesk.web.access import WRITERS_PER_PROCESS, Access, Need, Principal
+
+log = logging.getLogger(__name__)
+ACTOR = "intake"
+
+
+class TokenInUrl(Access):
+    """Access of the intake endpoints: open to anyone, no sign-in and no CSRF token; the
+    endpoint itself checks the secret token in its URL (401 when it names no integration)."""
+
+    def __init__(self) -> None:
+        super().__init__(Need.public)
+
+    def __repr__(self) -> str:
+        return "TokenInUrl()"
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        principal = Principal()
+        request.state.principal = principal
+        return principal
+
+
+@dataclass
+class Inbound:
+    """An inbound request as the handlers see it: body, all headers, method, path extras."""
+
+    body: bytes
+    headers: dict[str, str]
+    method: str
+    client: str | None
+    action: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    """A handler's answer: status and JSON (or text) content, and what it touched."""
+
+    status: int
+    content: Any
+    alarm_ids: list[int] = field(default_factory=list)
+    ticket_ids: list[int] = field(default_factory=list)
+    text: bool = False
+
+
+Handler = Callable[[Session, Integration, Inbound], Reply]
+
+
+def land(session: Session, signals: list[Signal]) -> Reply:
+    """Raise each signal; the reply lists the alarms and tickets (202 for one, 200 for many)."""
+    alarm_ids: list[int] = []
+    ticket_ids: list[int] = []
+    outcomes = [raise_signal(session, signal) for signal in signals]
+    for outcome in outcomes:
+        alarm_ids.append(outcome.alarm.id)
+        if outcome.ticket is not None and outcome.ticket.id not in ticket_ids:
+            ticket_ids.append(outcome.ticket.id)
+    content = {
+        "accepted": len(outcomes),
+        "alert_ids": alarm_ids,
+        "ticket_ids": ticket_ids,
+    }
+    return Reply(200, content, alarm_ids, ticket_ids)
+
+
+def _limiter(request: Request) -> anyio.Semaphore:
+    """The process's writer queue (the same one `web.access.writer_turn` uses)."""
+    state = request.app.state
+    limiter = getattr(state, "writer_limiter", None)
+    if limiter is None:
+        sqlite = is_sqlite(state.session_factory.kw["bind"])
+        limiter = state.writer_limiter = anyio.Semaphore(1 if sqlite else WRITERS_PER_PROCESS)
+    return limiter
+
+
+async def _read_body(request: Request, limit: int) -> tuple[bytes, int, bool]:
+    """The body up to `limit` bytes: (kept bytes, size seen, whether it was over the limit)."""
+    kept = bytearray()
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            kept.extend(chunk[: max(0, service.OVERSIZED_SAMPLE_BYTES - len(kept))])
+            declared = request.headers.get("content-length", "")
+            return bytes(kept), int(declared) if declared.isdigit() else size, True
+        kept.extend(chunk)
+    return bytes(kept), size, False
+
+
+def _answer(reply: Reply) -> Response:
+    if reply.text:
+        return PlainTextResponse(str(reply.content), status_code=reply.status)
+    return JSONResponse(reply.content, status_code=reply.status)
+
+
+def _refuse(item: InboxItem, status: int, reason: str, **details: Any) -> Reply:
+    service.settle(item, Outcome.rejected, status_code=status, reason=reason)
+    return Reply(status, {"detail": reason, **details, "inbox_id": item.id})
+
+
+def _handle(
+    factory: sessionmaker[Session],
+    *,
+    source: str,
+    kinds: tuple[str, ...],
+    token: str,
+    path: str,
+    inbound: Inbound,
+    size: int,
+    oversized: bool,
+    handler: Handler,
+) -> Reply:
+    with transaction(factory, immediate=True, actor=ACTOR) as session:
+        # Which integration the token names is not parsing: it is known before the raw
+        # request is stored (one write instead of a write and an update).
+        integration = service.find_by_token(session, token)
+        item = service.record(
+            session,
+            source=source,
+            method=inbound.method,
+            path=service.masked_path(path, token),
+            client=inbound.client,
+            headers=service.kept_headers(inbound.headers),
+            body=inbound.body,
+            body_bytes=size,
+            truncated=oversized,
+            integration=integration,
+        )
+        session.flush()
+        if integration is None:
+            return _refuse(item, 401, "unknown or disabled integration token")
+        if integration.kind not in kinds:
+            return _refuse(
+                item,
+                404,
+                f"this token is for a {integration.kind} integration; send to "
+                f"{service.hook_path(integration.kind, '<token>')}",
+            )
+        if oversized:
+            limit = get_settings().inbox_max_bytes
+            return _refuse(item, 413, f"body of {size} bytes is over the limit of {limit}")
+        if not service.take_rate_slot(session, integration, utcnow()):
+            return _refuse(
+                item,
+                429,
+                f"rate limit of {integration.rate_limit} requests per "
+                f"{integration.rate_window_seconds} s reached",
+            )
+        try:
+            reply = handler(session, integration, inbound)
+        except Rejected as error:
+            return _refuse(item, error.status, error.reason, **error.details)
+        service.settle(
+            item,
+            Outcome.accepted,
+            status_code=reply.status,
+            alarm_ids=reply.alarm_ids,
+            ticket_ids=reply.ticket_ids,
+        )
+        if isinstance(reply.content, dict):
+            reply.content.setdefault("inbox_id", item.id)
+        return reply
+
+
+def _record_failure(
+    factory: sessionmaker[Session], source: str, path: str, inbound: Inbound, error: Exception
+) -> Reply:
+    """Keep a request whose handling failed (its first transaction rolled back)."""
+    with transaction(factory, immediate=True, actor=ACTOR) as session:
+        item = service.record(
+            session,
+            source=source,
+            method=inbound.method,
+            path=path,
+            client=inbound.client,
+            headers=service.kept_headers(inbound.headers),
+            body=inbound.body,
+        )
+        reason = f"internal error: {type(error).__name__}: {error}"
+        service.settle(item, Outcome.failed, status_code=500, reason=reason)
+        session.flush()
+        return Reply(500, {"detail": "the desk could not handle this; it is kept in the inbox"})
+
+
+async def receive(
+    request: Request,
+    *,
+    source: str,
+    kinds: tuple[str, ...],
+    token: str,
+    handler: Handler,
+    action: str = "",
+) -> Response:
+    """Receive one signal request end to end and answer it."""
+    limit = get_settings().inbox_max_bytes
+    body, size, oversized = await _read_body(request, limit)
+    inbound = Inbound(
+        body=body,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        method=request.method,
+        client=request.client.host if request.client else None,
+        action=action,
+        query=dict(request.query_params),
+    )
+    factory: sessionmaker[Session] = request.app.state.session_factory
+
+    def run() -> Reply:
+        try:
+            return _handle(
+                factory,
+                source=source,
+                kinds=kinds,
+                token=token,
+                path=request.url.path,
+                inbound=inbound,
+                size=size,
+                oversized=oversized,
+                handler=handler,
+            )
+        except Exception as error:
+            log.exception("intake of %s failed", source)
+            masked = service.masked_path(request.url.path, token)
+            return _record_failure(factory, source, masked, inbound, error)
+
+    async with _limiter(request):
+        reply = await anyio.to_thread.run_sync(run)
+    return _answer(reply)

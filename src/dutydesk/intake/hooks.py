@@ -1,0 +1,123 @@
+"""The intake endpoints: webhooks and heartbeat pings, each authenticated by the secret
+token in its URL (no sign-in, no CSRF token: senders are machines)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.orm import Session
+
+from dutydesk.alarms.service import raise_signal
+from dutydesk.intake import _parse
+from dutydesk.intake._heartbeat import handle_ping
+from dutydesk.intake._parse import Rejected, load_json
+from dutydesk.intake._receive import Inbound, Reply, TokenInUrl, land, receive
+from dutydesk.intake.models import Integration, Kind
+from dutydesk.web.access import Principal
+
+router = APIRouter()
+Hook = Annotated[Principal, Depends(TokenInUrl())]
+PING_METHODS = ["GET", "HEAD", "POST"]
+
+
+def _alertmanager(session: Session, integration: Integration, inbound: Inbound) -> Reply:
+    return land(session, _parse.alertmanager(integration, load_json(inbound.body)))
+
+
+def _one_alert(session: Session, integration: Integration, inbound: Inbound) -> Reply:
+    """A generic or OnCall alert: 202 with `alert_id`, `ticket_id` and `is_new`."""
+    payload = load_json(inbound.body)
+    parse = _parse.oncall if integration.kind == Kind.oncall.value else _parse.generic
+    (signal,) = parse(integration, payload)
+    outcome = raise_signal(session, signal)
+    ticket_id = outcome.ticket.id if outcome.ticket is not None else outcome.alarm.ticket_id
+    content = {"alert_id": outcome.alarm.id, "ticket_id": ticket_id, "is_new": outcome.is_new}
+    return Reply(202, content, [outcome.alarm.id], [ticket_id] if ticket_id else [])
+
+
+def _github(session: Session, integration: Integration, inbound: Inbound) -> Reply:
+    secret = (integration.signing_secret or "").encode()
+    expected = "sha256=" + hmac.new(secret, inbound.body, hashlib.sha256).hexdigest()
+    sent = inbound.headers.get("x-hub-signature-256", "")
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise Rejected(401, "X-Hub-Signature-256 is missing or does not match the signing secret")
+    event = inbound.headers.get("x-github-event", "")
+    return land(session, _parse.github(integration, event, load_json(inbound.body)))
+
+
+def _gitlab(session: Session, integration: Integration, inbound: Inbound) -> Reply:
+    sent = inbound.headers.get("x-gitlab-token", "").encode()
+    if not hmac.compare_digest(sent, (integration.signing_secret or "").encode()):
+        raise Rejected(401, "X-Gitlab-Token is missing or is not the integration's secret")
+    return land(session, _parse.gitlab(integration, load_json(inbound.body)))
+
+
+def _plain_ci(session: Session, integration: Integration, inbound: Inbound) -> Reply:
+    return land(session, _parse.plain_ci(integration, load_json(inbound.body)))
+
+
+@router.post("/hooks/alertmanager/{token}")
+async def alertmanager_hook(request: Request, token: str, _who: Hook) -> Response:
+    """Alertmanager webhook v4: each alert is an alarm by its fingerprint; resolved resolves."""
+    return await receive(
+        request, source="alertmanager", kinds=("alertmanager",), token=token, handler=_alertmanager
+    )
+
+
+@router.post("/hooks/generic/{token}")
+async def generic_hook(request: Request, token: str, _who: Hook) -> Response:
+    """One generic JSON alert; 202 `{"alert_id", "ticket_id", "is_new"}`."""
+    return await receive(
+        request, source="generic", kinds=("generic",), token=token, handler=_one_alert
+    )
+
+
+@router.post("/hooks/oncall/{token}")
+async def oncall_hook(request: Request, token: str, _who: Hook) -> Response:
+    """A Grafana OnCall formatted webhook; answered like a generic alert."""
+    return await receive(
+        request, source="oncall", kinds=("oncall",), token=token, handler=_one_alert
+    )
+
+
+@router.post("/hooks/github/{token}")
+async def github_hook(request: Request, token: str, _who: Hook) -> Response:
+    """GitHub `workflow_run` events, signed with X-Hub-Signature-256."""
+    return await receive(request, source="github", kinds=("github",), token=token, handler=_github)
+
+
+@router.post("/hooks/gitlab/{token}")
+async def gitlab_hook(request: Request, token: str, _who: Hook) -> Response:
+    """GitLab pipeline hooks with the secret in X-Gitlab-Token."""
+    return await receive(request, source="gitlab", kinds=("gitlab",), token=token, handler=_gitlab)
+
+
+@router.post("/hooks/ci/{token}")
+async def ci_hook(request: Request, token: str, _who: Hook) -> Response:
+    """A plain pipeline event (Jenkins and others): `pipeline`, `stage`, `status`, `url`,
+    `branch`."""
+    return await receive(request, source="ci", kinds=("ci",), token=token, handler=_plain_ci)
+
+
+@router.api_route("/ping/{token}", methods=PING_METHODS, include_in_schema=False)
+async def ping(request: Request, token: str, _who: Hook) -> Response:
+    """A success ping (Healthchecks-compatible)."""
+    return await receive(
+        request, source="heartbeat", kinds=("heartbeat",), token=token, handler=handle_ping
+    )
+
+
+@router.api_route("/ping/{token}/{action}", methods=PING_METHODS, include_in_schema=False)
+async def ping_action(request: Request, token: str, action: str, _who: Hook) -> Response:
+    """A `start`, `fail` or `log` ping, or an exit status (0 succeeds, others fail)."""
+    return await receive(
+        request,
+        source="heartbeat",
+        kinds=("heartbeat",),
+        token=token,
+        handler=handle_ping,
+        action=action,
+    )

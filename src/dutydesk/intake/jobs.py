@@ -1,0 +1,121 @@
+"""Intake's background work: IMAP polling (when DUTYDESK_IMAP_URL is set) and pruning old
+rate counters. Thin wrappers: the message handling is `intake.mail`, shared with SMTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import imaplib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy.orm import Session
+
+from dutydesk import registry
+from dutydesk.db import write_phase
+from dutydesk.intake import service
+from dutydesk.intake.mail import receive_message
+from dutydesk.jobs import service as jobs
+from dutydesk.settings import get_settings
+
+log = logging.getLogger(__name__)
+RATE_COUNTS_KEPT = dt.timedelta(days=2)
+MESSAGES_PER_POLL = 200
+
+
+class Mailbox(Protocol):
+    """The part of `imaplib.IMAP4` the poll uses."""
+
+    def search(self, charset: str | None, *criteria: str) -> tuple[str, list[Any]]: ...
+    def fetch(self, message_set: str, message_parts: str) -> tuple[str, list[Any]]: ...
+    def store(self, message_set: str, command: str, flags: str) -> tuple[str, list[Any]]: ...
+
+
+@contextmanager
+def open_mailbox(url: str) -> Iterator[Mailbox]:
+    """Log in to the mailbox named by an `imaps://` or `imap://` URL and select its folder."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("imap", "imaps") or not parts.hostname:
+        raise ValueError("DUTYDESK_IMAP_URL must look like imaps://USER:PASSWORD@HOST/FOLDER")
+    secure = parts.scheme == "imaps"
+    port = parts.port or (993 if secure else 143)
+    client = (
+        imaplib.IMAP4_SSL(parts.hostname, port) if secure else imaplib.IMAP4(parts.hostname, port)
+    )
+    try:
+        client.login(unquote(parts.username or ""), unquote(parts.password or ""))
+        client.select(unquote(parts.path.strip("/")) or "INBOX")
+        yield client
+    finally:
+        try:
+            client.logout()
+        except (imaplib.IMAP4.error, OSError):
+            log.warning("IMAP logout failed; the connection is dropped")
+
+
+def poll_mailbox(session: Session, mailbox: Mailbox, *, limit: int) -> int:
+    """Take the unseen messages: each into the inbox and on to alarms or tickets; once that is
+    committed, mark them seen. Returns how many were taken.
+
+    A failure between the commit and the marking takes the messages again at the next poll
+    (a duplicate in the inbox), never loses one.
+    """
+    _status, found = mailbox.search(None, "UNSEEN")
+    numbers = (found[0] or b"").split()[:MESSAGES_PER_POLL] if found else []
+    taken_numbers: list[str] = []
+    for number in numbers:
+        number_text = number.decode() if isinstance(number, bytes) else str(number)
+        _status, data = mailbox.fetch(number_text, "(RFC822)")
+        raw = next((part[1] for part in data if isinstance(part, tuple)), None)
+        if not isinstance(raw, bytes):
+            continue
+        with session.begin_nested():
+            receive_message(
+                session,
+                raw,
+                source="imap",
+                peer=None,
+                mail_from="",
+                recipients=[],
+                limit=limit,
+            )
+        taken_numbers.append(number_text)
+    write_phase(session)
+    for number_text in taken_numbers:
+        mailbox.store(number_text, "+FLAGS", "\\Seen")
+    return len(taken_numbers)
+
+
+@registry.due("intake.imap")
+def enqueue_imap_poll(session: Session) -> None:
+    """When IMAP polling is set up: enqueue a poll every DUTYDESK_IMAP_POLL_SECONDS."""
+    settings = get_settings()
+    if settings.imap_url and jobs.is_due(
+        session, "intake.imap", dt.timedelta(seconds=settings.imap_poll_seconds)
+    ):
+        jobs.enqueue(session, "intake.imap_poll")
+
+
+@registry.job_kind("intake.imap_poll")
+def imap_poll(session: Session, _args: dict[str, Any]) -> dict[str, int]:
+    """Poll the mailbox once (a message is marked seen only after the inbox has kept it)."""
+    settings = get_settings()
+    if not settings.imap_url:
+        return {"taken": 0}
+    with open_mailbox(settings.imap_url) as mailbox:
+        return {"taken": poll_mailbox(session, mailbox, limit=settings.inbox_max_bytes)}
+
+
+@registry.due("intake.prune")
+def enqueue_prune(session: Session) -> None:
+    """Once an hour: forget rate counters older than two days."""
+    if jobs.is_due(session, "intake.prune", dt.timedelta(hours=1)):
+        jobs.enqueue(session, "intake.prune")
+
+
+@registry.job_kind("intake.prune")
+def prune(session: Session, _args: dict[str, Any]) -> dict[str, int]:
+    """Delete old rate counters."""
+    return {"deleted": service.prune_rate_counts(session, older_than=RATE_COUNTS_KEPT)}

@@ -1,0 +1,186 @@
+"""E-mail intake, shared by the SMTP listener and IMAP polling: the raw message into the
+inbox, then either a reply to a ticket (subject with `DD-<n>`) or an alarm from the subject.
+
+An alarm mail is grouped by its subject with numbers, dates, times, hex and UUID-like
+identifiers masked, so "Backup failed at 02:00 (job 4711)" and "... 03:00 (job 4712)" are one
+alarm. A subject starting with RESOLVED (or `[OK]`) resolves it.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dutydesk.alarms.service import Signal
+from dutydesk.db import utcnow
+from dutydesk.intake import service
+from dutydesk.intake._parse import digest
+from dutydesk.intake._receive import land
+from dutydesk.intake.models import InboxItem, Integration, Kind, Outcome
+from dutydesk.tickets.mail import SUBJECT_KEY, ReplyRejected, note_from_reply
+
+MASKS = (
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+        ),
+        "<date>",
+    ),
+    (re.compile(r"\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b"), "<date>"),
+    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b"), "<time>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b", re.I), "<hex>"),
+    (re.compile(r"\d+(?:[.,]\d+)*"), "<n>"),
+)
+RESOLVED_PREFIX = re.compile(r"^\s*(?:\[(?:resolved|ok)\]|resolved\b:?)\s*", re.IGNORECASE)
+MAX_BODY = 20_000
+
+
+def mask_subject(subject: str) -> str:
+    """The subject with numbers, dates, times, hex and UUID-like identifiers masked."""
+    masked = " ".join(subject.split()).lower()
+    for pattern, placeholder in MASKS:
+        masked = pattern.sub(placeholder, masked)
+    return masked
+
+
+@dataclass(frozen=True)
+class MailResult:
+    """What the sender is told (an SMTP reply) and the inbox item kept."""
+
+    reply: str
+    item_id: int
+
+
+def _text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return ""
+    content = part.get_content()
+    return content if isinstance(content, str) else ""
+
+
+def _integration_for(session: Session, recipients: list[str]) -> Integration | None:
+    """The e-mail integration named by a recipient's local part, else the oldest enabled one."""
+    names = [parseaddr(r)[1].split("@", 1)[0].lower() for r in recipients]
+    found = session.scalar(
+        select(Integration).where(
+            Integration.kind == Kind.email.value,
+            Integration.enabled.is_(True),
+            Integration.name.in_(names),
+        )
+    )
+    if found is not None:
+        return found
+    return session.scalar(
+        select(Integration)
+        .where(Integration.kind == Kind.email.value, Integration.enabled.is_(True))
+        .order_by(Integration.id)
+        .limit(1)
+    )
+
+
+def receive_message(
+    session: Session,
+    raw: bytes,
+    *,
+    source: str,
+    peer: str | None,
+    mail_from: str,
+    recipients: list[str],
+    limit: int,
+) -> MailResult:
+    """Keep the message in the inbox, then make it a ticket note or an alarm."""
+    oversized = len(raw) > limit
+    kept = raw[: service.OVERSIZED_SAMPLE_BYTES] if oversized else raw
+    message = email.message_from_bytes(kept, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    subject = str(message.get("Subject", "") or "")
+    item = service.record(
+        session,
+        source=source,
+        method="MAIL",
+        path=f"to {', '.join(recipients)}"[:300],
+        client=peer,
+        headers={
+            "from": str(message.get("From", mail_from))[:500],
+            "to": str(message.get("To", ""))[:500],
+            "subject": subject[:500],
+            "message-id": str(message.get("Message-ID", ""))[:500],
+            "envelope-from": mail_from[:500],
+        },
+        body=kept,
+        body_bytes=len(raw),
+        truncated=oversized,
+    )
+    session.flush()
+    if oversized:
+        service.settle(
+            item,
+            Outcome.rejected,
+            status_code=413,
+            reason=f"message of {len(raw)} bytes is over the limit of {limit}",
+        )
+        return MailResult("552 5.3.4 Message too big for the desk's inbox", item.id)
+    if SUBJECT_KEY.search(subject):
+        return _reply(session, item, message)
+    return _alarm(session, item, message, subject, recipients)
+
+
+def _reply(session: Session, item: InboxItem, message: EmailMessage) -> MailResult:
+    try:
+        with session.begin_nested():
+            note = note_from_reply(session, message)
+    except ReplyRejected as error:
+        service.settle(item, Outcome.rejected, status_code=422, reason=f"reply: {error}")
+        return MailResult(f"550 5.7.1 {str(error)[:200]}", item.id)
+    service.settle(
+        item, Outcome.accepted, status_code=200, reason="reply noted", ticket_ids=[note.ticket_id]
+    )
+    return MailResult("250 OK: noted on the ticket", item.id)
+
+
+def _alarm(
+    session: Session, item: InboxItem, message: EmailMessage, subject: str, recipients: list[str]
+) -> MailResult:
+    integration = _integration_for(session, recipients)
+    if integration is None:
+        service.settle(
+            item, Outcome.rejected, status_code=404, reason="no enabled e-mail integration"
+        )
+        return MailResult("550 5.1.1 No e-mail integration takes this mail", item.id)
+    item.integration_id = integration.id
+    if not service.take_rate_slot(session, integration, utcnow()):
+        service.settle(item, Outcome.rejected, status_code=429, reason="rate limit reached")
+        return MailResult("451 4.7.1 Rate limit reached, try again later", item.id)
+    resolved = bool(RESOLVED_PREFIX.match(subject))
+    title = RESOLVED_PREFIX.sub("", subject).strip() or "(no subject)"
+    sender = parseaddr(str(message.get("From", "")))[1]
+    signal = Signal(
+        source=integration.name,
+        integration_id=integration.id,
+        fingerprint=f"{integration.name}:{digest(mask_subject(title))}",
+        title=title,
+        severity=integration.default_severity,
+        description=_text_of(message)[:MAX_BODY],
+        labels={"from": sender, "subject_group": mask_subject(title)[:200]},
+        resolved=resolved,
+        close_on_resolve=integration.close_on_resolve,
+    )
+    landed = land(session, [signal])
+    service.settle(
+        item,
+        Outcome.accepted,
+        status_code=200,
+        alarm_ids=landed.alarm_ids,
+        ticket_ids=landed.ticket_ids,
+    )
+    return MailResult("250 OK", item.id)

@@ -1,0 +1,159 @@
+"""Tables of intake: integrations, the inbox of raw requests, rate counters, ping checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from dutydesk.db import Base, utcnow
+
+
+class Kind(enum.StrEnum):
+    """What an integration receives, and so which endpoint its token is for."""
+
+    alertmanager = "alertmanager"  # POST /hooks/alertmanager/{token}: webhook v4
+    generic = "generic"  # POST /hooks/generic/{token}: our lenient JSON alert
+    oncall = "oncall"  # POST /hooks/oncall/{token}: Grafana OnCall formatted webhook
+    heartbeat = "heartbeat"  # /ping/{uuid}[...]: Healthchecks-compatible pings
+    github = "github"  # POST /hooks/github/{token}: workflow_run, signed
+    gitlab = "gitlab"  # POST /hooks/gitlab/{token}: pipeline hooks with X-Gitlab-Token
+    ci = "ci"  # POST /hooks/ci/{token}: plain pipeline JSON (Jenkins and others)
+    email = "email"  # messages to the SMTP listener or from IMAP polling
+
+
+class Outcome(enum.StrEnum):
+    """What became of an inbox item.
+
+    received: stored, not handled yet (or its handling failed before it could say so).
+    accepted: parsed; its signals (possibly none) reached alarms and tickets.
+    rejected: refused with a 4xx answer (or an SMTP 5xx); `reason` says why.
+    failed: the desk could not handle it (a 500); `reason` names the error.
+    """
+
+    received = "received"
+    accepted = "accepted"
+    rejected = "rejected"
+    failed = "failed"
+
+
+class Integration(Base):
+    """A named way in for signals: a kind, a secret token in its URL, grouping and limits.
+
+    `group_by` lists payload paths (such as `labels.service`) whose values make the alarm
+    fingerprint; `resolve_when` maps payload paths to the values that mean "resolved".
+    """
+
+    __tablename__ = "integrations"
+    __audited__ = True
+    __audit_exclude__ = ("token_hash", "signing_secret")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(8))
+    signing_secret: Mapped[str | None] = mapped_column(String(200))
+    group_by: Mapped[list[Any]] = mapped_column(default=list)
+    resolve_when: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    close_on_resolve: Mapped[bool] = mapped_column(default=False)
+    default_severity: Mapped[str] = mapped_column(String(16), default="warning")
+    rate_limit: Mapped[int] = mapped_column(default=300)
+    rate_window_seconds: Mapped[int] = mapped_column(default=300)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    check: Mapped[PingCheck | None] = relationship(
+        back_populates="integration", cascade="all, delete-orphan", uselist=False
+    )
+
+
+class InboxItem(Base):
+    """One inbound request or message, stored raw before it is parsed, with its outcome."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (
+        Index("ix_inbox_items_received_at", "received_at"),
+        Index("ix_inbox_items_integration_id_received_at", "integration_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(32))
+    integration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("integrations.id", ondelete="SET NULL")
+    )
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    client: Mapped[str | None] = mapped_column(String(100))
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[str] = mapped_column(Text, default="")
+    body_bytes: Mapped[int] = mapped_column(default=0)
+    truncated: Mapped[bool] = mapped_column(default=False)
+    outcome: Mapped[str] = mapped_column(String(16), default=Outcome.received.value)
+    status_code: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    alarm_ids: Mapped[list[Any]] = mapped_column(default=list)
+    ticket_ids: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class RateCount(Base):
+    """Requests one integration sent in one minute, and how many of them were refused.
+
+    In the database so every web process counts against the same limit.
+    """
+
+    __tablename__ = "intake_rate_counts"
+
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    accepted: Mapped[int] = mapped_column(default=0)
+    refused: Mapped[int] = mapped_column(default=0)
+
+
+class PingCheck(Base):
+    """A heartbeat check of a `heartbeat` integration: the pings it expects, and when.
+
+    Its integration's token is the check's uuid in `/ping/{uuid}`. A missed deadline (no
+    success within period plus grace) is a rule's business (issue 5 part B); a `fail` or a
+    nonzero exit status fires the check's alarm at once and the next success resolves it.
+    """
+
+    __tablename__ = "ping_checks"
+    __audited__ = True
+    __audit_quiet__ = ("last_ping_at", "last_ping_kind", "last_success_at", "last_start_at")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), unique=True
+    )
+    period_seconds: Mapped[int] = mapped_column(default=86_400)
+    grace_seconds: Mapped[int] = mapped_column(default=3_600)
+    last_ping_at: Mapped[dt.datetime | None]
+    last_ping_kind: Mapped[str | None] = mapped_column(String(16))
+    last_start_at: Mapped[dt.datetime | None]
+    last_success_at: Mapped[dt.datetime | None]
+
+    integration: Mapped[Integration] = relationship(back_populates="check")
+
+
+class Ping(Base):
+    """One heartbeat ping: its kind (success, start, fail, log or exit), status and output."""
+
+    __tablename__ = "pings"
+    __table_args__ = (Index("ix_pings_check_id_at", "check_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    check_id: Mapped[int] = mapped_column(ForeignKey("ping_checks.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    exit_status: Mapped[int | None]
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    client: Mapped[str | None] = mapped_column(String(100))

@@ -1,0 +1,127 @@
+"""What the intake API takes and answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dutydesk.intake.models import InboxItem, Integration
+
+
+class IntegrationIn(BaseModel):
+    """A new integration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=100)
+    kind: str = Field(max_length=16)
+    group_by: list[str] = Field(default_factory=list, max_length=20)
+    resolve_when: dict[str, str] = Field(default_factory=dict, max_length=20)
+    close_on_resolve: bool = False
+    default_severity: str = "warning"
+    rate_limit: int = Field(default=300, ge=1, le=1_000_000)
+    rate_window_seconds: int = Field(default=300, ge=60, le=86_400)
+    signing_secret: str | None = Field(default=None, max_length=200)
+    period_seconds: int = Field(default=86_400, ge=60)
+    grace_seconds: int = Field(default=3_600, ge=0)
+
+
+class IntegrationPatch(BaseModel):
+    """Changes to an integration; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_by: list[str] | None = Field(default=None, max_length=20)
+    resolve_when: dict[str, str] | None = Field(default=None, max_length=20)
+    close_on_resolve: bool | None = None
+    default_severity: str | None = None
+    rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate_window_seconds: int | None = Field(default=None, ge=60, le=86_400)
+    enabled: bool | None = None
+
+
+class IntegrationOut(BaseModel):
+    """An integration, without its secrets."""
+
+    id: int
+    name: str
+    kind: str
+    token_prefix: str
+    group_by: list[str]
+    resolve_when: dict[str, str]
+    close_on_resolve: bool
+    default_severity: str
+    rate_limit: int
+    rate_window_seconds: int
+    enabled: bool
+    created_by: str
+    created_at: dt.datetime
+    period_seconds: int | None = None
+    grace_seconds: int | None = None
+    last_ping_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, integration: Integration) -> IntegrationOut:
+        """The public view of an integration."""
+        check = integration.check
+        return cls(
+            id=integration.id,
+            name=integration.name,
+            kind=integration.kind,
+            token_prefix=integration.token_prefix,
+            group_by=list(integration.group_by),
+            resolve_when=dict(integration.resolve_when),
+            close_on_resolve=integration.close_on_resolve,
+            default_severity=integration.default_severity,
+            rate_limit=integration.rate_limit,
+            rate_window_seconds=integration.rate_window_seconds,
+            enabled=integration.enabled,
+            created_by=integration.created_by,
+            created_at=integration.created_at,
+            period_seconds=check.period_seconds if check else None,
+            grace_seconds=check.grace_seconds if check else None,
+            last_ping_at=check.last_ping_at if check else None,
+        )
+
+
+class NewIntegrationOut(IntegrationOut):
+    """A new (or rotated) integration with its token and URL path, shown this once."""
+
+    token: str
+    path: str | None
+    signing_secret: str | None = None
+
+
+class InboxSummary(BaseModel):
+    """An inbox item without its body."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    received_at: dt.datetime
+    source: str
+    integration_id: int | None
+    method: str
+    path: str
+    client: str | None
+    body_bytes: int
+    truncated: bool
+    outcome: str
+    status_code: int | None
+    reason: str | None
+    alarm_ids: list[Any]
+    ticket_ids: list[Any]
+
+
+class InboxItemOut(InboxSummary):
+    """An inbox item with its headers and raw body."""
+
+    headers: dict[str, Any]
+    body: str
+
+    @classmethod
+    def of(cls, item: InboxItem) -> InboxItemOut:
+        """The full view of an inbox item."""
+        return cls.model_validate(item)

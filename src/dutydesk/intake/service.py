@@ -1,0 +1,433 @@
+"""Integrations, their tokens and rate limits, and the inbox every signal passes through.
+
+Functions take a session and never commit; the request, job or command owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dutydesk.db import utcnow
+from dutydesk.intake.models import (
+    InboxItem,
+    Integration,
+    Kind,
+    Outcome,
+    PingCheck,
+    RateCount,
+)
+from dutydesk.people.service import sha256
+from dutydesk.tickets.service import parse_severity
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+DEFAULT_RATE_LIMIT = 300
+DEFAULT_RATE_WINDOW_SECONDS = 300
+# Headers worth keeping with a raw request; secrets (X-Gitlab-Token, cookies) never are.
+KEPT_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "user-agent",
+    "x-github-event",
+    "x-github-delivery",
+    "x-gitlab-event",
+    "x-request-id",
+    "x-forwarded-for",
+)
+# How much of a body larger than the limit is kept, to show what it was.
+OVERSIZED_SAMPLE_BYTES = 64 * 1024
+
+
+class IntakeError(ValueError):
+    """An intake request that cannot be done; the message says why."""
+
+
+class IntegrationNotFound(IntakeError):
+    """No integration has the name or id asked for."""
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """An integration with its secret token, which is shown this once."""
+
+    integration: Integration
+    token: str
+
+    @property
+    def path(self) -> str | None:
+        """The URL path signals are sent to (None for e-mail, which comes by SMTP or IMAP)."""
+        return hook_path(self.integration.kind, self.token)
+
+
+def hook_path(kind: str, token: str) -> str | None:
+    """The path of the endpoint an integration of `kind` receives on, with its token."""
+    if kind == Kind.email.value:
+        return None
+    if kind == Kind.heartbeat.value:
+        return f"/ping/{token}"
+    return f"/hooks/{kind}/{token}"
+
+
+def parse_kind(value: str) -> str:
+    """The integration kind named `value`, or an error listing them."""
+    if value not in Kind.__members__:
+        raise IntakeError(f"unknown kind {value!r}; choose one of {', '.join(Kind)}")
+    return value
+
+
+def _new_secret(kind: str) -> str:
+    # Healthchecks clients expect a uuid in a ping URL; other kinds get 32 random characters.
+    return str(uuid.uuid4()) if kind == Kind.heartbeat.value else secrets.token_urlsafe(24)
+
+
+def _check_paths(paths: list[str]) -> list[str]:
+    cleaned = [path.strip() for path in paths if path.strip()]
+    for path in cleaned:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", path):
+            raise IntakeError(f"grouping path {path!r} is not a dotted field name")
+    return cleaned
+
+
+def create_integration(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    actor: str,
+    group_by: list[str] | None = None,
+    resolve_when: dict[str, str] | None = None,
+    close_on_resolve: bool = False,
+    default_severity: str = "warning",
+    rate_limit: int = DEFAULT_RATE_LIMIT,
+    rate_window_seconds: int = DEFAULT_RATE_WINDOW_SECONDS,
+    signing_secret: str | None = None,
+    period_seconds: int = 86_400,
+    grace_seconds: int = 3_600,
+) -> NewToken:
+    """Make an integration; returns it with its token (only the token's hash is kept)."""
+    name = name.strip().lower()
+    if not NAME_PATTERN.match(name):
+        raise IntakeError(
+            f"integration name {name!r} must be 1-100 lowercase letters, digits, '.', '_' or '-'"
+        )
+    kind = parse_kind(kind)
+    if session.scalar(select(Integration.id).where(Integration.name == name)) is not None:
+        raise IntakeError(f"an integration named {name!r} exists already")
+    if rate_limit < 1 or rate_window_seconds < 60:
+        raise IntakeError("the rate limit needs at least 1 request per window of at least 60 s")
+    if kind in (Kind.github.value, Kind.gitlab.value) and not signing_secret:
+        signing_secret = secrets.token_urlsafe(24)
+    token = _new_secret(kind)
+    integration = Integration(
+        name=name,
+        kind=kind,
+        token_hash=sha256(token),
+        token_prefix=token[:6],
+        signing_secret=signing_secret or None,
+        group_by=_check_paths(group_by or []),
+        resolve_when={str(k): str(v) for k, v in (resolve_when or {}).items()},
+        close_on_resolve=close_on_resolve,
+        default_severity=parse_severity(default_severity),
+        rate_limit=rate_limit,
+        rate_window_seconds=rate_window_seconds,
+        created_by=actor,
+    )
+    if kind == Kind.heartbeat.value:
+        if period_seconds < 60 or grace_seconds < 0:
+            raise IntakeError("a heartbeat needs a period of at least 60 s and a grace >= 0")
+        integration.check = PingCheck(period_seconds=period_seconds, grace_seconds=grace_seconds)
+    session.add(integration)
+    session.flush()
+    return NewToken(integration, token)
+
+
+def rotate_token(session: Session, integration: Integration) -> NewToken:
+    """Give the integration a new token; the old one stops working at once."""
+    token = _new_secret(integration.kind)
+    integration.token_hash = sha256(token)
+    integration.token_prefix = token[:6]
+    session.flush()
+    return NewToken(integration, token)
+
+
+def update_integration(
+    session: Session, integration: Integration, changes: dict[str, Any]
+) -> Integration:
+    """Change an integration's grouping, resolve rule, limits, severity or enabled flag."""
+    for key, value in changes.items():
+        if key == "group_by":
+            integration.group_by = _check_paths(list(value))
+        elif key == "resolve_when":
+            integration.resolve_when = {str(k): str(v) for k, v in dict(value).items()}
+        elif key == "default_severity":
+            integration.default_severity = parse_severity(str(value))
+        elif key in ("rate_limit", "rate_window_seconds"):
+            if int(value) < (1 if key == "rate_limit" else 60):
+                raise IntakeError(f"{key} {value} is too small")
+            setattr(integration, key, int(value))
+        elif key in ("close_on_resolve", "enabled"):
+            setattr(integration, key, bool(value))
+        else:
+            raise IntakeError(f"{key!r} cannot be changed")
+    session.flush()
+    return integration
+
+
+def delete_integration(session: Session, integration: Integration) -> None:
+    """Remove an integration; its inbox items and alarms stay, without the link."""
+    session.delete(integration)
+    session.flush()
+
+
+def get_integration(session: Session, ident: str | int) -> Integration:
+    """The integration with this id or name, or IntegrationNotFound naming it."""
+    found: Integration | None
+    if isinstance(ident, int) or str(ident).isdigit():
+        number = int(ident)
+        found = session.get(Integration, number) if number < 2**62 else None
+    else:
+        found = session.scalar(select(Integration).where(Integration.name == ident))
+    if found is None:
+        raise IntegrationNotFound(f"no integration {ident!r}")
+    return found
+
+
+def list_integrations(session: Session) -> list[Integration]:
+    """Every integration, by name."""
+    return list(session.scalars(select(Integration).order_by(Integration.name)))
+
+
+def find_by_token(session: Session, token: str) -> Integration | None:
+    """The enabled integration whose token this is, if any."""
+    if not token or len(token) > 200:
+        return None
+    return session.scalar(
+        select(Integration).where(
+            Integration.token_hash == sha256(token), Integration.enabled.is_(True)
+        )
+    )
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+
+def _minute(at: dt.datetime) -> dt.datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _bump(session: Session, integration_id: int, minute: dt.datetime, column: str) -> None:
+    """Add one to a counter of the minute, making its row on first use."""
+    where = (RateCount.integration_id == integration_id) & (RateCount.minute == minute)
+    field = getattr(RateCount, column)
+    for _attempt in range(3):
+        done = session.execute(update(RateCount).where(where).values({column: field + 1}))
+        if getattr(done, "rowcount", 0):
+            return
+        try:
+            with session.begin_nested():
+                session.add(RateCount(integration_id=integration_id, minute=minute, **{column: 1}))
+                session.flush()
+            return
+        except IntegrityError:
+            continue  # another process made the row first; count in it
+    raise IntakeError("could not count the request against the rate limit; try again")
+
+
+# Accepted requests of the window's earlier minutes, per integration (its id and creation time,
+# since ids can be reused), minute and window: those minutes are over, so a process reads
+# their sum once per minute instead of once per request.
+_earlier_cache: dict[tuple[int, dt.datetime, dt.datetime, int], int] = {}
+
+
+def _earlier_accepted(session: Session, integration: Integration, minute: dt.datetime) -> int:
+    key = (integration.id, integration.created_at, minute, integration.rate_window_seconds)
+    cached = _earlier_cache.get(key)
+    if cached is None:
+        window_start = minute - dt.timedelta(seconds=integration.rate_window_seconds - 60)
+        cached = int(
+            session.scalar(
+                select(func.coalesce(func.sum(RateCount.accepted), 0)).where(
+                    RateCount.integration_id == integration.id,
+                    RateCount.minute >= window_start,
+                    RateCount.minute < minute,
+                )
+            )
+            or 0
+        )
+        if len(_earlier_cache) > 10_000:
+            _earlier_cache.clear()
+        _earlier_cache[key] = cached
+    return cached
+
+
+def take_rate_slot(session: Session, integration: Integration, at: dt.datetime) -> bool:
+    """Count a request against the integration's limit; False (counted as refused) when over.
+
+    The usual case is one statement: add one to this minute's count if that keeps the window
+    under the limit. Otherwise (first request of the minute, or over the limit) the counts are
+    read and the request counted as accepted or refused.
+    """
+    minute = _minute(at)
+    earlier = _earlier_accepted(session, integration, minute)
+    room = integration.rate_limit - earlier
+    taken = session.execute(
+        update(RateCount)
+        .where(
+            RateCount.integration_id == integration.id,
+            RateCount.minute == minute,
+            RateCount.accepted < room,
+        )
+        .values(accepted=RateCount.accepted + 1)
+        .returning(RateCount.accepted)
+    ).first()
+    if taken is not None:
+        return True
+    current = session.scalar(
+        select(RateCount.accepted).where(
+            RateCount.integration_id == integration.id, RateCount.minute == minute
+        )
+    )
+    allowed = int(current or 0) < room
+    _bump(session, integration.id, minute, "accepted" if allowed else "refused")
+    return allowed
+
+
+def rate_counts(
+    session: Session, integration: Integration, *, since: dt.datetime
+) -> tuple[int, int]:
+    """Requests accepted and refused since `since` (whole minutes)."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(RateCount.accepted), 0),
+            func.coalesce(func.sum(RateCount.refused), 0),
+        ).where(RateCount.integration_id == integration.id, RateCount.minute >= _minute(since))
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def prune_rate_counts(session: Session, *, older_than: dt.timedelta) -> int:
+    """Forget counters older than `older_than`; returns how many rows went."""
+    from sqlalchemy import delete
+
+    done = session.execute(delete(RateCount).where(RateCount.minute < utcnow() - older_than))
+    return int(getattr(done, "rowcount", 0) or 0)
+
+
+# --- the inbox ---------------------------------------------------------------------------------
+
+
+def kept_headers(headers: Any) -> dict[str, str]:
+    """The headers that matter for reading a request later, without secrets."""
+    return {name: str(headers[name])[:500] for name in KEPT_HEADERS if name in headers}
+
+
+def record(
+    session: Session,
+    *,
+    source: str,
+    method: str,
+    path: str,
+    client: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    body_bytes: int | None = None,
+    truncated: bool = False,
+    integration: Integration | None = None,
+    at: dt.datetime | None = None,
+) -> InboxItem:
+    """Store one inbound request or message as it came, before anything reads it."""
+    item = InboxItem(
+        received_at=at or utcnow(),
+        source=source[:32],
+        integration_id=integration.id if integration else None,
+        method=method[:8],
+        path=path[:300],
+        client=(client or None) and client[:100],
+        headers=headers,
+        body=body.decode("utf-8", errors="replace"),
+        body_bytes=len(body) if body_bytes is None else body_bytes,
+        truncated=truncated,
+        outcome=Outcome.received.value,
+    )
+    session.add(item)
+    return item
+
+
+def settle(
+    item: InboxItem,
+    outcome: Outcome,
+    *,
+    status_code: int | None,
+    reason: str | None = None,
+    alarm_ids: list[int] | None = None,
+    ticket_ids: list[int] | None = None,
+) -> None:
+    """Write what became of an inbox item."""
+    item.outcome = outcome.value
+    item.status_code = status_code
+    item.reason = reason[:2000] if reason else None
+    item.alarm_ids = alarm_ids or []
+    item.ticket_ids = ticket_ids or []
+
+
+@dataclass(frozen=True)
+class InboxFilters:
+    """What the inbox list is narrowed to: a time range, text, source and outcome."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    text: str | None = None
+    source: str | None = None
+    outcome: str | None = None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_inbox(
+    session: Session, filters: InboxFilters, *, limit: int = 50, offset: int = 0
+) -> list[InboxItem]:
+    """Inbox items matching `filters`, newest first."""
+    statement = select(InboxItem)
+    if filters.since is not None:
+        statement = statement.where(InboxItem.received_at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(InboxItem.received_at < filters.until)
+    if filters.source:
+        statement = statement.where(InboxItem.source == filters.source)
+    if filters.outcome:
+        statement = statement.where(InboxItem.outcome == filters.outcome)
+    if filters.text and filters.text.strip():
+        pattern = f"%{_escape_like(filters.text.strip().lower())}%"
+        statement = statement.where(
+            or_(
+                func.lower(InboxItem.body).like(pattern, escape="\\"),
+                func.lower(InboxItem.reason).like(pattern, escape="\\"),
+                func.lower(InboxItem.path).like(pattern, escape="\\"),
+            )
+        )
+    statement = statement.order_by(InboxItem.received_at.desc(), InboxItem.id.desc())
+    return list(session.scalars(statement.limit(limit).offset(offset)))
+
+
+def get_inbox_item(session: Session, item_id: int) -> InboxItem:
+    """One inbox item, or IntakeError naming it."""
+    item = session.get(InboxItem, item_id) if 0 < item_id < 2**62 else None
+    if item is None:
+        raise IntakeError(f"no inbox item {item_id}")
+    return item
+
+
+def masked_path(path: str, token: str) -> str:
+    """The request path with the secret token cut to its first characters."""
+    return path.replace(token, f"{token[:6]}…") if token else path
