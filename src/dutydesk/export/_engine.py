@@ -552,7 +552,7 @@ class TableWriter:
         if not selects:
             return
         pairs = self.connection.execute(
-            f"WITH rows_of AS ({rows_of}) SELECT DISTINCT id, name "
+            f"WITH rows_of AS MATERIALIZED ({rows_of}) SELECT DISTINCT id, name "
             f"FROM ({' UNION ALL '.join(selects)}) WHERE id IS NOT NULL ORDER BY name"
         ).fetchall()
         targets = {

@@ -31,6 +31,7 @@ class Warehouse:
     _filesystems: dict[str, fsspec.AbstractFileSystem] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _folders: set[str] = field(default_factory=set, compare=False, repr=False)  # made already
 
     @classmethod
     def at(cls, location: str | Path) -> Warehouse:
@@ -98,7 +99,9 @@ class Warehouse:
         folder, _, name = target.rpartition("/")
         temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         if self.is_local:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            if folder not in self._folders:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                self._folders.add(folder)
             Path(temporary).write_bytes(data)
         else:
             self.fs.pipe_file(temporary, data)
