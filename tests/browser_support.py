@@ -9,11 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -158,3 +162,35 @@ def kill_orphaned_children(desk: Desk) -> list[str]:
                 continue
             killed.append(f"{name} (pid {pid})")
     return killed
+
+
+EXPECT_TIMEOUT_MS = 10_000
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium, driven by Playwright; fails (never skips) when missing."""
+    if not CHROMIUM.exists():
+        pytest.fail(MISSING_CHROMIUM, pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def desk_context(browser: Browser, desk: Desk) -> Iterator[BrowserContext]:
+    """A fresh browser context (no cookies) on the desk; prints the desk's output afterwards
+    (pytest shows it only when the test fails)."""
+    context = browser.new_context(base_url=desk.base_url)
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
+        print(f"---- output of the desk at {desk.base_url} ----\n{desk.output()}")

@@ -10,21 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, Response, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Response, expect
 
 from dutydesk.demo import DEMO_ACTOR
 from dutydesk.people.demo import DEMO_USERS
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    MISSING_CHROMIUM,
     Desk,
+    desk_context,
+    launched_chromium,
     start_desk,
     stop_desk,
 )
 
 DEMO_PASSWORD = "browser-demo-password-1"
-EXPECT_TIMEOUT_MS = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -37,27 +35,16 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Debian's headless Chromium, driven by Playwright; fails (never skips) when missing."""
-    if not CHROMIUM.exists():
-        pytest.fail(MISSING_CHROMIUM, pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    """Debian's headless Chromium; fails (never skips) when missing."""
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(chromium: Browser, desk: Desk) -> Iterator[Page]:
     """A fresh browser context (no cookies) on the desk; prints the desk's output afterwards."""
-    context = chromium.new_context(base_url=desk.base_url)
-    context.set_default_timeout(EXPECT_TIMEOUT_MS)
-    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    yield context.new_page()
-    context.close()
-    # pytest shows this only when the test fails.
-    print(f"---- output of the desk at {desk.base_url} ----\n{desk.output()}")
+    with desk_context(chromium, desk) as context:
+        yield context.new_page()
 
 
 @pytest.fixture

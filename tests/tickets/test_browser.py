@@ -10,19 +10,17 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    MISSING_CHROMIUM,
     Desk,
+    desk_context,
+    launched_chromium,
     start_desk,
     stop_desk,
 )
 
 DEMO_PASSWORD = "tickets-browser-demo-1"
-EXPECT_TIMEOUT_MS = 10_000
 NOTE_WORD = "axolotl"  # in no demo ticket, so only this test's note can match
 
 
@@ -37,31 +35,21 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     """Debian's headless Chromium; fails (never skips) when missing."""
-    if not CHROMIUM.exists():
-        pytest.fail(MISSING_CHROMIUM, pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(chromium: Browser, desk: Desk) -> Iterator[Page]:
     """A fresh browser context signed in as the operator olga."""
-    context = chromium.new_context(base_url=desk.base_url)
-    context.set_default_timeout(EXPECT_TIMEOUT_MS)
-    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("Username").fill("olga")
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
-    yield page
-    context.close()
-    print(f"---- output of the desk at {desk.base_url} ----\n{desk.output()}")
+    with desk_context(chromium, desk) as context:
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("Username").fill("olga")
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+        yield page
 
 
 @pytest.mark.browser
