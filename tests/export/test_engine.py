@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -331,15 +332,22 @@ TRICKY_FIELDS = [
 ]
 
 
+def one_study_store(path: Path) -> sqlite3.Connection:
+    """A migrated SQLite record store at `path` with one configured study `s`, and an open
+    connection to it (`with closing(...) as c, c:` commits, then closes it)."""
+    upgrade_records(f"sqlite:///{path}")
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "INSERT INTO studies (id, name, disable_export, uses_custom_export_schedule, "
+        "study_id_excluded_in_export, upload_metadata_fields, project) "
+        "VALUES ('s', 'S', 0, 0, 0, '[]', 'p')"
+    )
+    return connection
+
+
 def test_spec_value_vectors_come_out_as_the_reference_says(tmp_path: Path) -> None:
     path = tmp_path / "records.sqlite"
-    upgrade_records(f"sqlite:///{path}")
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO studies (id, name, disable_export, uses_custom_export_schedule, "
-            "study_id_excluded_in_export, upload_metadata_fields, project) "
-            "VALUES ('s', 'S', 0, 0, 0, '[]', 'p')"
-        )
+    with closing(one_study_store(path)) as connection, connection:
         connection.execute(
             "INSERT INTO schemas VALUES ('s', 'tricky', 1, ?)", [json.dumps(TRICKY_FIELDS)]
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,7 @@ import pytest
 from dutydesk.export import _surveys
 from dutydesk.export._fields import parse_field_defs
 from dutydesk.export.request import SharingMode
-from dutydesk.records.store import upgrade_records
-from tests.export.test_engine import rows_of, run_study
+from tests.export.test_engine import one_study_store, rows_of, run_study
 
 SURVEY_FIELDS = [
     {"name": "age", "type": "INT"},
@@ -87,13 +86,7 @@ def test_a_survey_that_cannot_be_converted_says_why(data: Any, answers: str, pro
 
 def test_survey_records_are_exported_into_the_survey_table(tmp_path: Path) -> None:
     path = tmp_path / "records.sqlite"
-    upgrade_records(f"sqlite:///{path}")
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO studies (id, name, disable_export, uses_custom_export_schedule, "
-            "study_id_excluded_in_export, upload_metadata_fields, project) "
-            "VALUES ('s', 'S', 0, 0, 0, '[]', 'p')"
-        )
+    with closing(one_study_store(path)) as connection, connection:
         connection.execute(
             "INSERT INTO schemas VALUES ('s', 'health', 1, ?)", [json.dumps(SURVEY_FIELDS)]
         )
