@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from dutydesk import migrations
+
+# `fail`, `ready_database` and `short_engine` are also re-exported for command modules that
+# import them from here.
+from dutydesk.commandline import fail as fail
+from dutydesk.commandline import ops_engine, verify_schema
+from dutydesk.commandline import ready_database as ready_database
+from dutydesk.commandline import short_engine as short_engine
 from dutydesk.db import redacted
 from dutydesk.settings import SettingsError, get_settings, settings_table
 
@@ -27,23 +30,6 @@ app.add_typer(db_app, name="db")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print `error: message` to stderr; the caller raises the returned Exit."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def ready_database() -> None:
-    """Refuse to go on when the ops database is not migrated to the newest schema."""
-    url = get_settings().effective_database_url
-    try:
-        behind = migrations.pending(url)
-    except OperationalError as error:
-        raise fail(f"cannot reach the ops database {redacted(url)}: {error.orig}") from None
-    if behind:
-        raise fail("the ops database is not up to date; run `dutydesk db upgrade` first")
 
 
 def _start(process: str) -> None:
@@ -121,45 +107,6 @@ def smtp() -> None:
     _start("smtp")
     ready_database()
     run_smtp(get_settings())
-
-
-@contextlib.contextmanager
-def short_engine(url: str, what: str) -> Iterator[Engine]:
-    """A short-lived engine on `url`; an unreachable database is a clear error naming `what`."""
-    from dutydesk.db import build_engine
-
-    engine = build_engine(url)
-    try:
-        yield engine
-    except OperationalError as error:
-        raise fail(f"cannot reach {what} {redacted(url)}: {error.orig}") from None
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
-def ops_engine() -> Iterator[tuple[str, Engine]]:
-    """The ops database's URL and a short-lived engine; an unreachable database is a clear error."""
-    url = get_settings().effective_database_url
-    with short_engine(url, "the ops database") as engine:
-        yield url, engine
-
-
-def verify_schema(
-    tree: migrations.MigrationTree, url: str, engine: Engine, *, subject: str, prefix: str = ""
-) -> str:
-    """The `ok` line when the database is at the newest revision and matches its models.
-
-    Otherwise exit 1 naming the revision it is at, or how the models and the schema differ.
-    """
-    at = tree.current(engine)
-    newest = tree.heads(url)
-    if at not in newest:
-        raise fail(f"{subject} is at {at or 'nothing'}, newest is {', '.join(newest)}", 1)
-    drift = tree.model_drift(engine)
-    if drift:
-        raise fail(f"{prefix}models and database differ: {drift}", 1)
-    return f"ok: {prefix}at {at}, matches the models"
 
 
 @db_app.command("upgrade")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import select
 
+from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import session_factory, transaction
 from dutydesk.export import service
 from dutydesk.export.models import ExportRun, WarehouseTable
@@ -37,8 +38,6 @@ def run(
     queue: Annotated[bool, typer.Option(help="Leave the run to the workers.")] = False,
 ) -> None:
     """Export the records uploaded in [START, END): here with a progress bar, or queued."""
-    from dutydesk.cli import ready_database
-    from dutydesk.people.cli import cli_actor
     from dutydesk.records.cli import ready_records
 
     ready_database()
@@ -58,8 +57,6 @@ def run(
             export_run = service.start_run(session, body, created_by=cli_actor(), queue=queue)
             run_id = export_run.id
     except InvalidRequest as error:
-        from dutydesk.cli import fail
-
         raise fail(str(error)) from None
     if queue:
         typer.echo(f"queued export run {run_id}")
@@ -84,7 +81,6 @@ def run(
 @app.command("status")
 def status(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
     """Recent export runs, newest first."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     with transaction() as session:
@@ -100,7 +96,6 @@ def status(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
 @app.command("tables")
 def tables() -> None:
     """The warehouse's tables with their kind, columns and row counts."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     with transaction() as session:

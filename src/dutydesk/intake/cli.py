@@ -6,30 +6,13 @@ from typing import Annotated
 
 import typer
 
+from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.intake import service
 from dutydesk.settings import get_settings
 from dutydesk.tickets.service import TicketInputError
 
 app = typer.Typer(help="Integrations: the secret URLs signals come in by.", no_args_is_help=True)
-
-
-def _fail(error: Exception) -> typer.Exit:
-    from dutydesk.cli import fail
-
-    return fail(str(error))
-
-
-def _ready() -> None:
-    from dutydesk.cli import ready_database
-
-    ready_database()
-
-
-def _actor() -> str:
-    from dutydesk.people.cli import cli_actor
-
-    return cli_actor()
 
 
 def _show_secret(made: service.NewToken) -> None:
@@ -67,14 +50,14 @@ def create(
     grace: Annotated[int, typer.Option(min=0, help="Heartbeat: seconds of grace.")] = 3_600,
 ) -> None:
     """Make an integration and print its URL with the secret token (shown only once)."""
-    _ready()
+    ready_database()
     try:
-        with transaction(actor=_actor()) as session:
+        with transaction(actor=cli_actor()) as session:
             made = service.create_integration(
                 session,
                 name=name,
                 kind=kind,
-                actor=_actor(),
+                actor=cli_actor(),
                 group_by=group_by or [],
                 close_on_resolve=close_on_resolve,
                 default_severity=severity,
@@ -87,13 +70,13 @@ def create(
             typer.echo(f"made {made.integration.kind} integration {made.integration.name}")
             _show_secret(made)
     except (service.IntakeError, TicketInputError) as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
 
 
 @app.command("list")
 def list_integrations() -> None:
     """List integrations (without their secrets)."""
-    _ready()
+    ready_database()
     with transaction() as session:
         for item in service.list_integrations(session):
             state = "enabled" if item.enabled else "disabled"
@@ -106,10 +89,10 @@ def list_integrations() -> None:
 @app.command("rotate")
 def rotate(name: Annotated[str, typer.Argument(help="Integration name or id.")]) -> None:
     """Give an integration a new token (the old one stops working) and print its URL."""
-    _ready()
+    ready_database()
     try:
-        with transaction(actor=_actor()) as session:
+        with transaction(actor=cli_actor()) as session:
             made = service.rotate_token(session, service.get_integration(session, name))
             _show_secret(made)
     except service.IntakeError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dutydesk import registry
+from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.jobs import service
 from dutydesk.jobs.models import Job, JobState
@@ -36,7 +37,6 @@ def list_jobs(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """List recent jobs, newest first."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     with transaction() as session:
@@ -65,8 +65,6 @@ def run(
     ] = False,
 ) -> None:
     """Create a job of KIND and run it here (or queue it with --queue)."""
-    from dutydesk.cli import ready_database
-    from dutydesk.people.cli import cli_actor
 
     ready_database()
     registry.load_domains()
@@ -76,8 +74,6 @@ def run(
             # Run here, a job gets no broker message, so no worker races us for it.
             job_id = service.enqueue(session, kind, args, dispatch=queue).id
     except service.JobError as error:
-        from dutydesk.cli import fail
-
         raise fail(str(error)) from None
     if queue:
         typer.echo(f"queued job {job_id}")

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import Annotated
 
 import typer
 
+from dutydesk.commandline import cli_actor as cli_actor  # re-exported: older modules import it here
+from dutydesk.commandline import fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.people import service
 
 users_app = typer.Typer(help="People who sign in to the console.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-
-
-def cli_actor() -> str:
-    """How the audit log names changes made from the command line."""
-    return f"cli:{getpass.getuser()}"
-
-
-def _fail(error: Exception) -> typer.Exit:
-    # Imported late: dutydesk.cli imports this module while it registers its commands.
-    from dutydesk.cli import fail
-
-    return fail(str(error))
 
 
 @users_app.command("add")
@@ -37,7 +26,6 @@ def add(
     ] = False,
 ) -> None:
     """Add a user; prints a generated password unless --password-stdin is given."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     password = sys.stdin.readline().rstrip("\n") if password_stdin else service.generate_password()
@@ -46,7 +34,7 @@ def add(
             user = service.add_user(session, name, role, email=email, password=password)
             username, user_role = user.username, user.role
     except service.PeopleError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     typer.echo(f"added {username} ({user_role})")
     if not password_stdin:
         typer.echo(f"password: {password}")
@@ -55,7 +43,6 @@ def add(
 @users_app.command("list")
 def list_users() -> None:
     """List users with their role and e-mail."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     with transaction() as session:
@@ -73,7 +60,6 @@ def create(
     user: Annotated[str | None, typer.Option(help="Username the token acts as.")] = None,
 ) -> None:
     """Make an API token and print it once; only its hash is kept."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     try:
@@ -81,7 +67,7 @@ def create(
             made = service.create_token(session, name, scope, username=user)
             token_id, scopes = made.token.id, made.token.scopes
     except service.PeopleError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     typer.echo(f"token {token_id} ({', '.join(scopes)}); shown only now:", err=True)
     typer.echo(made.secret)
 
@@ -89,7 +75,6 @@ def create(
 @tokens_app.command("list")
 def list_tokens() -> None:
     """List tokens (never their secrets)."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     with transaction() as session:
@@ -104,12 +89,11 @@ def list_tokens() -> None:
 @tokens_app.command("revoke")
 def revoke(token_id: Annotated[int, typer.Argument(help="Token id from `tokens list`.")]) -> None:
     """Revoke a token so it stops working at once."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     try:
         with transaction(actor=cli_actor()) as session:
             service.revoke_token(session, token_id)
     except service.PeopleError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     typer.echo(f"revoked token {token_id}")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
+from dutydesk.commandline import fail, ready_database, short_engine, verify_schema
 from dutydesk.db import redacted, transaction
 from dutydesk.records import migrations, service
 from dutydesk.records.generate import GenerateError, generate
@@ -21,16 +22,9 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    from dutydesk.cli import fail
-
-    return fail(message, code)
-
-
 @contextlib.contextmanager
 def store_engine() -> Iterator[tuple[str, Engine]]:
     """The record store's URL and a short-lived engine; an unreachable store is a clear error."""
-    from dutydesk.cli import short_engine
 
     url = records_url()
     with short_engine(url, "the record store") as engine:
@@ -42,7 +36,7 @@ def ready_records() -> None:
     with store_engine() as (url, engine):
         behind = migrations.current(engine) not in migrations.heads(url)
     if behind:
-        raise _fail("the record store is not up to date; run `dutydesk db upgrade` first")
+        raise fail("the record store is not up to date; run `dutydesk db upgrade` first")
 
 
 def upgrade_store() -> str:
@@ -60,7 +54,6 @@ def store_revision() -> str:
 
 def check_store() -> str:
     """Refuse (exit 1) unless the record store is at head and matches its models."""
-    from dutydesk.cli import verify_schema
 
     with store_engine() as (url, engine):
         return verify_schema(
@@ -81,7 +74,6 @@ def import_file(
 
     Prints the counts, then each bad line with its number on stderr (exit code 1 if any).
     """
-    from dutydesk.cli import ready_database
 
     ready_database()
     ready_records()
@@ -117,7 +109,6 @@ def generate_command(
     ] = None,
 ) -> None:
     """Fill the record store with realistic synthetic studies (same seed, same data)."""
-    from dutydesk.cli import ready_database
 
     ready_database()
     ready_records()
@@ -135,7 +126,7 @@ def generate_command(
             schemas=schemas,
         )
     except GenerateError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     typer.echo(
         f"generated {report.studies} studies, {report.participants} participants "
         f"({report.withdrawn} withdrew), {report.schemas} schemas, {report.records} records "

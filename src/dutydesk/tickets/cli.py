@@ -6,29 +6,12 @@ from typing import Annotated
 
 import typer
 
+from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.tickets import _search, service
 from dutydesk.tickets._query import OPEN_ANY, TicketFilters
 
 app = typer.Typer(help="Tickets: list, show, note, assign, close.", no_args_is_help=True)
-
-
-def _fail(error: Exception) -> typer.Exit:
-    from dutydesk.cli import fail
-
-    return fail(str(error))
-
-
-def _ready() -> None:
-    from dutydesk.cli import ready_database
-
-    ready_database()
-
-
-def _actor() -> str:
-    from dutydesk.people.cli import cli_actor
-
-    return cli_actor()
 
 
 @app.command("list")
@@ -43,7 +26,7 @@ def list_tickets(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """List tickets, newest first (open and acknowledged ones unless --status says otherwise)."""
-    _ready()
+    ready_database()
     try:
         if status not in (OPEN_ANY, "all"):
             service.parse_status(status)
@@ -54,7 +37,7 @@ def list_tickets(
             source=source,
         )
     except service.TicketError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     with transaction() as session:
         if q:
             tickets = [hit.ticket for hit in _search.search(session, q, filters, limit=limit)]
@@ -70,12 +53,12 @@ def list_tickets(
 @app.command("show")
 def show(key: Annotated[str, typer.Argument(help="Ticket key, e.g. DD-12.")]) -> None:
     """Show a ticket with its notes, links and timeline."""
-    _ready()
+    ready_database()
     with transaction() as session:
         try:
             ticket = service.get_ticket(session, key)
         except service.TicketError as error:
-            raise _fail(error) from None
+            raise fail(str(error)) from None
         typer.echo(f"{ticket.key}  {ticket.title}")
         typer.echo(
             f"status={ticket.status} severity={ticket.severity} "
@@ -112,14 +95,14 @@ def note(
     author: Annotated[str | None, typer.Option(help="Who wrote it (default: cli:<you>).")] = None,
 ) -> None:
     """Add a note to a ticket."""
-    _ready()
+    ready_database()
     try:
-        with transaction(immediate=True, actor=_actor()) as session:
+        with transaction(immediate=True, actor=cli_actor()) as session:
             ticket = service.get_ticket(session, key)
-            service.add_note(session, ticket, text, author=author or _actor())
+            service.add_note(session, ticket, text, author=author or cli_actor())
             name = ticket.key
     except service.TicketError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     typer.echo(f"added a note to {name}")
 
 
@@ -129,14 +112,14 @@ def assign(
     user: Annotated[str, typer.Argument(help="Username, or `none` for nobody.")],
 ) -> None:
     """Give a ticket to a user."""
-    _ready()
+    ready_database()
     try:
-        with transaction(immediate=True, actor=_actor()) as session:
+        with transaction(immediate=True, actor=cli_actor()) as session:
             ticket = service.get_ticket(session, key)
-            service.assign(session, ticket, None if user == "none" else user, actor=_actor())
+            service.assign(session, ticket, None if user == "none" else user, actor=cli_actor())
             name = ticket.key
     except service.TicketError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     typer.echo(f"{name} assigned to {user}")
 
 
@@ -148,9 +131,9 @@ def close(
     link_key: Annotated[str | None, typer.Option(help="Its key there, e.g. PROJ-123.")] = None,
 ) -> None:
     """Close a ticket, optionally linking an outside tracker issue."""
-    _ready()
+    ready_database()
     try:
-        with transaction(immediate=True, actor=_actor()) as session:
+        with transaction(immediate=True, actor=cli_actor()) as session:
             ticket = service.get_ticket(session, key)
             service.close_ticket(
                 session,
@@ -158,9 +141,9 @@ def close(
                 resolution=resolution,
                 link_url=link,
                 link_key=link_key,
-                actor=_actor(),
+                actor=cli_actor(),
             )
             name = ticket.key
     except service.TicketError as error:
-        raise _fail(error) from None
+        raise fail(str(error)) from None
     typer.echo(f"closed {name}")
