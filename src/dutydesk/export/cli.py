@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import session_factory, transaction
-from dutydesk.export import service
 from dutydesk.export.models import ExportRun, WarehouseTable
 from dutydesk.export.request import InvalidRequest, SharingMode
 
@@ -38,6 +37,7 @@ def run(
     queue: Annotated[bool, typer.Option(help="Leave the run to the workers.")] = False,
 ) -> None:
     """Export the records uploaded in [START, END): here with a progress bar, or queued."""
+    from dutydesk.export import service  # DuckDB and Arrow load with it: only when exporting
     from dutydesk.records.cli import ready_records
 
     ready_database()
