@@ -82,6 +82,21 @@ KNOWN: dict[tuple[str, str], Need] = {
     ("PATCH", "/api/v1/integrations/{ident}"): Need.admin,
     ("POST", "/api/v1/integrations/{ident}/rotate"): Need.admin,
     ("DELETE", "/api/v1/integrations/{ident}"): Need.admin,
+    ("GET", "/duty"): Need.view,
+    ("POST", "/duty"): Need.admin,
+    ("POST", "/duty/{rotation_id}/overrides"): Need.operate,
+    ("POST", "/duty/{rotation_id}/feed"): Need.admin,
+    ("GET", "/notify"): Need.view,
+    ("GET", "/notify/deliveries"): Need.view,
+    ("POST", "/notify/channels"): Need.admin,
+    ("POST", "/notify/channels/{channel_id}/test"): Need.operate,
+    ("POST", "/notify/lists/{list_id}/send"): Need.operate,
+    ("POST", "/notify/deliveries/{delivery_id}/retry"): Need.operate,
+    ("POST", "/notify/policies"): Need.admin,
+    ("POST", "/notify/lists"): Need.admin,
+    ("POST", "/notify/contact-methods"): Need.operate,
+    ("POST", "/notify/contact-methods/{method_id}/test"): Need.operate,
+    ("POST", "/notify/quiet-hours"): Need.operate,
 }
 # Intake endpoints: no sign-in and no CSRF token; the secret token in the URL is the
 # credential, so a token that names no integration gets 401 whoever calls.
@@ -96,6 +111,7 @@ TOKEN_IN_URL = {
     ("POST", "/ping/{token}"),
     ("GET", "/ping/{token}/{action}"),
     ("POST", "/ping/{token}/{action}"),
+    ("GET", "/duty/feed/{token}.ics"),
 }
 
 

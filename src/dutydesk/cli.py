@@ -155,7 +155,7 @@ def show_settings(
     settings = get_settings()
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        if name in {"secret_key", "demo_password"} and value:
+        if name in {"secret_key", "demo_password", "mail_password"} and value:
             value = "(set)"
         if name in {"database_url", "records_url", "broker_url", "imap_url"} and value:
             value = redacted(str(value))
@@ -163,6 +163,7 @@ def show_settings(
 
 
 def _register_domain_commands() -> None:
+    from dutydesk.duty.cli import app as duty_app
     from dutydesk.export.cli import app as export_app
     from dutydesk.intake.cli import app as integrations_app
     from dutydesk.jobs.cli import app as jobs_app
@@ -179,6 +180,7 @@ def _register_domain_commands() -> None:
     app.add_typer(logs_app, name="logs")
     app.add_typer(tickets_app, name="tickets")
     app.add_typer(integrations_app, name="integrations")
+    app.add_typer(duty_app, name="duty")
 
 
 _register_domain_commands()

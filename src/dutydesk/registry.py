@@ -26,6 +26,8 @@ DOMAINS = (
     "metrics",
     "export",
     "tickets",
+    "duty",
+    "notify",
     "intake",
     "alarms",
     "logs",

@@ -175,6 +175,63 @@ class Settings(BaseSettings):
         default="",
         description="Password of the demo users; empty means generate one and print it.",
     )
+    mail_host: str = Field(
+        default="",
+        description="SMTP server for *outgoing* notification mail (not the intake listener's "
+        "DUTYDESK_SMTP_HOST); empty means e-mail notices fail with a clear error.",
+    )
+    mail_port: int = Field(
+        default=587, ge=1, le=65535, description="Port of the outgoing mail server."
+    )
+    mail_user: str = Field(
+        default="", description="User name for the outgoing mail server; empty means no login."
+    )
+    mail_password: str = Field(default="", description="Password for the outgoing mail server.")
+    mail_from: str = Field(
+        default="dutydesk@localhost", description="Sender address of notification mail."
+    )
+    mail_starttls: bool = Field(
+        default=True, description="Use STARTTLS with the outgoing mail server."
+    )
+    notify_max_attempts: int = Field(
+        default=6, ge=1, description="Attempts of one notice before it becomes a dead letter."
+    )
+    notify_backoff_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Wait before the first retry of a failed notice; doubles on each attempt.",
+    )
+    notify_rate_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Most notices one channel sends per minute; the rest wait their turn.",
+    )
+    notify_group_wait_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Wait after a ticket opens before its first notice, so a burst of alarms "
+        "is told once (Alertmanager's group_wait).",
+    )
+    notify_repeat_interval_minutes: int = Field(
+        default=240,
+        ge=0,
+        description="After every escalation step ran unacknowledged, remind the last target "
+        "this often (Alertmanager's repeat_interval); 0 means never.",
+    )
+    notify_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of one webhook or mail send."
+    )
+    watchdog_minutes: int = Field(
+        default=5,
+        ge=1,
+        description="Every critical ticket must get a notice or escalation step within this "
+        "many minutes, or the self-check fails.",
+    )
+    watchdog_url: str = Field(
+        default="",
+        description="Outside heartbeat URL pinged after each self-check (`/fail` appended on "
+        "failure); empty means no ping.",
+    )
 
     @field_validator("database_url", "records_url")
     @classmethod

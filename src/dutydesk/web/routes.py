@@ -109,11 +109,18 @@ def logout(request: Request, _who: AnyonePage, db: Db) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
     """The overview: the state of the desk at a glance."""
+    from dutydesk.notify.watchdog import check
+
     recent = db.scalars(audit_query().limit(10)).all()
     return render(
         request,
         "overview.html",
-        {"job_counts": state_counts(db), "recent_changes": recent, "health": _health(request)},
+        {
+            "job_counts": state_counts(db),
+            "recent_changes": recent,
+            "health": _health(request),
+            "self_check": check(db),
+        },
     )
 
 

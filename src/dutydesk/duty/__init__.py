@@ -1,0 +1,1 @@
+"""Duty rotations: who is on duty when, and who stands in."""

@@ -1,0 +1,1 @@
+"""Notifications: channels, deliveries, escalation policies and contact lists."""
