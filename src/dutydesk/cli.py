@@ -163,6 +163,7 @@ def show_settings(
 
 
 def _register_domain_commands() -> None:
+    from dutydesk.alarms.cli import app as alarms_app
     from dutydesk.duty.cli import app as duty_app
     from dutydesk.export.cli import app as export_app
     from dutydesk.intake.cli import app as integrations_app
@@ -179,8 +180,9 @@ def _register_domain_commands() -> None:
     app.add_typer(export_app, name="export")
     app.add_typer(logs_app, name="logs")
     app.add_typer(tickets_app, name="tickets")
-    app.add_typer(integrations_app, name="integrations")
     app.add_typer(duty_app, name="duty")
+    app.add_typer(integrations_app, name="integrations")
+    app.add_typer(alarms_app, name="alarms")
 
 
 _register_domain_commands()

@@ -166,6 +166,20 @@ class Settings(BaseSettings):
     imap_poll_seconds: int = Field(
         default=60, ge=10, description="Seconds between two polls of DUTYDESK_IMAP_URL."
     )
+    rule_eval_seconds: int = Field(
+        default=60,
+        ge=10,
+        description="Seconds between two evaluations of each alarm rule (HTTP probes use "
+        "their own interval).",
+    )
+    log_scan_seconds: int = Field(
+        default=300,
+        ge=10,
+        description="Seconds between two scans of the log sources' archive globs.",
+    )
+    silence_max_hours: int = Field(
+        default=168, ge=1, description="Longest silence or maintenance window one may set."
+    )
     extra_modules: str = Field(
         default="",
         description="Comma-separated Python modules imported at start, to register your own "

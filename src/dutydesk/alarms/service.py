@@ -45,6 +45,9 @@ class Signal:
     close_on_resolve: bool = False
     ticket_key: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    # Rule evaluation checks silences itself (with the rule's own labels); intake's signals
+    # are checked here.
+    check_silences: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,32 @@ def raise_signal(session: Session, signal: Signal) -> SignalOutcome:
         # Nothing to tell the ticket: the alarm was not firing (a repeated or unknown
         # resolve), or another alarm of the same ticket still is.
         return SignalOutcome(alarm, None, is_new=False)
+    if not signal.resolved and signal.check_silences:
+        from dutydesk.alarms.silences import silencing
+
+        if silencing(session, alarm, at) is not None:
+            # Kept firing, not told: when the silence ends, `land_on_ticket` tells it at once.
+            return SignalOutcome(alarm, None, is_new=False)
+    return land_on_ticket(
+        session,
+        alarm,
+        at,
+        payload=signal.payload,
+        resolved=signal.resolved,
+        close_on_resolve=signal.close_on_resolve,
+    )
+
+
+def land_on_ticket(
+    session: Session,
+    alarm: Alarm,
+    at: dt.datetime,
+    *,
+    payload: dict[str, Any] | None = None,
+    resolved: bool = False,
+    close_on_resolve: bool = False,
+) -> SignalOutcome:
+    """Open or update the alarm's ticket with the alarm as it stands (or resolve it)."""
     outcome = tickets.open_or_update_ticket(
         session,
         tickets.Alarm(
@@ -143,10 +172,10 @@ def raise_signal(session: Session, signal: Signal) -> SignalOutcome:
             title=alarm.title,
             description=alarm.description,
             severity=alarm.severity,
-            payload=signal.payload or {"labels": alarm.labels},
+            payload=payload or {"labels": alarm.labels},
             occurred_at=at,
-            resolved=signal.resolved,
-            close_on_resolve=signal.close_on_resolve,
+            resolved=resolved,
+            close_on_resolve=close_on_resolve,
         ),
     )
     if outcome.ticket is not None:

@@ -119,3 +119,40 @@ def enqueue_prune(session: Session) -> None:
 def prune(session: Session, _args: dict[str, Any]) -> dict[str, int]:
     """Delete old rate counters."""
     return {"deleted": service.prune_rate_counts(session, older_than=RATE_COUNTS_KEPT)}
+
+
+@registry.due("intake.log_scan")
+def enqueue_log_scan(session: Session) -> None:
+    """While any log source is enabled: every DUTYDESK_LOG_SCAN_SECONDS, scan for new lines."""
+    from sqlalchemy import select
+
+    from dutydesk.intake.models import LogSource
+
+    every = dt.timedelta(seconds=get_settings().log_scan_seconds)
+    anything = session.scalar(select(LogSource.id).where(LogSource.enabled.is_(True)).limit(1))
+    if anything is not None and jobs.is_due(session, "intake.log_scan", every):
+        jobs.enqueue(session, "intake.log_scan")
+
+
+@registry.job_kind("intake.log_scan")
+def log_scan(session: Session, _args: dict[str, Any]) -> dict[str, int]:
+    """Count what is new in every enabled log source (one source failing stops none other)."""
+    from dutydesk.db import utcnow
+    from dutydesk.intake.log_sources import list_log_sources, scan_source
+    from dutydesk.intake.logs import LogInputError
+
+    files = events = failed = 0
+    for source in list_log_sources(session):
+        if not source.enabled:
+            continue
+        try:
+            with session.begin_nested():
+                result = scan_source(session, source, utcnow())
+        except (OSError, LogInputError) as error:
+            log.warning("scanning log source %s failed: %s", source.name, error)
+            source.last_result = {"error": str(error)}
+            failed += 1
+            continue
+        files += result["files"]
+        events += result["events"]
+    return {"files": files, "events": events, "failed": failed}

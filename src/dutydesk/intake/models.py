@@ -157,3 +157,69 @@ class Ping(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text, default="")
     client: Mapped[str | None] = mapped_column(String(100))
+
+
+class LogCount(Base):
+    """How many lines of one level a log source sent in one minute (raw lines are not kept)."""
+
+    __tablename__ = "log_counts"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    minute: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    level: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class ErrorGroup(Base):
+    """Warning and error lines of a source with the same template (numbers, hex, UUIDs and
+    quoted values masked): how many, first and last seen, and a few recent sample lines."""
+
+    __tablename__ = "log_error_groups"
+    __table_args__ = (Index("uq_log_error_groups_source_key", "source", "key", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(default=0)
+    first_seen: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
+    last_sample: Mapped[str] = mapped_column(Text, default="")
+    samples: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class ErrorGroupCount(Base):
+    """Lines of one error group in one minute: what regex and ignore rules count over."""
+
+    __tablename__ = "log_error_group_counts"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("log_error_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class LogSource(Base):
+    """Log archives scanned on a schedule: files matching `glob` are counted under `name`.
+
+    `scanned` remembers, per file, its size, modification time and the offset counted so far,
+    so a scan counts only what is new: a growing plain file from where it was left, a changed
+    compressed file never twice.
+    """
+
+    __tablename__ = "log_sources"
+    __audited__ = True
+    __audit_quiet__ = ("scanned", "last_scanned_at", "last_result")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    glob: Mapped[str] = mapped_column(String(1000))
+    format: Mapped[str] = mapped_column(String(16), default="auto")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    scanned: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_scanned_at: Mapped[dt.datetime | None]
+    last_result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -211,3 +212,48 @@ def extracts() -> None:
             f"{item.name:<24} {_size(item.size):>9} {item.rows:>10} rows  {item.created}  "
             f"{item.command}"
         )
+
+
+@app.command("tail")
+def tail(
+    paths: Annotated[list[Path], typer.Argument(help="Log files to follow (across rotation).")],
+    source: Annotated[str, typer.Option(help="The log source the desk counts the lines under.")],
+    token: Annotated[str, typer.Option(help="An API token with the `intake` scope.")],
+    url: Annotated[
+        str | None, typer.Option(help="The desk's address (default: DUTYDESK_BASE_URL).")
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--format", help="Line format, or auto to tell from the lines.")
+    ] = "auto",
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Where the shipped positions are kept (default: in DUTYDESK_HOME)."),
+    ] = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes.")] = 2.0,
+    once: Annotated[bool, typer.Option(help="Ship what is there now, then stop.")] = False,
+) -> None:
+    """Follow files and ship new lines in batches to the desk; resumes without duplicates."""
+    import time
+
+    import httpx
+
+    from dutydesk.logs._tail import ShipError, Shipper
+    from dutydesk.settings import get_settings
+
+    settings = get_settings()
+    state_path = state or settings.home_path / "tail" / f"{source.replace('/', '_')}.json"
+    with httpx.Client(base_url=url or settings.base_url, timeout=30) as client:
+        shipper = Shipper(client, source, token, state_path, log_format)
+        while True:
+            try:
+                shipped = shipper.ship_once(paths)
+            except (ShipError, httpx.HTTPError) as error:
+                if once:
+                    raise _fail(str(error)) from None
+                typer.echo(f"warning: {error}; trying again", err=True)
+                shipped = 0
+            if shipped:
+                typer.echo(f"shipped {shipped} lines from {source}", err=True)
+            if once:
+                return
+            time.sleep(interval)

@@ -382,6 +382,16 @@ def parse_line(fmt: LogFormat | str, line: str) -> dict[str, object] | None:
     return {name: _typed(fmt, name, value) for name, value in match.groupdict().items()}
 
 
+def parse_fields(fmt: LogFormat | str, line: str) -> dict[str, str | None] | None:
+    """The raw text of each field of one line (one event, for Java) in a regex format, untyped,
+    or None when it does not parse: for callers that type only the fields they need."""
+    fmt = get_format(fmt) if isinstance(fmt, str) else fmt
+    if fmt.json_keys:
+        raise UnknownFormat(f"{fmt.name} is not a regex format; use parse_line")
+    match = _compiled(fmt).match(line.rstrip("\r\n"))
+    return None if match is None else match.groupdict()
+
+
 def sniff(lines: list[str]) -> str:
     """The format most of `lines` parse in (the first lines of a file), or raise UnknownFormat."""
     sample = [line for line in lines if line.strip()][:50]
