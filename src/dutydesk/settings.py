@@ -226,6 +226,12 @@ class Settings(BaseSettings):
         description="Wait after a ticket opens before its first notice, so a burst of alarms "
         "is told once (Alertmanager's group_wait).",
     )
+    notify_group_interval_minutes: int = Field(
+        default=5,
+        ge=1,
+        description="Least time between two notices about new occurrences of a ticket that "
+        "was notified already (Alertmanager's group_interval).",
+    )
     notify_repeat_interval_minutes: int = Field(
         default=240,
         ge=0,

@@ -179,3 +179,35 @@ def test_group_wait_delays_the_first_notice_and_repeat_interval_reminds_until_ac
     escalation.run_escalations(db, now=T0 + 600 * MINUTE)
     assert len(notices(db)) == 3
     assert db.scalars(select(Escalation)).one().state == "stopped"
+
+
+def test_new_occurrences_are_told_at_most_once_per_group_interval(
+    db: Session, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUTYDESK_NOTIFY_GROUP_INTERVAL_MINUTES", "10")
+    monkeypatch.setenv("DUTYDESK_NOTIFY_REPEAT_INTERVAL_MINUTES", "1000")
+    clear_caches()
+    escalation.create_policy(
+        db, name="p", steps=[{"target": "user", "name": "ben", "wait_minutes": 500}]
+    )
+    alarm = tickets.Alarm(
+        source="prometheus", fingerprint="api-down", title="API down", severity="critical"
+    )
+    tickets.open_or_update_ticket(db, alarm)
+    escalation.run_escalations(db, now=T0)
+    assert notices(db) == [("user:ben", "first notification")]
+    for delivery in db.scalars(select(Delivery)):
+        delivery.state = "sent"  # as the sender would have marked it
+    escalation.run_escalations(db, now=T0 + 11 * MINUTE)
+    assert len(notices(db)) == 1  # nothing new to tell
+    for _ in range(3):
+        tickets.open_or_update_ticket(db, alarm)
+    escalation.run_escalations(db, now=T0 + 12 * MINUTE)
+    assert notices(db)[1:] == [("user:ben", "new occurrences")]
+    tickets.open_or_update_ticket(db, alarm)
+    escalation.run_escalations(db, now=T0 + 15 * MINUTE)
+    assert len(notices(db)) == 2  # within the interval of the last notice
+    escalation.run_escalations(db, now=T0 + 22 * MINUTE)
+    assert notices(db)[2:] == [("user:ben", "new occurrences")]
+    told = db.scalars(select(Escalation)).one()
+    assert (told.occurrences_told, told.occurrences_told_at) == (5, T0 + 22 * MINUTE)

@@ -135,6 +135,7 @@ def start_escalations(session: Session, *, now: dt.datetime | None = None) -> in
                         policy=frozen,
                         next_at=now + dt.timedelta(seconds=settings.notify_group_wait_seconds),
                         started_at=now,
+                        occurrences_told=ticket.occurrences,
                     )
                 )
             started += 1
@@ -239,6 +240,9 @@ def advance_escalations(session: Session, *, now: dt.datetime | None = None) -> 
             reason = _reason(escalation.cycle, escalation.step, len(steps))
             sequence = f"c{escalation.cycle}s{escalation.step + 1}"
         recipient = _notify_target(session, ticket, step, reason=reason, sequence=sequence, now=now)
+        if reason == "first notification":  # it tells of every occurrence so far
+            escalation.occurrences_told = ticket.occurrences
+            escalation.occurrences_told_at = now
         record_notification(
             session,
             ticket,
@@ -384,6 +388,41 @@ def send_silence_ended(session: Session, *, now: dt.datetime | None = None) -> i
     return told
 
 
+def send_new_occurrences(session: Session, *, now: dt.datetime | None = None) -> int:
+    """Tell whoever heard about an open ticket that it occurred again since, at most once per
+    group interval (`DUTYDESK_NOTIFY_GROUP_INTERVAL_MINUTES`)."""
+    now = now or utcnow()
+    interval = dt.timedelta(minutes=get_settings().notify_group_interval_minutes)
+    told = 0
+    rows = session.execute(
+        select(Escalation, Ticket)
+        .join(Ticket, Ticket.id == Escalation.ticket_id)
+        .where(
+            Ticket.status != Status.closed.value,
+            Ticket.occurrences > Escalation.occurrences_told,
+            Escalation.state != EscalationState.stopped.value,
+        )
+    ).all()
+    for escalation, ticket in rows:
+        last = escalation.occurrences_told_at or escalation.started_at
+        if now - last < interval:
+            continue
+        new = ticket.occurrences - escalation.occurrences_told
+        told += _notify_notified(
+            session,
+            ticket,
+            reason="new occurrences",
+            sequence=f"occurrences{ticket.occurrences}",
+            title=f"[{ticket.key}] {new} more: {ticket.title}",
+            body=f"{ticket.key} occurred {new} more times ({ticket.occurrences} in all), "
+            f"last at {ticket.last_seen_at:%Y-%m-%d %H:%M} UTC.",
+            now=now,
+        )
+        escalation.occurrences_told = ticket.occurrences
+        escalation.occurrences_told_at = now
+    return told
+
+
 def run_escalations(session: Session, *, now: dt.datetime | None = None) -> int:
     """Start, stop and advance escalations: the escalation part of one beat tick."""
     now = now or utcnow()
@@ -391,4 +430,5 @@ def run_escalations(session: Session, *, now: dt.datetime | None = None) -> int:
     stop_acknowledged(session, now=now)
     send_resolved(session, now=now)
     send_silence_ended(session, now=now)
+    send_new_occurrences(session, now=now)
     return advance_escalations(session, now=now)

@@ -160,6 +160,9 @@ class Escalation(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[dt.datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(100))
+    # Group interval: the ticket's occurrence count its notices last told of, and when.
+    occurrences_told: Mapped[int] = mapped_column(default=1)
+    occurrences_told_at: Mapped[dt.datetime | None]
 
 
 class DeliveryState(enum.StrEnum):
