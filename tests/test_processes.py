@@ -239,3 +239,17 @@ def test_processes_refuse_an_unmigrated_database_and_say_to_upgrade(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "dutydesk db upgrade" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_seeders_run_in_domain_order_whatever_the_import_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dutydesk import registry
+
+    registry.load_domains()
+    shuffled = dict(reversed(list(registry.demo_seeders.items())))
+    monkeypatch.setattr(registry, "demo_seeders", {"mine": print, **shuffled})
+    names = [name for name, _seeder in registry.seeders_in_order()]
+    domains = [name for name in names if name in registry.DOMAINS]
+    assert domains == sorted(domains, key=registry.DOMAINS.index)
+    assert names[0] == "people" and names[-1] == "mine"

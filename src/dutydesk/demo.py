@@ -32,7 +32,7 @@ def seed_demo(
     """Run every domain's demo seeder, each in its own transaction."""
     registry.load_domains()
     context = registry.DemoContext(password=demo_password(settings), made=[])
-    for name, seeder in registry.demo_seeders.items():
+    for name, seeder in registry.seeders_in_order():
         with transaction(factory, immediate=True, actor=DEMO_ACTOR) as session:
             seeder(session, context)
         log.info("demo seeder %s done", name)

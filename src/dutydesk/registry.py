@@ -99,6 +99,13 @@ def add_nav(item: NavItem) -> None:
         nav_items.sort(key=lambda entry: entry.order)
 
 
+def seeders_in_order() -> list[tuple[str, DemoSeeder]]:
+    """The demo seeders in the order of DOMAINS (a seeder may use what earlier ones made),
+    whatever order their modules happened to be imported in; others (extra modules) last."""
+    rank = {domain: index for index, domain in enumerate(DOMAINS)}
+    return sorted(demo_seeders.items(), key=lambda item: rank.get(item[0], len(DOMAINS)))
+
+
 def load_domains() -> None:
     """Import every domain's models and registrations, then the operator's extra modules."""
     from dutydesk.settings import get_settings
