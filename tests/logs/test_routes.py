@@ -30,7 +30,7 @@ def test_a_viewer_runs_a_grouped_query_and_sees_table_and_chart(
     assert 'id="chart"' in page.text and "uPlot" in page.text
     assert "<th>hour</th><th>status</th><th>count</th>" in page.text
     assert "Lines that do not parse as nginx" in page.text and "not an access line" in page.text
-    assert "Error groups arrive with log intake" in page.text
+    assert "No warnings or errors taken in yet." in page.text
     assert 'action="/logs/extracts"' not in page.text  # saving needs the operate permission
 
 
@@ -98,3 +98,26 @@ def test_admins_run_one_select_read_only(client: TestClient, db: Session, log_ro
 def test_the_raw_sql_page_is_for_admins_only(client: TestClient, db: Session) -> None:
     signed_in(client, db, "operator")
     assert client.get("/logs/sql").status_code == 403
+
+
+def test_the_logs_page_shows_the_error_groups_of_lines_taken_in(
+    client: TestClient, db: Session
+) -> None:
+    from dutydesk.db import utcnow
+    from dutydesk.intake.logs import ingest
+
+    text = "".join(
+        f"2026-11-24 10:0{n}:00,123 ERROR [main] org.sage.Exporter - Timeout after {n}00 ms\n"
+        for n in range(3)
+    )
+    ingest(db, "exporter", text, "java", utcnow(), strict=False)
+    db.commit()
+    signed_in(client, db, "viewer")
+    page = client.get("/logs")
+    assert page.status_code == 200
+    section = page.text[page.text.index('id="error-groups"') :]
+    assert "exporter" in section
+    assert "Timeout after" in section and "<num>" in section.replace("&lt;", "<").replace(
+        "&gt;", ">"
+    )
+    assert "No warnings or errors taken in yet." not in section

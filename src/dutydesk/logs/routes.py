@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
@@ -28,7 +29,7 @@ from dutydesk.logs.cli import cell
 from dutydesk.logs.extracts import list_extracts
 from dutydesk.logs.formats import FORMAT_NAMES
 from dutydesk.settings import Settings, get_settings
-from dutydesk.web.access import AdminPage, OperatorPage, ViewerPage
+from dutydesk.web.access import AdminPage, Db, OperatorPage, ViewerPage
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -38,6 +39,9 @@ PAGE_ROWS = 500  # rows a page shows when the query asks for rows, not counts
 SQL_ROWS = 1000
 Text = Annotated[str, Query(max_length=2000)]
 FormText = Annotated[str, Form(max_length=2000)]
+
+
+ERROR_GROUPS_SHOWN = 50  # the most recently seen; all of them on /alarms/log-groups
 
 
 @dataclass
@@ -121,10 +125,19 @@ def _chart(table: pa.Table, group_by: tuple[str, ...]) -> dict[str, Any] | None:
 
 
 def _page(
-    request: Request, form: QueryForm, *, ran: bool, message: str = "", status_code: int = 200
+    request: Request,
+    db: Session,
+    form: QueryForm,
+    *,
+    ran: bool,
+    message: str = "",
+    status_code: int = 200,
 ) -> HTMLResponse:
+    from dutydesk.intake.logs import error_groups
+
     settings = get_settings()
     context: dict[str, Any] = {
+        "error_groups": error_groups(db, limit=ERROR_GROUPS_SHOWN),
         "form": form,
         "formats": FORMAT_NAMES,
         "roots": _roots(settings),
@@ -157,6 +170,7 @@ def _page(
 def logs_page(
     request: Request,
     who: ViewerPage,
+    db: Db,
     extract: Text = "",
     root: Text = "",
     pattern: Text = "",
@@ -175,13 +189,14 @@ def logs_page(
         extract, root, pattern, format, where, group_by, since, until, top, percentiles
     )
     message = f"Saved extract {saved}." if saved else ""
-    return _page(request, form, ran=run, message=message)
+    return _page(request, db, form, ran=run, message=message)
 
 
 @router.post("/logs/extracts", response_class=HTMLResponse)
 def save_extract(
     request: Request,
     who: OperatorPage,
+    db: Db,
     name: Annotated[str, Form(max_length=100)] = "",
     root: FormText = "",
     pattern: FormText = "",
@@ -200,7 +215,7 @@ def save_extract(
         log_query.run(form.to_query(save=name.strip()))
     except log_query.QueryError as error:
         form.errors.append(str(error))
-        return _page(request, form, ran=False, status_code=422)
+        return _page(request, db, form, ran=False, status_code=422)
     target = f"/logs?{urlencode({'extract': name.strip(), 'run': 1, 'saved': name.strip()})}"
     return RedirectResponse(target, status_code=303)
 
