@@ -1,7 +1,7 @@
 """The alarm table: one row per fingerprint, the state of the thing a signal is about.
 
 Intake writes it through `alarms.service.raise_signal`; rules, silences and the alarm pages
-(issue 5 part B) build on the same rows.
+build on the same rows.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class PingCheck(Base):
     """A heartbeat check of a `heartbeat` integration: the pings it expects, and when.
 
     Its integration's token is the check's uuid in `/ping/{uuid}`. A missed deadline (no
-    success within period plus grace) is a rule's business (issue 5 part B); a `fail` or a
+    success within period plus grace) is a deadline rule's business (`alarms`); a `fail` or a
     nonzero exit status fires the check's alarm at once and the next success resolves it.
     """
 

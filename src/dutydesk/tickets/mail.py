@@ -1,6 +1,6 @@
 """Reply by e-mail: a reply to a ticket notice becomes a note from the matching user.
 
-The SMTP listener (issue 5) hands each message to `note_from_reply`; this module finds the
+The SMTP listener (`intake.smtp`) hands each message to `note_from_reply`; this module finds the
 ticket key in the subject, keeps only the new text of the reply (no quoted mail, no
 signature) and finds the user by the sender's address.
 """
