@@ -207,7 +207,7 @@ def test_anonymous_callers_get_401_from_apis_and_login_redirects_from_pages(
 
 
 def test_every_token_in_url_route_is_listed(app: FastAPI) -> None:
-    from dutydesk.intake._receive import TokenInUrl
+    from dutydesk.web.access import TokenInUrl
 
     found = {
         (method, route.path)

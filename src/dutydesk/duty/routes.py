@@ -14,8 +14,7 @@ from dutydesk import registry
 from dutydesk.db import utcnow
 from dutydesk.duty import service
 from dutydesk.duty.models import Rotation
-from dutydesk.intake._receive import TokenInUrl
-from dutydesk.web.access import AdminPage, Db, OperatorPage, Principal, ViewerPage
+from dutydesk.web.access import AdminPage, Db, OperatorPage, Principal, TokenInUrl, ViewerPage
 from dutydesk.web.templating import render
 
 router = APIRouter()

@@ -15,31 +15,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.alarms.service import Signal, raise_signal
-from dutydesk.db import is_sqlite, transaction, utcnow
+from dutydesk.db import transaction, utcnow
 from dutydesk.intake import service
 from dutydesk.intake._parse import Rejected
 from dutydesk.intake.models import InboxItem, Integration, Outcome
 from dutydesk.settings import get_settings
-from dutydesk.web.access import WRITERS_PER_PROCESS, Access, Need, Principal
+from dutydesk.web.access import writer_limiter
 
 log = logging.getLogger(__name__)
 ACTOR = "intake"
-
-
-class TokenInUrl(Access):
-    """Access of the intake endpoints: open to anyone, no sign-in and no CSRF token; the
-    endpoint itself checks the secret token in its URL (401 when it names no integration)."""
-
-    def __init__(self) -> None:
-        super().__init__(Need.public)
-
-    def __repr__(self) -> str:
-        return "TokenInUrl()"
-
-    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        principal = Principal()
-        request.state.principal = principal
-        return principal
 
 
 @dataclass
@@ -83,16 +67,6 @@ def land(session: Session, signals: list[Signal]) -> Reply:
         "ticket_ids": ticket_ids,
     }
     return Reply(200, content, alarm_ids, ticket_ids)
-
-
-def _limiter(request: Request) -> anyio.Semaphore:
-    """The process's writer queue (the same one `web.access.writer_turn` uses)."""
-    state = request.app.state
-    limiter = getattr(state, "writer_limiter", None)
-    if limiter is None:
-        sqlite = is_sqlite(state.session_factory.kw["bind"])
-        limiter = state.writer_limiter = anyio.Semaphore(1 if sqlite else WRITERS_PER_PROCESS)
-    return limiter
 
 
 async def _read_body(request: Request, limit: int) -> tuple[bytes, int, bool]:
@@ -244,6 +218,6 @@ async def receive(
             masked = service.masked_path(request.url.path, token)
             return _record_failure(factory, source, masked, inbound, error)
 
-    async with _limiter(request):
+    async with writer_limiter(request):
         reply = await anyio.to_thread.run_sync(run)
     return _answer(reply)

@@ -14,9 +14,9 @@ from dutydesk.alarms.service import raise_signal
 from dutydesk.intake import _parse
 from dutydesk.intake._heartbeat import handle_ping
 from dutydesk.intake._parse import Rejected, load_json
-from dutydesk.intake._receive import Inbound, Reply, TokenInUrl, land, receive
+from dutydesk.intake._receive import Inbound, Reply, land, receive
 from dutydesk.intake.models import Integration, Kind
-from dutydesk.web.access import Principal
+from dutydesk.web.access import Principal, TokenInUrl
 
 router = APIRouter()
 Hook = Annotated[Principal, Depends(TokenInUrl())]

@@ -133,17 +133,22 @@ def _writes(request: Request) -> bool:
     return request.method in UNSAFE_METHODS or bearer_secret(request) is not None
 
 
-async def writer_turn(request: Request) -> AsyncIterator[None]:
-    """Queue a writing request in the event loop, not in a pool thread, until it may start."""
-    if not _writes(request):
-        yield
-        return
+def writer_limiter(request: Request) -> anyio.Semaphore:
+    """The process's queue of writing requests (made on first use)."""
     state = request.app.state
     limiter = getattr(state, "writer_limiter", None)
     if limiter is None:
         sqlite = is_sqlite(state.session_factory.kw["bind"])
         limiter = state.writer_limiter = anyio.Semaphore(1 if sqlite else WRITERS_PER_PROCESS)
-    async with limiter:
+    return limiter
+
+
+async def writer_turn(request: Request) -> AsyncIterator[None]:
+    """Queue a writing request in the event loop, not in a pool thread, until it may start."""
+    if not _writes(request):
+        yield
+        return
+    async with writer_limiter(request):
         yield
 
 
@@ -252,6 +257,23 @@ def allow(need: Need, *, page: bool = False) -> Access:
 
 
 # Typed shorthands routes use to declare their access and receive the caller.
+class TokenInUrl(Access):
+    """Access of routes whose URL carries a secret token (intake hooks, calendar feeds): open
+    to anyone, no sign-in and no CSRF token; the endpoint itself checks the token (401 when it
+    names nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__(Need.public)
+
+    def __repr__(self) -> str:
+        return "TokenInUrl()"
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        principal = Principal()
+        request.state.principal = principal
+        return principal
+
+
 Anyone = Annotated[Principal, Depends(Access(Need.public))]
 AnyonePage = Annotated[Principal, Depends(Access(Need.public, page=True))]
 Viewer = Annotated[Principal, Depends(Access(Need.view))]
