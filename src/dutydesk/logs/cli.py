@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import typer
 
+from dutydesk.commandline import fail
 from dutydesk.logs import query as log_query
 from dutydesk.logs._sources import FileList
 from dutydesk.logs.extracts import list_extracts
@@ -56,7 +57,7 @@ def write_table(table: pa.Table, out: Out) -> None:
         import pyarrow.parquet as pq
 
         if sys.stdout.isatty():
-            raise _fail("--out parquet writes binary data; redirect it to a file")
+            raise fail("--out parquet writes binary data; redirect it to a file")
         pq.write_table(table, sys.stdout.buffer)
         return
     rows = table.to_pylist()
@@ -83,12 +84,6 @@ def write_table(table: pa.Table, out: Out) -> None:
         typer.echo(line(names))
         for text in texts:
             typer.echo(line(text))
-
-
-def _fail(message: str) -> typer.Exit:
-    from dutydesk.cli import fail
-
-    return fail(message)
 
 
 @contextmanager
@@ -171,13 +166,11 @@ def query(
         try:
             result = log_query.run(asked, progress=progress, on_files=on_files)
         except log_query.QueryError as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     for line in result.report.lines():
         typer.echo(line, err=True)
     report = result.report
     if report.files and len(report.problems) >= report.files and not result.table.num_rows:
-        from dutydesk.cli import fail
-
         raise fail("none of the files could be read", 1)
     if report.saved is not None:
         saved = report.saved
@@ -249,7 +242,7 @@ def tail(
                 shipped = shipper.ship_once(paths)
             except (ShipError, httpx.HTTPError) as error:
                 if once:
-                    raise _fail(str(error)) from None
+                    raise fail(str(error)) from None
                 typer.echo(f"warning: {error}; trying again", err=True)
                 shipped = 0
             if shipped:
