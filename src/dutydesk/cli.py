@@ -8,13 +8,7 @@ from typing import Annotated
 import typer
 
 from dutydesk import migrations
-
-# `fail`, `ready_database` and `short_engine` are also re-exported for command modules that
-# import them from here.
-from dutydesk.commandline import fail as fail
-from dutydesk.commandline import ops_engine, verify_schema
-from dutydesk.commandline import ready_database as ready_database
-from dutydesk.commandline import short_engine as short_engine
+from dutydesk.commandline import ops_engine, ready_database, verify_schema
 from dutydesk.db import redacted
 from dutydesk.settings import SettingsError, get_settings, settings_table
 

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dutydesk.commandline import cli_actor as cli_actor  # re-exported: older modules import it here
-from dutydesk.commandline import fail, ready_database
+from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.people import service
 
