@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
@@ -22,6 +22,8 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+T = TypeVar("T")
 
 # SQLite waits this long for a competing writer (web, worker and beat share one file).
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -149,6 +151,53 @@ def transaction(
         raise
     finally:
         session.close()
+
+
+_MEMO = "memo"
+_BEFORE_COMMIT = "before commit"
+
+
+def remembering(session: Session) -> None:
+    """Let `session_memo` keep what it computes for as long as this session lives."""
+    session.info[_MEMO] = {}
+
+
+def memo_of(session: Session) -> dict[Any, Any] | None:
+    """The memo of a `remembering` session (None for others)."""
+    memo: dict[Any, Any] | None = session.info.get(_MEMO)
+    return memo
+
+
+def before_commit(session: Session, write: Callable[[], None]) -> None:
+    """Run `write()` just before the session's transaction commits (writes a batch put off)."""
+    session.info.setdefault(_BEFORE_COMMIT, []).append(write)
+
+
+@event.listens_for(Session, "before_commit")
+def _run_before_commit(session: Session) -> None:
+    for write in session.info.pop(_BEFORE_COMMIT, []):
+        write()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_before_commit(session: Session) -> None:
+    session.info.pop(_BEFORE_COMMIT, None)
+
+
+def session_memo(session: Session, key: Any, compute: Callable[[], T]) -> T:
+    """`compute()` once per session for each `key` when the session was made `remembering`;
+    otherwise every time.
+
+    For what a short batch of writes only reads (an integration by its token, the silences
+    around now): every write of the batch sees it as it stood when the batch first read it.
+    """
+    memo: dict[Any, Any] | None = session.info.get(_MEMO)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    value: T = memo[key]
+    return value
 
 
 def write_phase(session: Session) -> None:

@@ -6,10 +6,11 @@ Functions take a session and never commit; the request, job or command owns the 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, Update, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -183,24 +184,133 @@ def land_on_ticket(
     return SignalOutcome(alarm, outcome.ticket, outcome.is_new)
 
 
+def firing_changes(current: Mapping[str, Any], signal: Signal, at: dt.datetime) -> dict[str, Any]:
+    """What a firing signal changes on its alarm, besides one more occurrence. `current` is
+    the alarm's `last_fired_at`, `title`, `labels` and `annotations`."""
+    changes: dict[str, Any] = {
+        "state": AlarmState.firing.value,
+        "resolved_at": None,
+        "last_fired_at": max(current["last_fired_at"], at),
+        "title": " ".join(signal.title.split())[:MAX_TITLE] or current["title"],
+        "severity": tickets.parse_severity(signal.severity),
+    }
+    if signal.description:
+        changes["description"] = signal.description
+    if signal.labels != current["labels"]:
+        changes["labels"] = signal.labels
+    if signal.annotations != current["annotations"]:
+        changes["annotations"] = signal.annotations
+    return changes
+
+
 def _update(alarm: Alarm, signal: Signal, at: dt.datetime) -> None:
     if signal.resolved:
         if alarm.state == AlarmState.firing.value:
             alarm.state = AlarmState.resolved.value
             alarm.resolved_at = at
         return
-    alarm.state = AlarmState.firing.value
-    alarm.resolved_at = None
+    current = {name: getattr(alarm, name) for name in _CURRENT}
+    for name, value in firing_changes(current, signal, at).items():
+        setattr(alarm, name, value)
     alarm.occurrences += 1
-    alarm.last_fired_at = max(alarm.last_fired_at, at)
-    alarm.title = " ".join(signal.title.split())[:MAX_TITLE] or alarm.title
-    alarm.severity = tickets.parse_severity(signal.severity)
-    if signal.description:
-        alarm.description = signal.description
-    if signal.labels != alarm.labels:
-        alarm.labels = signal.labels
-    if signal.annotations != alarm.annotations:
-        alarm.annotations = signal.annotations
+
+
+_CURRENT = ("last_fired_at", "title", "labels", "annotations")
+_alarms = cast(Table, Alarm.__table__)
+_FIRING_ALARM = (
+    select(
+        _alarms.c.id,
+        _alarms.c.ticket_key,
+        _alarms.c.source,
+        *(_alarms.c[name] for name in _CURRENT),
+    )
+    .where(_alarms.c.fingerprint == bindparam("fingerprint"))
+    .where(_alarms.c.state == AlarmState.firing.value)
+    .with_for_update()
+)
+# One update statement per set of changed columns, made once.
+_firing_updates: dict[frozenset[str], Update] = {}
+
+
+def _firing_update(names: frozenset[str]) -> Update:
+    statement = _firing_updates.get(names)
+    if statement is None:
+        statement = (
+            update(_alarms)
+            .where(_alarms.c.id == bindparam("alarm"))
+            .values(
+                occurrences=_alarms.c.occurrences + 1,
+                ticket_id=bindparam("new_ticket_id"),
+                **{name: bindparam(f"new_{name}") for name in sorted(names)},
+            )
+        )
+        _firing_updates[names] = statement
+    return statement
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A signal's outcome by id: its alarm, the alarm's ticket, whether the signal told that
+    ticket (a silenced or repeated resolve does not) and whether it opened it."""
+
+    alarm_id: int
+    ticket_id: int | None
+    is_new: bool
+    told: bool
+
+
+def land_signal(session: Session, signal: Signal) -> Landed:
+    """`raise_signal`, answered by id; the commonest signal (another firing of an alarm that is
+    firing, not silenced, whose ticket is open) takes a short way of plain statements."""
+    repeated = _fire_again(session, signal)
+    if repeated is not None:
+        return repeated
+    outcome = raise_signal(session, signal)
+    told = outcome.ticket is not None
+    ticket_id = outcome.ticket.id if outcome.ticket is not None else outcome.alarm.ticket_id
+    return Landed(outcome.alarm.id, ticket_id, outcome.is_new, told)
+
+
+def _fire_again(session: Session, signal: Signal) -> Landed | None:
+    """The short way of `land_signal`, or None (nothing changed) when it does not apply."""
+    fingerprint = signal.fingerprint.strip()[:MAX_FINGERPRINT]
+    if signal.resolved or not fingerprint:
+        return None
+    session.flush()  # the statements below must see, and not be undone by, pending changes
+    connection = session.connection()
+    row = connection.execute(_FIRING_ALARM, {"fingerprint": fingerprint}).first()
+    if row is None:
+        return None
+    at = signal.occurred_at or utcnow()
+    changes = firing_changes(dict(row._mapping), signal, at)
+    labels = changes.get("labels", row.labels)
+    if signal.check_silences:
+        from dutydesk.alarms.silences import covering_intake, labels_of
+
+        if covering_intake(session, labels_of(labels, row.source, changes["severity"]), at):
+            return None
+    ticket_id = tickets.add_occurrence_if_open(
+        session,
+        tickets.Alarm(
+            source=row.source,
+            fingerprint=row.ticket_key,
+            title=changes["title"],
+            severity=changes["severity"],
+            payload=signal.payload or {"labels": labels},
+            occurred_at=at,
+        ),
+    )
+    if ticket_id is None:
+        return None
+    connection.execute(
+        _firing_update(frozenset(changes)),
+        {
+            "alarm": row.id,
+            "new_ticket_id": ticket_id,
+            **{f"new_{name}": value for name, value in changes.items()},
+        },
+    )
+    return Landed(int(row.id), ticket_id, is_new=False, told=True)
 
 
 def list_alarms(session: Session, *, state: str | None = None, limit: int = 100) -> list[Alarm]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk.alarms.models import Alarm, AlarmRule, AlarmState, Silence, SilenceKind
 from dutydesk.alarms.service import land_on_ticket
-from dutydesk.db import utcnow
+from dutydesk.db import session_memo, utcnow
 from dutydesk.settings import get_settings
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket
@@ -81,18 +81,44 @@ def rule_labels(rule: AlarmRule, extra: dict[str, str] | None = None) -> dict[st
     }
 
 
-def alarm_labels(alarm: Alarm) -> dict[str, str]:
+def labels_of(labels: dict[str, Any], source: str, severity: str) -> dict[str, str]:
     """The labels silences match an alarm from intake by: its own, plus source and severity."""
-    labels = {str(k): str(v) for k, v in alarm.labels.items()}
-    return {**labels, "source": alarm.source, "severity": alarm.severity}
+    plain = {str(k): str(v) for k, v in labels.items()}
+    return {**plain, "source": source, "severity": severity}
+
+
+def alarm_labels(alarm: Alarm) -> dict[str, str]:
+    """`labels_of` an alarm."""
+    return labels_of(alarm.labels, alarm.source, alarm.severity)
 
 
 def silencing(session: Session, alarm: Alarm, at: dt.datetime) -> Silence | None:
     """The silence (without a rule) covering an alarm from intake at `at`, if any."""
-    labels = alarm_labels(alarm)
-    for silence in active(session, at):
-        if silence.rule_id is None and all(
-            labels.get(name) == value for name, value in silence.matchers.items()
+    return covering_intake(session, alarm_labels(alarm), at)
+
+
+# How far around a moment the silences are read once for a batch of intake writes.
+_NEAR = dt.timedelta(hours=1)
+
+
+def _near(session: Session, at: dt.datetime) -> tuple[dt.datetime, dt.datetime, list[Silence]]:
+    """The silences in force at some time within `_NEAR` of `at`, with that span."""
+    start, end = at - _NEAR, at + _NEAR
+    found = session.scalars(
+        select(Silence).where(Silence.starts_at < end, Silence.ends_at > start).order_by(Silence.id)
+    )
+    return start, end, list(found)
+
+
+def covering_intake(session: Session, labels: dict[str, str], at: dt.datetime) -> Silence | None:
+    """The silence (without a rule) covering an alarm from intake with `labels` at `at`."""
+    start, end, near = session_memo(session, "silences near", lambda: _near(session, at))
+    in_force = near if start <= at < end else active(session, at)
+    for silence in in_force:
+        if (
+            silence.rule_id is None
+            and silence.starts_at <= at < silence.ends_at
+            and all(labels.get(name) == value for name, value in silence.matchers.items())
         ):
             return silence
     return None

@@ -4,23 +4,23 @@ stored with its reason before it is answered."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk.alarms.service import Signal, raise_signal
-from dutydesk.db import transaction, utcnow
+from dutydesk.alarms.service import Signal, land_signal
+from dutydesk.db import session_memo, transaction, utcnow
 from dutydesk.intake import service
+from dutydesk.intake._batch import writer_of
 from dutydesk.intake._parse import Rejected
-from dutydesk.intake.models import InboxItem, Integration, Outcome
+from dutydesk.intake.models import Integration, Outcome
 from dutydesk.settings import get_settings
-from dutydesk.web.access import writer_limiter
 
 log = logging.getLogger(__name__)
 ACTOR = "intake"
@@ -47,6 +47,8 @@ class Reply:
     alarm_ids: list[int] = field(default_factory=list)
     ticket_ids: list[int] = field(default_factory=list)
     text: bool = False
+    # Why the request was refused (kept with it in the inbox); None when it was accepted.
+    refused: str | None = None
 
 
 Handler = Callable[[Session, Integration, Inbound], Reply]
@@ -56,13 +58,13 @@ def land(session: Session, signals: list[Signal]) -> Reply:
     """Raise each signal; the reply lists the alarms and tickets (202 for one, 200 for many)."""
     alarm_ids: list[int] = []
     ticket_ids: list[int] = []
-    outcomes = [raise_signal(session, signal) for signal in signals]
-    for outcome in outcomes:
-        alarm_ids.append(outcome.alarm.id)
-        if outcome.ticket is not None and outcome.ticket.id not in ticket_ids:
-            ticket_ids.append(outcome.ticket.id)
+    for signal in signals:
+        landed = land_signal(session, signal)
+        alarm_ids.append(landed.alarm_id)
+        if landed.told and landed.ticket_id is not None and landed.ticket_id not in ticket_ids:
+            ticket_ids.append(landed.ticket_id)
     content = {
-        "accepted": len(outcomes),
+        "accepted": len(signals),
         "alert_ids": alarm_ids,
         "ticket_ids": ticket_ids,
     }
@@ -89,13 +91,45 @@ def _answer(reply: Reply) -> Response:
     return JSONResponse(reply.content, status_code=reply.status)
 
 
-def _refuse(item: InboxItem, status: int, reason: str, **details: Any) -> Reply:
-    service.settle(item, Outcome.rejected, status_code=status, reason=reason)
-    return Reply(status, {"detail": reason, **details, "inbox_id": item.id})
+def _refuse(status: int, reason: str, **details: Any) -> Reply:
+    return Reply(status, {"detail": reason, **details}, refused=reason)
+
+
+def _verdict(
+    session: Session,
+    integration: Integration | None,
+    *,
+    kinds: tuple[str, ...],
+    inbound: Inbound,
+    size: int,
+    oversized: bool,
+    handler: Handler,
+) -> Reply:
+    if integration is None:
+        return _refuse(401, "unknown or disabled integration token")
+    if integration.kind not in kinds:
+        return _refuse(
+            404,
+            f"this token is for a {integration.kind} integration; send to "
+            f"{service.hook_path(integration.kind, '<token>')}",
+        )
+    if oversized:
+        limit = get_settings().inbox_max_bytes
+        return _refuse(413, f"body of {size} bytes is over the limit of {limit}")
+    if not service.take_rate_slot(session, integration, utcnow()):
+        return _refuse(
+            429,
+            f"rate limit of {integration.rate_limit} requests per "
+            f"{integration.rate_window_seconds} s reached",
+        )
+    try:
+        return handler(session, integration, inbound)
+    except Rejected as error:
+        return _refuse(error.status, error.reason, **error.details)
 
 
 def _handle(
-    factory: sessionmaker[Session],
+    session: Session,
     *,
     source: str,
     kinds: tuple[str, ...],
@@ -106,56 +140,46 @@ def _handle(
     oversized: bool,
     handler: Handler,
 ) -> Reply:
-    with transaction(factory, immediate=True, actor=ACTOR) as session:
-        # Which integration the token names is not parsing: it is known before the raw
-        # request is stored (one write instead of a write and an update).
-        integration = service.find_by_token(session, token)
-        item = service.record(
-            session,
-            source=source,
-            method=inbound.method,
-            path=service.masked_path(path, token),
-            client=inbound.client,
-            headers=service.kept_headers(inbound.headers),
-            body=inbound.body,
-            body_bytes=size,
-            truncated=oversized,
-            integration=integration,
-        )
-        session.flush()
-        if integration is None:
-            return _refuse(item, 401, "unknown or disabled integration token")
-        if integration.kind not in kinds:
-            return _refuse(
-                item,
-                404,
-                f"this token is for a {integration.kind} integration; send to "
-                f"{service.hook_path(integration.kind, '<token>')}",
-            )
-        if oversized:
-            limit = get_settings().inbox_max_bytes
-            return _refuse(item, 413, f"body of {size} bytes is over the limit of {limit}")
-        if not service.take_rate_slot(session, integration, utcnow()):
-            return _refuse(
-                item,
-                429,
-                f"rate limit of {integration.rate_limit} requests per "
-                f"{integration.rate_window_seconds} s reached",
-            )
-        try:
-            reply = handler(session, integration, inbound)
-        except Rejected as error:
-            return _refuse(item, error.status, error.reason, **error.details)
-        service.settle(
-            item,
-            Outcome.accepted,
-            status_code=reply.status,
-            alarm_ids=reply.alarm_ids,
-            ticket_ids=reply.ticket_ids,
-        )
-        if isinstance(reply.content, dict):
-            reply.content.setdefault("inbox_id", item.id)
-        return reply
+    """Handle one request and keep it in the inbox with what became of it.
+
+    The raw request and its outcome are written together, in the transaction that does the
+    work: if the work fails, nothing of it stays and the request is kept as failed instead
+    (`_record_failure`).
+    """
+    received_at = utcnow()
+    integration = session_memo(
+        session, ("integration", token), lambda: service.find_by_token(session, token)
+    )
+    reply = _verdict(
+        session,
+        integration,
+        kinds=kinds,
+        inbound=inbound,
+        size=size,
+        oversized=oversized,
+        handler=handler,
+    )
+    inbox_id = service.keep(
+        session,
+        received_at=received_at,
+        source=source,
+        method=inbound.method,
+        path=service.masked_path(path, token),
+        client=inbound.client,
+        headers=service.kept_headers(inbound.headers),
+        body=inbound.body,
+        body_bytes=size,
+        truncated=oversized,
+        integration=integration,
+        outcome=Outcome.rejected if reply.refused else Outcome.accepted,
+        status_code=reply.status,
+        reason=reply.refused,
+        alarm_ids=reply.alarm_ids,
+        ticket_ids=reply.ticket_ids,
+    )
+    if isinstance(reply.content, dict):
+        reply.content.setdefault("inbox_id", inbox_id)
+    return reply
 
 
 def _record_failure(
@@ -199,25 +223,26 @@ async def receive(
         query=dict(request.query_params),
     )
     factory: sessionmaker[Session] = request.app.state.session_factory
+    work = functools.partial(
+        _handle,
+        source=source,
+        kinds=kinds,
+        token=token,
+        path=request.url.path,
+        inbound=inbound,
+        size=size,
+        oversized=oversized,
+        handler=handler,
+    )
 
-    def run() -> Reply:
+    def alone() -> Reply:
         try:
-            return _handle(
-                factory,
-                source=source,
-                kinds=kinds,
-                token=token,
-                path=request.url.path,
-                inbound=inbound,
-                size=size,
-                oversized=oversized,
-                handler=handler,
-            )
+            with transaction(factory, immediate=True, actor=ACTOR) as session:
+                return work(session)
         except Exception as error:
             log.exception("intake of %s failed", source)
             masked = service.masked_path(request.url.path, token)
             return _record_failure(factory, source, masked, inbound, error)
 
-    async with writer_limiter(request):
-        reply = await anyio.to_thread.run_sync(run)
+    reply = await writer_of(request.app.state, factory, ACTOR).run(work, alone)
     return _answer(reply)

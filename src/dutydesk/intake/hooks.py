@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
-from dutydesk.alarms.service import raise_signal
+from dutydesk.alarms.service import land_signal
 from dutydesk.intake import _parse
 from dutydesk.intake._heartbeat import handle_ping
 from dutydesk.intake._parse import Rejected, load_json
@@ -32,10 +32,9 @@ def _one_alert(session: Session, integration: Integration, inbound: Inbound) -> 
     payload = load_json(inbound.body)
     parse = _parse.oncall if integration.kind == Kind.oncall.value else _parse.generic
     (signal,) = parse(integration, payload)
-    outcome = raise_signal(session, signal)
-    ticket_id = outcome.ticket.id if outcome.ticket is not None else outcome.alarm.ticket_id
-    content = {"alert_id": outcome.alarm.id, "ticket_id": ticket_id, "is_new": outcome.is_new}
-    return Reply(202, content, [outcome.alarm.id], [ticket_id] if ticket_id else [])
+    landed = land_signal(session, signal)
+    content = {"alert_id": landed.alarm_id, "ticket_id": landed.ticket_id, "is_new": landed.is_new}
+    return Reply(202, content, [landed.alarm_id], [landed.ticket_id] if landed.ticket_id else [])
 
 
 def _github(session: Session, integration: Integration, inbound: Inbound) -> Reply:

@@ -10,13 +10,13 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dutydesk.db import utcnow
+from dutydesk.db import before_commit, memo_of, utcnow
 from dutydesk.intake.models import (
     InboxItem,
     Integration,
@@ -269,36 +269,80 @@ def _earlier_accepted(session: Session, integration: Integration, minute: dt.dat
     return cached
 
 
+_rates = cast(Table, RateCount.__table__)
+_TAKE_SLOT = (
+    update(_rates)
+    .where(
+        _rates.c.integration_id == bindparam("integration"),
+        _rates.c.minute == bindparam("at_minute"),
+        _rates.c.accepted < bindparam("room"),
+    )
+    .values(accepted=_rates.c.accepted + 1)
+    .returning(_rates.c.accepted)
+)
+
+
+@dataclass
+class _Slots:
+    """A writer turn's slots of one integration and minute: the count as last written, and
+    the slots taken since, written as one addition when the turn commits."""
+
+    accepted: int
+    pending: int = 0
+
+
 def take_rate_slot(session: Session, integration: Integration, at: dt.datetime) -> bool:
     """Count a request against the integration's limit; False (counted as refused) when over.
 
     The usual case is one statement: add one to this minute's count if that keeps the window
-    under the limit. Otherwise (first request of the minute, or over the limit) the counts are
-    read and the request counted as accepted or refused.
+    under the limit; in a writer turn (a `remembering` session) only the turn's first request
+    runs it, the others count in memory and the turn writes their sum as it commits. Otherwise
+    (first request of the minute, or over the limit) the counts are read and the request
+    counted as accepted or refused.
     """
     minute = _minute(at)
     earlier = _earlier_accepted(session, integration, minute)
     room = integration.rate_limit - earlier
-    taken = session.execute(
-        update(RateCount)
-        .where(
-            RateCount.integration_id == integration.id,
-            RateCount.minute == minute,
-            RateCount.accepted < room,
-        )
-        .values(accepted=RateCount.accepted + 1)
-        .returning(RateCount.accepted)
-    ).first()
-    if taken is not None:
+    memo = memo_of(session)
+    key = ("rate slots", integration.id, minute)
+    slots: _Slots | None = memo.get(key) if memo is not None else None
+    if slots is not None and slots.accepted + slots.pending < room:
+        slots.pending += 1
         return True
+    if slots is None:
+        parameters = {"integration": integration.id, "at_minute": minute, "room": room}
+        taken = session.connection().execute(_TAKE_SLOT, parameters).first()
+        if taken is not None:
+            if memo is not None:
+                memo[key] = _Slots(int(taken[0]))
+                before_commit(session, lambda: _write_pending(session, memo[key], key))
+            return True
     current = session.scalar(
         select(RateCount.accepted).where(
             RateCount.integration_id == integration.id, RateCount.minute == minute
         )
     )
-    allowed = int(current or 0) < room
+    pending = slots.pending if slots is not None else 0
+    allowed = int(current or 0) + pending < room
     _bump(session, integration.id, minute, "accepted" if allowed else "refused")
     return allowed
+
+
+_ADD_SLOTS = (
+    update(_rates)
+    .where(_rates.c.integration_id == bindparam("integration"))
+    .where(_rates.c.minute == bindparam("at_minute"))
+    .values(accepted=_rates.c.accepted + bindparam("taken"))
+)
+
+
+def _write_pending(session: Session, slots: _Slots, key: tuple[str, int, dt.datetime]) -> None:
+    if slots.pending:
+        _, integration_id, minute = key
+        parameters = {"integration": integration_id, "at_minute": minute, "taken": slots.pending}
+        session.connection().execute(_ADD_SLOTS, parameters)
+        slots.accepted += slots.pending
+        slots.pending = 0
 
 
 def rate_counts(
@@ -360,6 +404,53 @@ def record(
     )
     session.add(item)
     return item
+
+
+_KEEP = insert(cast(Table, InboxItem.__table__)).returning(InboxItem.__table__.c.id)
+
+
+def keep(
+    session: Session,
+    *,
+    received_at: dt.datetime,
+    source: str,
+    method: str,
+    path: str,
+    client: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    body_bytes: int,
+    truncated: bool,
+    integration: Integration | None,
+    outcome: Outcome,
+    status_code: int,
+    reason: str | None,
+    alarm_ids: list[int],
+    ticket_ids: list[int],
+) -> int:
+    """Store one inbound request as it came, with what became of it, in one statement;
+    returns its inbox id."""
+    inbox_id = session.connection().scalar(
+        _KEEP,
+        {
+            "received_at": received_at,
+            "source": source[:32],
+            "integration_id": integration.id if integration else None,
+            "method": method[:8],
+            "path": path[:300],
+            "client": (client or None) and client[:100],
+            "headers": headers,
+            "body": body.decode("utf-8", errors="replace"),
+            "body_bytes": body_bytes,
+            "truncated": truncated,
+            "outcome": outcome.value,
+            "status_code": status_code,
+            "reason": reason[:2000] if reason else None,
+            "alarm_ids": alarm_ids,
+            "ticket_ids": ticket_ids,
+        },
+    )
+    return int(inbox_id)
 
 
 def settle(

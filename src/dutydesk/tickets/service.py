@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,6 @@ from dutydesk.people.models import Role, User
 from dutydesk.tickets._query import TicketFilters, filtered
 from dutydesk.tickets.models import (
     KEY_PREFIX,
-    OPEN_STATUSES,
     EventKind,
     Severity,
     Status,
@@ -132,7 +132,9 @@ def _open_for(session: Session, fingerprint: str) -> Ticket | None:
     """The open ticket of a fingerprint, locked against concurrent updates (PostgreSQL)."""
     return session.scalar(
         select(Ticket)
-        .where(Ticket.fingerprint == fingerprint, Ticket.status.in_(OPEN_STATUSES))
+        # `!= closed`, the words of the unique index over open tickets: SQLite uses a partial
+        # index only for a query that repeats its condition.
+        .where(Ticket.fingerprint == fingerprint, Ticket.status != Status.closed.value)
         .with_for_update(of=Ticket)
         .execution_options(populate_existing=True)
     )
@@ -147,15 +149,88 @@ def _last_closed_for(session: Session, fingerprint: str) -> Ticket | None:
     )
 
 
-def _add_occurrence(session: Session, ticket: Ticket, alarm: Alarm, at: dt.datetime) -> None:
-    ticket.occurrences += 1
-    ticket.last_seen_at = max(ticket.last_seen_at, at)
-    if alarm.payload and alarm.payload != ticket.payload:
-        ticket.payload = alarm.payload
+def occurrence_changes(current: Mapping[str, Any], alarm: Alarm, at: dt.datetime) -> dict[str, Any]:
+    """What another occurrence of `alarm` changes on its open ticket, besides one more in the
+    count. `current` is the ticket's `last_seen_at`, `payload` and `severity`; the payload
+    and severity are named only when they change (changing them re-indexes the ticket)."""
+    changes: dict[str, Any] = {"last_seen_at": max(current["last_seen_at"], at)}
+    if alarm.payload and alarm.payload != current["payload"]:
+        changes["payload"] = alarm.payload
     severity = parse_severity(alarm.severity)
-    if Severity(severity).rank < Severity(ticket.severity).rank:
-        ticket.severity = severity
+    if Severity(severity).rank < Severity(current["severity"]).rank:
+        changes["severity"] = severity
+    return changes
+
+
+def _add_occurrence(session: Session, ticket: Ticket, alarm: Alarm, at: dt.datetime) -> None:
+    current: dict[str, Any] = {
+        "last_seen_at": ticket.last_seen_at,
+        "payload": ticket.payload,
+        "severity": ticket.severity,
+    }
+    for name, value in occurrence_changes(current, alarm, at).items():
+        setattr(ticket, name, value)
+    ticket.occurrences += 1
     _event(session, ticket, EventKind.occurrence, alarm.source, at)
+
+
+_tickets = cast(Table, Ticket.__table__)
+_OPEN_TICKET = (
+    select(_tickets.c.id, _tickets.c.last_seen_at, _tickets.c.payload, _tickets.c.severity)
+    .where(_tickets.c.fingerprint == bindparam("fingerprint"))
+    .where(_tickets.c.status != Status.closed.value)  # as in `_open_for`
+    .with_for_update()
+)
+_ADD_EVENT = insert(cast(Table, TicketEvent.__table__))
+# One update statement per set of changed columns, made once.
+_occurrence_updates: dict[frozenset[str], Update] = {}
+
+
+def _occurrence_update(names: frozenset[str]) -> Update:
+    statement = _occurrence_updates.get(names)
+    if statement is None:
+        statement = (
+            update(_tickets)
+            .where(_tickets.c.id == bindparam("ticket"))
+            .values(
+                occurrences=_tickets.c.occurrences + 1,
+                **{name: bindparam(f"new_{name}") for name in sorted(names)},
+            )
+        )
+        _occurrence_updates[names] = statement
+    return statement
+
+
+def add_occurrence_if_open(session: Session, alarm: Alarm) -> int | None:
+    """Another occurrence of a firing alarm, when its ticket is open: the same change as
+    `open_or_update_ticket` makes then, by plain statements without loading the ticket (the
+    commonest thing intake does). Returns the ticket's id, or None when no ticket of the
+    fingerprint is open (nothing is changed; `open_or_update_ticket` does the rest)."""
+    fingerprint = alarm.fingerprint.strip()[:MAX_FINGERPRINT]
+    if not fingerprint or alarm.resolved:
+        return None
+    session.flush()  # the statements below must see, and not be undone by, pending changes
+    connection = session.connection()
+    row = connection.execute(_OPEN_TICKET, {"fingerprint": fingerprint}).first()
+    if row is None:
+        return None
+    at = alarm.occurred_at or utcnow()
+    changes = occurrence_changes(dict(row._mapping), alarm, at)
+    connection.execute(
+        _occurrence_update(frozenset(changes)),
+        {"ticket": row.id, **{f"new_{name}": value for name, value in changes.items()}},
+    )
+    connection.execute(
+        _ADD_EVENT,
+        {
+            "ticket_id": row.id,
+            "kind": EventKind.occurrence.value,
+            "actor": alarm.source,
+            "detail": {},
+            "at": at,
+        },
+    )
+    return int(row.id)
 
 
 def open_or_update_ticket(session: Session, alarm: Alarm) -> AlarmOutcome:

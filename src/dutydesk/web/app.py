@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
@@ -15,8 +16,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dutydesk import registry
 from dutydesk.db import session_factory
@@ -72,14 +75,26 @@ def _check_every_route_declares_access(app: FastAPI) -> None:
         raise RuntimeError(f"routes without an access declaration: {', '.join(missing)}")
 
 
-def _include_domain_routes(app: FastAPI) -> None:
+def _domain_route_modules() -> Iterator[ModuleType]:
     for domain in registry.DOMAINS:
         try:
-            module = importlib.import_module(f"dutydesk.{domain}.routes")
+            yield importlib.import_module(f"dutydesk.{domain}.routes")
         except ModuleNotFoundError as error:
             if error.name != f"dutydesk.{domain}.routes":
                 raise
-            continue
+
+
+def _include_routes(app: FastAPI) -> None:
+    """Every domain's routes. A domain's `machine_router` (endpoints that machines call many
+    times a second: webhooks, pings) comes before everything else, so matching a request to
+    it does not walk the whole console first."""
+    modules = list(_domain_route_modules())
+    for module in modules:
+        machine_router = getattr(module, "machine_router", None)
+        if machine_router is not None:
+            app.include_router(machine_router)
+    app.include_router(web_routes.router)
+    for module in modules:
         app.include_router(module.router)
 
 
@@ -122,32 +137,59 @@ def _install_error_handlers(app: FastAPI) -> None:
         return render(request, "error.html", {"status": 422, "detail": detail}, status_code=422)
 
 
-def _install_middleware(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _csrf_cookie_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        nonce = getattr(request.state, "csrf_nonce", None)
-        if nonce and not request.cookies.get(CSRF_COOKIE):
-            response.set_cookie(
+# Headers every answer carries unless its handler set them itself.
+_SAFETY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class _CsrfCookieAndMetrics:
+    """Plain ASGI middleware: counts each answer by route, sets the CSRF cookie a page made
+    a nonce for, and adds the safety headers. (Plain ASGI rather than `@app.middleware`:
+    that form runs every request in an extra task with its own streams.)"""
+
+    def __init__(self, app: ASGIApp, metrics: DeskMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._finish(scope, message)
+            await send(message)
+
+        await self.app(scope, receive, answer)
+
+    def _finish(self, scope: Scope, message: Message) -> None:
+        headers = MutableHeaders(scope=message)
+        nonce = scope.get("state", {}).get("csrf_nonce")
+        if nonce and not Request(scope).cookies.get(CSRF_COOKIE):
+            cookie = Response()
+            cookie.set_cookie(
                 CSRF_COOKIE,
                 nonce,
                 httponly=True,
                 samesite="lax",
-                secure=request.url.scheme == "https",
+                secure=scope.get("scheme") == "https",
             )
-        route = request.scope.get("route")
+            headers.append("set-cookie", cookie.headers["set-cookie"])
+        route = scope.get("route")
+        path: str = scope.get("path", "")
         template = getattr(route, "path", None) or (
-            "/static" if request.url.path.startswith("/static/") else "unmatched"
+            "/static" if path.startswith("/static/") else "unmatched"
         )
-        app.state.metrics.http_requests.labels(
-            template, request.method, str(response.status_code)
+        self.metrics.http_requests.labels(
+            template, scope.get("method", ""), str(message["status"])
         ).inc()
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+        for name, value in _SAFETY_HEADERS:
+            if name.decode() not in headers:
+                headers.append(name.decode(), value.decode())
 
 
 def create_app(
@@ -172,8 +214,7 @@ def create_app(
     app.state.records_factory = records_factory or records_session_factory()
     app.state.metrics = DeskMetrics(app.state.session_factory)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(web_routes.router)
-    _include_domain_routes(app)
+    _include_routes(app)
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi(_who: Viewer) -> JSONResponse:
@@ -181,6 +222,6 @@ def create_app(
         return JSONResponse(get_openapi(title=app.title, version=app.version, routes=app.routes))
 
     _install_error_handlers(app)
-    _install_middleware(app)
+    app.add_middleware(_CsrfCookieAndMetrics, metrics=app.state.metrics)
     _check_every_route_declares_access(app)
     return app
