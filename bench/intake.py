@@ -112,7 +112,8 @@ def send(url: str, seconds: float, connections: int, out: multiprocessing.Queue)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="web processes (`--workers`)")
     options = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="dutydesk-bench-intake-"))
@@ -134,7 +135,7 @@ def main() -> None:
     path = "/" + path.split("/", 3)[3]
     port = free_port()
     web = subprocess.Popen(
-        [sys.executable, "-m", "dutydesk", "web", "--port", str(port)],
+        [sys.executable, "-m", "dutydesk", "web", "--port", str(port), "--workers", str(options.workers)],
         env=env,
         start_new_session=True,
     )

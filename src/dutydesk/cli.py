@@ -64,13 +64,20 @@ def up(
 
 
 @app.command()
-def web(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def web(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=32, help="Web processes on the port (DUTYDESK_WEB_WORKERS)."),
+    ] = None,
+) -> None:
     """Run the web process alone (console, API, intake endpoints)."""
     from dutydesk.processes import run_web
 
     _start("web")
     ready_database()
-    run_web(get_settings(), host, port)
+    run_web(get_settings(), host, port, workers)
 
 
 @app.command()

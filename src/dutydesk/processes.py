@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 from dutydesk.settings import Settings
 
@@ -17,21 +18,27 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 15.0
 
 
-def run_web(settings: Settings, host: str, port: int) -> None:
-    """Serve the console and API with uvicorn (blocks)."""
+def run_web(settings: Settings, host: str, port: int, workers: int | None = None) -> None:
+    """Serve the console and API with uvicorn (blocks); `workers` processes share the port
+    (default `DUTYDESK_WEB_WORKERS`)."""
     import uvicorn
 
     from dutydesk.web.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_config=None,
-        server_header=False,
-    )
+    workers = workers or settings.web_workers
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "log_config": None,
+        "server_header": False,
+    }
+    if workers > 1:
+        # Each process builds its own app from the same environment.
+        uvicorn.run("dutydesk.web.app:create_app", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
 
 
 def run_worker(settings: Settings) -> None:

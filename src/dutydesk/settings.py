@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Threads per worker process."
     )
+    web_workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Web processes serving the console, API and intake endpoints on one port. "
+        "More than one spreads a heavy stream of webhooks over several cores; on SQLite their "
+        "intake writes take turns through a lock file beside the database.",
+    )
     log_roots: str = Field(
         default="",
         description="Comma-separated folders and `s3://bucket/prefix` URLs log queries may "

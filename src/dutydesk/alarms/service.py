@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, select, update
+from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,23 +69,28 @@ def _find(session: Session, fingerprint: str) -> Alarm | None:
     )
 
 
+def _new_alarm_values(signal: Signal, fingerprint: str, at: dt.datetime) -> dict[str, Any]:
+    """The columns of the alarm a signal makes on first sight."""
+    return {
+        "fingerprint": fingerprint,
+        "ticket_key": (signal.ticket_key or fingerprint)[:MAX_FINGERPRINT],
+        "integration_id": signal.integration_id,
+        "source": signal.source[:100],
+        "title": " ".join(signal.title.split())[:MAX_TITLE] or fingerprint,
+        "description": signal.description,
+        "severity": tickets.parse_severity(signal.severity),
+        "labels": signal.labels,
+        "annotations": signal.annotations,
+        "state": AlarmState.resolved.value if signal.resolved else AlarmState.firing.value,
+        "first_fired_at": at,
+        "last_fired_at": at,
+        "resolved_at": at if signal.resolved else None,
+        "occurrences": 0 if signal.resolved else 1,
+    }
+
+
 def _new_alarm(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -> Alarm | None:
-    alarm = Alarm(
-        fingerprint=fingerprint,
-        ticket_key=(signal.ticket_key or fingerprint)[:MAX_FINGERPRINT],
-        integration_id=signal.integration_id,
-        source=signal.source[:100],
-        title=" ".join(signal.title.split())[:MAX_TITLE] or fingerprint,
-        description=signal.description,
-        severity=tickets.parse_severity(signal.severity),
-        labels=signal.labels,
-        annotations=signal.annotations,
-        state=AlarmState.resolved.value if signal.resolved else AlarmState.firing.value,
-        first_fired_at=at,
-        last_fired_at=at,
-        resolved_at=at if signal.resolved else None,
-        occurrences=0 if signal.resolved else 1,
-    )
+    alarm = Alarm(**_new_alarm_values(signal, fingerprint, at))
     try:
         with session.begin_nested():
             session.add(alarm)
@@ -217,16 +222,22 @@ def _update(alarm: Alarm, signal: Signal, at: dt.datetime) -> None:
 
 _CURRENT = ("last_fired_at", "title", "labels", "annotations")
 _alarms = cast(Table, Alarm.__table__)
-_FIRING_ALARM = (
+_ALARM = (
     select(
         _alarms.c.id,
+        _alarms.c.state,
         _alarms.c.ticket_key,
         _alarms.c.source,
         *(_alarms.c[name] for name in _CURRENT),
     )
     .where(_alarms.c.fingerprint == bindparam("fingerprint"))
-    .where(_alarms.c.state == AlarmState.firing.value)
     .with_for_update()
+)
+_NEW_ALARM = insert(_alarms).returning(_alarms.c.id)
+_SET_TICKET = (
+    update(_alarms)
+    .where(_alarms.c.id == bindparam("alarm"))
+    .values(ticket_id=bindparam("new_ticket_id"))
 )
 # One update statement per set of changed columns, made once.
 _firing_updates: dict[frozenset[str], Update] = {}
@@ -278,17 +289,16 @@ def _fire_again(session: Session, signal: Signal) -> Landed | None:
         return None
     session.flush()  # the statements below must see, and not be undone by, pending changes
     connection = session.connection()
-    row = connection.execute(_FIRING_ALARM, {"fingerprint": fingerprint}).first()
-    if row is None:
-        return None
+    row = connection.execute(_ALARM, {"fingerprint": fingerprint}).first()
     at = signal.occurred_at or utcnow()
+    if row is None:
+        return _fire_first(session, signal, fingerprint, at)
+    if row.state != AlarmState.firing.value:
+        return None
     changes = firing_changes(dict(row._mapping), signal, at)
     labels = changes.get("labels", row.labels)
-    if signal.check_silences:
-        from dutydesk.alarms.silences import covering_intake, labels_of
-
-        if covering_intake(session, labels_of(labels, row.source, changes["severity"]), at):
-            return None
+    if _silenced(session, signal, labels_of(labels, row.source, changes["severity"]), at):
+        return None
     ticket_id = tickets.add_occurrence_if_open(
         session,
         tickets.Alarm(
@@ -311,6 +321,50 @@ def _fire_again(session: Session, signal: Signal) -> Landed | None:
         },
     )
     return Landed(int(row.id), ticket_id, is_new=False, told=True)
+
+
+def _fire_first(
+    session: Session, signal: Signal, fingerprint: str, at: dt.datetime
+) -> Landed | None:
+    """The first firing of a fingerprint, the short way (as `raise_signal` makes it)."""
+    values = _new_alarm_values(signal, fingerprint, at)
+    connection = session.connection()
+    try:
+        with connection.begin_nested():
+            alarm_id = int(connection.scalar(_NEW_ALARM, values))
+    except IntegrityError:
+        return None  # a concurrent writer made it first: the full way updates theirs
+    labels = labels_of(values["labels"], values["source"], values["severity"])
+    if _silenced(session, signal, labels, at):
+        return Landed(alarm_id, None, is_new=False, told=False)
+    ticket_id, is_new = tickets.land_firing(
+        session,
+        tickets.Alarm(
+            source=values["source"],
+            fingerprint=values["ticket_key"],
+            title=values["title"],
+            description=values["description"],
+            severity=values["severity"],
+            payload=signal.payload or {"labels": values["labels"]},
+            occurred_at=at,
+        ),
+    )
+    connection.execute(_SET_TICKET, {"alarm": alarm_id, "new_ticket_id": ticket_id})
+    return Landed(alarm_id, ticket_id, is_new=is_new, told=True)
+
+
+def labels_of(labels: dict[str, Any], source: str, severity: str) -> dict[str, str]:
+    """The labels silences match an alarm from intake by: its own, plus source and severity."""
+    plain = {str(k): str(v) for k, v in labels.items()}
+    return {**plain, "source": source, "severity": severity}
+
+
+def _silenced(session: Session, signal: Signal, labels: dict[str, str], at: dt.datetime) -> bool:
+    if not signal.check_silences:
+        return False
+    from dutydesk.alarms.silences import covering_intake
+
+    return covering_intake(session, labels, at) is not None
 
 
 def list_alarms(session: Session, *, state: str | None = None, limit: int = 100) -> list[Alarm]:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dutydesk.alarms.models import Alarm, AlarmRule, AlarmState, Silence, SilenceKind
-from dutydesk.alarms.service import land_on_ticket
+from dutydesk.alarms.service import labels_of, land_on_ticket
 from dutydesk.db import session_memo, utcnow
 from dutydesk.settings import get_settings
 from dutydesk.tickets import service as tickets
@@ -79,12 +79,6 @@ def rule_labels(rule: AlarmRule, extra: dict[str, str] | None = None) -> dict[st
         **{str(k): str(v) for k, v in rule.labels.items()},
         **(extra or {}),
     }
-
-
-def labels_of(labels: dict[str, Any], source: str, severity: str) -> dict[str, str]:
-    """The labels silences match an alarm from intake by: its own, plus source and severity."""
-    plain = {str(k): str(v) for k, v in labels.items()}
-    return {**plain, "source": source, "severity": severity}
 
 
 def alarm_labels(alarm: Alarm) -> dict[str, str]:

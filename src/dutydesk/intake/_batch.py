@@ -12,13 +12,17 @@ time.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.db import remembering, transaction
@@ -50,9 +54,12 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
 class BatchWriter:
     """Runs `work(session)` for each request in a shared transaction on its own thread."""
 
-    def __init__(self, factory: sessionmaker[Session], actor: str) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], actor: str, turn_lock: Path | None = None
+    ) -> None:
         self._factory = factory
         self._actor = actor
+        self._turn_lock = turn_lock
         self._queue: queue.SimpleQueue[_Waiting] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -82,14 +89,24 @@ class BatchWriter:
                 self._thread.start()
 
     def _serve(self) -> None:
+        lock = os.open(self._turn_lock, os.O_RDWR | os.O_CREAT, 0o600) if self._turn_lock else None
         while True:
             batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._write(batch)
+            if lock is not None:
+                # Several web processes on one SQLite file take turns here: a process waiting
+                # for this lock wakes the moment it is free, where one waiting on SQLite's own
+                # lock sleeps and polls. Requests that come meanwhile join the turn.
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                self._write(batch)
+            finally:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _write(self, batch: list[_Waiting]) -> None:
         results: list[tuple[Any, BaseException | None]]
@@ -116,9 +133,18 @@ class BatchWriter:
             waiting.loop.call_soon_threadsafe(_settle, waiting.future, value, failure)
 
 
+def turn_lock_for(bind: Engine | Connection) -> Path | None:
+    """The lock file the writers of an SQLite database file take turns by (None otherwise)."""
+    url = bind.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(f"{url.database}.intake-turn")
+
+
 def writer_of(state: Any, factory: sessionmaker[Session], actor: str) -> BatchWriter:
     """The app's batch writer (made on first use, in the event loop's thread)."""
     writer: BatchWriter | None = getattr(state, "intake_writer", None)
     if writer is None:
-        writer = state.intake_writer = BatchWriter(factory, actor)
+        lock = turn_lock_for(factory.kw["bind"])
+        writer = state.intake_writer = BatchWriter(factory, actor, lock)
     return writer

@@ -233,6 +233,74 @@ def add_occurrence_if_open(session: Session, alarm: Alarm) -> int | None:
     return int(row.id)
 
 
+def _new_ticket(
+    fingerprint: str, alarm: Alarm, at: dt.datetime, seen_before_id: int | None
+) -> dict[str, Any]:
+    """The columns of the ticket an alarm opens."""
+    return {
+        "title": _clean_title(alarm.title),
+        "description": alarm.description,
+        "severity": parse_severity(alarm.severity),
+        "status": Status.open.value,
+        "source": alarm.source[:100] or "manual",
+        "fingerprint": fingerprint,
+        "payload": alarm.payload or None,
+        "first_seen_at": at,
+        "last_seen_at": at,
+        "occurrences": 1,
+        "seen_before_id": seen_before_id,
+        "created_by": alarm.source[:200],
+    }
+
+
+def _opened_detail(source: str, seen_before_id: int | None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"source": source}
+    if seen_before_id is not None:
+        detail["seen_before"] = f"{KEY_PREFIX}{seen_before_id}"
+    return detail
+
+
+_LAST_CLOSED = (
+    select(_tickets.c.id)
+    .where(_tickets.c.fingerprint == bindparam("fingerprint"))
+    .where(_tickets.c.status == Status.closed.value)
+    .order_by(_tickets.c.id.desc())
+    .limit(1)
+)
+_OPEN = insert(_tickets).returning(_tickets.c.id)
+
+
+def land_firing(session: Session, alarm: Alarm) -> tuple[int, bool]:
+    """`open_or_update_ticket` for a firing alarm, by plain statements: (the ticket's id,
+    whether it was opened now). Like it, safe under concurrent callers."""
+    for _attempt in range(INSERT_ATTEMPTS):
+        ticket_id = add_occurrence_if_open(session, alarm)
+        if ticket_id is not None:
+            return ticket_id, False
+        fingerprint = alarm.fingerprint.strip()[:MAX_FINGERPRINT]
+        if not fingerprint:
+            raise TicketInputError("the alarm has no fingerprint")
+        at = alarm.occurred_at or utcnow()
+        connection = session.connection()
+        before = connection.scalar(_LAST_CLOSED, {"fingerprint": fingerprint})
+        values = _new_ticket(fingerprint, alarm, at, before)
+        try:
+            with connection.begin_nested():
+                ticket_id = int(connection.scalar(_OPEN, values))
+        except IntegrityError:
+            continue  # someone opened it between our look and our insert: update theirs
+        event = {
+            "ticket_id": ticket_id,
+            "kind": EventKind.opened.value,
+            "actor": alarm.source,
+            "detail": _opened_detail(values["source"], before),
+            "at": at,
+        }
+        connection.execute(_ADD_EVENT, event)
+        return ticket_id, True
+    raise TicketConflict(f"could not land the alarm for fingerprint {alarm.fingerprint!r}")
+
+
 def open_or_update_ticket(session: Session, alarm: Alarm) -> AlarmOutcome:
     """Land an alarm on its ticket: a new fingerprint opens one, the same fingerprint while it
     is open adds an occurrence, after a close it opens a new one "seen before" the old.
@@ -265,29 +333,14 @@ def open_or_update_ticket(session: Session, alarm: Alarm) -> AlarmOutcome:
             _add_occurrence(session, ticket, alarm, at)
             return AlarmOutcome(ticket, is_new=False)
         before = _last_closed_for(session, fingerprint)
-        ticket = Ticket(
-            title=_clean_title(alarm.title),
-            description=alarm.description,
-            severity=parse_severity(alarm.severity),
-            status=Status.open.value,
-            source=alarm.source[:100] or "manual",
-            fingerprint=fingerprint,
-            payload=alarm.payload or None,
-            first_seen_at=at,
-            last_seen_at=at,
-            occurrences=1,
-            seen_before_id=before.id if before else None,
-            created_by=alarm.source[:200],
-        )
+        ticket = Ticket(**_new_ticket(fingerprint, alarm, at, before.id if before else None))
         try:
             with session.begin_nested():
                 session.add(ticket)
                 session.flush()
         except IntegrityError:
             continue  # someone opened it between our look and our insert: update theirs
-        detail: dict[str, Any] = {"source": ticket.source}
-        if before is not None:
-            detail["seen_before"] = before.key
+        detail = _opened_detail(ticket.source, before.id if before else None)
         _event(session, ticket, EventKind.opened, alarm.source, at, **detail)
         return AlarmOutcome(ticket, is_new=True)
     raise TicketConflict(f"could not land the alarm for fingerprint {fingerprint!r}; try again")
