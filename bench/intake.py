@@ -135,7 +135,16 @@ def main() -> None:
     path = "/" + path.split("/", 3)[3]
     port = free_port()
     web = subprocess.Popen(
-        [sys.executable, "-m", "dutydesk", "web", "--port", str(port), "--workers", str(options.workers)],
+        [
+            sys.executable,
+            "-m",
+            "dutydesk",
+            "web",
+            "--port",
+            str(port),
+            "--workers",
+            str(options.workers),
+        ],
         env=env,
         start_new_session=True,
     )

@@ -77,6 +77,16 @@ def test_rolled_back_job_sends_no_message(db: Session, home: Path) -> None:
     assert db.scalars(select(Job)).all() == []
 
 
+def test_a_savepoint_rolled_back_after_a_job_was_queued_keeps_its_message(
+    db: Session, home: Path
+) -> None:
+    service.enqueue(db, "test.record", {"n": 1})
+    savepoint = db.begin_nested()  # e.g. an insert that lost a race and is retried
+    savepoint.rollback()
+    db.commit()
+    assert broker_messages(home) == 1
+
+
 def test_a_job_is_claimed_once_however_many_messages_arrive(
     db: Session, factory: sessionmaker[Session]
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from dutydesk.settings import get_settings
@@ -179,9 +179,12 @@ def _run_before_commit(session: Session) -> None:
         write()
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_before_commit(session: Session) -> None:
-    session.info.pop(_BEFORE_COMMIT, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_before_commit(session: Session, previous: SessionTransaction) -> None:
+    # Only when the whole transaction is rolled back: a savepoint's rollback (a lost insert
+    # race, retried) leaves the rest of the transaction's writes to be made.
+    if previous.parent is None:
+        session.info.pop(_BEFORE_COMMIT, None)
 
 
 def session_memo(session: Session, key: Any, compute: Callable[[], T]) -> T:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from dutydesk import registry
 from dutydesk.db import transaction, utcnow
@@ -81,9 +81,12 @@ def _send_after_commit(session: Session) -> None:
         send(job_id, delay)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous: SessionTransaction) -> None:
+    # Only when the whole transaction is rolled back: jobs queued before a savepoint that
+    # rolled back (a lost insert race, retried) are still to be sent.
+    if previous.parent is None:
+        session.info.pop(_PENDING_KEY, None)
 
 
 def claim(session: Session, job_id: int, worker: str) -> Job | None:

@@ -81,6 +81,9 @@ class Ticket(Base):
         Index("ix_tickets_first_seen_at", "first_seen_at"),
         Index("ix_tickets_closed_at", "closed_at"),
         Index("ix_tickets_source", "source"),
+        # The last closed ticket of a fingerprint ("seen before"), found without a scan of
+        # every closed ticket.
+        Index("ix_tickets_fingerprint_id", "fingerprint", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
