@@ -1,9 +1,10 @@
-"""Intake's writer turns and the short path of a repeated firing.
+"""Intake's writer turns and how a signal lands by id.
 
-`land_signal` makes the same rows as `raise_signal` (and declines the short path whenever
-it does not apply), the batch writer writes several requests in one transaction and falls
-back to one each when a turn fails, the rate limit holds inside one turn, the inbox row is
-written once with its outcome, and the open ticket lookup uses the partial unique index.
+`land_signal` (ids only, no objects loaded for a firing) makes the same rows as
+`raise_signal` (the objects), the batch writer writes several requests in one transaction and
+falls back to one each when a turn fails, the rate limit holds inside one turn (a lost insert
+race included), the inbox row is written once with its outcome, and the open ticket lookup
+uses the partial unique index.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def with_fingerprint(signal: Signal, fingerprint: str) -> Signal:
 
 @pytest.fixture
 def raised(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """`raise_signal` wrapped: the fingerprints it was called for (by `land_signal` or not)."""
+    """`raise_signal` wrapped: the fingerprints it was called for (`land_signal` calls it for
+    resolve signals only)."""
     calls: list[str] = []
     original: RaiseSignal = alarms.raise_signal
 
@@ -157,10 +159,10 @@ def assert_same_rows(db: Session, suffix: str = "") -> dict[str, Any]:
     return short
 
 
-# --- 1. the short path makes the same rows as the ORM path --------------------------------------
+# --- 1. by id or with objects, the same rows ---------------------------------------------------
 
 
-def test_repeats_land_the_same_both_ways_and_take_the_short_path(
+def test_repeats_land_the_same_both_ways_without_loading_objects(
     db: Session, raised: list[str]
 ) -> None:
     later = T0 + dt.timedelta(minutes=10)
@@ -205,9 +207,7 @@ def test_repeats_land_the_same_both_ways_and_take_the_short_path(
         first_ticket = first_ticket or landed.ticket_id
         assert landed.ticket_id == first_ticket
         assert_same_rows(db)
-        if number == 0:
-            raised.clear()  # a first firing may go either way
-    # Every repeat took the short path.
+    # No firing went through `raise_signal` by way of `land_signal`.
     assert raised == []
     rows = assert_same_rows(db)
     assert rows["occurrences"] == 5 and rows["state"] == "firing"
@@ -223,20 +223,28 @@ def test_repeats_land_the_same_both_ways_and_take_the_short_path(
     assert [event[0] for event in ticket["events"]] == ["opened"] + ["occurrence"] * 4
 
 
-def test_fire_again_answers_only_for_a_firing_alarm_with_an_open_ticket(db: Session) -> None:
+def test_land_signal_answers_by_id_through_a_firing_life(db: Session) -> None:
     first = land_signal(db, fire("fp"))
-    again = alarms._fire_again(db, fire("fp", occurred_at=T0 + dt.timedelta(minutes=1)))
+    assert first.is_new and first.told and first.ticket_id is not None
+    again = land_signal(db, fire("fp", occurred_at=T0 + dt.timedelta(minutes=1)))
     assert again == alarms.Landed(first.alarm_id, first.ticket_id, is_new=False, told=True)
     resolving = fire("fp", resolved=True, occurred_at=T0 + dt.timedelta(minutes=2))
-    assert alarms._fire_again(db, resolving) is None
-    land_signal(db, resolving)
-    before = rows_of(db, "fp")
-    assert alarms._fire_again(db, fire("fp", occurred_at=T0 + dt.timedelta(minutes=3))) is None
-    assert rows_of(db, "fp") == before  # declining changed nothing
-    assert before["state"] == "resolved" and before["occurrences"] == 2
+    assert land_signal(db, resolving) == alarms.Landed(
+        first.alarm_id, first.ticket_id, is_new=False, told=True
+    )
+    assert land_signal(db, resolving).told is False  # a repeated resolve tells nobody
+    refired = land_signal(db, fire("fp", occurred_at=T0 + dt.timedelta(minutes=3)))
+    assert refired == alarms.Landed(first.alarm_id, first.ticket_id, is_new=False, told=True)
+    rows = rows_of(db, "fp")
+    assert rows["state"] == "firing" and rows["occurrences"] == 3
+    assert rows["resolved_at"] is None and rows["tickets"][0]["occurrences"] == 3
+    # No alarm or ticket was loaded into the session for the firings.
+    db.expunge_all()
+    land_signal(db, fire("fp", occurred_at=T0 + dt.timedelta(minutes=4)))
+    assert not any(isinstance(item, (Alarm, Ticket)) for item in db.identity_map.values())
 
 
-# --- 2. the short path declines where it does not apply -----------------------------------------
+# --- 2. resolves, re-firings, closed tickets, silences -----------------------------------------
 
 
 def test_a_resolved_signal_lands_as_raise_signal_would(db: Session, raised: list[str]) -> None:
@@ -259,7 +267,7 @@ def test_firing_a_resolved_alarm_again_lands_as_raise_signal_would(
     land_both(db, fire("x", resolved=True, occurred_at=T0 + dt.timedelta(hours=1)))
     raised.clear()
     landed, _ = land_both(db, fire("x", occurred_at=T0 + dt.timedelta(hours=2)))
-    assert raised == ["short"] and landed.told and not landed.is_new
+    assert raised == [] and landed.told and not landed.is_new
     rows = assert_same_rows(db)
     assert rows["state"] == "firing" and rows["resolved_at"] is None
     assert rows["occurrences"] == 2 and rows["tickets"][0]["occurrences"] == 2
@@ -273,7 +281,7 @@ def test_a_closed_ticket_makes_a_new_one_seen_before(db: Session, raised: list[s
         tickets.close_ticket(db, ticket, resolution="fixed", actor="test", at=T0)
     raised.clear()
     landed, outcome = land_both(db, fire("x", occurred_at=T0 + dt.timedelta(minutes=5)))
-    assert raised == ["short"]
+    assert raised == []
     assert landed.is_new and landed.told and outcome.ticket is not None
     rows = assert_same_rows(db)
     old, new = rows["tickets"]
@@ -299,7 +307,7 @@ def test_a_silenced_repeat_is_not_told_to_the_ticket(db: Session, raised: list[s
     landed, outcome = land_both(
         db, fire("x", severity="critical", occurred_at=T0 + dt.timedelta(minutes=5))
     )
-    assert raised == ["short"]
+    assert raised == []
     assert not landed.told and outcome.ticket is None
     assert landed.ticket_id is not None  # the alarm's ticket, not told
     rows = assert_same_rows(db)
@@ -307,10 +315,8 @@ def test_a_silenced_repeat_is_not_told_to_the_ticket(db: Session, raised: list[s
     (ticket,) = rows["tickets"]
     assert ticket["occurrences"] == 1 and ticket["severity"] == "warning"
     assert [event[0] for event in ticket["events"]] == ["opened"]
-    # Out of the silence's labels the short path is taken again.
-    raised.clear()
+    # Out of the silence's labels the ticket is told again.
     land_both(db, fire("x", severity="high", occurred_at=T0 + dt.timedelta(minutes=6)))
-    assert raised == []
     rows = assert_same_rows(db)
     assert rows["occurrences"] == 3 and rows["tickets"][0]["occurrences"] == 2
 
@@ -621,12 +627,14 @@ def test_a_lost_insert_race_inside_a_turn_keeps_the_slots_counted(
     tickets.open_or_update_ticket(db, tickets.Alarm(source="x", fingerprint="raced", title="r"))
     db.commit()
     looked: list[str] = []
-    original = tickets._open_for
+    original = tickets._add_occurrence_if_open
 
-    def late(session: Session, fingerprint: str) -> Ticket | None:
-        # The first look misses the ticket, as if another writer opened it just after.
+    def late(session: Session, alarm: tickets.Alarm, fingerprint: str, at: dt.datetime) -> Any:
+        # The first look misses the ticket, as if another writer opened it just after: the
+        # insert then loses to the unique index, its savepoint rolls back and the retry
+        # finds the ticket.
         looked.append(fingerprint)
-        return None if len(looked) == 1 else original(session, fingerprint)
+        return None if len(looked) == 1 else original(session, alarm, fingerprint, at)
 
     with transaction(factory, immediate=True, actor="intake") as session:
         remembering(session)
@@ -634,13 +642,15 @@ def test_a_lost_insert_race_inside_a_turn_keeps_the_slots_counted(
         assert integration is not None
         taken = [service.take_rate_slot(session, integration, now) for _ in range(3)]
         with monkeypatch.context() as racing:
-            racing.setattr(tickets, "_open_for", late)
+            racing.setattr(tickets, "_add_occurrence_if_open", late)
             tickets.open_or_update_ticket(
                 session, tickets.Alarm(source="x", fingerprint="raced", title="r")
             )
         taken += [service.take_rate_slot(session, integration, now) for _ in range(2)]
     assert taken == [True] * 5 and len(looked) == 2
     db.expire_all()
+    raced = db.scalar(select(Ticket).where(Ticket.fingerprint == "raced"))
+    assert raced is not None and raced.occurrences == 2
     assert service.rate_counts(db, made.integration, since=now) == (5, 0)
 
 
@@ -712,11 +722,11 @@ def test_the_open_ticket_lookups_use_the_partial_unique_index(db: Session) -> No
     values = compiled.construct_params({"fingerprint": "fp"})
     positional = tuple(values[name] for name in compiled.positiontup or ())
     assert "uq_tickets_open_fingerprint" in plan(connection, str(compiled), positional)
-    # The statements as they run: the short path's and the ORM path's lookups.
+    # The statements as they run: a firing's lookup and a resolve's.
     land_signal(db, fire("fp"))
     with statements(connection) as seen:
-        tickets.add_occurrence_if_open(
-            db, tickets.Alarm(source="prometheus", fingerprint="fp", title="t")
+        tickets._add_occurrence_if_open(
+            db, tickets.Alarm(source="prometheus", fingerprint="fp", title="t"), "fp", T0
         )
         tickets._open_for(db, "fp")
     lookups = [(sql, p) for sql, p in seen if sql.lstrip().upper().startswith("SELECT")]

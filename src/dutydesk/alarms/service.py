@@ -125,6 +125,14 @@ def raise_signal(session: Session, signal: Signal) -> SignalOutcome:
     if not fingerprint:
         raise tickets.TicketInputError("the signal has no fingerprint")
     at = signal.occurred_at or utcnow()
+    if not signal.resolved:
+        landed = _fire(session, signal, fingerprint, at)
+        fired = session.get(Alarm, landed.alarm_id, populate_existing=True)
+        assert fired is not None
+        ticket = None
+        if landed.told and landed.ticket_id is not None:
+            ticket = session.get(Ticket, landed.ticket_id, populate_existing=True)
+        return SignalOutcome(fired, ticket, landed.is_new)
     alarm: Alarm | None = None
     created = False
     for _attempt in range(INSERT_ATTEMPTS):
@@ -138,24 +146,19 @@ def raise_signal(session: Session, signal: Signal) -> SignalOutcome:
     if alarm is None:
         raise tickets.TicketConflict(f"could not record the alarm {fingerprint!r}; try again")
     was_firing = not created and alarm.state == AlarmState.firing.value
-    if not created:
-        _update(alarm, signal, at)
-    if signal.resolved and (not was_firing or _others_firing(session, alarm)):
+    if was_firing:
+        alarm.state = AlarmState.resolved.value
+        alarm.resolved_at = at
+    if not was_firing or _others_firing(session, alarm):
         # Nothing to tell the ticket: the alarm was not firing (a repeated or unknown
         # resolve), or another alarm of the same ticket still is.
         return SignalOutcome(alarm, None, is_new=False)
-    if not signal.resolved and signal.check_silences:
-        from dutydesk.alarms.silences import silencing
-
-        if silencing(session, alarm, at) is not None:
-            # Kept firing, not told: when the silence ends, `land_on_ticket` tells it at once.
-            return SignalOutcome(alarm, None, is_new=False)
     return land_on_ticket(
         session,
         alarm,
         at,
         payload=signal.payload,
-        resolved=signal.resolved,
+        resolved=True,
         close_on_resolve=signal.close_on_resolve,
     )
 
@@ -208,18 +211,6 @@ def firing_changes(current: Mapping[str, Any], signal: Signal, at: dt.datetime) 
     return changes
 
 
-def _update(alarm: Alarm, signal: Signal, at: dt.datetime) -> None:
-    if signal.resolved:
-        if alarm.state == AlarmState.firing.value:
-            alarm.state = AlarmState.resolved.value
-            alarm.resolved_at = at
-        return
-    current = {name: getattr(alarm, name) for name in _CURRENT}
-    for name, value in firing_changes(current, signal, at).items():
-        setattr(alarm, name, value)
-    alarm.occurrences += 1
-
-
 _CURRENT = ("last_fired_at", "title", "labels", "annotations")
 _alarms = cast(Table, Alarm.__table__)
 _ALARM = (
@@ -228,6 +219,8 @@ _ALARM = (
         _alarms.c.state,
         _alarms.c.ticket_key,
         _alarms.c.source,
+        _alarms.c.description,
+        _alarms.c.ticket_id,
         *(_alarms.c[name] for name in _CURRENT),
     )
     .where(_alarms.c.fingerprint == bindparam("fingerprint"))
@@ -271,86 +264,72 @@ class Landed:
 
 
 def land_signal(session: Session, signal: Signal) -> Landed:
-    """`raise_signal`, answered by id; the commonest signal (another firing of an alarm that is
-    firing, not silenced, whose ticket is open) takes a short way of plain statements."""
-    repeated = _fire_again(session, signal)
-    if repeated is not None:
-        return repeated
-    outcome = raise_signal(session, signal)
-    told = outcome.ticket is not None
-    ticket_id = outcome.ticket.id if outcome.ticket is not None else outcome.alarm.ticket_id
-    return Landed(outcome.alarm.id, ticket_id, outcome.is_new, told)
-
-
-def _fire_again(session: Session, signal: Signal) -> Landed | None:
-    """The short way of `land_signal`, or None (nothing changed) when it does not apply."""
+    """`raise_signal`, answered by id: a firing signal loads neither alarm nor ticket."""
     fingerprint = signal.fingerprint.strip()[:MAX_FINGERPRINT]
     if signal.resolved or not fingerprint:
-        return None
+        outcome = raise_signal(session, signal)
+        told = outcome.ticket is not None
+        ticket_id = outcome.ticket.id if outcome.ticket is not None else outcome.alarm.ticket_id
+        return Landed(outcome.alarm.id, ticket_id, outcome.is_new, told)
+    return _fire(session, signal, fingerprint, signal.occurred_at or utcnow())
+
+
+def _fire(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -> Landed:
+    """A firing signal, by plain statements: the alarm made or updated (another occurrence, or
+    firing again after a resolve), then, unless a silence covers it, landed on its ticket
+    through `open_or_update_ticket`."""
     session.flush()  # the statements below must see, and not be undone by, pending changes
     connection = session.connection()
-    row = connection.execute(_ALARM, {"fingerprint": fingerprint}).first()
-    at = signal.occurred_at or utcnow()
-    if row is None:
-        return _fire_first(session, signal, fingerprint, at)
-    if row.state != AlarmState.firing.value:
-        return None
-    changes = firing_changes(dict(row._mapping), signal, at)
-    labels = changes.get("labels", row.labels)
-    if _silenced(session, signal, labels_of(labels, row.source, changes["severity"]), at):
-        return None
-    ticket_id = tickets.add_occurrence_if_open(
-        session,
-        tickets.Alarm(
-            source=row.source,
-            fingerprint=row.ticket_key,
-            title=changes["title"],
-            severity=changes["severity"],
-            payload=signal.payload or {"labels": labels},
-            occurred_at=at,
-        ),
-    )
-    if ticket_id is None:
-        return None
-    connection.execute(
-        _firing_update(frozenset(changes)),
-        {
-            "alarm": row.id,
-            "new_ticket_id": ticket_id,
-            **{f"new_{name}": value for name, value in changes.items()},
-        },
-    )
-    return Landed(int(row.id), ticket_id, is_new=False, told=True)
-
-
-def _fire_first(
-    session: Session, signal: Signal, fingerprint: str, at: dt.datetime
-) -> Landed | None:
-    """The first firing of a fingerprint, the short way (as `raise_signal` makes it)."""
-    values = _new_alarm_values(signal, fingerprint, at)
-    connection = session.connection()
-    try:
-        with connection.begin_nested():
-            alarm_id = int(connection.scalar(_NEW_ALARM, values))
-    except IntegrityError:
-        return None  # a concurrent writer made it first: the full way updates theirs
-    labels = labels_of(values["labels"], values["source"], values["severity"])
-    if _silenced(session, signal, labels, at):
-        return Landed(alarm_id, None, is_new=False, told=False)
-    ticket_id, is_new = tickets.land_firing(
-        session,
-        tickets.Alarm(
-            source=values["source"],
-            fingerprint=values["ticket_key"],
-            title=values["title"],
-            description=values["description"],
-            severity=values["severity"],
-            payload=signal.payload or {"labels": values["labels"]},
-            occurred_at=at,
-        ),
-    )
-    connection.execute(_SET_TICKET, {"alarm": alarm_id, "new_ticket_id": ticket_id})
-    return Landed(alarm_id, ticket_id, is_new=is_new, told=True)
+    changes: dict[str, Any] | None = None  # of an alarm that was there (None: made now)
+    for _attempt in range(INSERT_ATTEMPTS):
+        row = connection.execute(_ALARM, {"fingerprint": fingerprint}).first()
+        if row is not None:
+            changes = firing_changes(dict(row._mapping), signal, at)
+            alarm_id, ticket_key, source = int(row.id), row.ticket_key, row.source
+            labels = changes.get("labels", row.labels)
+            description = changes.get("description", row.description)
+            title, severity = changes["title"], changes["severity"]
+            ticket_id: int | None = row.ticket_id
+            break
+        values = _new_alarm_values(signal, fingerprint, at)
+        try:
+            with connection.begin_nested():
+                alarm_id = int(connection.scalar(_NEW_ALARM, values))
+        except IntegrityError:
+            continue  # a concurrent writer made it first: update theirs
+        ticket_key, source, labels = values["ticket_key"], values["source"], values["labels"]
+        title, severity, description = values["title"], values["severity"], values["description"]
+        ticket_id = None
+        break
+    else:
+        raise tickets.TicketConflict(f"could not record the alarm {fingerprint!r}; try again")
+    told = not _silenced(session, signal, labels_of(labels, source, severity), at)
+    is_new = False
+    if told:
+        # Kept firing, not told when silenced: when the silence ends, `land_on_ticket` tells it.
+        outcome = tickets.open_or_update_ticket(
+            session,
+            tickets.Alarm(
+                source=source,
+                fingerprint=ticket_key,
+                title=title,
+                description=description,
+                severity=severity,
+                payload=signal.payload or {"labels": labels},
+                occurred_at=at,
+            ),
+            load=False,
+        )
+        ticket_id, is_new = outcome.ticket_id, outcome.is_new
+    if changes is not None:
+        parameters = {f"new_{name}": value for name, value in changes.items()}
+        connection.execute(
+            _firing_update(frozenset(changes)),
+            {"alarm": alarm_id, "new_ticket_id": ticket_id, **parameters},
+        )
+    elif ticket_id is not None:
+        connection.execute(_SET_TICKET, {"alarm": alarm_id, "new_ticket_id": ticket_id})
+    return Landed(alarm_id, ticket_id, is_new=is_new, told=told)
 
 
 def labels_of(labels: dict[str, Any], source: str, severity: str) -> dict[str, str]:

@@ -76,10 +76,12 @@ class Alarm:
 
 @dataclass(frozen=True)
 class AlarmOutcome:
-    """What an alarm did: the ticket it landed on (None for a resolve nobody was open for)."""
+    """What an alarm did: the ticket it landed on (None for a resolve nobody was open for),
+    loaded unless the caller asked for its id only."""
 
     ticket: Ticket | None
     is_new: bool
+    ticket_id: int | None = None
 
 
 def parse_severity(value: str) -> str:
@@ -162,18 +164,6 @@ def occurrence_changes(current: Mapping[str, Any], alarm: Alarm, at: dt.datetime
     return changes
 
 
-def _add_occurrence(session: Session, ticket: Ticket, alarm: Alarm, at: dt.datetime) -> None:
-    current: dict[str, Any] = {
-        "last_seen_at": ticket.last_seen_at,
-        "payload": ticket.payload,
-        "severity": ticket.severity,
-    }
-    for name, value in occurrence_changes(current, alarm, at).items():
-        setattr(ticket, name, value)
-    ticket.occurrences += 1
-    _event(session, ticket, EventKind.occurrence, alarm.source, at)
-
-
 _tickets = cast(Table, Ticket.__table__)
 _OPEN_TICKET = (
     select(_tickets.c.id, _tickets.c.last_seen_at, _tickets.c.payload, _tickets.c.severity)
@@ -201,20 +191,15 @@ def _occurrence_update(names: frozenset[str]) -> Update:
     return statement
 
 
-def add_occurrence_if_open(session: Session, alarm: Alarm) -> int | None:
-    """Another occurrence of a firing alarm, when its ticket is open: the same change as
-    `open_or_update_ticket` makes then, by plain statements without loading the ticket (the
-    commonest thing intake does). Returns the ticket's id, or None when no ticket of the
-    fingerprint is open (nothing is changed; `open_or_update_ticket` does the rest)."""
-    fingerprint = alarm.fingerprint.strip()[:MAX_FINGERPRINT]
-    if not fingerprint or alarm.resolved:
-        return None
-    session.flush()  # the statements below must see, and not be undone by, pending changes
+def _add_occurrence_if_open(
+    session: Session, alarm: Alarm, fingerprint: str, at: dt.datetime
+) -> int | None:
+    """Another occurrence on the fingerprint's open ticket; its id, or None (nothing changed)
+    when none is open."""
     connection = session.connection()
     row = connection.execute(_OPEN_TICKET, {"fingerprint": fingerprint}).first()
     if row is None:
         return None
-    at = alarm.occurred_at or utcnow()
     changes = occurrence_changes(dict(row._mapping), alarm, at)
     connection.execute(
         _occurrence_update(frozenset(changes)),
@@ -270,17 +255,16 @@ _LAST_CLOSED = (
 _OPEN = insert(_tickets).returning(_tickets.c.id)
 
 
-def land_firing(session: Session, alarm: Alarm) -> tuple[int, bool]:
-    """`open_or_update_ticket` for a firing alarm, by plain statements: (the ticket's id,
-    whether it was opened now). Like it, safe under concurrent callers."""
+def _land_firing(
+    session: Session, alarm: Alarm, fingerprint: str, at: dt.datetime
+) -> tuple[int, bool]:
+    """A firing alarm on its ticket by plain statements, without loading the ticket: (the
+    ticket's id, whether it was opened now)."""
+    session.flush()  # the statements below must see, and not be undone by, pending changes
     for _attempt in range(INSERT_ATTEMPTS):
-        ticket_id = add_occurrence_if_open(session, alarm)
+        ticket_id = _add_occurrence_if_open(session, alarm, fingerprint, at)
         if ticket_id is not None:
             return ticket_id, False
-        fingerprint = alarm.fingerprint.strip()[:MAX_FINGERPRINT]
-        if not fingerprint:
-            raise TicketInputError("the alarm has no fingerprint")
-        at = alarm.occurred_at or utcnow()
         connection = session.connection()
         before = connection.scalar(_LAST_CLOSED, {"fingerprint": fingerprint})
         values = _new_ticket(fingerprint, alarm, at, before)
@@ -298,52 +282,44 @@ def land_firing(session: Session, alarm: Alarm) -> tuple[int, bool]:
         }
         connection.execute(_ADD_EVENT, event)
         return ticket_id, True
-    raise TicketConflict(f"could not land the alarm for fingerprint {alarm.fingerprint!r}")
+    raise TicketConflict(f"could not land the alarm for fingerprint {fingerprint!r}; try again")
 
 
-def open_or_update_ticket(session: Session, alarm: Alarm) -> AlarmOutcome:
+def open_or_update_ticket(session: Session, alarm: Alarm, *, load: bool = True) -> AlarmOutcome:
     """Land an alarm on its ticket: a new fingerprint opens one, the same fingerprint while it
     is open adds an occurrence, after a close it opens a new one "seen before" the old.
 
     A resolve signal adds a timeline event (and closes when the source says so); it never
     opens a ticket. Safe under concurrent callers: the unique index over open tickets refuses
     a second open ticket, and the loser of that race retries as an update.
+
+    A firing alarm is written by plain statements (intake lands hundreds a second); the ticket
+    is loaded afterwards, or with `load=False` only its id is given.
     """
     fingerprint = alarm.fingerprint.strip()[:MAX_FINGERPRINT]
     if not fingerprint:
         raise TicketInputError("the alarm has no fingerprint")
     at = alarm.occurred_at or utcnow()
-    for _attempt in range(INSERT_ATTEMPTS):
-        ticket = _open_for(session, fingerprint)
-        if alarm.resolved:
-            target = ticket or _last_closed_for(session, fingerprint)
-            if target is None:
-                return AlarmOutcome(None, is_new=False)
-            _event(session, target, EventKind.resolved_signal, alarm.source, at)
-            if ticket is not None and alarm.close_on_resolve:
-                close_ticket(
-                    session,
-                    ticket,
-                    resolution=f"resolved by {alarm.source}",
-                    actor=alarm.source,
-                    at=at,
-                )
-            return AlarmOutcome(target, is_new=False)
-        if ticket is not None:
-            _add_occurrence(session, ticket, alarm, at)
-            return AlarmOutcome(ticket, is_new=False)
-        before = _last_closed_for(session, fingerprint)
-        ticket = Ticket(**_new_ticket(fingerprint, alarm, at, before.id if before else None))
-        try:
-            with session.begin_nested():
-                session.add(ticket)
-                session.flush()
-        except IntegrityError:
-            continue  # someone opened it between our look and our insert: update theirs
-        detail = _opened_detail(ticket.source, before.id if before else None)
-        _event(session, ticket, EventKind.opened, alarm.source, at, **detail)
-        return AlarmOutcome(ticket, is_new=True)
-    raise TicketConflict(f"could not land the alarm for fingerprint {fingerprint!r}; try again")
+    if not alarm.resolved:
+        ticket_id, is_new = _land_firing(session, alarm, fingerprint, at)
+        if not load:
+            return AlarmOutcome(None, is_new, ticket_id)
+        loaded = session.get(Ticket, ticket_id, populate_existing=True)
+        return AlarmOutcome(loaded, is_new, ticket_id)
+    ticket = _open_for(session, fingerprint)
+    target = ticket or _last_closed_for(session, fingerprint)
+    if target is None:
+        return AlarmOutcome(None, is_new=False)
+    _event(session, target, EventKind.resolved_signal, alarm.source, at)
+    if ticket is not None and alarm.close_on_resolve:
+        close_ticket(
+            session,
+            ticket,
+            resolution=f"resolved by {alarm.source}",
+            actor=alarm.source,
+            at=at,
+        )
+    return AlarmOutcome(target, is_new=False, ticket_id=target.id)
 
 
 def create_ticket(
