@@ -168,6 +168,7 @@ def _register_domain_commands() -> None:
     from dutydesk.duty.cli import app as duty_app
     from dutydesk.export.cli import app as export_app
     from dutydesk.intake.cli import app as integrations_app
+    from dutydesk.intake.log_sources_cli import app as log_sources_app
     from dutydesk.jobs.cli import app as jobs_app
     from dutydesk.logs.cli import app as logs_app
     from dutydesk.people.cli import tokens_app, users_app
@@ -183,6 +184,7 @@ def _register_domain_commands() -> None:
     app.add_typer(tickets_app, name="tickets")
     app.add_typer(duty_app, name="duty")
     app.add_typer(integrations_app, name="integrations")
+    app.add_typer(log_sources_app, name="log-sources")
     app.add_typer(alarms_app, name="alarms")
 
 

@@ -18,6 +18,7 @@ from dutydesk.intake.models import LogSource
 from dutydesk.logs.formats import FORMATS
 
 MAX_FILES_PER_SCAN = 10_000
+MAX_GLOB_CHARS = 1000  # the column's size
 
 
 class LogSourceError(ValueError):
@@ -30,6 +31,8 @@ def create_log_source(
     """Make a scanned source (its files are counted at the next scan)."""
     if not logs.SOURCE_PATTERN.match(name):
         raise LogSourceError(f"source {name!r} must be letters, digits and ._:/- only")
+    if len(glob) > MAX_GLOB_CHARS:
+        raise LogSourceError(f"the glob is over {MAX_GLOB_CHARS} characters")
     if not Path(glob).is_absolute():
         raise LogSourceError("the glob must be an absolute path, such as /var/log/app/*.log*")
     if fmt != "auto" and fmt not in FORMATS:
@@ -45,6 +48,22 @@ def create_log_source(
 def list_log_sources(session: Session) -> list[LogSource]:
     """Scanned sources by name."""
     return list(session.scalars(select(LogSource).order_by(LogSource.name)))
+
+
+def get_log_source(session: Session, ident: str) -> LogSource:
+    """A source by its name or id; LogSourceError when there is none."""
+    found = session.scalar(select(LogSource).where(LogSource.name == ident))
+    if found is None and ident.isdigit() and int(ident) < 2**62:
+        found = session.get(LogSource, int(ident))
+    if found is None:
+        raise LogSourceError(f"no log source {ident!r}")
+    return found
+
+
+def delete_log_source(session: Session, source: LogSource) -> None:
+    """Stop scanning a source (the lines it counted stay)."""
+    session.delete(source)
+    session.flush()
 
 
 def _new_text(path: Path, seen: dict[str, Any] | None, size: int) -> tuple[str, int] | None:

@@ -159,11 +159,10 @@ def create_log_source(who: Admin, db: Db, body: LogSourceIn) -> LogSourceOut:
 @router.delete("/api/v1/log-sources/{ident}")
 def delete_log_source(_who: Admin, db: Db, ident: str) -> LogSourceOut:
     """Stop scanning a source (its counts stay)."""
-    found = next(
-        (s for s in log_sources.list_log_sources(db) if ident in (s.name, str(s.id))), None
-    )
-    if found is None:
-        raise HTTPException(404, f"no log source {ident!r}")
+    try:
+        found = log_sources.get_log_source(db, ident)
+    except log_sources.LogSourceError as error:
+        raise HTTPException(404, str(error)) from None
     shown = LogSourceOut.model_validate(found)
-    db.delete(found)
+    log_sources.delete_log_source(db, found)
     return shown

@@ -1,5 +1,6 @@
-"""The intake console: the Inbox (list, search by date and text, one item) and the
-integrations (make, rotate, enable or disable, delete)."""
+"""The intake console: the Inbox (list, search by date and text, one item), the
+integrations (make, rotate, enable or disable, delete) and the log sources (add, delete, scan
+now)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
-from dutydesk.intake import service
+from dutydesk.intake import log_sources, service
 from dutydesk.intake.api import inbox_filters
 from dutydesk.intake.models import Kind, Outcome
+from dutydesk.jobs import service as jobs
+from dutydesk.logs.formats import FORMAT_NAMES
 from dutydesk.settings import get_settings
 from dutydesk.tickets._web import caller_name
 from dutydesk.tickets.service import TicketInputError
@@ -22,6 +25,7 @@ from dutydesk.web.templating import render
 router = APIRouter()
 registry.add_nav(registry.NavItem("Inbox", "/inbox", order=55))
 registry.add_nav(registry.NavItem("Integrations", "/integrations", order=56))
+registry.add_nav(registry.NavItem("Log sources", "/log-sources", order=56))
 
 PAGE_SIZE = 50
 Text = Annotated[str | None, Query(max_length=200)]
@@ -125,3 +129,60 @@ def integration_action(
     else:
         raise HTTPException(404, f"unknown action {action!r}")
     return RedirectResponse("/integrations", status_code=303)
+
+
+def _log_sources_page(
+    request: Request, db: Db, *, status_code: int = 200, **extra: Any
+) -> HTMLResponse:
+    return render(
+        request,
+        "intake/log_sources.html",
+        {
+            "sources": log_sources.list_log_sources(db),
+            "formats": [name for name in FORMAT_NAMES if name != "auto"],
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/log-sources", response_class=HTMLResponse)
+def log_sources_page(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
+    """The log archive globs scanned on a schedule and, for admins, a form to add one."""
+    return _log_sources_page(request, db)
+
+
+@router.post("/log-sources", response_class=HTMLResponse)
+async def create_log_source_form(request: Request, who: AdminPage, db: Db) -> Response:
+    """Add a scanned log source from the form; a wrong one is shown with 400."""
+    form = await request.form()
+    fields = {key: str(form.get(key) or "").strip() for key in ("name", "glob", "format")}
+    try:
+        log_sources.create_log_source(
+            db,
+            name=fields["name"],
+            glob=fields["glob"],
+            fmt=fields["format"] or "auto",
+            actor=caller_name(who),
+        )
+    except log_sources.LogSourceError as error:
+        return _log_sources_page(request, db, status_code=400, error=str(error), form=fields)
+    return RedirectResponse("/log-sources", status_code=303)
+
+
+@router.post("/log-sources/scan", response_class=HTMLResponse)
+def scan_log_sources_form(request: Request, _who: AdminPage, db: Db) -> HTMLResponse:
+    """Queue the job `intake.log_scan` now: a worker scans every enabled source."""
+    job = jobs.enqueue(db, "intake.log_scan")
+    return _log_sources_page(request, db, queued=job.id)
+
+
+@router.post("/log-sources/{ident}/delete", response_class=HTMLResponse)
+def delete_log_source_form(_who: AdminPage, db: Db, ident: str) -> Response:
+    """Stop scanning a source (the lines it counted stay)."""
+    try:
+        source = log_sources.get_log_source(db, ident)
+    except log_sources.LogSourceError as error:
+        raise HTTPException(404, str(error)) from None
+    log_sources.delete_log_source(db, source)
+    return RedirectResponse("/log-sources", status_code=303)
