@@ -199,10 +199,14 @@ def test_an_unreadable_file_is_reported_and_the_rest_answered(
     expected = len(independent_lines(generated))
     damaged = log_root / "part0" / "damaged.log.gz"
     damaged.write_bytes(gzip.compress(os.urandom(50_000))[:1000])
+    # The gzip magic, then a compression method that does not exist.
+    corrupt = log_root / "part0" / "corrupt.log.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x63" + os.urandom(200))
     os.symlink(log_root / "gone.log", log_root / "part1" / "dangling.log")
     result = ok("query", str(log_root), "--format", "nginx", "--group-by", "day", "--out", "csv")
     assert sum(int(row["count"]) for row in csv_rows(result)) == expected
     assert f"unreadable: {damaged}: not a readable gzip file" in result.stderr
+    assert f"unreadable: {corrupt}: not a readable gzip file" in result.stderr
     assert "dangling.log" in result.stderr
 
 

@@ -23,6 +23,8 @@ from dutydesk.settings import get_settings
 log = logging.getLogger(__name__)
 RATE_COUNTS_KEPT = dt.timedelta(days=2)
 MESSAGES_PER_POLL = 200
+# Seconds an IMAP server may take to answer before the poll gives up (the next one retries).
+IMAP_TIMEOUT_SECONDS = 60
 
 
 class Mailbox(Protocol):
@@ -42,11 +44,19 @@ def open_mailbox(url: str) -> Iterator[Mailbox]:
     secure = parts.scheme == "imaps"
     port = parts.port or (993 if secure else 143)
     client = (
-        imaplib.IMAP4_SSL(parts.hostname, port) if secure else imaplib.IMAP4(parts.hostname, port)
+        imaplib.IMAP4_SSL(parts.hostname, port, timeout=IMAP_TIMEOUT_SECONDS)
+        if secure
+        else imaplib.IMAP4(parts.hostname, port, timeout=IMAP_TIMEOUT_SECONDS)
     )
     try:
         client.login(unquote(parts.username or ""), unquote(parts.password or ""))
-        client.select(unquote(parts.path.strip("/")) or "INBOX")
+        folder = unquote(parts.path.strip("/")) or "INBOX"
+        status, answer = client.select(folder)
+        if status != "OK":
+            said = b" ".join(part for part in answer if isinstance(part, bytes)).decode(
+                errors="replace"
+            )
+            raise imaplib.IMAP4.error(f"cannot open the IMAP folder {folder!r}: {said}")
         yield client
     finally:
         try:
@@ -67,7 +77,9 @@ def poll_mailbox(session: Session, mailbox: Mailbox, *, limit: int) -> int:
     taken_numbers: list[str] = []
     for number in numbers:
         number_text = number.decode() if isinstance(number, bytes) else str(number)
-        _status, data = mailbox.fetch(number_text, "(RFC822)")
+        # PEEK: a plain RFC822 fetch marks the message seen at once, so a poll that failed
+        # before its commit would leave it seen and never take it.
+        _status, data = mailbox.fetch(number_text, "(BODY.PEEK[])")
         raw = next((part[1] for part in data if isinstance(part, tuple)), None)
         if not isinstance(raw, bytes):
             continue
