@@ -8,7 +8,18 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    Update,
+    bindparam,
+    create_engine,
+    event,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -201,6 +212,28 @@ def session_memo(session: Session, key: Any, compute: Callable[[], T]) -> T:
         memo[key] = compute()
     value: T = memo[key]
     return value
+
+
+_occurrence_updates: dict[tuple[str, frozenset[str]], Update] = {}
+
+
+def occurrence_update(table: Table, names: frozenset[str]) -> Update:
+    """`UPDATE table SET occurrences = occurrences + 1, <name> = :new_<name>, ... WHERE id =
+    :row_id`, made once for each table and set of changed columns (statements made anew for
+    each row cost more than running them)."""
+    key = (table.name, names)
+    statement = _occurrence_updates.get(key)
+    if statement is None:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(
+                occurrences=table.c.occurrences + 1,
+                **{name: bindparam(f"new_{name}") for name in sorted(names)},
+            )
+        )
+        _occurrence_updates[key] = statement
+    return statement
 
 
 def write_phase(session: Session) -> None:

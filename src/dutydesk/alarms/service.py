@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dutydesk.alarms.models import Alarm, AlarmState
-from dutydesk.db import utcnow
+from dutydesk.db import occurrence_update, utcnow
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket
 
@@ -232,24 +232,6 @@ _SET_TICKET = (
     .where(_alarms.c.id == bindparam("alarm"))
     .values(ticket_id=bindparam("new_ticket_id"))
 )
-# One update statement per set of changed columns, made once.
-_firing_updates: dict[frozenset[str], Update] = {}
-
-
-def _firing_update(names: frozenset[str]) -> Update:
-    statement = _firing_updates.get(names)
-    if statement is None:
-        statement = (
-            update(_alarms)
-            .where(_alarms.c.id == bindparam("alarm"))
-            .values(
-                occurrences=_alarms.c.occurrences + 1,
-                ticket_id=bindparam("new_ticket_id"),
-                **{name: bindparam(f"new_{name}") for name in sorted(names)},
-            )
-        )
-        _firing_updates[names] = statement
-    return statement
 
 
 @dataclass(frozen=True)
@@ -322,10 +304,10 @@ def _fire(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -
         )
         ticket_id, is_new = outcome.ticket_id, outcome.is_new
     if changes is not None:
+        changes["ticket_id"] = ticket_id
         parameters = {f"new_{name}": value for name, value in changes.items()}
         connection.execute(
-            _firing_update(frozenset(changes)),
-            {"alarm": alarm_id, "new_ticket_id": ticket_id, **parameters},
+            occurrence_update(_alarms, frozenset(changes)), {"row_id": alarm_id, **parameters}
         )
     elif ticket_id is not None:
         connection.execute(_SET_TICKET, {"alarm": alarm_id, "new_ticket_id": ticket_id})

@@ -374,6 +374,34 @@ def kept_headers(headers: Any) -> dict[str, str]:
     return {name: str(headers[name])[:500] for name in KEPT_HEADERS if name in headers}
 
 
+def _inbox_values(
+    *,
+    source: str,
+    method: str,
+    path: str,
+    client: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    body_bytes: int | None,
+    truncated: bool,
+    integration: Integration | None,
+    received_at: dt.datetime | None,
+) -> dict[str, Any]:
+    """The columns of an inbox item for a request as it came."""
+    return {
+        "received_at": received_at or utcnow(),
+        "source": source[:32],
+        "integration_id": integration.id if integration else None,
+        "method": method[:8],
+        "path": path[:300],
+        "client": (client or None) and client[:100],
+        "headers": headers,
+        "body": body.decode("utf-8", errors="replace"),
+        "body_bytes": len(body) if body_bytes is None else body_bytes,
+        "truncated": truncated,
+    }
+
+
 def record(
     session: Session,
     *,
@@ -390,16 +418,18 @@ def record(
 ) -> InboxItem:
     """Store one inbound request or message as it came, before anything reads it."""
     item = InboxItem(
-        received_at=at or utcnow(),
-        source=source[:32],
-        integration_id=integration.id if integration else None,
-        method=method[:8],
-        path=path[:300],
-        client=(client or None) and client[:100],
-        headers=headers,
-        body=body.decode("utf-8", errors="replace"),
-        body_bytes=len(body) if body_bytes is None else body_bytes,
-        truncated=truncated,
+        **_inbox_values(
+            source=source,
+            method=method,
+            path=path,
+            client=client,
+            headers=headers,
+            body=body,
+            body_bytes=body_bytes,
+            truncated=truncated,
+            integration=integration,
+            received_at=at,
+        ),
         outcome=Outcome.received.value,
     )
     session.add(item)
@@ -430,27 +460,26 @@ def keep(
 ) -> int:
     """Store one inbound request as it came, with what became of it, in one statement;
     returns its inbox id."""
-    inbox_id = session.connection().scalar(
-        _KEEP,
-        {
-            "received_at": received_at,
-            "source": source[:32],
-            "integration_id": integration.id if integration else None,
-            "method": method[:8],
-            "path": path[:300],
-            "client": (client or None) and client[:100],
-            "headers": headers,
-            "body": body.decode("utf-8", errors="replace"),
-            "body_bytes": body_bytes,
-            "truncated": truncated,
-            "outcome": outcome.value,
-            "status_code": status_code,
-            "reason": reason[:2000] if reason else None,
-            "alarm_ids": alarm_ids,
-            "ticket_ids": ticket_ids,
-        },
+    values = _inbox_values(
+        source=source,
+        method=method,
+        path=path,
+        client=client,
+        headers=headers,
+        body=body,
+        body_bytes=body_bytes,
+        truncated=truncated,
+        integration=integration,
+        received_at=received_at,
     )
-    return int(inbox_id)
+    values.update(
+        outcome=outcome.value,
+        status_code=status_code,
+        reason=reason[:2000] if reason else None,
+        alarm_ids=alarm_ids,
+        ticket_ids=ticket_ids,
+    )
+    return int(session.connection().scalar(_KEEP, values))
 
 
 def settle(

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, Update, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dutydesk.db import utcnow
+from dutydesk.db import occurrence_update, utcnow
 from dutydesk.people.models import Role, User
 from dutydesk.tickets._query import TicketFilters, filtered
 from dutydesk.tickets.models import (
@@ -172,23 +172,6 @@ _OPEN_TICKET = (
     .with_for_update()
 )
 _ADD_EVENT = insert(cast(Table, TicketEvent.__table__))
-# One update statement per set of changed columns, made once.
-_occurrence_updates: dict[frozenset[str], Update] = {}
-
-
-def _occurrence_update(names: frozenset[str]) -> Update:
-    statement = _occurrence_updates.get(names)
-    if statement is None:
-        statement = (
-            update(_tickets)
-            .where(_tickets.c.id == bindparam("ticket"))
-            .values(
-                occurrences=_tickets.c.occurrences + 1,
-                **{name: bindparam(f"new_{name}") for name in sorted(names)},
-            )
-        )
-        _occurrence_updates[names] = statement
-    return statement
 
 
 def _add_occurrence_if_open(
@@ -202,8 +185,8 @@ def _add_occurrence_if_open(
         return None
     changes = occurrence_changes(dict(row._mapping), alarm, at)
     connection.execute(
-        _occurrence_update(frozenset(changes)),
-        {"ticket": row.id, **{f"new_{name}": value for name, value in changes.items()}},
+        occurrence_update(_tickets, frozenset(changes)),
+        {"row_id": row.id, **{f"new_{name}": value for name, value in changes.items()}},
     )
     connection.execute(
         _ADD_EVENT,
