@@ -159,9 +159,7 @@ def _handle(
         oversized=oversized,
         handler=handler,
     )
-    inbox_id = service.keep(
-        session,
-        received_at=received_at,
+    arrival = service.Arrival(
         source=source,
         method=inbound.method,
         path=service.masked_path(path, token),
@@ -171,6 +169,11 @@ def _handle(
         body_bytes=size,
         truncated=oversized,
         integration=integration,
+        received_at=received_at,
+    )
+    inbox_id = service.keep(
+        session,
+        arrival,
         outcome=Outcome.rejected if reply.refused else Outcome.accepted,
         status_code=reply.status,
         reason=reply.refused,

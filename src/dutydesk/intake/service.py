@@ -374,32 +374,36 @@ def kept_headers(headers: Any) -> dict[str, str]:
     return {name: str(headers[name])[:500] for name in KEPT_HEADERS if name in headers}
 
 
-def _inbox_values(
-    *,
-    source: str,
-    method: str,
-    path: str,
-    client: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    body_bytes: int | None,
-    truncated: bool,
-    integration: Integration | None,
-    received_at: dt.datetime | None,
-) -> dict[str, Any]:
-    """The columns of an inbox item for a request as it came."""
-    return {
-        "received_at": received_at or utcnow(),
-        "source": source[:32],
-        "integration_id": integration.id if integration else None,
-        "method": method[:8],
-        "path": path[:300],
-        "client": (client or None) and client[:100],
-        "headers": headers,
-        "body": body.decode("utf-8", errors="replace"),
-        "body_bytes": len(body) if body_bytes is None else body_bytes,
-        "truncated": truncated,
-    }
+@dataclass(frozen=True)
+class Arrival:
+    """An inbound request or message as it came (what the inbox keeps of it)."""
+
+    source: str
+    method: str
+    path: str
+    client: str | None
+    headers: dict[str, str]
+    body: bytes
+    body_bytes: int | None = None  # the size seen, when the body was cut (len(body) if None)
+    truncated: bool = False
+    integration: Integration | None = None
+    received_at: dt.datetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The inbox item's columns for it."""
+        body_bytes = len(self.body) if self.body_bytes is None else self.body_bytes
+        return {
+            "received_at": self.received_at or utcnow(),
+            "source": self.source[:32],
+            "integration_id": self.integration.id if self.integration else None,
+            "method": self.method[:8],
+            "path": self.path[:300],
+            "client": (self.client or None) and self.client[:100],
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", errors="replace"),
+            "body_bytes": body_bytes,
+            "truncated": self.truncated,
+        }
 
 
 def record(
@@ -417,21 +421,10 @@ def record(
     at: dt.datetime | None = None,
 ) -> InboxItem:
     """Store one inbound request or message as it came, before anything reads it."""
-    item = InboxItem(
-        **_inbox_values(
-            source=source,
-            method=method,
-            path=path,
-            client=client,
-            headers=headers,
-            body=body,
-            body_bytes=body_bytes,
-            truncated=truncated,
-            integration=integration,
-            received_at=at,
-        ),
-        outcome=Outcome.received.value,
+    arrival = Arrival(
+        source, method, path, client, headers, body, body_bytes, truncated, integration, at
     )
+    item = InboxItem(**arrival.columns(), outcome=Outcome.received.value)
     session.add(item)
     return item
 
@@ -441,17 +434,8 @@ _KEEP = insert(cast(Table, InboxItem.__table__)).returning(InboxItem.__table__.c
 
 def keep(
     session: Session,
+    arrival: Arrival,
     *,
-    received_at: dt.datetime,
-    source: str,
-    method: str,
-    path: str,
-    client: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    body_bytes: int,
-    truncated: bool,
-    integration: Integration | None,
     outcome: Outcome,
     status_code: int,
     reason: str | None,
@@ -460,18 +444,7 @@ def keep(
 ) -> int:
     """Store one inbound request as it came, with what became of it, in one statement;
     returns its inbox id."""
-    values = _inbox_values(
-        source=source,
-        method=method,
-        path=path,
-        client=client,
-        headers=headers,
-        body=body,
-        body_bytes=body_bytes,
-        truncated=truncated,
-        integration=integration,
-        received_at=received_at,
-    )
+    values = arrival.columns()
     values.update(
         outcome=outcome.value,
         status_code=status_code,
