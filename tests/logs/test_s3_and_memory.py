@@ -70,6 +70,61 @@ def test_s3_globs_are_queried_through_httpfs(
     assert sneaky.exit_code == 2
 
 
+def test_a_big_s3_object_is_streamed_not_fetched_whole(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dutydesk.logs import Query, _s3, _sources, run
+
+    line = (
+        '203.0.113.9 - - [23/Nov/2026:10:00:00 +0000] "GET /a/b?c=d HTTP/1.1" {status} 1234 '
+        '"-" "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"\n'
+    )
+    text = "".join(line.format(status=200 + (n % 3) * 100) for n in range(60_000))
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    client.put_object(Bucket=BUCKET, Key="web/big.log.gz", Body=gzip.compress(text.encode()))
+    small = write_access_logs(tmp_path / "local", files=2, lines=30)
+    for path in small:
+        client.upload_file(str(path), BUCKET, f"web/{path.name}")
+    monkeypatch.setenv("DUTYDESK_LOG_ROOTS", f"s3://{BUCKET}/web")
+    clear_caches()
+    # Objects over 16 KiB on the store stream, in chunks of 16 KiB: the big one is about 40 KiB
+    # gzipped, 9 MB of text; the small ones under 1 KiB.
+    monkeypatch.setattr(_sources, "STREAM_BYTES", 16 * 1024)
+    fetched: list[str] = []
+    opened: list[str] = []
+    fetch, open_ = _s3.S3.fetch, _s3.S3.open
+
+    def spy_fetch(self: _s3.S3, urls: list[str]) -> list[bytes | _sources.Problem]:
+        fetched.extend(urls)
+        return fetch(self, urls)
+
+    def spy_open(self: _s3.S3, url: str) -> object:
+        opened.append(url)
+        return open_(self, url)
+
+    monkeypatch.setattr(_s3.S3, "fetch", spy_fetch)
+    monkeypatch.setattr(_s3.S3, "open", spy_open)
+    result = run(Query((f"s3://{BUCKET}/web/*.gz",), format="nginx", group_by=("status",)))
+    counts = dict(
+        zip(
+            result.table.column("status").to_pylist(),
+            result.table.column("count").to_pylist(),
+            strict=True,
+        )
+    )
+    small_lines = 0
+    for path in small:
+        with gzip.open(path, "rt") as handle:
+            small_lines += sum(1 for _ in handle)
+    assert sum(counts.values()) == 60_000 + small_lines
+    assert counts[300] >= 20_000 and counts[400] >= 20_000
+    assert opened == [f"s3://{BUCKET}/web/big.log.gz"]
+    assert f"s3://{BUCKET}/web/big.log.gz" not in fetched
+    assert sorted(fetched) == sorted(f"s3://{BUCKET}/web/{path.name}" for path in small)
+    assert result.report.problems == []
+
+
 MEASURE = textwrap.dedent(
     """
     import resource, sys

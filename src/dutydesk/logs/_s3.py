@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any, BinaryIO
 
 import duckdb
 
 from dutydesk.logs import _engine
-from dutydesk.logs._sources import FileList, Problem, Roots, SourceError
+from dutydesk.logs._sources import STREAM_BYTES, FileList, Problem, Roots, SourceError
 from dutydesk.settings import Settings
-
-FETCH_BATCH = 32  # objects per read_blob call: DuckDB fetches them in parallel
 
 
 def s3_access(settings: Settings) -> _engine.S3Access:
@@ -37,8 +36,10 @@ class S3:
     """S3 listing and reading through DuckDB's httpfs, on a connection limited to the roots."""
 
     def __init__(self, settings: Settings, roots: Roots) -> None:
-        self.connection = _engine.connect(roots, s3=s3_access(settings))
+        self._access = s3_access(settings)
+        self.connection = _engine.connect(roots, s3=self._access)
         self.roots = roots
+        self._fs: Any = None
 
     def list_into(self, pattern: str, found: FileList) -> None:
         base = pattern.split("*", 1)[0].split("?", 1)[0]
@@ -56,11 +57,48 @@ class S3:
             raise SourceError(f"cannot list {pattern}: {error}") from None
         if not rows:
             raise SourceError(f"no files match {pattern}")
+        inside = []
         for (url,) in sorted(rows):
             if self.roots.holds_url(url):
-                found.add(url, 0)
+                inside.append(url)
             else:
                 found.problems.append(Problem(url, "outside the allowed log roots"))
+        sizes = self._sizes(inside)
+        for url in inside:
+            found.add(url, sizes.get(url, 0))
+
+    def _sizes(self, urls: list[str]) -> dict[str, int]:
+        """Each object's size (without reading it: DuckDB asks only for what is projected);
+        an object whose size cannot be had is read whole, as a small one."""
+        if not urls:
+            return {}
+        try:
+            rows = self.connection.execute(
+                "SELECT filename, size FROM read_blob(?)", [urls]
+            ).fetchall()
+        except duckdb.Error:
+            return {}
+        return {name: int(size or 0) for name, size in rows}
+
+    def open(self, url: str) -> BinaryIO:
+        """An object opened for reading as it streams (a big file: never held whole)."""
+        if self._fs is None:
+            import fsspec
+
+            access = self._access
+            client: dict[str, str] = {"region_name": access.region}
+            if access.endpoint:
+                scheme = "https" if access.use_ssl else "http"
+                client["endpoint_url"] = f"{scheme}://{access.endpoint}"
+            self._fs = fsspec.filesystem(
+                "s3",
+                key=access.key_id or None,
+                secret=access.secret or None,
+                token=access.session_token or None,
+                client_kwargs=client,
+            )
+        opened: BinaryIO = self._fs.open(url, "rb", block_size=STREAM_BYTES)
+        return opened
 
     def fetch(self, urls: list[str]) -> list[bytes | Problem]:
         try:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +35,7 @@ from dutydesk.logs.formats import JAVA_EVENTS
 BATCH_BYTES = 2 << 20  # text per Arrow batch: several per window, spread over DuckDB threads
 GROUP_BYTES = 1 << 20  # small files on disk read by one thread task
 STREAM_BYTES = 8 << 20  # files larger than this are read in chunks of this size
+FETCH_GROUP = 32  # small S3 objects fetched together (DuckDB fetches them in parallel)
 SCHEMA = pa.schema([("file_id", pa.int32()), ("line", pa.large_string())])
 GZIP_MAGIC = b"\x1f\x8b"
 # Small files are inflated with ISA-L (isal), about a third faster than zlib on these; what a
@@ -232,13 +233,19 @@ def _read_small(path: str) -> bytes | Problem:
         return Problem(path, f"not a readable gzip file ({error})")
 
 
-def _read_chunks(path: str, problems: list[Problem], progress: Progress | None) -> Iterator[bytes]:
+Opener = Callable[[str], BinaryIO]
+
+
+def _read_chunks(
+    path: str, problems: list[Problem], progress: Progress | None, opener: Opener | None = None
+) -> Iterator[bytes]:
     """A big file in chunks of about STREAM_BYTES, each ending at a newline.
 
-    Progress counts bytes of the file on disk (compressed bytes for a gzip file).
+    Progress counts bytes of the file on disk (compressed bytes for a gzip file). `opener`
+    opens what is not a local path (an S3 object, read as it streams).
     """
     try:
-        with open(path, "rb") as raw:
+        with opener(path) if opener is not None else open(path, "rb") as raw:
             zipped = raw.read(2) == GZIP_MAGIC
             raw.seek(0)
             handle = gzip.GzipFile(fileobj=raw, mode="rb") if zipped else raw
@@ -258,7 +265,7 @@ def _read_chunks(path: str, problems: list[Problem], progress: Progress | None) 
                 yield rest
     except OSError as error:
         problems.append(Problem(path, f"stopped reading: {error.strerror or error}"))
-    except (zlib.error, EOFError) as error:
+    except UNREADABLE_GZIP as error:
         problems.append(Problem(path, f"stopped reading: damaged gzip data ({error})"))
 
 
@@ -353,6 +360,7 @@ class LineStream:
     progress: Progress | None = None
     threads: int = 1  # threads reading small local files
     fetch: Callable[[list[str]], list[bytes | Problem]] | None = None  # reads S3 objects
+    opener: Opener | None = None  # opens a big S3 object to stream it
 
     def _contents(self) -> Iterator[tuple[int, bytes | Problem | None]]:
         """(file id, whole text | problem | None for a big file to stream), in file order.
@@ -362,21 +370,41 @@ class LineStream:
         """
         files = self.files.files
         if self.fetch is not None:
-            for start in range(0, len(files), 32):
-                ids = list(range(start, min(start + 32, len(files))))
-                for i, content in zip(ids, self.fetch([files[i] for i in ids]), strict=True):
-                    if isinstance(content, bytes):
-                        try:
-                            content = _text_of(content)
-                        except UNREADABLE_GZIP as error:
-                            content = Problem(files[i], f"not a readable gzip file ({error})")
-                    yield i, content
+            yield from self._fetched(self.fetch)
             return
         if self.threads <= 1:
             for i, size in enumerate(self.files.sizes):
                 yield i, (_read_small(files[i]) if size <= STREAM_BYTES else None)
             return
         yield from self._contents_in_threads()
+
+    def _fetched(
+        self, fetch: Callable[[list[str]], list[bytes | Problem]]
+    ) -> Iterator[tuple[int, bytes | Problem | None]]:
+        """As `_contents`, for objects fetched (S3): small ones whole, several at once; a big
+        one (listed with its size) left to stream."""
+        files, sizes = self.files.files, self.files.sizes
+        small: list[int] = []
+
+        def flush() -> Iterator[tuple[int, bytes | Problem | None]]:
+            for i, content in zip(small, fetch([files[i] for i in small]), strict=True):
+                if isinstance(content, bytes):
+                    try:
+                        content = _text_of(content)
+                    except UNREADABLE_GZIP as error:
+                        content = Problem(files[i], f"not a readable gzip file ({error})")
+                yield i, content
+            small.clear()
+
+        for i in range(len(files)):
+            if sizes[i] > STREAM_BYTES and self.opener is not None:
+                yield from flush()
+                yield i, None
+                continue
+            small.append(i)
+            if len(small) == FETCH_GROUP:
+                yield from flush()
+        yield from flush()
 
     def _groups(self) -> Iterator[list[int]]:
         """File ids in order, grouped to about GROUP_BYTES on disk; a big file alone."""
@@ -430,7 +458,9 @@ class LineStream:
                 if texts:
                     yield lines_batch(texts, ids)
                     texts, ids, size = [], [], 0
-                chunks = _read_chunks(self.files.files[i], self.files.problems, self.progress)
+                chunks = _read_chunks(
+                    self.files.files[i], self.files.problems, self.progress, self.opener
+                )
                 yield from self._file_batches(chunks, i)
                 continue
             if self.progress:

@@ -282,6 +282,7 @@ def run(
         progress=progress,
         threads=READ_THREADS,
         fetch=s3.fetch if s3 else None,
+        opener=s3.open if s3 else None,
     )
     report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
     connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
