@@ -186,9 +186,9 @@ def test_tick_runs_every_registered_piece_of_due_work(
     ran = service.tick(factory)
     assert {"jobs.sweep", "jobs.prune", "people.prune"} <= set(ran)
     kinds = {job.kind for job in db.scalars(select(Job))}
-    assert kinds == {"jobs.prune", "people.prune", "intake.prune"}
+    assert kinds == {"jobs.prune", "people.prune", "intake.prune", "tickets.prune"}
     service.tick(factory)  # not due again yet
-    assert len(db.scalars(select(Job)).all()) == 3
+    assert len(db.scalars(select(Job)).all()) == 4
 
 
 def test_one_broken_piece_of_due_work_does_not_stop_the_others(

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     export_redrive_delay_seconds: float = Field(
         default=900.0, ge=0, description="Wait before a re-drive of failed tables runs."
     )
+    occurrence_events_keep_days: int = Field(
+        default=90,
+        ge=0,
+        description="Days a ticket keeps the timeline entry of each alarm occurrence; older "
+        "ones are deleted once an hour, while the ticket's count and first and last seen stay "
+        "(0 keeps them for ever). The weekly review's noisiest fingerprints count these.",
+    )
     ticket_stale_days: int = Field(
         default=14,
         ge=1,
@@ -158,6 +165,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest intake request or e-mail kept whole in the inbox; larger ones "
         "get 413 (SMTP 552) and are kept truncated with the reason.",
+    )
+    inbox_keep_days: int = Field(
+        default=90,
+        ge=0,
+        description="Days inbox items are kept; older ones are deleted once an hour (0 keeps "
+        "them for ever).",
     )
     smtp_host: str = Field(
         default="127.0.0.1",

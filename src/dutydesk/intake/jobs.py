@@ -122,15 +122,23 @@ def imap_poll(session: Session, _args: dict[str, Any]) -> dict[str, int]:
 
 @registry.due("intake.prune")
 def enqueue_prune(session: Session) -> None:
-    """Once an hour: forget rate counters older than two days."""
+    """Once an hour: forget rate counters older than two days and inbox items older than
+    DUTYDESK_INBOX_KEEP_DAYS."""
     if jobs.is_due(session, "intake.prune", dt.timedelta(hours=1)):
         jobs.enqueue(session, "intake.prune")
 
 
 @registry.job_kind("intake.prune")
 def prune(session: Session, _args: dict[str, Any]) -> dict[str, int]:
-    """Delete old rate counters."""
-    return {"deleted": service.prune_rate_counts(session, older_than=RATE_COUNTS_KEPT)}
+    """Delete old rate counters and inbox items."""
+    from dutydesk.db import utcnow
+
+    deleted = service.prune_rate_counts(session, older_than=RATE_COUNTS_KEPT)
+    keep_days = get_settings().inbox_keep_days
+    inbox = 0
+    if keep_days:
+        inbox = service.prune_inbox(session, before=utcnow() - dt.timedelta(days=keep_days))
+    return {"deleted": deleted, "inbox_deleted": inbox}
 
 
 @registry.due("intake.log_scan")

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -358,10 +358,29 @@ def rate_counts(
     return int(row[0]), int(row[1])
 
 
+def prune_inbox(session: Session, *, before: dt.datetime, batch: int = 10_000) -> int:
+    """Delete inbox items received before `before`, `batch` at a time (short write locks);
+    returns how many went."""
+    deleted = 0
+    while True:
+        oldest = (
+            select(InboxItem.id)
+            .where(InboxItem.received_at < before)
+            .order_by(InboxItem.received_at)
+            .limit(batch)
+        )
+        done = session.execute(
+            delete(InboxItem).where(InboxItem.id.in_(oldest.scalar_subquery())),
+            execution_options={"synchronize_session": False},
+        )
+        count = int(getattr(done, "rowcount", 0) or 0)
+        deleted += count
+        if count < batch:
+            return deleted
+
+
 def prune_rate_counts(session: Session, *, older_than: dt.timedelta) -> int:
     """Forget counters older than `older_than`; returns how many rows went."""
-    from sqlalchemy import delete
-
     done = session.execute(delete(RateCount).where(RateCount.minute < utcnow() - older_than))
     return int(getattr(done, "rowcount", 0) or 0)
 
