@@ -74,3 +74,35 @@ def test_admins_add_log_sources_through_the_api(client: TestClient, db: Session)
     assert made.status_code == 201, made.text
     listed = client.get("/api/v1/log-sources", headers={"Authorization": f"Bearer {admin}"})
     assert [s["name"] for s in listed.json()] == ["web"]
+
+
+def test_scanned_lines_meet_a_log_deadline_rule(db: Session, tmp_path: Path) -> None:
+    from dutydesk.alarms import rules
+    from dutydesk.alarms.evaluate import decide
+
+    rule = rules.create_rule(
+        db,
+        name="exporter-finished",
+        kind="deadline",
+        actor="t",
+        params={
+            "event": "log",
+            "source": "bridge",
+            "regex": "Finished processing request",
+            "cron": "0 * * * *",
+            "grace_minutes": 10,
+        },
+    )
+    assert decide(db, rule, NOW)[0].firing
+    (tmp_path / "exporter.log").write_text(
+        "2026-11-24 11:05:12,044 INFO  [main] o.s.b.e.Worker - Starting request\n"
+        "2026-11-24 11:05:21,310 INFO  [main] o.s.b.e.Worker - Finished processing request "
+        "in 9 seconds, req-7\n"
+    )
+    source = log_sources.create_log_source(
+        db, name="bridge", glob=str(tmp_path / "*.log"), actor="t", fmt="java"
+    )
+    assert log_sources.scan_source(db, source, NOW)["events"] == 2
+    (decision,) = decide(db, rule, NOW.replace(minute=5))
+    assert not decision.firing
+    assert decision.numbers["last_event_at"].startswith("2026-11-24T11:05:21")

@@ -14,11 +14,9 @@ from dutydesk.alarms.models import AlarmRule, RuleKind
 DURATIONS_KEPT = 50
 
 
-def note_log_lines(session: Session, source: str, messages: list[tuple[dt.datetime, str]]) -> int:
-    """Record matches of enabled log deadline rules for `source` among `messages`."""
-    if not messages:
-        return 0
-    rules = [
+def log_deadline_rules(session: Session, source: str) -> list[AlarmRule]:
+    """The enabled deadline rules waiting for a log line of `source`."""
+    return [
         rule
         for rule in session.scalars(
             select(AlarmRule).where(
@@ -27,6 +25,13 @@ def note_log_lines(session: Session, source: str, messages: list[tuple[dt.dateti
         )
         if rule.params.get("event") == "log" and rule.params.get("source") in (None, "", source)
     ]
+
+
+def note_log_lines(session: Session, source: str, messages: list[tuple[dt.datetime, str]]) -> int:
+    """Record matches of enabled log deadline rules for `source` among `messages`."""
+    if not messages:
+        return 0
+    rules = log_deadline_rules(session, source)
     noted = 0
     for rule in rules:
         pattern = re.compile(rule.params["regex"])

@@ -86,8 +86,12 @@ def _new_text(path: Path, seen: dict[str, Any] | None, size: int) -> tuple[str, 
 
 def scan_source(session: Session, source: LogSource, now: dt.datetime) -> dict[str, Any]:
     """Count the new lines of the source's files; returns what was scanned."""
+    from dutydesk.alarms.watch import log_deadline_rules, note_log_lines
+
     scanned = dict(source.scanned)
     files = events = 0
+    # Each line's time and message are kept only when a deadline rule waits for a log line.
+    watched = bool(log_deadline_rules(session, source.name))
     for name in sorted(globbing.glob(source.glob))[:MAX_FILES_PER_SCAN]:
         path = Path(name)
         try:
@@ -101,8 +105,10 @@ def scan_source(session: Session, source: LogSource, now: dt.datetime) -> dict[s
         if found is not None:
             text, offset = found
             fmt = logs.pick_format(source.format, text)
-            batch = logs.count_text(text, fmt, now)
+            batch = logs.count_text(text, fmt, now, keep=watched)
             events += logs.store_counts(session, source.name, batch)["events"]
+            if watched:
+                note_log_lines(session, source.name, batch.messages)
             files += 1
         else:
             offset = seen["offset"] if seen else st.st_size
