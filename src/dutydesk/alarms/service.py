@@ -285,10 +285,11 @@ def _fire(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -
         break
     else:
         raise tickets.TicketConflict(f"could not record the alarm {fingerprint!r}; try again")
+    # A silenced alarm is kept firing and its ticket not told: when the silence ends,
+    # `land_on_ticket` tells it at once.
     told = not _silenced(session, signal, labels_of(labels, source, severity), at)
     is_new = False
     if told:
-        # Kept firing, not told when silenced: when the silence ends, `land_on_ticket` tells it.
         outcome = tickets.open_or_update_ticket(
             session,
             tickets.Alarm(
