@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -733,3 +734,28 @@ def test_the_open_ticket_lookups_use_the_partial_unique_index(db: Session) -> No
     assert len(lookups) == 2 and all("FROM tickets" in sql for sql, _ in lookups)
     for sql, parameters in lookups:
         assert "uq_tickets_open_fingerprint" in plan(connection, sql, parameters), sql
+
+
+def test_a_caller_gone_with_its_event_loop_does_not_stop_the_writer(
+    factory: sessionmaker[Session],
+) -> None:
+    writer = BatchWriter(factory, "intake")
+    release = threading.Event()
+
+    def slow(session: Session) -> str:
+        release.wait(10)
+        return "late"
+
+    async def give_up() -> None:
+        waiting = asyncio.ensure_future(writer.run(slow, lambda: "alone"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the caller stops waiting, and its loop closes below
+
+    asyncio.run(give_up())
+    release.set()
+
+    async def ask() -> str:
+        return await asyncio.wait_for(writer.run(lambda session: "answered", lambda: "-"), 10)
+
+    assert asyncio.run(ask()) == "answered"
+    assert writer.written == 2

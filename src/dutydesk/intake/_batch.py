@@ -51,6 +51,13 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
+def _answer(waiting: _Waiting, value: Any, error: BaseException | None) -> None:
+    try:
+        waiting.loop.call_soon_threadsafe(_settle, waiting.future, value, error)
+    except RuntimeError:  # its event loop is closed: nobody waits any more
+        log.debug("an intake request's caller is gone")
+
+
 class BatchWriter:
     """Runs `work(session)` for each request in a shared transaction on its own thread."""
 
@@ -104,6 +111,10 @@ class BatchWriter:
                     except queue.Empty:
                         break
                 self._write(batch)
+            except Exception as error:  # the thread must outlive any one turn
+                log.exception("an intake turn failed outside its transaction")
+                for waiting in batch:
+                    _answer(waiting, None, error)
             finally:
                 if lock is not None:
                     fcntl.flock(lock, fcntl.LOCK_UN)
@@ -130,7 +141,7 @@ class BatchWriter:
         self.turns += 1
         self.written += len(batch)
         for waiting, (value, failure) in zip(batch, results, strict=True):
-            waiting.loop.call_soon_threadsafe(_settle, waiting.future, value, failure)
+            _answer(waiting, value, failure)
 
 
 def turn_lock_for(bind: Engine | Connection) -> Path | None:
