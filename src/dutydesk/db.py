@@ -17,11 +17,14 @@ from sqlalchemy import (
     Update,
     bindparam,
     create_engine,
+    delete,
     event,
+    select,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from dutydesk.settings import get_settings
@@ -234,6 +237,21 @@ def occurrence_update(table: Table, names: frozenset[str]) -> Update:
         )
         _occurrence_updates[key] = statement
     return statement
+
+
+def delete_in_batches(
+    session: Session, table: Table, condition: ColumnElement[bool], *, batch: int = 10_000
+) -> int:
+    """Delete the rows of `table` (with an `id` column) matching `condition`, `batch` at a
+    time, so no statement holds the write lock long; returns how many went."""
+    deleted = 0
+    while True:
+        chosen = select(table.c.id).where(condition).limit(batch).scalar_subquery()
+        done = session.execute(delete(table).where(table.c.id.in_(chosen)))
+        count = int(getattr(done, "rowcount", 0) or 0)
+        deleted += count
+        if count < batch:
+            return deleted
 
 
 def write_phase(session: Session) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dutydesk.db import before_commit, memo_of, utcnow
+from dutydesk.db import before_commit, delete_in_batches, memo_of, utcnow
 from dutydesk.intake.models import (
     InboxItem,
     Integration,
@@ -359,24 +359,9 @@ def rate_counts(
 
 
 def prune_inbox(session: Session, *, before: dt.datetime, batch: int = 10_000) -> int:
-    """Delete inbox items received before `before`, `batch` at a time (short write locks);
-    returns how many went."""
-    deleted = 0
-    while True:
-        oldest = (
-            select(InboxItem.id)
-            .where(InboxItem.received_at < before)
-            .order_by(InboxItem.received_at)
-            .limit(batch)
-        )
-        done = session.execute(
-            delete(InboxItem).where(InboxItem.id.in_(oldest.scalar_subquery())),
-            execution_options={"synchronize_session": False},
-        )
-        count = int(getattr(done, "rowcount", 0) or 0)
-        deleted += count
-        if count < batch:
-            return deleted
+    """Delete inbox items received before `before`; returns how many went."""
+    items = cast(Table, InboxItem.__table__)
+    return delete_in_batches(session, items, items.c.received_at < before, batch=batch)
 
 
 def prune_rate_counts(session: Session, *, older_than: dt.timedelta) -> int:

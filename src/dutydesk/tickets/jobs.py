@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from dutydesk import registry
-from dutydesk.db import utcnow
+from dutydesk.db import delete_in_batches, utcnow
 from dutydesk.jobs import service as jobs
 from dutydesk.settings import get_settings
 from dutydesk.tickets.models import EventKind, TicketEvent
@@ -29,21 +29,9 @@ def enqueue_prune(session: Session) -> None:
 def prune_occurrence_events(session: Session, *, before: dt.datetime) -> int:
     """Delete the timeline entries of alarm occurrences older than `before` (every other kind
     of entry stays, and each ticket keeps its count and first and last seen)."""
-    deleted = 0
-    while True:
-        oldest = (
-            select(TicketEvent.id)
-            .where(TicketEvent.kind == EventKind.occurrence.value, TicketEvent.at < before)
-            .limit(BATCH)
-        )
-        done = session.execute(
-            delete(TicketEvent).where(TicketEvent.id.in_(oldest.scalar_subquery())),
-            execution_options={"synchronize_session": False},
-        )
-        count = int(getattr(done, "rowcount", 0) or 0)
-        deleted += count
-        if count < BATCH:
-            return deleted
+    events = cast(Table, TicketEvent.__table__)
+    old = (events.c.kind == EventKind.occurrence.value) & (events.c.at < before)
+    return delete_in_batches(session, events, old, batch=BATCH)
 
 
 @registry.job_kind("tickets.prune")
