@@ -1,9 +1,9 @@
 """Signal intake benchmark: generic JSON alerts over loopback into a desk on SQLite.
 
-Starts the desk as a real process (`dutydesk web`, a fresh home, SQLite, migrated by
-`dutydesk db upgrade`) with one generic integration whose rate limit is out of the way,
+Starts the desk as a real process (`dutydesk web --workers 2`, a fresh home, SQLite, migrated
+by `dutydesk db upgrade`) with one generic integration whose rate limit is out of the way,
 then a second process sends generic JSON alerts to `/hooks/generic/{token}` for 30 seconds
-from several concurrent keep-alive HTTP connections: 10% carry a new fingerprint,
+from 16 concurrent keep-alive HTTP connections: 10% carry a new fingerprint,
 the rest repeat one of the fingerprints seen so far. Afterwards it counts what the desk
 stored: alarms, their occurrences, and accepted inbox items; `lost` is the number of alerts
 answered 202 whose occurrence is not in the database (plus any not answered 202).
@@ -12,7 +12,8 @@ The last line is
 
     intake_alerts_per_s=<int> p99_ms=<float> lost=<int>
 
-Run from the repository root: `.venv/bin/python bench/intake.py [--seconds N] [--connections N]`.
+Run from the repository root:
+`.venv/bin/python bench/intake.py [--seconds N] [--connections N] [--workers N]`.
 """
 
 from __future__ import annotations
