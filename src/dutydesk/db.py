@@ -208,7 +208,7 @@ def session_memo(session: Session, key: Any, compute: Callable[[], T]) -> T:
     For what a short batch of writes only reads (an integration by its token, the silences
     around now): every write of the batch sees it as it stood when the batch first read it.
     """
-    memo: dict[Any, Any] | None = session.info.get(_MEMO)
+    memo = memo_of(session)
     if memo is None:
         return compute()
     if key not in memo:

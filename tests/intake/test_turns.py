@@ -759,3 +759,23 @@ def test_a_caller_gone_with_its_event_loop_does_not_stop_the_writer(
 
     assert asyncio.run(ask()) == "answered"
     assert writer.written == 2
+
+
+def test_a_request_whose_handling_crashes_is_kept_as_failed(
+    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = make_integration(db, "generic")
+
+    def broken(session: Session, signal: Signal) -> alarms.Landed:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr("dutydesk.intake.hooks.land_signal", broken)
+    answer = client.post(made.path or "", json={"title": "disk", "dedup_key": "d1"})
+    assert answer.status_code == 500
+    assert "kept in the inbox" in answer.json()["detail"]
+    db.expire_all()
+    (item,) = db.scalars(select(InboxItem))
+    assert (item.outcome, item.status_code) == ("failed", 500)
+    assert item.reason == "internal error: RuntimeError: the disk is full"
+    assert json.loads(item.body)["dedup_key"] == "d1" and made.token not in item.path
+    assert db.scalar(select(func.count()).select_from(Alarm)) == 0

@@ -189,20 +189,25 @@ def _record_failure(
     factory: sessionmaker[Session], source: str, path: str, inbound: Inbound, error: Exception
 ) -> Reply:
     """Keep a request whose handling failed (its first transaction rolled back)."""
+    arrival = service.Arrival(
+        source=source,
+        method=inbound.method,
+        path=path,
+        client=inbound.client,
+        headers=service.kept_headers(inbound.headers),
+        body=inbound.body,
+    )
     with transaction(factory, immediate=True, actor=ACTOR) as session:
-        item = service.record(
+        service.keep(
             session,
-            source=source,
-            method=inbound.method,
-            path=path,
-            client=inbound.client,
-            headers=service.kept_headers(inbound.headers),
-            body=inbound.body,
+            arrival,
+            outcome=Outcome.failed,
+            status_code=500,
+            reason=f"internal error: {type(error).__name__}: {error}",
+            alarm_ids=[],
+            ticket_ids=[],
         )
-        reason = f"internal error: {type(error).__name__}: {error}"
-        service.settle(item, Outcome.failed, status_code=500, reason=reason)
-        session.flush()
-        return Reply(500, {"detail": "the desk could not handle this; it is kept in the inbox"})
+    return Reply(500, {"detail": "the desk could not handle this; it is kept in the inbox"})
 
 
 async def receive(

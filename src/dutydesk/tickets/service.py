@@ -143,12 +143,8 @@ def _open_for(session: Session, fingerprint: str) -> Ticket | None:
 
 
 def _last_closed_for(session: Session, fingerprint: str) -> Ticket | None:
-    return session.scalar(
-        select(Ticket)
-        .where(Ticket.fingerprint == fingerprint, Ticket.status == Status.closed.value)
-        .order_by(Ticket.id.desc())
-        .limit(1)
-    )
+    ticket_id = session.scalar(_LAST_CLOSED, {"fingerprint": fingerprint})
+    return session.get(Ticket, ticket_id) if ticket_id is not None else None
 
 
 def occurrence_changes(current: Mapping[str, Any], alarm: Alarm, at: dt.datetime) -> dict[str, Any]:
