@@ -27,7 +27,6 @@ from dutydesk.export import _sql, _surveys, _values
 from dutydesk.export._attachments import read_attachments
 from dutydesk.export._columns import (
     Column,
-    Conversion,
     FieldValue,
     app_version_table_columns,
     app_version_table_key,
@@ -201,18 +200,28 @@ RECORD_COLUMNS = {
 
 def _records_source(
     connection: duckdb.DuckDBPyConnection, job: StudyJob
-) -> tuple[str, list[object]]:
-    """A SELECT of the study's records in the window (or the listed ids), with the user scope.
+) -> tuple[str, list[object], bool]:
+    """A SELECT of the study's records in the window (or the listed ids), with the user scope,
+    and whether that scope is still to be filled in from `study_participants`.
 
     SQLite's scanner pushes no filter down, so a window of one study is read through
     `sqlite_query` on the `(study_id, uploaded_on)` index: only that study's rows are read.
+    Its participants (a few thousand rows) are read apart and their scopes set afterwards:
+    SQLite looking each record's participant up, or a join of the wide rows as they stream
+    in, costs a third of the read again.
     """
     columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
     if job.record_ids is None and _sql.store_type(connection) == "sqlite":
         assert job.start_ms is not None and job.end_ms is not None
+        connection.execute(
+            "CREATE OR REPLACE TEMP TABLE study_participants AS "
+            "SELECT health_code, sharing_scope FROM sqlite_query('rs', "
+            "'SELECT health_code, sharing_scope FROM participants WHERE study_id = ?', "
+            "params := row(?::VARCHAR))",
+            [job.study_id],
+        )
         inner = (
-            f"SELECT {columns}, p.sharing_scope AS user_scope FROM records r "
-            "LEFT JOIN participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
+            f"SELECT {columns} FROM records r "
             "WHERE r.study_id = ? AND r.uploaded_on >= ? AND r.uploaded_on < ?"
         )
         typed = ", ".join(
@@ -220,9 +229,11 @@ def _records_source(
             for name, kind in RECORD_COLUMNS.items()
         )
         return (
-            f"SELECT {typed}, user_scope FROM sqlite_query('rs', {quote_literal(inner)}, "
+            f"SELECT {typed}, NULL::VARCHAR AS user_scope "
+            f"FROM sqlite_query('rs', {quote_literal(inner)}, "
             "params := row(?::VARCHAR, ?::BIGINT, ?::BIGINT))",
             [job.study_id, int(job.start_ms), int(job.end_ms)],
+            True,
         )
     where = "r.study_id = ?"
     params: list[object] = [job.study_id]
@@ -242,6 +253,7 @@ def _records_source(
         "LEFT JOIN rs.participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
         f"WHERE {where}",
         params,
+        False,
     )
 
 
@@ -259,7 +271,7 @@ def _load_and_score(
     `data` stays text, parsed here only for its JSON type (a bad document has none) and once
     more per table for its fields; the small JSON columns are parsed here, once.
     """
-    source, params = _records_source(connection, job)
+    source, params, scopes_later = _records_source(connection, job)
     study_ok = (
         "TRUE"
         if job.study_whitelist is None
@@ -290,16 +302,25 @@ def _load_and_score(
                    TRY_CAST(user_substudy_memberships AS JSON) AS user_substudy_memberships),
                TRY(json_type(data)) AS data_type,
                {bad} AS bad_data,
-               {rank} AS effective_rank,
+               NULL::INTEGER AS effective_rank,
                {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
                CASE WHEN schema_id IS NULL OR schema_revision IS NULL
                     THEN 'Default Health Data Record Table'
                     ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
                    AS original_table,
-               {rank} >= {minimum} AND {study_ok} AND {table_ok} AND NOT {bad} AS accepted
+               NULL::BOOLEAN AS accepted
         FROM ({source})
         """,
         params,
+    )
+    if scopes_later:
+        connection.execute(
+            "UPDATE scored SET user_scope = p.sharing_scope FROM study_participants p "
+            "WHERE p.health_code = scored.health_code"
+        )
+    connection.execute(
+        f"UPDATE scored SET effective_rank = {rank}, "
+        f"accepted = {rank} >= {minimum} AND study_ok AND table_ok AND NOT bad_data"
     )
     for column, names in _sql.common_lookups().items():
         values = ", ".join(
@@ -500,28 +521,18 @@ class TableWriter:
                 result.error = problem
                 result.retryable = False
                 return result
-        paths = _sql.field_paths(columns)
-        select = ",\n".join(
-            _sql.column_expression(column, paths, attachment_name=self._attachment_parts).replace(
-                "$export_date", quote_literal(self.job.export_date)
-            )
-            for column in columns
-        )
         if source == "scored":
-            rows_of = _sql.scored_rows(paths, where)
+            query = _sql.table_rows(columns, where, attachment_name=self._attachment_parts)
         else:
-            rows_of = f"SELECT * FROM {source} WHERE {where}"
+            body = ",\n".join(_sql.column_expression(column, {}) for column in columns)
+            query = f"SELECT {body} FROM {source} WHERE {where}"
+        query = query.replace("$export_date", quote_literal(self.job.export_date))
         table_dir = self.warehouse.table_url(self.job.study_id, key)
         final = f"{table_dir}/exportDate={self.job.export_date}/part-{self.job.run_key}.parquet"
         try:
-            self._copy_attachments(columns, paths, rows_of, f"{table_dir}/attachments")
-            rows = self.warehouse.write_parquet(
-                self.connection,
-                # MATERIALIZED: inlined, the parsed field lists would be parsed again for
-                # several of the columns that read them.
-                f"WITH rows_of AS MATERIALIZED ({rows_of}) SELECT {select} FROM rows_of",
-                final,
-            )
+            if source == "scored":
+                self._copy_attachments(columns, where, f"{table_dir}/attachments")
+            rows = self.warehouse.write_parquet(self.connection, query, final)
         except (duckdb.Error, OSError) as error:
             result.error = f"Error writing table {key}: {error}"
             log.exception("export of table %s failed", key)
@@ -529,32 +540,12 @@ class TableWriter:
         result.rows, result.path = rows, final
         return result
 
-    def _copy_attachments(
-        self,
-        columns: list[Column],
-        paths: dict[Any, int],
-        rows_of: str,
-        folder: str,
-    ) -> None:
+    def _copy_attachments(self, columns: list[Column], where: str, folder: str) -> None:
         """Write each attachment a table refers to as a file named by spec §7 (once)."""
-        selects = []
-        for column in columns:
-            source = column.source
-            if isinstance(source, FieldValue) and source.conversion is Conversion.ATTACHMENT:
-                attachment = _sql._field_expression(source, _sql._value(source, paths), column)
-                named = _sql.column_value(column, paths, attachment_name=self._attachment_parts)
-                selects.append(f"SELECT {attachment} AS id, {named} AS name FROM rows_of")
-            elif column.source is not None and column.source.kind == "raw_data":
-                selects.append(
-                    "SELECT nullif(trim(raw_data_attachment_id), '') AS id, "
-                    "nullif(trim(raw_data_attachment_id), '') AS name FROM rows_of"
-                )
-        if not selects:
+        query = _sql.attachment_pairs(columns, where, self._attachment_parts)
+        if query is None:
             return
-        pairs = self.connection.execute(
-            f"WITH rows_of AS MATERIALIZED ({rows_of}) SELECT DISTINCT id, name "
-            f"FROM ({' UNION ALL '.join(selects)}) WHERE id IS NOT NULL ORDER BY name"
-        ).fetchall()
+        pairs = self.connection.execute(query).fetchall()
         targets = {
             attachment_id: f"{folder}/{str(name).replace('/', '_')}"
             for attachment_id, name in pairs

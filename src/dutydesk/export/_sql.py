@@ -33,10 +33,11 @@ from dutydesk.export._columns import (
 
 # HTML's whitespace plus NBSP, as `_values.collapse_whitespace`.
 _SPACE_RUN = "[\t\n\f\r \u00a0]+"
-# ISO timestamps the SQL cast reads exactly as `_values.parse_timestamp` does.
+# ISO timestamps the SQL cast reads exactly as `_values.parse_timestamp` does: the local
+# stamp and its zone as groups 1 and 2 (anything else goes to the Python parser).
 _STRICT_TIMESTAMP = (
-    r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,3})?"
-    r"(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)$"
+    r"^(\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,3})?)"
+    r"(Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)$"
 )
 DOCUMENT_COLUMNS = {Document.DATA: "data", Document.USER_METADATA: "user_metadata"}
 PARQUET_TYPES = {
@@ -149,14 +150,15 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             WHEN NOT regexp_matches(s, '[\\x{{10000}}-\\x{{10FFFF}}]') THEN left(s, n)
             WHEN 2 * length(s) <= n THEN s
             ELSE dd_sanitize_py(s, n) END;
-        CREATE OR REPLACE MACRO dd_clean(s, n) AS dd_let(s, x -> CASE
+        CREATE OR REPLACE MACRO dd_clean_column(x, n) AS CASE
             WHEN x IS NULL THEN NULL
             WHEN NOT regexp_matches(x, '[<&\\t\\n\\f\\r\\x{{a0}}]|  |^ | $') THEN dd_cut(x, n)
             WHEN NOT regexp_matches(x, '[<&\\t\\n\\f\\r\\x{{a0}}]|  ')
                 THEN dd_let(trim(x, ' '), c -> dd_cut(c, n))
             WHEN contains(x, '<') OR contains(x, '&') THEN dd_sanitize_py(x, n)
             ELSE dd_let(trim(regexp_replace(x, '{_SPACE_RUN}', ' ', 'g'), ' '), c -> dd_cut(c, n))
-            END);
+            END;
+        CREATE OR REPLACE MACRO dd_clean(s, n) AS dd_let(s, x -> dd_clean_column(x, n));
         CREATE OR REPLACE MACRO dd_attachment_text(a) AS (
             SELECT CASE WHEN content IS NOT NULL THEN decode(content)
                         ELSE dd_read_text_py(path) END
@@ -164,96 +166,140 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE MACRO dd_attachment_file(a, field, prefix, suffix) AS CASE
             WHEN a IS NULL THEN NULL WHEN ends_with(a, field) THEN a
             ELSE prefix || a || suffix END;
-        CREATE OR REPLACE MACRO dd_text(v) AS CASE json_type(v)
-            WHEN 'VARCHAR' THEN v ->> '$'
+        CREATE OR REPLACE MACRO dd_text(t, s) AS CASE t
+            WHEN 'VARCHAR' THEN s
             WHEN 'NULL' THEN NULL
-            WHEN 'BOOLEAN' THEN v::VARCHAR
-            WHEN 'BIGINT' THEN v::VARCHAR
-            ELSE dd_json_text_py(v::VARCHAR) END;
-        CREATE OR REPLACE MACRO dd_choices(v) AS CASE WHEN json_type(v) = 'ARRAY' THEN
+            WHEN 'BOOLEAN' THEN s
+            WHEN 'BIGINT' THEN s
+            ELSE dd_json_text_py(s) END;
+        CREATE OR REPLACE MACRO dd_choices(v) AS
             list_transform(CAST(v AS JSON[]), e -> CASE json_type(e)
                 WHEN 'VARCHAR' THEN e ->> '$'
                 WHEN 'BOOLEAN' THEN e::VARCHAR
                 WHEN 'BIGINT' THEN e::VARCHAR
                 WHEN 'NULL' THEN 'null'
-                ELSE dd_json_text_py(e::VARCHAR) END) END;
-        CREATE OR REPLACE MACRO dd_ts_ms(v) AS CASE
-            WHEN json_type(v) = 'VARCHAR' THEN CASE
-                WHEN regexp_matches(v ->> '$', '{_STRICT_TIMESTAMP}')
-                THEN epoch_ms(TRY_CAST(regexp_replace(v ->> '$', '([+-]\\d{{2}})(\\d{{2}})$',
-                    '\\1:\\2') AS TIMESTAMPTZ))
-                ELSE dd_timestamp_py(v ->> '$') END
-            WHEN json_type(v) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(v::VARCHAR AS BIGINT)
-            WHEN json_type(v) = 'DOUBLE' THEN TRY_CAST(trunc(v::DOUBLE) AS BIGINT) END;
-        CREATE OR REPLACE MACRO dd_ts_tz(v) AS CASE
-            WHEN json_type(v) = 'VARCHAR' THEN CASE
-                WHEN NOT regexp_matches(v ->> '$', '{_STRICT_TIMESTAMP}')
-                THEN dd_timezone_py(v ->> '$')
-                WHEN ends_with(v ->> '$', 'Z') THEN '+0000'
-                ELSE replace(regexp_extract(v ->> '$', '[+-]\\d{{2}}:?\\d{{2}}$'), ':', '') END
-            WHEN json_type(v) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                AND dd_ts_ms(v) IS NOT NULL THEN '+0000' END;
+                ELSE dd_json_text_py(e::VARCHAR) END);
+        CREATE OR REPLACE MACRO dd_choice_list(t, s) AS CASE WHEN t = 'ARRAY' THEN CASE
+            WHEN list_bool_and(list_transform(json_type(s, '$[*]'), e -> e = 'VARCHAR'))
+            THEN s ->> '$[*]'
+            ELSE dd_choices(s) END END;
+        CREATE OR REPLACE MACRO dd_stamp(t, s) AS CASE WHEN t = 'VARCHAR'
+            THEN regexp_extract(s, '{_STRICT_TIMESTAMP}', ['stamp', 'zone']) END;
+        CREATE OR REPLACE MACRO dd_ts_ms(t, s, m) AS CASE
+            WHEN t = 'VARCHAR' THEN CASE
+                WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(m.stamp || CASE
+                    WHEN m.zone = 'Z' THEN '+00:00'
+                    WHEN length(m.zone) = 5 THEN m.zone[1:3] || ':' || m.zone[4:5]
+                    ELSE m.zone END AS TIMESTAMPTZ))
+                ELSE dd_timestamp_py(s) END
+            WHEN t IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(s AS BIGINT)
+            WHEN t = 'DOUBLE' THEN TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT) END;
+        CREATE OR REPLACE MACRO dd_ts_tz(t, s, m) AS CASE
+            WHEN t = 'VARCHAR' THEN CASE
+                WHEN m.stamp = '' THEN dd_timezone_py(s)
+                WHEN m.zone = 'Z' THEN '+0000'
+                ELSE replace(m.zone, ':', '') END
+            WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                AND dd_ts_ms(t, s, m) IS NOT NULL THEN '+0000' END;
         """
     )
 
 
+FieldSource = FieldValue | ChoiceSelected | OtherChoices | TimestampMillis | TimestampZone
+AttachmentName = Callable[[Column], tuple[str, str]]
+
+
 def field_paths(columns: Iterable[Column]) -> dict[tuple[Document, str], int]:
-    """Each (document, field) the columns read, numbered for one `json_extract` per document."""
+    """Each (document, field) the columns read, numbered for one parse per document."""
     numbered: dict[tuple[Document, str], int] = {}
     for column in columns:
         source = column.source
-        if isinstance(
-            source, FieldValue | ChoiceSelected | OtherChoices | TimestampMillis | TimestampZone
-        ):
+        if isinstance(source, FieldSource):
             key = (source.document, source.field)
             numbered.setdefault(key, len([k for k in numbered if k[0] is source.document]) + 1)
     return numbered
 
 
-def document_lists(paths: dict[tuple[Document, str], int]) -> list[str]:
-    """Select items that parse each document once into a list of its fields' JSON values."""
+def _field(source: FieldSource, paths: dict[tuple[Document, str], int], part: str) -> str:
+    """The column holding `part` of a field's value: its JSON `type`, its `text` (a string's
+    value, any other value's JSON), its `choices`, its `stamp` or its `string`."""
+    index = paths[(source.document, source.field)]
+    return quote_name(f"{DOCUMENT_COLUMNS[source.document]}.{index}.{part}")
+
+
+def _document_lists(paths: dict[tuple[Document, str], int]) -> list[str]:
+    """Select items parsing each document twice in all, whatever the number of its fields:
+    once for the JSON types of the fields, once for their texts."""
     items = []
     for document, column in DOCUMENT_COLUMNS.items():
         fields = sorted((index, field) for (doc, field), index in paths.items() if doc is document)
         if fields:
             listed = ", ".join(quote_literal(json_path(field)) for _, field in fields)
             kind = "data_type" if document is Document.DATA else f"json_type({column})"
+            for function, part in (("json_type", "types"), ("json_extract_string", "texts")):
+                items.append(
+                    f"CASE WHEN {kind} = 'OBJECT' THEN {function}({column}, [{listed}]) END "
+                    f"AS {quote_name(f'{column}.{part}')}"
+                )
+    return items
+
+
+def _field_columns(paths: dict[tuple[Document, str], int]) -> list[str]:
+    """Each field's type and text as columns of their own, out of the documents' lists."""
+    items = []
+    for (document, _field_name), index in sorted(paths.items(), key=lambda item: item[1]):
+        column = DOCUMENT_COLUMNS[document]
+        for part, listed in (("type", "types"), ("text", "texts")):
             items.append(
-                f"CASE WHEN {kind} = 'OBJECT' "
-                f"THEN json_extract({column}, [{listed}]) END AS {column}_values"
+                f"{quote_name(f'{column}.{listed}')}[{index}] "
+                f"AS {quote_name(f'{column}.{index}.{part}')}"
             )
     return items
 
 
-def _value(
-    source: FieldValue | ChoiceSelected | OtherChoices | TimestampMillis | TimestampZone,
-    paths: dict[tuple[Document, str], int],
+def _field_parts(columns: Iterable[Column], paths: dict[tuple[Document, str], int]) -> list[str]:
+    """What several columns of one field share, worked out once: the selected choices of a
+    multi-choice field, the matched parts of a timestamp, a string's text."""
+    parts: dict[str, str] = {}
+    for column in columns:
+        source = column.source
+        if not isinstance(source, FieldSource):
+            continue
+        kind, text = _field(source, paths, "type"), _field(source, paths, "text")
+        if isinstance(source, ChoiceSelected | OtherChoices):
+            parts[_field(source, paths, "choices")] = f"dd_choice_list({kind}, {text})"
+        elif isinstance(source, TimestampMillis | TimestampZone):
+            parts[_field(source, paths, "stamp")] = f"dd_stamp({kind}, {text})"
+        elif source.conversion is Conversion.STRING:
+            parts[_field(source, paths, "string")] = f"dd_text({kind}, {text})"
+    return [f"{expression} AS {name}" for name, expression in parts.items()]
+
+
+def _field_expression(
+    source: FieldValue, paths: dict[tuple[Document, str], int], column: Column
 ) -> str:
-    return f"{DOCUMENT_COLUMNS[source.document]}_values[{paths[(source.document, source.field)]}]"
-
-
-def _field_expression(source: FieldValue, value: str, column: Column) -> str:
+    kind, text = _field(source, paths, "type"), _field(source, paths, "text")
     match source.conversion:
         case Conversion.BOOLEAN:
-            return f"CASE WHEN json_type({value}) = 'BOOLEAN' THEN {value}::VARCHAR = 'true' END"
+            return f"CASE WHEN {kind} = 'BOOLEAN' THEN {text} = 'true' END"
         case Conversion.DOUBLE:
-            number = f"TRY_CAST({value}::VARCHAR AS DOUBLE)"
+            number = f"TRY_CAST({text} AS DOUBLE)"
             return (
-                f"CASE WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') "
+                f"CASE WHEN {kind} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') "
                 f"AND isfinite({number}) THEN {number} END"
             )
         case Conversion.INTEGER:
             return (
-                f"CASE WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'HUGEINT') "
-                f"THEN TRY_CAST({value}::VARCHAR AS BIGINT) "
-                f"WHEN json_type({value}) = 'DOUBLE' "
-                f"THEN TRY_CAST(trunc(TRY_CAST({value}::VARCHAR AS DOUBLE)) AS BIGINT) END"
+                f"CASE WHEN {kind} IN ('BIGINT', 'UBIGINT', 'HUGEINT') "
+                f"THEN TRY_CAST({text} AS BIGINT) "
+                f"WHEN {kind} = 'DOUBLE' "
+                f"THEN TRY_CAST(trunc(TRY_CAST({text} AS DOUBLE)) AS BIGINT) END"
             )
         case Conversion.STRING:
             limit = "NULL" if source.max_length is None else str(source.max_length)
-            return f"dd_clean(dd_text({value}), {limit})"
+            return f"dd_clean_column({_field(source, paths, 'string')}, {limit})"
         case Conversion.ATTACHMENT | Conversion.LARGE_TEXT:
-            attachment = f"CASE WHEN json_type({value}) = 'VARCHAR' THEN {value} ->> '$' END"
+            attachment = f"CASE WHEN {kind} = 'VARCHAR' THEN {text} END"
             if source.conversion is Conversion.LARGE_TEXT:
                 return f"dd_clean(dd_attachment_text({attachment}), NULL)"
             return attachment
@@ -268,8 +314,8 @@ PRECOMPUTED_COMMON: dict[str, str] = {
     "THEN dd_clean(metadata ->> '$.appVersion', 48) END",
     "phoneInfo": "CASE WHEN json_type(metadata, '$.phoneInfo') = 'VARCHAR' "
     "THEN dd_clean(metadata ->> '$.phoneInfo', 48) END",
-    "externalId": "dd_clean(user_external_id, 128)",
-    "validationErrors": "dd_clean(validation_errors, NULL)",
+    "externalId": "dd_clean_column(user_external_id, 128)",
+    "validationErrors": "dd_clean_column(validation_errors, NULL)",
     "dataGroups": "CASE WHEN json_type(user_data_groups) = 'ARRAY' THEN nullif(array_to_string("
     "list_sort(list_distinct(CAST(user_data_groups AS VARCHAR[]))), ','), '') END",
     "substudyMemberships": "CASE WHEN json_type(user_substudy_memberships) = 'OBJECT' "
@@ -309,26 +355,6 @@ def lookup_table(column: str) -> str:
     return f"lookup_{column}"
 
 
-def scored_rows(paths: dict[tuple[Document, str], int], where: str) -> str:
-    """The scored records `where` holds, with their common values and parsed field lists.
-
-    The record's text is read through its field lists only, so it is not carried further.
-    """
-    items = ["scored.* EXCLUDE (data)"]
-    joins = []
-    for column, names in common_lookups().items():
-        table = lookup_table(column)
-        items += [f"{table}.{precomputed_column(name)}" for name in names]
-        joins.append(f"LEFT JOIN {table} ON {table}.value = scored.{column}")
-    items += [
-        f"{expression} AS {precomputed_column(name)}"
-        for name, expression in PRECOMPUTED_COMMON.items()
-        if name not in COMMON_BY_DISTINCT
-    ]
-    items += document_lists(paths)
-    return f"SELECT {', '.join(items)} FROM scored {' '.join(joins)} WHERE {where}"
-
-
 COMMON_EXPRESSIONS: dict[str, str] = {
     "recordId": "id",
     "uploadDate": "$export_date",
@@ -340,13 +366,131 @@ COMMON_EXPRESSIONS: dict[str, str] = {
     "dayInStudy": "day_in_study",
     "recordUploadedOn": "TRY_CAST(epoch_ms(uploaded_on) AS TIMESTAMP)",
 }
+# The record columns each kind of column reads, carried from `scored` into a table's rows.
+_RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "recordId": ("id",),
+    "healthCode": ("health_code",),
+    "createdOn": ("created_on",),
+    "createdOnTimeZone": ("created_on_time_zone",),
+    "userSharingScope": ("user_sharing_scope",),
+    "dayInStudy": ("day_in_study",),
+    "recordUploadedOn": ("uploaded_on",),
+    RawData.kind: ("raw_data_attachment_id",),
+    RawMetadata.kind: ("user_metadata",),
+    OriginalTable.kind: ("original_table",),
+}
+
+
+def _carried(columns: Iterable[Column]) -> tuple[list[str], list[str]]:
+    """The `scored` columns, lookup columns and per-row common values the columns read, with
+    the joins of the lookups."""
+    record: dict[str, None] = {}
+    wanted: set[str] = set()
+    for column in columns:
+        source = column.source
+        if isinstance(source, CommonValue):
+            wanted.add(source.name)
+            names = _RECORD_COLUMNS.get(source.name, ())
+        else:
+            names = _RECORD_COLUMNS.get(source.kind, ()) if source is not None else ()
+        record.update(dict.fromkeys(names))
+    items = [f"scored.{name}" for name in record]
+    joins = []
+    for by, lookup_names in common_lookups().items():
+        used = [name for name in lookup_names if name in wanted]
+        if used:
+            table = lookup_table(by)
+            items += [f"{table}.{precomputed_column(name)}" for name in used]
+            joins.append(f"LEFT JOIN {table} ON {table}.value = scored.{by}")
+    items += [
+        f"{expression} AS {precomputed_column(name)}"
+        for name, expression in PRECOMPUTED_COMMON.items()
+        if name not in COMMON_BY_DISTINCT and name in wanted
+    ]
+    return items, joins
+
+
+def table_rows(
+    columns: list[Column],
+    where: str,
+    *,
+    attachment_name: AttachmentName | None = None,
+    select: Callable[[list[Column], dict[tuple[Document, str], int]], str] | None = None,
+) -> str:
+    """The SELECT of a table's rows out of `scored`: its columns, named and typed.
+
+    The scored rows `where` holds are read once into `rows_of` (materialized) with only what
+    the columns need: record columns, common values, and each document parsed twice for all
+    its fields' types and texts. Each field's shared parts are then worked out once, and each
+    column is a cheap expression over them. `select` makes another SELECT over the same parts.
+    """
+    paths = field_paths(columns)
+    items, joins = _carried(columns)
+    items += _document_lists(paths)
+    if not items:
+        items = ["scored.id"]
+    stages = [
+        f"rows_of AS MATERIALIZED (SELECT {', '.join(items)} FROM scored {' '.join(joins)} "
+        f"WHERE {where})"
+    ]
+    last = "rows_of"
+    for name, stage_items in (
+        ("fields_of", _field_columns(paths)),
+        ("parts_of", _field_parts(columns, paths)),
+    ):
+        if stage_items:
+            stages.append(f"{name} AS (SELECT *, {', '.join(stage_items)} FROM {last})")
+            last = name
+    if select is None:
+        body = ",\n".join(
+            column_expression(column, paths, attachment_name=attachment_name) for column in columns
+        )
+        select_sql = f"SELECT {body} FROM {last}"
+    else:
+        select_sql = select(columns, paths).replace("$rows", last)
+    return f"WITH {', '.join(stages)} {select_sql}"
+
+
+def attachment_pairs(
+    columns: list[Column], where: str, attachment_name: AttachmentName
+) -> str | None:
+    """A SELECT of the distinct (attachment id, exported file name) pairs a table's rows refer
+    to, ordered by name; None when the table has no attachment column."""
+    wanted = [
+        column
+        for column in columns
+        if (
+            isinstance(column.source, FieldValue)
+            and column.source.conversion is Conversion.ATTACHMENT
+        )
+        or isinstance(column.source, RawData)
+    ]
+    if not wanted:
+        return None
+
+    def pairs(chosen: list[Column], paths: dict[tuple[Document, str], int]) -> str:
+        selects = []
+        for column in chosen:
+            source = column.source
+            if isinstance(source, FieldValue):
+                attachment = _field_expression(source, paths, column)
+                named = column_value(column, paths, attachment_name=attachment_name)
+            else:
+                attachment = named = "nullif(trim(raw_data_attachment_id), '')"
+            selects.append(f"SELECT {attachment} AS id, {named} AS name FROM $rows")
+        return (
+            f"SELECT DISTINCT id, name FROM ({' UNION ALL '.join(selects)}) "
+            "WHERE id IS NOT NULL ORDER BY name"
+        )
+
+    return table_rows(wanted, where, select=pairs)
 
 
 def column_expression(
     column: Column,
     paths: dict[tuple[Document, str], int],
     *,
-    attachment_name: Callable[[Column], tuple[str, str]] | None = None,
+    attachment_name: AttachmentName | None = None,
 ) -> str:
     """The SQL expression of one exported column, cast to its Parquet type, named as it."""
     value = column_value(column, paths, attachment_name=attachment_name)
@@ -357,31 +501,33 @@ def column_value(
     column: Column,
     paths: dict[tuple[Document, str], int],
     *,
-    attachment_name: Callable[[Column], tuple[str, str]] | None = None,
+    attachment_name: AttachmentName | None = None,
 ) -> str:
     """The SQL expression of one exported column's value, cast to its Parquet type."""
     source = column.source
     if isinstance(source, CommonValue):
         expression = COMMON_EXPRESSIONS[source.name]
     elif isinstance(source, FieldValue):
-        expression = _field_expression(source, _value(source, paths), column)
+        expression = _field_expression(source, paths, column)
         if source.conversion is Conversion.ATTACHMENT and attachment_name is not None:
             prefix, suffix = attachment_name(column)
             expression = _named_attachment(expression, source.field, prefix, suffix)
     elif isinstance(source, ChoiceSelected):
-        value = _value(source, paths)
-        expression = f"list_contains(dd_choices({value}), {quote_literal(source.answer)})"
+        choices = _field(source, paths, "choices")
+        expression = f"list_contains({choices}, {quote_literal(source.answer)})"
     elif isinstance(source, OtherChoices):
         answers = ", ".join(quote_literal(answer) for answer in source.answers) or "NULL"
         expression = (
             f"nullif(array_to_string(list_sort(list_distinct(list_filter("
-            f"dd_choices({_value(source, paths)}), e -> NOT list_contains([{answers}], e)))), "
+            f"{_field(source, paths, 'choices')}, e -> NOT list_contains([{answers}], e)))), "
             f"', '), '')"
         )
-    elif isinstance(source, TimestampMillis):
-        expression = f"TRY_CAST(epoch_ms(dd_ts_ms({_value(source, paths)})) AS TIMESTAMP)"
-    elif isinstance(source, TimestampZone):
-        expression = f"dd_ts_tz({_value(source, paths)})"
+    elif isinstance(source, TimestampMillis | TimestampZone):
+        parts = ", ".join(_field(source, paths, part) for part in ("type", "text", "stamp"))
+        if isinstance(source, TimestampMillis):
+            expression = f"TRY_CAST(epoch_ms(dd_ts_ms({parts})) AS TIMESTAMP)"
+        else:
+            expression = f"dd_ts_tz({parts})"
     elif isinstance(source, RawData):
         expression = "nullif(trim(raw_data_attachment_id), '')"
     elif isinstance(source, RawMetadata):
