@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dutydesk.export import _values
 from dutydesk.export._columns import (
@@ -73,38 +75,49 @@ def json_path(field: str) -> str:
     return "$." + '"' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _per_distinct(texts: pa.Array, convert: Callable[[str], Any], kind: pa.DataType) -> pa.Array:
+    """`convert` of each text, called once per distinct text: the values that reach these
+    fallbacks repeat (templated answers, device lists, a phone's clock format)."""
+    distinct = pc.unique(texts)
+    converted = pa.array(
+        [None if text is None else convert(text) for text in distinct.to_pylist()], kind
+    )
+    return pc.take(converted, pc.index_in(texts, distinct))
+
+
 def _sanitize_arrow(texts: pa.Array, limits: pa.Array) -> pa.Array:
-    # Free text repeats (templated answers, copied notes): each distinct value is cleaned once.
-    cleaned: dict[tuple[str, int | None], str | None] = {}
-    out: list[str | None] = []
-    for text, limit in zip(texts.to_pylist(), limits.to_pylist(), strict=True):
-        if text is None:
-            out.append(None)
-            continue
-        key = (text, limit)
-        if key not in cleaned:
-            cleaned[key] = _values.sanitize(text, limit)
-        out.append(cleaned[key])
-    return pa.array(out, pa.string())
+    distinct_limits = pc.unique(limits).to_pylist()
+    if len(distinct_limits) == 1:  # a column's limit is one constant
+        [limit] = distinct_limits
+        return _per_distinct(texts, lambda text: _values.sanitize(text, limit), pa.string())
+    return pa.array(
+        [
+            None if text is None else _values.sanitize(text, limit)
+            for text, limit in zip(texts.to_pylist(), limits.to_pylist(), strict=True)
+        ],
+        pa.string(),
+    )
 
 
 def _timestamp_arrow(texts: pa.Array) -> pa.Array:
-    parsed = [None if t is None else _values.parse_timestamp(t) for t in texts.to_pylist()]
-    return pa.array([None if p is None else p[0] for p in parsed], pa.int64())
+    def millis(text: str) -> int | None:
+        parsed = _values.parse_timestamp(text)
+        return None if parsed is None else parsed[0]
+
+    return _per_distinct(texts, millis, pa.int64())
 
 
 def _timezone_arrow(texts: pa.Array) -> pa.Array:
-    parsed = [None if t is None else _values.parse_timestamp(t) for t in texts.to_pylist()]
-    return pa.array([None if p is None else p[1] for p in parsed], pa.string())
+    def zone(text: str) -> str | None:
+        parsed = _values.parse_timestamp(text)
+        return None if parsed is None else parsed[1]
+
+    return _per_distinct(texts, zone, pa.string())
 
 
 def _json_text_arrow(texts: pa.Array) -> pa.Array:
-    return pa.array(
-        [
-            None if t is None else _values.compact_json(_values.parse_json(t))
-            for t in texts.to_pylist()
-        ],
-        pa.string(),
+    return _per_distinct(
+        texts, lambda text: _values.compact_json(_values.parse_json(text)), pa.string()
     )
 
 
