@@ -266,10 +266,11 @@ def _load_and_score(
     connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyConfig
 ) -> None:
     """Read the records once into `scored`: each with its effective scope, whitelists, table,
-    and whether it is accepted; then the common values worked out once per distinct value.
+    and whether it is accepted; then the common values of the accepted ones.
 
     `data` stays text, parsed here only for its JSON type (a bad document has none) and once
-    more per table for its fields; the small JSON columns are parsed here, once.
+    more per table for its fields; `user_metadata` is parsed here, once; the other JSON
+    columns once per distinct value, for the common values made of them.
     """
     source, params, scopes_later = _records_source(connection, job)
     study_ok = (
@@ -292,14 +293,13 @@ def _load_and_score(
     minimum = MODE_MINIMUM[job.sharing_mode]
     bad = "(data IS NOT NULL AND TRY(json_type(data)) IS NULL)"
     rank = f"least({_scope_rank('user_sharing_scope')}, {_scope_rank('user_scope')})"
+    commons = ", ".join(
+        f"NULL::VARCHAR AS {_sql.precomputed_column(name)}" for name in _sql.PRECOMPUTED_COMMON
+    )
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored AS
-        SELECT * REPLACE (
-                   TRY_CAST(metadata AS JSON) AS metadata,
-                   TRY_CAST(user_metadata AS JSON) AS user_metadata,
-                   TRY_CAST(user_data_groups AS JSON) AS user_data_groups,
-                   TRY_CAST(user_substudy_memberships AS JSON) AS user_substudy_memberships),
+        SELECT * REPLACE (TRY_CAST(user_metadata AS JSON) AS user_metadata),
                TRY(json_type(data)) AS data_type,
                {bad} AS bad_data,
                NULL::INTEGER AS effective_rank,
@@ -308,7 +308,7 @@ def _load_and_score(
                     THEN 'Default Health Data Record Table'
                     ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
                    AS original_table,
-               NULL::BOOLEAN AS accepted
+               NULL::BOOLEAN AS accepted, {commons}
         FROM ({source})
         """,
         params,
@@ -322,15 +322,33 @@ def _load_and_score(
         f"UPDATE scored SET effective_rank = {rank}, "
         f"accepted = {rank} >= {minimum} AND study_ok AND table_ok AND NOT bad_data"
     )
+    # The common values of the accepted records, kept beside them: those that depend on one
+    # column with few distinct values (app versions, data groups) are worked out once per
+    # value, the others once per record; every table then reads them as they are.
     for column, names in _sql.common_lookups().items():
         values = ", ".join(
             f"{_sql.PRECOMPUTED_COMMON[name]} AS {_sql.precomputed_column(name)}" for name in names
         )
-        connection.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_sql.lookup_table(column)} AS "
-            f"SELECT {column} AS value, {values} "
-            f"FROM (SELECT DISTINCT {column} FROM scored WHERE accepted)"
+        assigned = ", ".join(
+            f"{_sql.precomputed_column(name)} = lookup.{_sql.precomputed_column(name)}"
+            for name in names
         )
+        # The text is parsed here, once per distinct value (a malformed one is no JSON).
+        connection.execute(
+            f"UPDATE scored SET {assigned} FROM (SELECT value, {values} FROM ("
+            f"SELECT value, TRY_CAST(value AS JSON) AS {column} FROM ("
+            f"SELECT DISTINCT {column} AS value FROM scored WHERE accepted))) lookup "
+            f"WHERE lookup.value = scored.{column} AND scored.accepted"
+        )
+    per_record = [name for name in _sql.PRECOMPUTED_COMMON if name not in _sql.COMMON_BY_DISTINCT]
+    connection.execute(
+        "UPDATE scored SET "
+        + ", ".join(
+            f"{_sql.precomputed_column(name)} = {_sql.PRECOMPUTED_COMMON[name]}"
+            for name in per_record
+        )
+        + " WHERE accepted"
+    )
 
 
 def _count_filters(

@@ -319,9 +319,9 @@ def _field_expression(
     raise ValueError(f"column {column.name!r}: unknown conversion {source.conversion}")
 
 
-# Common values that cost something to compute: those that depend on one column with few
-# distinct values are worked out once per value when the records are scored, the others per
-# table row; the column expressions read them as columns.
+# Common values that cost something to compute, worked out once per accepted record when the
+# records are scored (those that depend on one column with few distinct values once per
+# value) and kept in `scored`; the column expressions read them as columns.
 PRECOMPUTED_COMMON: dict[str, str] = {
     "appVersion": "CASE WHEN json_type(metadata, '$.appVersion') = 'VARCHAR' "
     "THEN dd_clean(metadata ->> '$.appVersion', 48) END",
@@ -350,7 +350,7 @@ COMMON_BY_DISTINCT: dict[str, str] = {
 
 
 def precomputed_column(name: str) -> str:
-    """The column of a table's rows holding common value `name`."""
+    """The column of `scored` (and of a table's rows) holding common value `name`."""
     return quote_name(f"common.{name}")
 
 
@@ -360,12 +360,6 @@ def common_lookups() -> dict[str, list[str]]:
     for name, column in COMMON_BY_DISTINCT.items():
         lookups.setdefault(column, []).append(name)
     return lookups
-
-
-def lookup_table(column: str) -> str:
-    """The table of common values per distinct value of `column` (made when records are
-    scored)."""
-    return f"lookup_{column}"
 
 
 COMMON_EXPRESSIONS: dict[str, str] = {
@@ -394,33 +388,19 @@ _RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _carried(columns: Iterable[Column]) -> tuple[list[str], list[str]]:
-    """The `scored` columns, lookup columns and per-row common values the columns read, with
-    the joins of the lookups."""
-    record: dict[str, None] = {}
-    wanted: set[str] = set()
+def _carried(columns: Iterable[Column]) -> list[str]:
+    """The `scored` columns the columns read: record columns and common values."""
+    carried: dict[str, None] = {}
     for column in columns:
         source = column.source
         if isinstance(source, CommonValue):
-            wanted.add(source.name)
+            if source.name in PRECOMPUTED_COMMON:
+                carried[precomputed_column(source.name)] = None
             names = _RECORD_COLUMNS.get(source.name, ())
         else:
             names = _RECORD_COLUMNS.get(source.kind, ()) if source is not None else ()
-        record.update(dict.fromkeys(names))
-    items = [f"scored.{name}" for name in record]
-    joins = []
-    for by, lookup_names in common_lookups().items():
-        used = [name for name in lookup_names if name in wanted]
-        if used:
-            table = lookup_table(by)
-            items += [f"{table}.{precomputed_column(name)}" for name in used]
-            joins.append(f"LEFT JOIN {table} ON {table}.value = scored.{by}")
-    items += [
-        f"{expression} AS {precomputed_column(name)}"
-        for name, expression in PRECOMPUTED_COMMON.items()
-        if name not in COMMON_BY_DISTINCT and name in wanted
-    ]
-    return items, joins
+        carried.update(dict.fromkeys(names))
+    return [f"scored.{name}" for name in carried]
 
 
 def table_rows(
@@ -438,14 +418,8 @@ def table_rows(
     column is a cheap expression over them. `select` makes another SELECT over the same parts.
     """
     paths = field_paths(columns)
-    items, joins = _carried(columns)
-    items += _document_lists(paths)
-    if not items:
-        items = ["scored.id"]
-    stages = [
-        f"rows_of AS MATERIALIZED (SELECT {', '.join(items)} FROM scored {' '.join(joins)} "
-        f"WHERE {where})"
-    ]
+    items = _carried(columns) + _document_lists(paths) or ["scored.id"]
+    stages = [f"rows_of AS MATERIALIZED (SELECT {', '.join(items)} FROM scored WHERE {where})"]
     last = "rows_of"
     for name, stage_items in (
         ("fields_of", _field_columns(paths)),
