@@ -381,3 +381,49 @@ def test_spec_value_vectors_come_out_as_the_reference_says(tmp_path: Path) -> No
     assert by_id["r021"]["pick.bar"] is True and by_id["r021"]["pick.42"] is True
     assert by_id["r022"]["pick_other.other"] == "bar, baz, foo"
     assert by_id["r023"]["blob"] == '[1,3,5,7,"this is a string"]'
+
+
+def test_a_study_is_read_in_one_pass_over_its_rows_or_through_the_index(tmp_path: Path) -> None:
+    """Rows of a study that sit together are read by one pass over their stretch of the
+    table; rows scattered among other studies' through the index. Either way exactly the
+    study's records in the window are exported."""
+    path = tmp_path / "records.sqlite"
+    rows: list[tuple[str, str, int]] = []
+    rows += [(f"s{n:02d}", "s", 1000 + n) for n in range(30)]  # together, 3 beyond the window
+    for n in range(20):  # t's rows are one in three of their stretch
+        rows += [(f"t{n:02d}", "t", 1000 + n), (f"u{n:02d}a", "u", 1000), (f"u{n:02d}b", "u", 1)]
+    with closing(one_study_store(path)) as connection, connection:
+        for study in ("t", "u"):
+            connection.execute(
+                "INSERT INTO studies (id, name, disable_export, uses_custom_export_schedule, "
+                "study_id_excluded_in_export, upload_metadata_fields, project) "
+                "VALUES (?, ?, 0, 0, 0, '[]', 'p')",
+                [study, study.upper()],
+            )
+        connection.executemany(
+            "INSERT INTO records (id, study_id, health_code, uploaded_on, data, "
+            "user_sharing_scope) VALUES (?, ?, 'hc', ?, '{}', 'ALL_QUALIFIED_RESEARCHERS')",
+            rows,
+        )
+    end = 1027
+    expected = {
+        study: {r for r, s, uploaded in rows if s == study and 1000 <= uploaded < end}
+        for study in ("s", "t")
+    }
+    with _engine.connect(f"sqlite:///{path}", threads=1) as connection:
+        for study, one_pass in (("s", True), ("t", False)):
+            job = _engine.StudyJob(
+                study_id=study,
+                export_date=EXPORT_DATE,
+                run_key="test",
+                sharing_mode=SharingMode.ALL,
+                start_ms=1000,
+                end_ms=end,
+            )
+            source, _params, _later = _engine._records_source(connection, job)
+            assert ("NOT INDEXED" in source) is one_pass, study
+            result = _engine.export_study(connection, job, tmp_path / "wh")
+            [summary] = [t for t in result.tables if t.kind == "appVersion"]
+            assert summary.path is not None
+            assert {row["recordId"] for row in rows_of(summary.path)} == expected[study]
+            assert result.counters["numTotal"] == len(expected[study])

@@ -205,7 +205,9 @@ def _records_source(
     and whether that scope is still to be filled in from `study_participants`.
 
     SQLite's scanner pushes no filter down, so a window of one study is read through
-    `sqlite_query` on the `(study_id, uploaded_on)` index: only that study's rows are read.
+    `sqlite_query`: only that study's rows are read, found through the `(study_id,
+    uploaded_on)` index, or by one pass over the stretch of the table that holds them when
+    they fill at least half of it.
     Its participants (a few thousand rows) are read apart and their scopes set afterwards:
     SQLite looking each record's participant up, or a join of the wide rows as they stream
     in, costs a third of the read again.
@@ -220,10 +222,27 @@ def _records_source(
             "params := row(?::VARCHAR))",
             [job.study_id],
         )
-        inner = (
-            f"SELECT {columns} FROM records r "
-            "WHERE r.study_id = ? AND r.uploaded_on >= ? AND r.uploaded_on < ?"
-        )
+        window: list[object] = [job.study_id, int(job.start_ms), int(job.end_ms)]
+        wanted = "r.study_id = ? AND r.uploaded_on >= ? AND r.uploaded_on < ?"
+        first, last, count = connection.execute(
+            "SELECT TRY_CAST(first AS BIGINT), TRY_CAST(last AS BIGINT), TRY_CAST(n AS BIGINT) "
+            "FROM sqlite_query('rs', 'SELECT min(r.rowid) AS first, max(r.rowid) AS last, "
+            f"count(*) AS n FROM records r WHERE {wanted}', "
+            "params := row(?::VARCHAR, ?::BIGINT, ?::BIGINT))",
+            window,
+        ).fetchone() or (None, None, 0)
+        if count and first is not None and last is not None and last - first + 1 <= 2 * count:
+            # The rows sit close together (records imported or uploaded study by study): one
+            # pass over that stretch of the table, in storage order, costs less than fetching
+            # each row through the index (0.57 s against 0.75 s for 250,000 records).
+            inner = (
+                f"SELECT {columns} FROM records r NOT INDEXED "
+                f"WHERE r.rowid BETWEEN ? AND ? AND {wanted}"
+            )
+            bound, kinds = [first, last, *window], "?::BIGINT, ?::BIGINT, "
+        else:
+            inner = f"SELECT {columns} FROM records r WHERE {wanted}"
+            bound, kinds = window, ""
         typed = ", ".join(
             f"TRY_CAST({name} AS {kind}) AS {name}" if kind != "VARCHAR" else name
             for name, kind in RECORD_COLUMNS.items()
@@ -231,8 +250,8 @@ def _records_source(
         return (
             f"SELECT {typed}, NULL::VARCHAR AS user_scope "
             f"FROM sqlite_query('rs', {quote_literal(inner)}, "
-            "params := row(?::VARCHAR, ?::BIGINT, ?::BIGINT))",
-            [job.study_id, int(job.start_ms), int(job.end_ms)],
+            f"params := row({kinds}?::VARCHAR, ?::BIGINT, ?::BIGINT))",
+            bound,
             True,
         )
     where = "r.study_id = ?"
