@@ -200,10 +200,7 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             THEN regexp_extract(s, '{_STRICT_TIMESTAMP}', ['stamp', 'zone']) END;
         CREATE OR REPLACE MACRO dd_ts_ms(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
-                WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(m.stamp || CASE
-                    WHEN m.zone = 'Z' THEN '+00:00'
-                    WHEN length(m.zone) = 5 THEN m.zone[1:3] || ':' || m.zone[4:5]
-                    ELSE m.zone END AS TIMESTAMPTZ))
+                WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(s AS TIMESTAMPTZ))
                 ELSE dd_timestamp_py(s) END
             WHEN t IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(s AS BIGINT)
             WHEN t = 'DOUBLE' THEN TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT) END;
