@@ -136,7 +136,9 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
 
     A macro's argument is pasted wherever the body names it, so an argument that is itself an
     expression would be computed once per mention. `dd_let(value, x -> body)` computes `value`
-    once and binds it to `x` (a one-element `list_transform`): the cleaning macros use it.
+    once and binds it to `x` (a one-element `list_transform`): `dd_clean` uses it, while
+    `dd_clean_column` and the macros over a field's parts take columns, which cost nothing to
+    mention again.
     """
     udfs: list[tuple[str, Callable[..., pa.Array], list[str], str]] = [
         ("dd_sanitize_py", _sanitize_arrow, ["VARCHAR", "BIGINT"], "VARCHAR"),
@@ -179,11 +181,9 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE MACRO dd_attachment_file(a, field, prefix, suffix) AS CASE
             WHEN a IS NULL THEN NULL WHEN ends_with(a, field) THEN a
             ELSE prefix || a || suffix END;
-        CREATE OR REPLACE MACRO dd_text(t, s) AS CASE t
-            WHEN 'VARCHAR' THEN s
-            WHEN 'NULL' THEN NULL
-            WHEN 'BOOLEAN' THEN s
-            WHEN 'BIGINT' THEN s
+        CREATE OR REPLACE MACRO dd_text(t, s) AS CASE
+            WHEN t IS NULL OR t = 'NULL' THEN NULL
+            WHEN t IN ('VARCHAR', 'BOOLEAN', 'BIGINT') THEN s
             ELSE dd_json_text_py(s) END;
         CREATE OR REPLACE MACRO dd_choices(v) AS
             list_transform(CAST(v AS JSON[]), e -> CASE json_type(e)
@@ -371,7 +371,7 @@ COMMON_EXPRESSIONS: dict[str, str] = {
     "recordUploadedOn": "TRY_CAST(epoch_ms(uploaded_on) AS TIMESTAMP)",
 }
 # The record columns each kind of column reads, carried from `scored` into a table's rows.
-_RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
+_SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
     "recordId": ("id",),
     "healthCode": ("health_code",),
     "createdOn": ("created_on",),
@@ -393,9 +393,9 @@ def _carried(columns: Iterable[Column]) -> list[str]:
         if isinstance(source, CommonValue):
             if source.name in PRECOMPUTED_COMMON:
                 carried[precomputed_column(source.name)] = None
-            names = _RECORD_COLUMNS.get(source.name, ())
+            names = _SCORED_COLUMNS.get(source.name, ())
         else:
-            names = _RECORD_COLUMNS.get(source.kind, ()) if source is not None else ()
+            names = _SCORED_COLUMNS.get(source.kind, ()) if source is not None else ()
         carried.update(dict.fromkeys(names))
     return [f"scored.{name}" for name in carried]
 
