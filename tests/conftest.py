@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi import FastAPI
@@ -25,6 +26,9 @@ from dutydesk.people import service as people
 from dutydesk.people.models import Role, User
 from dutydesk.settings import get_settings
 from dutydesk.web.access import SESSION_COOKIE
+
+if TYPE_CHECKING:
+    from tests.test_worker import Processes
 
 POSTGRES_URL = os.environ.get("DUTYDESK_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("DUTYDESK_TEST_REDIS_URL", "")
@@ -169,3 +173,14 @@ def csrf_token(client: TestClient, path: str = "/login") -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert match, f"no CSRF token in {path}"
     return match.group(1)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Subprocesses of the test, stopped at teardown; their output printed for failure reports."""
+    from tests.test_worker import Processes  # the process helpers live with their own tests
+
+    running = Processes(tmp_path / "logs")
+    yield running
+    running.stop_all()
+    running.print_logs()

@@ -105,15 +105,6 @@ def stop_up(up: Started, how: signal.Signals) -> int:
         pytest.fail(f"dutydesk up still runs {UP_STOP_SECONDS:.0f} s after {how.name}")
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """Subprocesses of the test, stopped at teardown; their output printed for failure reports."""
-    running = Processes(tmp_path / "logs")
-    yield running
-    running.stop_all()
-    running.print_logs()
-
-
 @pytest.mark.worker
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])

@@ -18,7 +18,6 @@ import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +139,6 @@ def stop_web(web: Started) -> int:
         return web.popen.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
         pytest.fail(f"dutydesk web still runs {STOP_SECONDS:.0f} s after SIGTERM")
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """Subprocesses of the test, stopped at teardown; their output printed for failure reports."""
-    running = Processes(tmp_path / "logs")
-    yield running
-    running.stop_all()
-    running.print_logs()
 
 
 @pytest.mark.timeout(180)

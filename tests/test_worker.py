@@ -241,15 +241,6 @@ def kill_group(pid: int) -> None:
             return
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """Subprocesses of the test, stopped at teardown; their output printed for failure reports."""
-    running = Processes(tmp_path / "logs")
-    yield running
-    running.stop_all()
-    running.print_logs()
-
-
 # --- a desk of real processes ----------------------------------------------------------------
 
 

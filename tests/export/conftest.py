@@ -13,7 +13,7 @@ from dutydesk.db import build_engine
 from dutydesk.records.generate import generate
 from dutydesk.records.store import records_session_factory, upgrade_records
 from tests.conftest import clear_caches
-from tests.test_worker import make_desk, processes  # noqa: F401 (fixtures of the kill test)
+from tests.test_worker import make_desk  # noqa: F401 (a fixture of the kill test)
 
 
 def generated_store(path: Path, **counts: Any) -> str:
