@@ -388,8 +388,9 @@ def test_a_study_is_read_in_one_pass_over_its_rows_or_through_the_index(tmp_path
     table; rows scattered among other studies' through the index. Either way exactly the
     study's records in the window are exported."""
     path = tmp_path / "records.sqlite"
-    rows: list[tuple[str, str, int]] = []
-    rows += [(f"s{n:02d}", "s", 1000 + n) for n in range(30)]  # together, 3 beyond the window
+    # s's rows sit together; inside their stretch, 3 are beyond the window and 1 is u's.
+    rows = [(f"s{n:02d}", "s", 2000 if n in (10, 11, 12) else 1000 + n) for n in range(30)]
+    rows.insert(15, ("u-among-s", "u", 1005))
     for n in range(20):  # t's rows are one in three of their stretch
         rows += [(f"t{n:02d}", "t", 1000 + n), (f"u{n:02d}a", "u", 1000), (f"u{n:02d}b", "u", 1)]
     with closing(one_study_store(path)) as connection, connection:
