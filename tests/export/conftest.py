@@ -16,14 +16,21 @@ from tests.conftest import clear_caches
 from tests.test_worker import make_desk  # noqa: F401 (a fixture of the kill test)
 
 
-def generated_store(path: Path, **counts: Any) -> str:
-    """A migrated SQLite record store at `path` filled by the generator; returns its URL."""
-    url = f"sqlite:///{path}"
+def filled_store(url: str, **counts: Any) -> str:
+    """The record store at `url` (SQLite or PostgreSQL) migrated and filled by the generator;
+    returns `url`."""
     upgrade_records(url)
     engine = build_engine(url)
-    generate(records_session_factory(engine), end_date=dt.date(2026, 11, 20), **counts)
-    engine.dispose()
+    try:
+        generate(records_session_factory(engine), end_date=dt.date(2026, 11, 20), **counts)
+    finally:
+        engine.dispose()
     return url
+
+
+def generated_store(path: Path, **counts: Any) -> str:
+    """A migrated SQLite record store at `path` filled by the generator; returns its URL."""
+    return filled_store(f"sqlite:///{path}", **counts)
 
 
 @pytest.fixture

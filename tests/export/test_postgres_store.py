@@ -3,19 +3,16 @@ SQLite. Runs when DUTYDESK_TEST_POSTGRES_URL names a server (as `.ci/run` sets i
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from dutydesk.db import build_engine
 from dutydesk.export import _engine
 from dutydesk.export.request import SharingMode
-from dutydesk.records.generate import generate
-from dutydesk.records.store import records_session_factory, upgrade_records
 from tests.conftest import POSTGRES_URL, fresh_database_url
+from tests.export.conftest import filled_store
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="DUTYDESK_TEST_POSTGRES_URL is not set")
 
@@ -29,19 +26,8 @@ COUNTS: dict[str, Any] = {
 }
 
 
-def filled_store(url: str) -> str:
-    """`url` migrated and filled by the generator with COUNTS."""
-    upgrade_records(url)
-    engine = build_engine(url)
-    try:
-        generate(records_session_factory(engine), end_date=dt.date(2026, 11, 20), **COUNTS)
-    finally:
-        engine.dispose()
-    return url
-
-
 def export(url: str, warehouse: Path, study: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table the export of `study` writes, as sorted rows, by kind and key suffix."""
+    """Every table the export of `study` writes, as sorted rows, by table key."""
     with _engine.connect(url, threads=1) as connection:
         result = _engine.export_study(
             connection,
@@ -65,8 +51,10 @@ def export(url: str, warehouse: Path, study: str) -> dict[str, list[tuple[Any, .
 
 
 def test_a_postgresql_store_exports_the_same_tables_as_sqlite(tmp_path: Path) -> None:
-    sqlite_url = filled_store(f"sqlite:///{tmp_path / 'records.sqlite'}")
-    postgres_url = filled_store(fresh_database_url("postgresql", tmp_path, "records_export"))
+    sqlite_url = filled_store(f"sqlite:///{tmp_path / 'records.sqlite'}", **COUNTS)
+    postgres_url = filled_store(
+        fresh_database_url("postgresql", tmp_path, "records_export"), **COUNTS
+    )
     for study in ("study-a", "study-b"):
         from_sqlite = export(sqlite_url, tmp_path / "wh-sqlite", study)
         from_postgres = export(postgres_url, tmp_path / "wh-postgres", study)
