@@ -24,6 +24,7 @@ from dutydesk.export._columns import (
     CommonValue,
     Conversion,
     Document,
+    FieldSource,
     FieldValue,
     OriginalTable,
     OtherChoices,
@@ -215,7 +216,6 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-FieldSource = FieldValue | ChoiceSelected | OtherChoices | TimestampMillis | TimestampZone
 AttachmentName = Callable[[Column], tuple[str, str]]
 
 
