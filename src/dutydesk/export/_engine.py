@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,16 +70,49 @@ def attach_record_store(connection: duckdb.DuckDBPyConnection, url: str) -> None
     connection.execute(f"ATTACH {quote_literal(dsn)} AS rs (TYPE postgres, READ_ONLY)")
 
 
-@contextmanager
-def connect(records_url: str, *, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with the record store attached and the export's functions."""
-    connection = duckdb.connect(config={"threads": threads or os.cpu_count() or 2})
+def open_database(records_url: str, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the record store attached and the export's functions.
+
+    Attaching loads the store's extension, whose signature check costs a tenth of a second:
+    a run exported in the foreground opens one database and gives each study its own
+    connection to it (`connect(..., database=)`).
+    """
+    database = duckdb.connect(config={"threads": threads or os.cpu_count() or 2})
     try:
-        connection.execute("SET TimeZone = 'UTC'")
         # Rows in a table file are in no particular order (readers sort); nothing needs the
         # insertion order kept, and keeping it costs.
-        connection.execute("SET preserve_insertion_order = false")
-        attach_record_store(connection, records_url)
+        database.execute("SET preserve_insertion_order = false")
+        attach_record_store(database, records_url)
+        _sql.install(database)
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
+@contextmanager
+def connect(
+    records_url: str,
+    *,
+    threads: int | None = None,
+    database: duckdb.DuckDBPyConnection | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with the record store attached and the export's functions.
+
+    On `database` (from `open_database`) when given: a connection of its own, whose
+    temporary tables no other connection sees, so studies can be exported side by side on
+    one database. Otherwise on a database of its own, closed with it.
+    """
+    if database is None:
+        with (
+            closing(open_database(records_url, threads=threads)) as own,
+            connect(records_url, database=own) as connection,
+        ):
+            yield connection
+        return
+    connection = database.cursor()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
         # Attachments the export makes itself (answers of legacy surveys) beside the store's.
         connection.execute(
             "CREATE TEMP TABLE made_attachments (id VARCHAR PRIMARY KEY, content BLOB);"
@@ -87,7 +120,7 @@ def connect(records_url: str, *, threads: int | None = None) -> Iterator[duckdb.
             "SELECT id, content, path FROM rs.attachments "
             "UNION ALL SELECT id, content, NULL FROM made_attachments"
         )
-        _sql.install(connection)
+        _sql.install_attachment_text(connection)
         yield connection
     finally:
         connection.close()

@@ -175,10 +175,6 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             ELSE dd_let(trim(regexp_replace(x, '{_SPACE_RUN}', ' ', 'g'), ' '), c -> dd_cut(c, n))
             END;
         CREATE OR REPLACE MACRO dd_clean(s, n) AS dd_let(s, x -> dd_clean_column(x, n));
-        CREATE OR REPLACE MACRO dd_attachment_text(a) AS (
-            SELECT CASE WHEN content IS NOT NULL THEN decode(content)
-                        ELSE dd_read_text_py(path) END
-            FROM attachment_store WHERE id = a);
         CREATE OR REPLACE MACRO dd_attachment_file(a, field, prefix, suffix) AS CASE
             WHEN a IS NULL THEN NULL WHEN ends_with(a, field) THEN a
             ELSE prefix || a || suffix END;
@@ -212,6 +208,19 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
                 ELSE replace(m.zone, ':', '') END
             WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE')
                 AND dd_ts_ms(t, s, m) IS NOT NULL THEN '+0000' END;
+        """
+    )
+
+
+def install_attachment_text(connection: duckdb.DuckDBPyConnection) -> None:
+    """The macro reading an attachment's text out of the connection's `attachment_store` view
+    (a macro of the connection: each connection's view holds its own made attachments)."""
+    connection.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO dd_attachment_text(a) AS (
+            SELECT CASE WHEN content IS NOT NULL THEN decode(content)
+                        ELSE dd_read_text_py(path) END
+            FROM attachment_store WHERE id = a);
         """
     )
 

@@ -13,9 +13,11 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -126,15 +128,24 @@ def read_record_ids(location: str) -> list[str]:
         raise ExportError(f"cannot read record ID list {location}: {error}") from None
 
 
-def plan_run(session: Session, run: ExportRun, records_url: str) -> list[StudyPart]:
-    """Choose the studies and their windows (spec §2.2, §2.3) and make one part per study."""
+def plan_run(
+    session: Session,
+    run: ExportRun,
+    records_url: str,
+    *,
+    database: duckdb.DuckDBPyConnection | None = None,
+) -> list[StudyPart]:
+    """Choose the studies and their windows (spec §2.2, §2.3) and make one part per study.
+
+    `database` is the run's DuckDB database (`_engine.open_database`), when it has one.
+    """
     request = parse_request(run.request)
     run_id = run.id
     parts: list[StudyPart] = []
     metrics: dict[str, Any] | None = None
     times = {t.study_id: t.last_export_ms for t in session.scalars(select(ExportTime))}
     session.commit()  # nothing is held while the record store is read
-    with _engine.connect(records_url, threads=1) as connection:
+    with _engine.connect(records_url, threads=1, database=database) as connection:
         if request.shape == "C":
             ids = read_record_ids(str(request.record_id_override))
             by_study: dict[str, list[str]] = {}
@@ -202,11 +213,17 @@ def check_columns(key: str, columns: list[Column], old: list[Column] | None) -> 
 
 
 def export_part(
-    session: Session, part: StudyPart, records_url: str, *, threads: int | None = None
+    session: Session,
+    part: StudyPart,
+    records_url: str,
+    *,
+    threads: int | None = None,
+    database: duckdb.DuckDBPyConnection | None = None,
 ) -> _engine.StudyResult:
     """Export one study of a run and record its outcome on the part (idempotent).
 
-    `threads` caps DuckDB's threads (default: one per core).
+    `threads` caps DuckDB's threads (default: one per core) of a database of its own;
+    `database` is the run's, shared with the parts exported beside this one.
     """
     run = session.get(ExportRun, part.run_id)
     assert run is not None
@@ -227,7 +244,7 @@ def export_part(
     )
     columns = known_columns(session)
     session.commit()  # the export itself holds no transaction of the ops database
-    with _engine.connect(records_url, threads=threads) as connection:
+    with _engine.connect(records_url, threads=threads, database=database) as connection:
         result = _engine.export_study(
             connection, job, warehouse(), known_columns=columns, check_columns=check_columns
         )
@@ -277,7 +294,13 @@ def _register_tables(session: Session, study: str, tables: list[_engine.TableRes
         row.updated_at = utcnow()
 
 
-def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
+def finish_run_if_done(
+    session: Session,
+    run_id: int,
+    records_url: str,
+    *,
+    database: duckdb.DuckDBPyConnection | None = None,
+) -> bool:
     """End the run when every part has finished; only one caller ever does (a claimed update)."""
     write_phase(session)
     unfinished = session.scalar(
@@ -294,15 +317,20 @@ def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
         return False
     run = session.get(ExportRun, run_id, populate_existing=True)
     assert run is not None
-    _end_of_stream(session, run, records_url)
+    _end_of_stream(session, run, records_url, database)
     return True
 
 
-def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
+def _end_of_stream(
+    session: Session,
+    run: ExportRun,
+    records_url: str,
+    database: duckdb.DuckDBPyConnection | None,
+) -> None:
     request = parse_request(run.request)
     parts = list(session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)))
     target = warehouse()
-    with _engine.connect(records_url, threads=1) as connection:
+    with _engine.connect(records_url, threads=1, database=database) as connection:
         for part in parts:
             status = _engine.write_status_row(
                 connection, part.study_id, run.export_date, run.run_key, target
@@ -420,38 +448,42 @@ def run_in_foreground(
 
     Studies are exported side by side, as workers would run their jobs: up to
     `DUTYDESK_WORKER_CONCURRENCY` at once and no more than there are cores, the cores shared
-    among them.
+    among them. The run opens one DuckDB database (the record store's extension is loaded
+    once) and each study gets its own connection to it.
     """
-    with session_factory() as session:
-        run = session.get(ExportRun, run_id)
-        assert run is not None
-        parts = plan_run(session, run, records_url)
-        part_ids = [part.id for part in parts]
-        session.commit()
     cores = os.cpu_count() or 2
-    side_by_side = max(1, min(len(part_ids), get_settings().worker_concurrency, cores))
-    threads = max(1, cores // side_by_side)
-
-    def export_one(part_id: int) -> str:
-        started = time.perf_counter()
+    with closing(_engine.open_database(records_url, threads=1)) as database:
         with session_factory() as session:
-            part = session.get(StudyPart, part_id)
-            assert part is not None
-            export_part(session, part, records_url, threads=threads)
+            run = session.get(ExportRun, run_id)
+            assert run is not None
+            parts = plan_run(session, run, records_url, database=database)
+            part_ids = [part.id for part in parts]
             session.commit()
-            study_id = part.study_id
-        log.info("study part %s took %.1f s", part_id, time.perf_counter() - started)
-        return study_id
+        side_by_side = max(1, min(len(part_ids), get_settings().worker_concurrency, cores))
+        # One DuckDB database for the run, a connection to it per study: its threads serve
+        # every query, the calling thread of each among them.
+        database.execute(f"SET threads = {max(1, cores // side_by_side)}")
 
-    with ThreadPoolExecutor(max_workers=side_by_side, thread_name_prefix="export") as pool:
-        futures = [pool.submit(export_one, part_id) for part_id in part_ids]
-        for index, future in enumerate(as_completed(futures), start=1):
-            study_id = future.result()
-            if progress:
-                progress(study_id, index, len(part_ids))
-    with session_factory() as session:
-        finish_run_if_done(session, run_id, records_url)
-        session.commit()
-        done = session.get(ExportRun, run_id)
-        assert done is not None
-        return done
+        def export_one(part_id: int) -> str:
+            started = time.perf_counter()
+            with session_factory() as session:
+                part = session.get(StudyPart, part_id)
+                assert part is not None
+                export_part(session, part, records_url, database=database)
+                session.commit()
+                study_id = part.study_id
+            log.info("study part %s took %.1f s", part_id, time.perf_counter() - started)
+            return study_id
+
+        with ThreadPoolExecutor(max_workers=side_by_side, thread_name_prefix="export") as pool:
+            futures = [pool.submit(export_one, part_id) for part_id in part_ids]
+            for index, future in enumerate(as_completed(futures), start=1):
+                study_id = future.result()
+                if progress:
+                    progress(study_id, index, len(part_ids))
+        with session_factory() as session:
+            finish_run_if_done(session, run_id, records_url, database=database)
+            session.commit()
+            done = session.get(ExportRun, run_id)
+            assert done is not None
+            return done
