@@ -84,6 +84,14 @@ def open_database(records_url: str, *, threads: int | None = None) -> duckdb.Duc
         database.execute("SET preserve_insertion_order = false")
         attach_record_store(database, records_url)
         _sql.install(database)
+        if make_url(records_url).get_backend_name() == "sqlite":
+            # Each statement on a SQLite store opens its own SQLite connection, and the last
+            # one to close folds the WAL back under an exclusive lock: a statement starting
+            # on another connection at that moment stalls for a whole second. A transaction
+            # kept open here holds one SQLite connection for the database's life, so no
+            # statement's connection is ever the last.
+            database.execute("BEGIN TRANSACTION")
+            database.execute("SELECT count(*) FROM rs.studies").fetchall()
     except BaseException:
         database.close()
         raise
