@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 SCOPE_RANK = {"NO_SHARING": 0, "SPONSORS_AND_PARTNERS": 1, "ALL_QUALIFIED_RESEARCHERS": 2}
 SCOPE_NAMES = {rank: name for name, rank in SCOPE_RANK.items()}
+# What an export's database keeps of the memory its queries free (two studies side by side).
+KEPT_BLOCK_MEMORY = "1GiB"
 MODE_MINIMUM = {SharingMode.ALL: 0, SharingMode.SHARED: 1, SharingMode.PUBLIC_ONLY: 2}
 
 
@@ -82,6 +84,11 @@ def open_database(records_url: str, *, threads: int | None = None) -> duckdb.Duc
         # Rows in a table file are in no particular order (readers sort); nothing needs the
         # insertion order kept, and keeping it costs.
         database.execute("SET preserve_insertion_order = false")
+        # Blocks freed by one query are kept for the next, up to this much, instead of going
+        # back to the system and being faulted in again (a study's export touches about
+        # 0.5 GB; the page faults of doing so cost a tenth of its time). The memory is
+        # returned when the database closes.
+        database.execute(f"SET block_allocator_memory = '{KEPT_BLOCK_MEMORY}'")
         attach_record_store(database, records_url)
         _sql.install(database)
         if make_url(records_url).get_backend_name() == "sqlite":
@@ -608,9 +615,16 @@ class TableWriter:
         table_dir = self.warehouse.table_url(self.job.study_id, key)
         final = f"{table_dir}/exportDate={self.job.export_date}/part-{self.job.run_key}.parquet"
         try:
-            if source == "scored":
-                self._copy_attachments(columns, where, f"{table_dir}/attachments")
-            rows = self.warehouse.write_parquet(self.connection, query, final)
+            rows = self.warehouse.write_parquet(
+                self.connection,
+                query,
+                final,
+                before_move=(
+                    (lambda written: self._copy_attachments(columns, where, table_dir, written))
+                    if source == "scored"
+                    else None
+                ),
+            )
         except (duckdb.Error, OSError) as error:
             result.error = f"Error writing table {key}: {error}"
             log.exception("export of table %s failed", key)
@@ -618,11 +632,26 @@ class TableWriter:
         result.rows, result.path = rows, final
         return result
 
-    def _copy_attachments(self, columns: list[Column], where: str, folder: str) -> None:
-        """Write each attachment a table refers to as a file named by spec §7 (once)."""
+    def _copy_attachments(
+        self, columns: list[Column], where: str, table_dir: str, written: str
+    ) -> None:
+        """Write each attachment a table refers to as a file named by spec §7 (once), before
+        the table file `written` (at its temporary location) takes its name."""
         query = _sql.attachment_pairs(columns, where, self._attachment_parts)
         if query is None:
             return
+        # Most tables refer to no attachment at all: the written file says so for the cost of
+        # reading its attachment columns, where finding the pairs parses every record again.
+        present = " OR ".join(
+            f"{_sql.quote_name(column.name)} IS NOT NULL"
+            for column in _sql.attachment_columns(columns)
+        )
+        referred = self.connection.execute(
+            f"SELECT count(*) FROM read_parquet({quote_literal(written)}) WHERE {present}"
+        ).fetchone()
+        if not (referred and referred[0]):
+            return
+        folder = f"{table_dir}/attachments"
         pairs = self.connection.execute(query).fetchall()
         targets = {
             attachment_id: f"{folder}/{str(name).replace('/', '_')}"

@@ -444,12 +444,9 @@ def table_rows(
     return f"WITH {', '.join(stages)} {select_sql}"
 
 
-def attachment_pairs(
-    columns: list[Column], where: str, attachment_name: AttachmentName
-) -> str | None:
-    """A SELECT of the distinct (attachment id, exported file name) pairs a table's rows refer
-    to, ordered by name; None when the table has no attachment column."""
-    wanted = [
+def attachment_columns(columns: Iterable[Column]) -> list[Column]:
+    """The columns naming a stored attachment: attachment fields and `rawData`."""
+    return [
         column
         for column in columns
         if (
@@ -458,6 +455,14 @@ def attachment_pairs(
         )
         or isinstance(column.source, RawData)
     ]
+
+
+def attachment_pairs(
+    columns: list[Column], where: str, attachment_name: AttachmentName
+) -> str | None:
+    """A SELECT of the distinct (attachment id, exported file name) pairs a table's rows refer
+    to, ordered by name; None when the table has no attachment column."""
+    wanted = attachment_columns(columns)
     if not wanted:
         return None
 

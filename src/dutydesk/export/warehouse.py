@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,8 +72,19 @@ class Warehouse:
         if not connection.filesystem_is_registered(name):
             connection.register_filesystem(self.fs)
 
-    def write_parquet(self, connection: duckdb.DuckDBPyConnection, select: str, target: str) -> int:
-        """Write the rows of `select` as the Parquet file `target`; returns the rows written."""
+    def write_parquet(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        select: str,
+        target: str,
+        *,
+        before_move: Callable[[str], None] | None = None,
+    ) -> int:
+        """Write the rows of `select` as the Parquet file `target`; returns the rows written.
+
+        `before_move` is called with the written file's temporary location before the file
+        takes its name (to write what the file refers to first).
+        """
         folder, _, name = target.rpartition("/")
         temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         if self.is_local:
@@ -87,6 +99,8 @@ class Warehouse:
                 f"COPY ({select}) TO {quote_literal(temporary)} "
                 "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
             ).fetchone()
+            if before_move is not None:
+                before_move(temporary)
             self._move(temporary, target)
         except BaseException:
             self._remove(temporary)
