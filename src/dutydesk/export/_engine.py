@@ -250,15 +250,14 @@ def _records_source(
     connection: duckdb.DuckDBPyConnection, job: StudyJob
 ) -> tuple[str, list[object], bool]:
     """A SELECT of the study's records in the window (or the listed ids), with the user scope,
-    and whether that scope is still to be filled in from `study_participants`.
+    and whether it joins the records streaming out of SQLite to `study_participants`.
 
     SQLite's scanner pushes no filter down, so a window of one study is read through
     `sqlite_query`: only that study's rows are read, found through the `(study_id,
     uploaded_on)` index, or by one pass over the stretch of the table that holds them when
     they fill at least half of it.
-    Its participants (a few thousand rows) are read apart and their scopes set afterwards:
-    SQLite looking each record's participant up, or a join of the wide rows as they stream
-    in, costs a third of the read again.
+    Its participants (a few thousand rows) are read apart and joined to the records as they
+    stream in: SQLite looking each record's participant up costs a third of the read again.
     """
     columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
     if job.record_ids is None and _sql.store_type(connection) == "sqlite":
@@ -292,13 +291,14 @@ def _records_source(
             inner = f"SELECT {columns} FROM records r WHERE {wanted}"
             bound, kinds = window, ""
         typed = ", ".join(
-            f"TRY_CAST({name} AS {kind}) AS {name}" if kind != "VARCHAR" else name
+            f"TRY_CAST(r.{name} AS {kind}) AS {name}" if kind != "VARCHAR" else f"r.{name}"
             for name, kind in RECORD_COLUMNS.items()
         )
         return (
-            f"SELECT {typed}, NULL::VARCHAR AS user_scope "
+            f"SELECT {typed}, p.sharing_scope AS user_scope "
             f"FROM sqlite_query('rs', {quote_literal(inner)}, "
-            f"params := row({kinds}?::VARCHAR, ?::BIGINT, ?::BIGINT))",
+            f"params := row({kinds}?::VARCHAR, ?::BIGINT, ?::BIGINT)) r "
+            "LEFT JOIN study_participants p ON p.health_code = r.health_code",
             bound,
             True,
         )
@@ -339,7 +339,7 @@ def _load_and_score(
     more per table for its fields; `user_metadata` is parsed here, once; the other JSON
     columns once per distinct value, for the common values made of them.
     """
-    source, params, scopes_later = _records_source(connection, job)
+    source, params, streamed_join = _records_source(connection, job)
     study_ok = (
         "TRUE"
         if job.study_whitelist is None
@@ -363,32 +363,33 @@ def _load_and_score(
     commons = ", ".join(
         f"NULL::VARCHAR AS {_sql.precomputed_column(name)}" for name in _sql.PRECOMPUTED_COMMON
     )
-    connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE scored AS
-        SELECT * REPLACE (TRY_CAST(user_metadata AS JSON) AS user_metadata),
-               TRY(json_type(data)) AS data_type,
-               {bad} AS bad_data,
-               NULL::INTEGER AS effective_rank,
-               {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
-               CASE WHEN schema_id IS NULL OR schema_revision IS NULL
-                    THEN 'Default Health Data Record Table'
-                    ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision END
-                   AS original_table,
-               NULL::BOOLEAN AS accepted, {commons}
-        FROM ({source})
-        """,
-        params,
-    )
-    if scopes_later:
+    if streamed_join:
+        # DuckDB estimates a `sqlite_query` at one row and would build the join's hash table
+        # on the records: the participants' few rows are the side to build on.
+        connection.execute("SET disabled_optimizers = 'build_side_probe_side,join_order'")
+    try:
         connection.execute(
-            "UPDATE scored SET user_scope = p.sharing_scope FROM study_participants p "
-            "WHERE p.health_code = scored.health_code"
+            f"""
+            CREATE OR REPLACE TEMP TABLE scored AS
+            SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
+                      AS accepted, {commons}
+            FROM (
+                SELECT * REPLACE (TRY_CAST(user_metadata AS JSON) AS user_metadata),
+                       TRY(json_type(data)) AS data_type,
+                       {bad} AS bad_data,
+                       {rank} AS effective_rank,
+                       {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
+                       CASE WHEN schema_id IS NULL OR schema_revision IS NULL
+                            THEN 'Default Health Data Record Table'
+                            ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision
+                            END AS original_table
+                FROM ({source}))
+            """,
+            params,
         )
-    connection.execute(
-        f"UPDATE scored SET effective_rank = {rank}, "
-        f"accepted = {rank} >= {minimum} AND study_ok AND table_ok AND NOT bad_data"
-    )
+    finally:
+        if streamed_join:
+            connection.execute("RESET disabled_optimizers")
     # The common values of the accepted records, kept beside them: those that depend on one
     # column with few distinct values (app versions, data groups) are worked out once per
     # value, the others once per record; every table then reads them as they are.
