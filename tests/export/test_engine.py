@@ -309,6 +309,12 @@ TRICKY_VALUES: list[Any] = [
     [1, 3, 5, 7, "this is a string"],
     {"key": 42},
     "baz",
+    "2024-13-45T25:61:00",  # ISO in form, not in range
+    "2016-06-09T10:09:08,5-07",  # ISO, not the strict form
+    "2016",
+    "",
+    18446744073709551615,  # an unsigned 64-bit integer
+    [7, "foo"],
 ]
 TRICKY_FIELDS = [
     {"name": "flag", "type": "BOOLEAN"},

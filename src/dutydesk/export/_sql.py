@@ -42,6 +42,9 @@ _STRICT_TIMESTAMP = (
     r"^(\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,3})?)"
     r"(Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)$"
 )
+# What `_values.parse_timestamp` reads at all: a text outside it is no timestamp, and the ones
+# inside it but outside `_STRICT_TIMESTAMP` go to the Python parser.
+_ISO_TIMESTAMP = _values.ISO_TIMESTAMP_PATTERN
 DOCUMENT_COLUMNS = {Document.DATA: "data", Document.USER_METADATA: "user_metadata"}
 PARQUET_TYPES = {
     ColumnType.BOOLEAN: "BOOLEAN",
@@ -180,13 +183,14 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             ELSE prefix || a || suffix END;
         CREATE OR REPLACE MACRO dd_text(t, s) AS CASE
             WHEN t IS NULL OR t = 'NULL' THEN NULL
-            WHEN t IN ('VARCHAR', 'BOOLEAN', 'BIGINT') THEN s
+            WHEN t IN ('VARCHAR', 'BOOLEAN', 'BIGINT', 'UBIGINT') THEN s
             ELSE dd_json_text_py(s) END;
         CREATE OR REPLACE MACRO dd_choices(v) AS
             list_transform(CAST(v AS JSON[]), e -> CASE json_type(e)
                 WHEN 'VARCHAR' THEN e ->> '$'
                 WHEN 'BOOLEAN' THEN e::VARCHAR
                 WHEN 'BIGINT' THEN e::VARCHAR
+                WHEN 'UBIGINT' THEN e::VARCHAR
                 WHEN 'NULL' THEN 'null'
                 ELSE dd_json_text_py(e::VARCHAR) END);
         CREATE OR REPLACE MACRO dd_choice_list(t, s) AS CASE WHEN t = 'ARRAY' THEN CASE
@@ -198,12 +202,13 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE MACRO dd_ts_ms(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
                 WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(s AS TIMESTAMPTZ))
-                ELSE dd_timestamp_py(s) END
+                WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timestamp_py(s) END
             WHEN t IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(s AS BIGINT)
             WHEN t = 'DOUBLE' THEN TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT) END;
         CREATE OR REPLACE MACRO dd_ts_tz(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
-                WHEN m.stamp = '' THEN dd_timezone_py(s)
+                WHEN m.stamp = '' THEN CASE
+                    WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timezone_py(s) END
                 WHEN m.zone = 'Z' THEN '+0000'
                 ELSE replace(m.zone, ':', '') END
             WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE')

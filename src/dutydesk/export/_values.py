@@ -192,12 +192,13 @@ def to_multi_choice(
 # time with optional minutes, seconds and fraction (comma or dot, up to 9 digits, cut to ms),
 # and an offset (Z, +HH, +HHMM or +HH:MM) only after a time. Week and ordinal dates and
 # fractional hours, which Joda also read, are not accepted.
-_ISO_TIMESTAMP = re.compile(
+# The texts `parse_timestamp` reads (the export's SQL sends only these to it).
+ISO_TIMESTAMP_PATTERN = (
     r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?"
     r"(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r"(Z|[+-]\d{2}(?::?\d{2})?)?)?",
-    re.ASCII,
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
+_ISO_TIMESTAMP = re.compile(ISO_TIMESTAMP_PATTERN, re.ASCII)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
