@@ -423,14 +423,17 @@ def table_rows(
 ) -> str:
     """The SELECT of a table's rows out of `scored`: its columns, named and typed.
 
-    The scored rows `where` holds are read once into `rows_of` (materialized) with only what
-    the columns need: record columns, common values, and each document parsed twice for all
-    its fields' types and texts. Each field's shared parts are then worked out once, and each
+    The scored rows `where` holds are read once into `rows_of` (materialized when it parses
+    a document) with only what the columns need: record columns, common values, and each
+    document parsed twice for all its fields' types and texts. Each field's shared parts are then worked out once, and each
     column is a cheap expression over them. `select` makes another SELECT over the same parts.
     """
     paths = field_paths(columns)
     items = _carried(columns) + _document_lists(paths) or ["scored.id"]
-    stages = [f"rows_of AS MATERIALIZED (SELECT {', '.join(items)} FROM scored WHERE {where})"]
+    # Materialized so that the documents are parsed once, whatever reads them; a table that
+    # reads no document (the summary table) streams straight from `scored`.
+    materialized = "MATERIALIZED" if paths else "NOT MATERIALIZED"
+    stages = [f"rows_of AS {materialized} (SELECT {', '.join(items)} FROM scored WHERE {where})"]
     last = "rows_of"
     for name, stage_items in (
         ("fields_of", _field_columns(paths)),
