@@ -425,8 +425,9 @@ def table_rows(
 
     The scored rows `where` holds are read once into `rows_of` (materialized when it parses
     a document) with only what the columns need: record columns, common values, and each
-    document parsed twice for all its fields' types and texts. Each field's shared parts are then worked out once, and each
-    column is a cheap expression over them. `select` makes another SELECT over the same parts.
+    document parsed twice for all its fields' types and texts. Each field's shared parts are
+    then worked out once, and each column is a cheap expression over them. `select` makes
+    another SELECT over the same parts.
     """
     paths = field_paths(columns)
     items = _carried(columns) + _document_lists(paths) or ["scored.id"]
