@@ -360,8 +360,13 @@ def _load_and_score(
     minimum = MODE_MINIMUM[job.sharing_mode]
     bad = "(data IS NOT NULL AND TRY(json_type(data)) IS NULL)"
     rank = f"least({_scope_rank('user_sharing_scope')}, {_scope_rank('user_scope')})"
+    # The common values of one record are worked out as it is read (for the accepted ones);
+    # those worked out once per distinct value are set afterwards.
     commons = ", ".join(
-        f"NULL::VARCHAR AS {_sql.precomputed_column(name)}" for name in _sql.PRECOMPUTED_COMMON
+        f"NULL::VARCHAR AS {_sql.precomputed_column(name)}"
+        if name in _sql.COMMON_BY_DISTINCT
+        else f"CASE WHEN accepted THEN {expression} END AS {_sql.precomputed_column(name)}"
+        for name, expression in _sql.PRECOMPUTED_COMMON.items()
     )
     if streamed_join:
         # DuckDB estimates a `sqlite_query` at one row and would build the join's hash table
@@ -371,8 +376,9 @@ def _load_and_score(
         connection.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE scored AS
+            SELECT * EXCLUDE ({", ".join(_sql.COMMON_READ_ONCE)}), {commons} FROM (
             SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
-                      AS accepted, {commons}
+                      AS accepted
             FROM (
                 SELECT * REPLACE (TRY_CAST(user_metadata AS JSON) AS user_metadata),
                        TRY(json_type(data)) AS data_type,
@@ -383,16 +389,16 @@ def _load_and_score(
                             THEN 'Default Health Data Record Table'
                             ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision
                             END AS original_table
-                FROM ({source}))
+                FROM ({source})))
             """,
             params,
         )
     finally:
         if streamed_join:
             connection.execute("RESET disabled_optimizers")
-    # The common values of the accepted records, kept beside them: those that depend on one
-    # column with few distinct values (app versions, data groups) are worked out once per
-    # value, the others once per record; every table then reads them as they are.
+    # The common values that depend on one column with few distinct values (app versions,
+    # data groups) are worked out once per value and set beside the accepted records; every
+    # table then reads them as they are.
     for column, names in _sql.common_lookups().items():
         values = ", ".join(
             f"{_sql.PRECOMPUTED_COMMON[name]} AS {_sql.precomputed_column(name)}" for name in names
@@ -408,15 +414,6 @@ def _load_and_score(
             f"SELECT DISTINCT {column} AS value FROM scored WHERE accepted))) lookup "
             f"WHERE lookup.value = scored.{column} AND scored.accepted"
         )
-    per_record = [name for name in _sql.PRECOMPUTED_COMMON if name not in _sql.COMMON_BY_DISTINCT]
-    connection.execute(
-        "UPDATE scored SET "
-        + ", ".join(
-            f"{_sql.precomputed_column(name)} = {_sql.PRECOMPUTED_COMMON[name]}"
-            for name in per_record
-        )
-        + " WHERE accepted"
-    )
 
 
 def _count_filters(

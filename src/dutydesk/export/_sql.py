@@ -350,6 +350,11 @@ PRECOMPUTED_COMMON: dict[str, str] = {
 }
 
 
+# The record columns read by nothing but a common value worked out per record: `scored` keeps
+# the value, not the column.
+COMMON_READ_ONCE = ("user_external_id", "validation_errors")
+
+
 # The common values that depend on one column only, with the column: they are worked out once
 # per distinct value of it (app versions, phones and data groups repeat across a study).
 COMMON_BY_DISTINCT: dict[str, str] = {
