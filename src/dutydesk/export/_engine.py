@@ -92,11 +92,11 @@ def open_database(records_url: str, *, threads: int | None = None) -> duckdb.Duc
         attach_record_store(database, records_url)
         _sql.install(database)
         if make_url(records_url).get_backend_name() == "sqlite":
-            # Each statement on a SQLite store opens its own SQLite connection, and the last
-            # one to close folds the WAL back under an exclusive lock: a statement starting
-            # on another connection at that moment stalls for a whole second. A transaction
-            # kept open here holds one SQLite connection for the database's life, so no
-            # statement's connection is ever the last.
+            # Each statement on a SQLite store opens its own SQLite connection. When none is
+            # open, the next one to open rebuilds the WAL index under an exclusive lock, and a
+            # statement opening its connection meanwhile on another thread waits a whole
+            # second. A transaction kept open here holds one SQLite connection for the
+            # database's life, so the index is built once.
             database.execute("BEGIN TRANSACTION")
             database.execute("SELECT count(*) FROM rs.studies").fetchall()
     except BaseException:
