@@ -294,13 +294,7 @@ def _register_tables(session: Session, study: str, tables: list[_engine.TableRes
         row.updated_at = utcnow()
 
 
-def finish_run_if_done(
-    session: Session,
-    run_id: int,
-    records_url: str,
-    *,
-    database: duckdb.DuckDBPyConnection | None = None,
-) -> bool:
+def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
     """End the run when every part has finished; only one caller ever does (a claimed update)."""
     write_phase(session)
     unfinished = session.scalar(
@@ -317,20 +311,16 @@ def finish_run_if_done(
         return False
     run = session.get(ExportRun, run_id, populate_existing=True)
     assert run is not None
-    _end_of_stream(session, run, records_url, database)
+    _end_of_stream(session, run, records_url)
     return True
 
 
-def _end_of_stream(
-    session: Session,
-    run: ExportRun,
-    records_url: str,
-    database: duckdb.DuckDBPyConnection | None,
-) -> None:
+def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
     request = parse_request(run.request)
     parts = list(session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)))
     target = warehouse()
-    with _engine.connect(records_url, threads=1, database=database) as connection:
+    # A status row reads nothing from the record store: a bare DuckDB writes it.
+    with closing(duckdb.connect(config={"threads": 1})) as connection:
         for part in parts:
             status = _engine.write_status_row(
                 connection, part.study_id, run.export_date, run.run_key, target
@@ -481,9 +471,9 @@ def run_in_foreground(
                 study_id = future.result()
                 if progress:
                     progress(study_id, index, len(part_ids))
-        with session_factory() as session:
-            finish_run_if_done(session, run_id, records_url, database=database)
-            session.commit()
-            done = session.get(ExportRun, run_id)
-            assert done is not None
-            return done
+    with session_factory() as session:
+        finish_run_if_done(session, run_id, records_url)
+        session.commit()
+        done = session.get(ExportRun, run_id)
+        assert done is not None
+        return done
