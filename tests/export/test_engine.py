@@ -408,6 +408,60 @@ def test_spec_value_vectors_come_out_as_the_reference_says(tmp_path: Path) -> No
     assert by_id["r023"]["blob"] == '[1,3,5,7,"this is a string"]'
 
 
+USER_METADATA_TEXTS = [
+    None,
+    '{"startDate": "2016-06-09T10:09:08Z", "taskRunCount": 2}',
+    ' \n\t{"startDate": "2016-06-09T10:09:08.765+05:30", "taskRunCount": "3"} ',
+    "null",
+    " null ",
+    "[1, 2]",
+    '"{not an object}"',
+    "{not json",
+]
+
+
+def test_user_metadata_of_any_shape_gives_the_reference_columns(tmp_path: Path) -> None:
+    """Metadata columns and rawMetadata for objects (with JSON whitespace around them), JSON
+    null, arrays, strings, numbers and text that is no JSON at all."""
+    path = tmp_path / "records.sqlite"
+    fields = [{"name": "startDate", "type": "TIMESTAMP"}, {"name": "taskRunCount", "type": "INT"}]
+    with closing(one_study_store(path)) as connection, connection:
+        connection.execute(
+            "UPDATE studies SET upload_metadata_fields = ? WHERE id = 's'", [json.dumps(fields)]
+        )
+        connection.execute("INSERT INTO schemas VALUES ('s', 'plain', 1, '[]')")
+        connection.execute("INSERT INTO participants VALUES ('s', 'hc', 'SPONSORS_AND_PARTNERS')")
+        for index, text in enumerate(USER_METADATA_TEXTS):
+            connection.execute(
+                "INSERT INTO records (id, study_id, health_code, schema_id, schema_revision, "
+                "uploaded_on, data, user_metadata, user_sharing_scope) "
+                "VALUES (?, 's', 'hc', 'plain', 1, ?, '{}', ?, 'SPONSORS_AND_PARTNERS')",
+                [f"m{index}", 1000 + index, text],
+            )
+    result = run_study(path, tmp_path / "wh", "s", SharingMode.SHARED)
+    [table] = [t for t in result.tables if t.kind == "schema"]
+    assert table.path is not None and table.rows == len(USER_METADATA_TEXTS)
+    records = source_records(path, "s")
+    rows = {row["recordId"]: row for row in rows_of(table.path)}
+    checked = [
+        column
+        for column in table.columns
+        if column.name.startswith("metadata.") or column.name == "rawMetadata"
+    ]
+    assert len(checked) == 4
+    for record_id, row in rows.items():
+        for column in checked:
+            actual = row[column.name]
+            if column.name == "rawMetadata" and actual is not None:
+                actual = "present"
+            expected = expected_cell(column, records[record_id], path)
+            assert actual == expected, (record_id, column.name, actual)
+    assert rows["m2"]["metadata.taskRunCount"] is None  # a string is no INT
+    assert rows["m2"]["metadata.startDate.timezone"] == "+0530"
+    assert [rows[f"m{i}"]["rawMetadata"] is None for i in (0, 3, 4, 7)] == [True] * 4
+    assert rows["m5"]["rawMetadata"] == "[1, 2]"
+
+
 def test_a_study_is_read_in_one_pass_over_its_rows_or_through_the_index(tmp_path: Path) -> None:
     """Rows of a study that sit together are read by one pass over their stretch of the
     table; rows scattered among other studies' through the index. Either way exactly the
