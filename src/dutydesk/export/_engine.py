@@ -26,6 +26,7 @@ from dutydesk.duck import load_extension
 from dutydesk.export import _sql, _surveys, _values
 from dutydesk.export._attachments import read_attachments
 from dutydesk.export._columns import (
+    DEFAULT_TABLE_NAME,
     Column,
     FieldValue,
     app_version_table_columns,
@@ -332,8 +333,9 @@ def _scope_rank(column: str) -> str:
 def _load_and_score(
     connection: duckdb.DuckDBPyConnection, job: StudyJob, config: StudyConfig
 ) -> None:
-    """Read the records once into `scored`: each with its effective scope, whitelists, table,
-    and whether it is accepted; then the common values of the accepted ones.
+    """Read the records once into `scored`: each with its effective scope, whitelists and
+    whether it is accepted; then the common values of the accepted ones. (A record's table
+    follows from its schema and revision, worked out where it is needed.)
 
     `data` stays text, parsed here only for its JSON type (a bad document has none) and once
     more per table for its fields; `user_metadata` is parsed here, once; the other JSON
@@ -356,7 +358,6 @@ def _load_and_score(
         table_ok = (
             f"schema_id IS NOT NULL AND schema_revision IS NOT NULL AND {table_key} IN ({keys})"
         )
-    prefix = "" if config.id_excluded else f"{job.study_id}-"
     minimum = MODE_MINIMUM[job.sharing_mode]
     bad = "(data IS NOT NULL AND TRY(json_type(data)) IS NULL)"
     rank = f"least({_scope_rank('user_sharing_scope')}, {_scope_rank('user_scope')})"
@@ -384,11 +385,7 @@ def _load_and_score(
                        TRY(json_type(data)) AS data_type,
                        {bad} AS bad_data,
                        {rank} AS effective_rank,
-                       {study_ok} AS study_ok, {table_ok} AS table_ok, {table_key} AS table_key,
-                       CASE WHEN schema_id IS NULL OR schema_revision IS NULL
-                            THEN 'Default Health Data Record Table'
-                            ELSE {quote_literal(prefix)} || schema_id || '-v' || schema_revision
-                            END AS original_table
+                       {study_ok} AS study_ok, {table_ok} AS table_ok
                 FROM ({source})))
             """,
             params,
@@ -421,17 +418,21 @@ def _count_filters(
 ) -> None:
     minimum = MODE_MINIMUM[job.sharing_mode]
     rows = connection.execute(
-        "SELECT effective_rank, study_ok, table_ok, table_key, schema_id IS NULL "
-        "OR schema_revision IS NULL, count(*) FROM scored WHERE NOT bad_data "
-        "GROUP BY ALL"
+        "SELECT effective_rank, study_ok, table_ok, schema_id, schema_revision, count(*) "
+        "FROM scored WHERE NOT bad_data GROUP BY ALL"
     ).fetchall()
-    for rank, study_ok, table_ok, key, no_schema, count in rows:
+    for rank, study_ok, table_ok, schema_id, revision, count in rows:
+        no_schema = schema_id is None or revision is None
         scope = SCOPE_NAMES[int(rank)]
         result.count(f"{'accepted' if rank >= minimum else 'excluded'}[{scope}]", count)
         if job.study_whitelist is not None:
             result.count(f"{'accepted' if study_ok else 'excluded'}[{job.study_id}]", count)
         if job.table_whitelist is not None:
-            name = f"{job.study_id}-default" if no_schema else key
+            name = (
+                default_table_key(job.study_id)
+                if no_schema
+                else schema_table_key(job.study_id, schema_id, int(revision))
+            )
             result.count(f"{'accepted' if table_ok else 'excluded'}[{name}]", count)
     for scope, count in connection.execute(
         "SELECT user_sharing_scope, count(*) FROM scored WHERE user_sharing_scope IS NOT NULL "
@@ -459,6 +460,13 @@ def export_study(
     result = StudyResult()
     config = read_study_config(connection, job.study_id)
     _load_and_score(connection, job, config)
+    # The table a record's row went to, for the summary table (of this connection's study).
+    prefix = "" if config.id_excluded else f"{job.study_id}-"
+    connection.execute(
+        "CREATE OR REPLACE TEMP MACRO dd_original_table(s, r) AS CASE "
+        f"WHEN s IS NULL OR r IS NULL THEN {quote_literal(DEFAULT_TABLE_NAME)} "
+        f"ELSE {quote_literal(prefix)} || s || '-v' || r END"
+    )
     connection.execute("DELETE FROM made_attachments")
     _surveys.convert_surveys(
         connection, job.study_id, config.schemas, result.count, result.log.append

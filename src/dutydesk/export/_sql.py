@@ -400,7 +400,7 @@ _SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
     "recordUploadedOn": ("uploaded_on",),
     RawData.kind: ("raw_data_attachment_id",),
     RawMetadata.kind: ("user_metadata",),
-    OriginalTable.kind: ("original_table",),
+    OriginalTable.kind: ("schema_id", "schema_revision"),
 }
 
 
@@ -547,7 +547,7 @@ def column_value(
             "CASE WHEN json_type(user_metadata) NOT IN ('NULL') THEN user_metadata::VARCHAR END"
         )
     elif isinstance(source, OriginalTable):
-        expression = "original_table"
+        expression = "dd_original_table(schema_id, schema_revision)"
     else:
         raise ValueError(f"column {column.name!r} has no source to export")
     return f"CAST({expression} AS {PARQUET_TYPES[column.type]})"

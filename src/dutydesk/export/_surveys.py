@@ -156,17 +156,6 @@ def convert_surveys(
             )
         connection.execute(
             "UPDATE scored SET schema_id = ?, schema_revision = ?, data = ?, "
-            "data_type = 'OBJECT', table_key = study_id || '-' || ? || '-v' || ?, "
-            "original_table = left(original_table, length(original_table) - ?) || ? "
-            "WHERE id = ?",
-            [
-                done.schema_id,
-                SURVEY_REVISION,
-                json.dumps(done.data),
-                done.schema_id,
-                SURVEY_REVISION,
-                len(f"{SURVEY_SCHEMA}-v{SURVEY_REVISION}"),
-                f"{done.schema_id}-v{SURVEY_REVISION}",
-                record_id,
-            ],
+            "data_type = 'OBJECT' WHERE id = ?",
+            [done.schema_id, SURVEY_REVISION, json.dumps(done.data), record_id],
         )
