@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from dutydesk.db import build_engine
+from dutydesk.export import _engine
+from dutydesk.export.request import SharingMode
 from dutydesk.records.generate import generate
 from dutydesk.records.store import records_session_factory, upgrade_records
 from tests.conftest import clear_caches
@@ -26,6 +28,22 @@ def filled_store(url: str, **counts: Any) -> str:
     finally:
         engine.dispose()
     return url
+
+
+EXPORT_DATE = "2026-11-21"
+
+
+def whole_window_job(study: str, mode: SharingMode, **job: Any) -> _engine.StudyJob:
+    """An engine job exporting every record of `study`, dated EXPORT_DATE, run key `test`."""
+    return _engine.StudyJob(
+        study_id=study,
+        export_date=EXPORT_DATE,
+        run_key="test",
+        sharing_mode=mode,
+        start_ms=0,
+        end_ms=2**62,
+        **job,
+    )
 
 
 def generated_store(path: Path, **counts: Any) -> str:

@@ -32,9 +32,7 @@ from dutydesk.export._columns import (
 )
 from dutydesk.export.request import SchemaKey, SharingMode
 from dutydesk.records.store import upgrade_records
-from tests.export.conftest import generated_store
-
-EXPORT_DATE = "2026-11-21"
+from tests.export.conftest import EXPORT_DATE, generated_store, whole_window_job
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +80,7 @@ def run_study(
 ) -> _engine.StudyResult:
     """Export one study with the engine."""
     with _engine.connect(f"sqlite:///{store}", threads=2) as connection:
-        return _engine.export_study(
-            connection,
-            _engine.StudyJob(
-                study_id=study,
-                export_date=EXPORT_DATE,
-                run_key="test",
-                sharing_mode=mode,
-                start_ms=0,
-                end_ms=2**62,
-                **job,
-            ),
-            warehouse,
-        )
+        return _engine.export_study(connection, whole_window_job(study, mode, **job), warehouse)
 
 
 def rows_of(path: str) -> list[dict[str, Any]]:

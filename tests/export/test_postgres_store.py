@@ -12,7 +12,7 @@ import pytest
 from dutydesk.export import _engine
 from dutydesk.export.request import SharingMode
 from tests.conftest import POSTGRES_URL, fresh_database_url
-from tests.export.conftest import filled_store
+from tests.export.conftest import filled_store, whole_window_job
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="DUTYDESK_TEST_POSTGRES_URL is not set")
 
@@ -30,16 +30,7 @@ def export(url: str, warehouse: Path, study: str) -> dict[str, list[tuple[Any, .
     """Every table the export of `study` writes, as sorted rows, by table key."""
     with _engine.connect(url, threads=1) as connection:
         result = _engine.export_study(
-            connection,
-            _engine.StudyJob(
-                study_id=study,
-                export_date="2026-11-21",
-                run_key="test",
-                sharing_mode=SharingMode.SHARED,
-                start_ms=0,
-                end_ms=2**62,
-            ),
-            warehouse,
+            connection, whole_window_job(study, SharingMode.SHARED), warehouse
         )
     tables: dict[str, list[tuple[Any, ...]]] = {}
     for table in result.tables:

@@ -14,7 +14,7 @@ import pytest
 
 from dutydesk.export import _engine
 from dutydesk.export.request import SharingMode
-from tests.export.conftest import generated_store
+from tests.export.conftest import generated_store, whole_window_job
 
 STUDIES = ("study-a", "study-b", "study-c")
 
@@ -35,14 +35,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def job(study: str) -> _engine.StudyJob:
-    return _engine.StudyJob(
-        study_id=study,
-        export_date="2026-11-21",
-        run_key="test",
-        sharing_mode=SharingMode.ALL,
-        start_ms=0,
-        end_ms=2**62,
-    )
+    return whole_window_job(study, SharingMode.ALL)
 
 
 def written(warehouse: Path) -> dict[str, Any]:
