@@ -496,7 +496,7 @@ def test_a_study_is_read_in_one_pass_over_its_rows_or_through_the_index(tmp_path
                 start_ms=1000,
                 end_ms=end,
             )
-            source, _params, _later = _engine._records_source(connection, job)
+            source, _params = _engine._records_source(connection, job)
             assert ("NOT INDEXED" in source) is one_pass, study
             result = _engine.export_study(connection, job, tmp_path / "wh")
             [summary] = [t for t in result.tables if t.kind == "appVersion"]

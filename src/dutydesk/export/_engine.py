@@ -249,16 +249,18 @@ RECORD_COLUMNS = {
 
 def _records_source(
     connection: duckdb.DuckDBPyConnection, job: StudyJob
-) -> tuple[str, list[object], bool]:
-    """A SELECT of the study's records in the window (or the listed ids), with the user scope,
-    and whether it joins the records streaming out of SQLite to `study_participants`.
+) -> tuple[str, list[object]]:
+    """A SELECT of the study's records in the window (or the listed ids), with the user scope.
 
     SQLite's scanner pushes no filter down, so a window of one study is read through
     `sqlite_query`: only that study's rows are read, found through the `(study_id,
     uploaded_on)` index, or by one pass over the stretch of the table that holds them when
     they fill at least half of it.
-    Its participants (a few thousand rows) are read apart and joined to the records as they
-    stream in: SQLite looking each record's participant up costs a third of the read again.
+    Its participants (a few thousand rows) are read apart and each record's scope is looked
+    up among them as the records stream in: SQLite looking each record's participant up costs
+    a third of the read again, and a join would build its hash table on the records (DuckDB
+    estimates a `sqlite_query` at one row). A participant is one row (the table's key is the
+    study and the health code), so the look-up is a scalar subquery.
     """
     columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
     if job.record_ids is None and _sql.store_type(connection) == "sqlite":
@@ -296,12 +298,11 @@ def _records_source(
             for name, kind in RECORD_COLUMNS.items()
         )
         return (
-            f"SELECT {typed}, p.sharing_scope AS user_scope "
+            f"SELECT {typed}, (SELECT p.sharing_scope FROM study_participants p "
+            "WHERE p.health_code = r.health_code) AS user_scope "
             f"FROM sqlite_query('rs', {quote_literal(inner)}, "
-            f"params := row({kinds}?::VARCHAR, ?::BIGINT, ?::BIGINT)) r "
-            "LEFT JOIN study_participants p ON p.health_code = r.health_code",
+            f"params := row({kinds}?::VARCHAR, ?::BIGINT, ?::BIGINT)) r",
             bound,
-            True,
         )
     where = "r.study_id = ?"
     params: list[object] = [job.study_id]
@@ -321,7 +322,6 @@ def _records_source(
         "LEFT JOIN rs.participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
         f"WHERE {where}",
         params,
-        False,
     )
 
 
@@ -341,7 +341,7 @@ def _load_and_score(
     more per table for its fields; `user_metadata` is parsed here, once; the other JSON
     columns once per distinct value, for the common values made of them.
     """
-    source, params, streamed_join = _records_source(connection, job)
+    source, params = _records_source(connection, job)
     study_ok = (
         "TRUE"
         if job.study_whitelist is None
@@ -369,30 +369,22 @@ def _load_and_score(
         else f"CASE WHEN accepted THEN {expression} END AS {_sql.precomputed_column(name)}"
         for name, expression in _sql.PRECOMPUTED_COMMON.items()
     )
-    if streamed_join:
-        # DuckDB estimates a `sqlite_query` at one row and would build the join's hash table
-        # on the records: the participants' few rows are the side to build on.
-        connection.execute("SET disabled_optimizers = 'build_side_probe_side,join_order'")
-    try:
-        connection.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE scored AS
-            SELECT * EXCLUDE ({", ".join(_sql.COMMON_READ_ONCE)}), {commons} FROM (
-            SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
-                      AS accepted
-            FROM (
-                SELECT * REPLACE (TRY_CAST(user_metadata AS JSON) AS user_metadata),
-                       TRY(json_type(data)) AS data_type,
-                       {bad} AS bad_data,
-                       {rank} AS effective_rank,
-                       {study_ok} AS study_ok, {table_ok} AS table_ok
-                FROM ({source})))
-            """,
-            params,
-        )
-    finally:
-        if streamed_join:
-            connection.execute("RESET disabled_optimizers")
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE scored AS
+        SELECT * EXCLUDE ({", ".join(_sql.COMMON_READ_ONCE)}), {commons} FROM (
+        SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
+                  AS accepted
+        FROM (
+            SELECT * REPLACE (TRY_CAST(user_metadata AS JSON) AS user_metadata),
+                   TRY(json_type(data)) AS data_type,
+                   {bad} AS bad_data,
+                   {rank} AS effective_rank,
+                   {study_ok} AS study_ok, {table_ok} AS table_ok
+            FROM ({source})))
+        """,
+        params,
+    )
     # The common values that depend on one column with few distinct values (app versions,
     # data groups) are worked out once per value and set beside the accepted records; every
     # table then reads them as they are.
