@@ -635,20 +635,19 @@ class TableWriter:
     ) -> None:
         """Write each attachment a table refers to as a file named by spec §7 (once), before
         the table file `written` (at its temporary location) takes its name."""
-        query = _sql.attachment_pairs(columns, where, self._attachment_parts)
-        if query is None:
+        wanted = _sql.attachment_columns(columns)
+        if not wanted:
             return
         # Most tables refer to no attachment at all: the written file says so for the cost of
         # reading its attachment columns, where finding the pairs parses every record again.
-        present = " OR ".join(
-            f"{_sql.quote_name(column.name)} IS NOT NULL"
-            for column in _sql.attachment_columns(columns)
-        )
+        present = " OR ".join(f"{_sql.quote_name(column.name)} IS NOT NULL" for column in wanted)
         referred = self.connection.execute(
             f"SELECT count(*) FROM read_parquet({quote_literal(written)}) WHERE {present}"
         ).fetchone()
         if not (referred and referred[0]):
             return
+        query = _sql.attachment_pairs(columns, where, self._attachment_parts)
+        assert query is not None  # the table has attachment columns
         folder = f"{table_dir}/attachments"
         pairs = self.connection.execute(query).fetchall()
         targets = {
