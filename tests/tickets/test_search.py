@@ -76,14 +76,21 @@ def test_operator_words_are_searched_as_plain_words(db: Session) -> None:
 
 
 def test_parse_query_turns_user_text_into_terms() -> None:
-    assert parse_query('disk "db 1" full*') == [
-        Term(("disk",)),
-        Term(("db", "1")),
-        Term(("full",), prefix=True),
+    assert parse_query('disk "db 1" full* db-3 DD-12*') == [
+        Term(("disk",), text="disk"),
+        Term(("db", "1"), text="db 1"),
+        Term(("full",), prefix=True, text="full"),
+        Term(("db", "3"), text="db-3"),
+        Term(("DD", "12"), prefix=True, text="DD-12"),
     ]
-    assert parse_query('foo" AND (bar)') == [Term(("foo",)), Term(("AND",)), Term(("bar",))]
+    assert parse_query('foo" AND (bar)') == [
+        Term(("foo",), text='foo"'),
+        Term(("AND",), text="AND"),
+        Term(("bar",), text="(bar)"),
+    ]
     assert parse_query("!!! ''") == []
-    assert fts5_query(parse_query('AND "x y" z*')) == '"AND" AND "x y" AND "z" *'
+    assert fts5_query(parse_query('AND "x y" z* db-3')) == '"AND" AND "x y" AND "z" * AND "db 3"'
+    assert [term.parser_text for term in parse_query("dd-12 db-3")] == ["DD 12", "db-3"]
 
 
 def test_matches_are_marked_and_text_is_escaped(db: Session, olga: User) -> None:
@@ -139,3 +146,42 @@ def test_rebuilding_the_index_after_a_bulk_load(db: Session) -> None:
         ticket = open_ticket(db, "fp-1", title="Loaded while paused")
         assert keys(db, "paused") == []
     assert keys(db, "paused") == [ticket.key]
+
+
+def test_a_word_joined_by_a_hyphen_is_a_phrase(db: Session) -> None:
+    first = open_ticket(
+        db, "fp-1", title="Disk usage above 90% on db-1", description="3 disks", payload={}
+    )
+    third = open_ticket(
+        db, "fp-3", title="Disk usage above 90% on db-3", description="", payload={}
+    )
+    assert keys(db, "db-3") == [third.key], "db-1 with a 3 elsewhere is not db-3"
+    assert keys(db, "db-1") == [first.key]
+    assert keys(db, "DB-1 disk") == [first.key]
+    assert keys(db, '"on db-3"') == [third.key]
+    assert keys(db, "db-*") == [third.key, first.key]
+    assert keys(db, "db-3*") == [third.key]
+    assert keys(db, "above-the*") == [], "a phrase of a stop word as a prefix is no error"
+    assert keys(db, third.key) == [third.key]
+    assert keys(db, third.key.lower()) == [third.key]
+
+
+def test_dotted_addresses_and_paths_are_phrases_too(db: Session) -> None:
+    ticket = open_ticket(
+        db, "fp-1", title="Cannot reach 10.0.4.17", description="see /var/lib/postgresql"
+    )
+    open_ticket(db, "fp-2", title="Cannot reach 10.0.17.4", description="see /var/lib/mysql")
+    assert keys(db, "10.0.4.17") == [ticket.key]
+    assert keys(db, "/var/lib/postgresql") == [ticket.key]
+
+
+def test_count_says_how_many_tickets_match(db: Session, olga: User) -> None:
+    for n in range(3):
+        open_ticket(db, f"fp-{n}", title=f"Backup {n} failed")
+    closed = open_ticket(db, "fp-closed", title="Backup of db-9 failed")
+    service.close_ticket(db, closed, actor="olga")
+    db.flush()
+    assert _search.count(db, "backup", ANY) == 4
+    assert _search.count(db, "backup", TicketFilters(status=OPEN_ANY)) == 3
+    assert _search.count(db, "db-9", ANY) == 1
+    assert _search.count(db, "!!!", ANY) == 0

@@ -5,8 +5,10 @@ the alarm payload); migration 0003 made it and its triggers keep it in step with
 This module is the only place that knows which database is underneath.
 
 Query syntax: words (every one must appear, stemmed: `failing` finds `failed`), phrases in
-double quotes, and `word*` for a prefix. Anything else (operators, brackets, stray quotes) is
-read as plain text, so no query is a syntax error.
+double quotes, and `word*` for a prefix. A word joined to others by punctuation (`db-3`,
+`10.0.4.17`, `DD-12`) is a phrase: `db-3` finds the text db-3, not db-1 with a 3 elsewhere.
+Anything else (operators, brackets, stray quotes) is read as plain text, so no query is a
+syntax error.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
+    Text,
     bindparam,
+    case,
+    cast,
     column,
     func,
     literal_column,
@@ -32,6 +37,7 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from dutydesk.tickets._query import TicketFilters, filtered
@@ -41,14 +47,27 @@ START, STOP = "\x02", "\x03"
 SNIPPET_WORDS = 24
 _QUERY_PART = re.compile(r'"([^"]*)"?|(\S+)')
 _WORD = re.compile(r"\w+")
+# PostgreSQL's parser reads "DD-12" as "dd" and "-12"; the index holds the key as "DD 12".
+_KEY = re.compile(r"\bDD-(\d+)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Term:
-    """One part of a query: a word or a phrase (several words in order); maybe a prefix."""
+    """One part of a query: a word or a phrase (several words in order); maybe a prefix.
+
+    `text` is what the user typed for it, for PostgreSQL's parser, which splits text its own
+    way (`db-1` is "db" and "-1" there, `10.0.4.17` one token): the query must be split as the
+    index was.
+    """
 
     words: tuple[str, ...]
     prefix: bool = False
+    text: str = ""
+
+    @property
+    def parser_text(self) -> str:
+        """The text for PostgreSQL's parser (the words when no text was kept)."""
+        return _KEY.sub(r"DD \1", self.text) if self.text else " ".join(self.words)
 
 
 @dataclass(frozen=True)
@@ -61,18 +80,18 @@ class Hit:
 
 
 def parse_query(query: str) -> list[Term]:
-    """The terms of a user's query; punctuation and operators count as spaces."""
+    """The terms of a user's query: a quoted phrase, or a bare token whose words (split at
+    punctuation) must appear in that order; operators are plain words."""
     terms: list[Term] = []
     for phrase, bare in _QUERY_PART.findall(query):
-        if phrase:
-            words = tuple(_WORD.findall(phrase))
-            if words:
-                terms.append(Term(words))
+        words = tuple(_WORD.findall(phrase or bare))
+        if not words:
             continue
-        words = tuple(_WORD.findall(bare))
-        for index, word in enumerate(words):
-            last = index == len(words) - 1
-            terms.append(Term((word,), prefix=last and bare.endswith("*")))
+        if phrase:
+            terms.append(Term(words, text=phrase))
+        else:
+            prefix = bare.endswith("*")
+            terms.append(Term(words, prefix=prefix, text=bare.rstrip("*") if prefix else bare))
     return terms
 
 
@@ -96,6 +115,18 @@ def search(
     return [_hit(row) for row in rows.unique()]
 
 
+def count(session: Session, query: str, filters: TicketFilters) -> int:
+    """How many tickets match `query` and `filters`."""
+    terms = parse_query(query)
+    if not terms:
+        return 0
+    if session.get_bind().dialect.name == "sqlite":
+        matching = _sqlite_matching(terms)
+    else:
+        matching = _postgres_matching(_tsquery(terms))
+    return session.scalar(filtered(matching.with_only_columns(func.count()), filters)) or 0
+
+
 def _hit(row: Row[Any]) -> Hit:
     ticket, title, snippet = tuple(row)
     return Hit(ticket=ticket, title=marked(title), snippet=marked(snippet))
@@ -113,20 +144,27 @@ def fts5_query(terms: list[Term]) -> str:
     return " AND ".join(parts)
 
 
+def _sqlite_matching(terms: list[Term]) -> Select[Any]:
+    """The tickets whose index row matches `terms` (columns to be chosen by the caller)."""
+    index = table("ticket_search", column("rowid"))
+    name: ColumnElement[Any] = literal_column("ticket_search")
+    return (
+        select(Ticket.id)
+        .select_from(index)
+        .join(Ticket, Ticket.id == index.c.rowid)
+        .where(name.op("MATCH")(bindparam("fts_query", fts5_query(terms))))
+    )
+
+
 def _sqlite_statement(
     terms: list[Term], filters: TicketFilters, limit: int, offset: int
 ) -> Select[Any]:
     index = table("ticket_search", column("rowid"))
     name: ColumnElement[Any] = literal_column("ticket_search")
-    statement = (
-        select(
-            Ticket,
-            func.highlight(name, 1, START, STOP),
-            func.snippet(name, -1, START, STOP, "…", SNIPPET_WORDS),
-        )
-        .select_from(index)
-        .join(Ticket, Ticket.id == index.c.rowid)
-        .where(name.op("MATCH")(bindparam("fts_query", fts5_query(terms))))
+    statement = _sqlite_matching(terms).with_only_columns(
+        Ticket,
+        func.highlight(name, 1, START, STOP),
+        func.snippet(name, -1, START, STOP, "…", SNIPPET_WORDS),
     )
     # Ordered by the index's own rowid so FTS5 walks it newest first and stops at the limit.
     return filtered(statement, filters).order_by(index.c.rowid.desc()).limit(limit).offset(offset)
@@ -146,27 +184,40 @@ def _tsquery(terms: list[Term]) -> ColumnElement[Any]:
             # The word is \w+ only, so appending the prefix operator cannot inject syntax.
             prefix: BindParameter[str] = bindparam(f"term_{number}", term.words[0] + ":*")
             parts.append(func.to_tsquery(CONFIG, prefix))
-        else:
-            phrase: BindParameter[str] = bindparam(f"term_{number}", " ".join(term.words))
-            parts.append(func.phraseto_tsquery(CONFIG, phrase))
+            continue
+        phrase: BindParameter[str] = bindparam(f"term_{number}", term.parser_text)
+        query = func.phraseto_tsquery(CONFIG, phrase)
+        if term.prefix:
+            # The last lexeme becomes a prefix; only when the query text ends in one (a query
+            # of stop words only is empty, and `:*` after a bracket would be a syntax error).
+            text_form = cast(query, Text)
+            query = case(
+                (text_form.op("~")("'$"), cast(text_form.concat(":*"), TSQUERY)),
+                else_=query,
+            )
+        parts.append(query)
     combined = parts[0]
     for part in parts[1:]:
         combined = combined.op("&&")(part)
     return combined
 
 
+def _postgres_matching(query: ColumnElement[Any]) -> Select[Any]:
+    """The ids of the tickets whose search document matches the tsquery `query`."""
+    index = table("ticket_search", column("ticket_id"), column("document"))
+    return (
+        select(Ticket.id)
+        .join(index, index.c.ticket_id == Ticket.id)
+        .where(index.c.document.op("@@")(query))
+    )
+
+
 def _postgres_statement(
     terms: list[Term], filters: TicketFilters, limit: int, offset: int
 ) -> Select[Any]:
-    index = table("ticket_search", column("ticket_id"), column("document"))
     query = _tsquery(terms)
     page = (
-        filtered(
-            select(Ticket.id)
-            .join(index, index.c.ticket_id == Ticket.id)
-            .where(index.c.document.op("@@")(query)),
-            filters,
-        )
+        filtered(_postgres_matching(query), filters)
         .order_by(Ticket.id.desc())
         .limit(limit)
         .offset(offset)
