@@ -186,7 +186,7 @@ def _tsquery(terms: list[Term]) -> ColumnElement[Any]:
             parts.append(func.to_tsquery(CONFIG, prefix))
             continue
         phrase: BindParameter[str] = bindparam(f"term_{number}", term.parser_text)
-        query = func.phraseto_tsquery(CONFIG, phrase)
+        query: ColumnElement[Any] = func.phraseto_tsquery(CONFIG, phrase)
         if term.prefix:
             # The last lexeme becomes a prefix; only when the query text ends in one (a query
             # of stop words only is empty, and `:*` after a bracket would be a syntax error).
