@@ -4,6 +4,7 @@ escalation starts, each step notifies its target and waits, acknowledgement stop
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -111,15 +112,19 @@ def policy_for(session: Session, ticket: Ticket) -> EscalationPolicy | None:
     return None
 
 
-def start_escalations(session: Session, *, now: dt.datetime | None = None) -> int:
-    """Start an escalation for every open ticket a policy covers that has none yet."""
+def start_escalations(
+    session: Session, *, now: dt.datetime | None = None, ticket_ids: Sequence[int] | None = None
+) -> int:
+    """Start an escalation for every open ticket (of `ticket_ids`, when given) a policy covers
+    that has none yet."""
     now = now or utcnow()
     started = 0
-    tickets = session.scalars(
-        select(Ticket).where(
-            Ticket.status == Status.open.value, ~Ticket.id.in_(select(Escalation.ticket_id))
-        )
-    ).all()
+    query = select(Ticket).where(
+        Ticket.status == Status.open.value, ~Ticket.id.in_(select(Escalation.ticket_id))
+    )
+    if ticket_ids is not None:
+        query = query.where(Ticket.id.in_(ticket_ids))
+    tickets = session.scalars(query).all()
     settings = get_settings()
     for ticket in tickets:
         policy = policy_for(session, ticket)
@@ -206,20 +211,24 @@ def _notify_target(
     return f"channel {name}"
 
 
-def advance_escalations(session: Session, *, now: dt.datetime | None = None) -> int:
-    """Run every escalation step that is due; stop escalations of acknowledged tickets."""
-    from dutydesk.tickets.service import record_notification
+def advance_escalations(
+    session: Session, *, now: dt.datetime | None = None, ticket_ids: Sequence[int] | None = None
+) -> int:
+    """Run every escalation step that is due (of `ticket_ids`' escalations, when given); stop
+    escalations of acknowledged tickets.
 
+    A step that waits 0 minutes leads straight to the next one, in the same call: the steps
+    of a policy without waits all run at once, not one per beat tick.
+    """
     now = now or utcnow()
     ran = 0
-    due = session.scalars(
-        select(Escalation)
-        .where(
-            Escalation.state.in_([EscalationState.running.value, EscalationState.done.value]),
-            Escalation.next_at <= now,
-        )
-        .with_for_update(skip_locked=True)
-    ).all()
+    query = select(Escalation).where(
+        Escalation.state.in_([EscalationState.running.value, EscalationState.done.value]),
+        Escalation.next_at <= now,
+    )
+    if ticket_ids is not None:
+        query = query.where(Escalation.ticket_id.in_(ticket_ids))
+    due = session.scalars(query.with_for_update(skip_locked=True)).all()
     for escalation in due:
         ticket = session.get(Ticket, escalation.ticket_id)
         if ticket is None or ticket.status != Status.open.value:
@@ -228,44 +237,58 @@ def advance_escalations(session: Session, *, now: dt.datetime | None = None) -> 
             escalation.ended_at = now
             escalation.next_at = None
             continue
-        steps = escalation.policy["steps"]
-        repeat_every = dt.timedelta(minutes=get_settings().notify_repeat_interval_minutes)
-        if escalation.state == EscalationState.done.value:
-            # Every step ran and nobody acknowledged: remind the last target each interval.
-            step, reason = steps[-1], "repeat interval elapsed"
-            escalation.cycle += 1
-            sequence = f"r{escalation.cycle}"
-        else:
-            step = steps[escalation.step]
-            reason = _reason(escalation.cycle, escalation.step, len(steps))
-            sequence = f"c{escalation.cycle}s{escalation.step + 1}"
-        recipient = _notify_target(session, ticket, step, reason=reason, sequence=sequence, now=now)
-        if reason == "first notification":  # it tells of every occurrence so far
-            escalation.occurrences_told = ticket.occurrences
-            escalation.occurrences_told_at = now
-        record_notification(
-            session,
-            ticket,
-            channel="escalation",
-            recipient=recipient,
-            reason=f"{escalation.policy_name}: {reason}",
-            actor="escalation",
-        )
-        ran += 1
-        if escalation.state == EscalationState.done.value:
-            escalation.next_at = now + repeat_every
-            continue
-        escalation.next_at = now + dt.timedelta(minutes=step["wait_minutes"])
-        if escalation.step + 1 < len(steps):
-            escalation.step += 1
-        elif escalation.cycle < escalation.policy["repeat"]:
-            escalation.step, escalation.cycle = 0, escalation.cycle + 1
-        else:
-            escalation.state = EscalationState.done.value
-            escalation.end_reason = "all steps ran"
-            escalation.ended_at = now
-            escalation.next_at = now + repeat_every if repeat_every else None
+        # Every step of every cycle at most once, then the reminder: a bound, not a loop
+        # that a policy of zero waits could keep going.
+        for _step in range(len(escalation.policy["steps"]) * escalation.policy["repeat"] + 1):
+            _run_step(session, escalation, ticket, now)
+            ran += 1
+            if escalation.state != EscalationState.running.value or (
+                escalation.next_at is None or escalation.next_at > now
+            ):
+                break
     return ran
+
+
+def _run_step(session: Session, escalation: Escalation, ticket: Ticket, now: dt.datetime) -> None:
+    """Notify the escalation's current step's target and move on to the next step."""
+    from dutydesk.tickets.service import record_notification
+
+    steps = escalation.policy["steps"]
+    repeat_every = dt.timedelta(minutes=get_settings().notify_repeat_interval_minutes)
+    if escalation.state == EscalationState.done.value:
+        # Every step ran and nobody acknowledged: remind the last target each interval.
+        step, reason = steps[-1], "repeat interval elapsed"
+        escalation.cycle += 1
+        sequence = f"r{escalation.cycle}"
+    else:
+        step = steps[escalation.step]
+        reason = _reason(escalation.cycle, escalation.step, len(steps))
+        sequence = f"c{escalation.cycle}s{escalation.step + 1}"
+    recipient = _notify_target(session, ticket, step, reason=reason, sequence=sequence, now=now)
+    if reason == "first notification":  # it tells of every occurrence so far
+        escalation.occurrences_told = ticket.occurrences
+        escalation.occurrences_told_at = now
+    record_notification(
+        session,
+        ticket,
+        channel="escalation",
+        recipient=recipient,
+        reason=f"{escalation.policy_name}: {reason}",
+        actor="escalation",
+    )
+    if escalation.state == EscalationState.done.value:
+        escalation.next_at = now + repeat_every
+        return
+    escalation.next_at = now + dt.timedelta(minutes=step["wait_minutes"])
+    if escalation.step + 1 < len(steps):
+        escalation.step += 1
+    elif escalation.cycle < escalation.policy["repeat"]:
+        escalation.step, escalation.cycle = 0, escalation.cycle + 1
+    else:
+        escalation.state = EscalationState.done.value
+        escalation.end_reason = "all steps ran"
+        escalation.ended_at = now
+        escalation.next_at = now + repeat_every if repeat_every else None
 
 
 def stop_acknowledged(session: Session, *, now: dt.datetime | None = None) -> int:
@@ -432,3 +455,13 @@ def run_escalations(session: Session, *, now: dt.datetime | None = None) -> int:
     send_silence_ended(session, now=now)
     send_new_occurrences(session, now=now)
     return advance_escalations(session, now=now)
+
+
+def escalate_opened(
+    session: Session, ticket_ids: Sequence[int], *, now: dt.datetime | None = None
+) -> int:
+    """Start the escalations of tickets just opened and run their steps already due (those
+    of a policy without group wait); the number of steps run."""
+    now = now or utcnow()
+    start_escalations(session, now=now, ticket_ids=ticket_ids)
+    return advance_escalations(session, now=now, ticket_ids=ticket_ids)

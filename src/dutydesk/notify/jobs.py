@@ -1,4 +1,5 @@
-"""Job kinds and due work of notifications: escalations each tick, deliveries by a job."""
+"""Job kinds and due work of notifications: escalations each tick, deliveries by a job, and
+the first notice of a ticket started as soon as the transaction that opens it commits."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import datetime as dt
 import logging
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.event import listens_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk import registry
 from dutydesk.notify import escalation, service, watchdog
+from dutydesk.notify.models import EscalationPolicy
+from dutydesk.settings import get_settings
+from dutydesk.tickets.service import take_opened
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,36 @@ def deliver_due_job(session: Session, args: dict[str, Any]) -> dict[str, int]:
         state = service.deliver(factory, delivery_id)
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+@registry.job_kind("notify.escalate")
+def escalate_job(session: Session, args: dict[str, Any]) -> dict[str, int]:
+    """Start the escalations of the tickets in `args["tickets"]`, run their due steps and send
+    every due notice; running it twice (or after the tick did the same) sends nothing twice."""
+    from dutydesk.db import write_phase
+
+    write_phase(session)  # it reads, then writes: with SQLite, hold the write lock from here
+    ran = escalation.escalate_opened(session, [int(i) for i in args.get("tickets", [])])
+    return {"steps": ran, **deliver_due_job(session, {})}
+
+
+@listens_for(Session, "before_commit")
+def _escalate_at_commit(session: Session) -> None:
+    """A transaction that opened tickets adds, before it commits, the job that escalates them;
+    its broker message goes out right after the commit. The job row is the truth: if the
+    message is lost, the sweep sends it again, and the beat tick escalates the tickets anyway."""
+    from dutydesk.jobs.service import enqueue
+
+    opened = take_opened(session)
+    if not opened or session.scalar(select(EscalationPolicy.id).limit(1)) is None:
+        return
+    enqueue(
+        session,
+        "notify.escalate",
+        {"tickets": opened},
+        created_by="notify:ticket opened",
+        delay_seconds=get_settings().notify_group_wait_seconds,
+    )
 
 
 @registry.due("notify")

@@ -11,8 +11,9 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.event import listens_for
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from dutydesk.db import occurrence_update, utcnow
 from dutydesk.people.models import Role, User
@@ -125,6 +126,33 @@ def _clean_title(title: str) -> str:
     if not title:
         raise TicketInputError("title is empty")
     return title[:MAX_TITLE]
+
+
+# --- tickets opened in a transaction ----------------------------------------------------------
+
+_OPENED = "dutydesk_tickets_opened"
+
+
+def _note_opened(session: Session, ticket_id: int) -> None:
+    session.info.setdefault(_OPENED, []).append(ticket_id)
+
+
+def take_opened(session: Session) -> list[int]:
+    """Ids of the tickets the session's transaction opened since the last call: work that
+    follows an opening (its first notice) is added by a `before_commit` listener calling this."""
+    opened: list[int] = session.info.pop(_OPENED, [])
+    return opened
+
+
+@listens_for(Session, "after_commit")
+def _forget_opened_after_commit(session: Session) -> None:
+    session.info.pop(_OPENED, None)
+
+
+@listens_for(Session, "after_soft_rollback")
+def _forget_opened_after_rollback(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # a savepoint's rollback leaves the rest of the transaction
+        session.info.pop(_OPENED, None)
 
 
 # --- the one entry alarms call -----------------------------------------------------------------
@@ -260,6 +288,7 @@ def _land_firing(
             "at": at,
         }
         connection.execute(_ADD_EVENT, event)
+        _note_opened(session, ticket_id)
         return ticket_id, True
     raise TicketConflict(f"could not land the alarm for fingerprint {fingerprint!r}; try again")
 
@@ -333,6 +362,7 @@ def create_ticket(
     session.add(ticket)
     session.flush()
     _event(session, ticket, EventKind.opened, actor, source="manual")
+    _note_opened(session, ticket.id)
     return AlarmOutcome(ticket, is_new=True)
 
 

@@ -1,0 +1,107 @@
+"""A ticket's first notice does not wait for the beat tick: the transaction that opens the
+ticket also queues the job that escalates it, and steps without a wait run together."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dutydesk.jobs import service as jobs
+from dutydesk.jobs.models import Job
+from dutydesk.notify import escalation
+from dutydesk.notify import service as notify
+from dutydesk.notify.models import Delivery
+from dutydesk.tickets import service as tickets
+from tests.notify.conftest import T0, Receiver, Team
+
+
+def escalation_jobs(db: Session) -> list[Job]:
+    db.expire_all()
+    return list(db.scalars(select(Job).where(Job.kind == "notify.escalate").order_by(Job.id)))
+
+
+def slack_policy(db: Session, receiver: Receiver, wait_minutes: int = 0) -> None:
+    notify.create_channel(db, name="ops", url=f"{receiver.url}/slack", kind="slack")
+    escalation.create_policy(
+        db,
+        name="critical",
+        steps=[{"target": "channel", "name": "ops", "wait_minutes": wait_minutes}],
+    )
+    db.commit()
+
+
+def test_opening_a_ticket_queues_its_escalation_at_commit_and_the_job_sends_the_notice(
+    db: Session, factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    slack_policy(db, receiver)
+    outcome = tickets.create_ticket(db, title="API down", severity="critical", actor="t")
+    assert outcome.ticket is not None
+    assert escalation_jobs(db) == []  # nothing before the commit
+    db.commit()
+    [job] = escalation_jobs(db)
+    assert (job.state, job.args) == ("queued", {"tickets": [outcome.ticket.id]})
+    assert receiver.requests == []
+    assert jobs.execute(job.id, "test-worker", factory) == "succeeded"
+    [slack] = receiver.bodies("/slack")
+    assert f"[{outcome.ticket.key}] API down" in slack["text"]
+    db.expire_all()
+    [delivery] = db.scalars(select(Delivery)).all()
+    assert (delivery.state, delivery.reason) == ("sent", "first notification")
+    # The tick finds nothing left to do for it.
+    escalation.run_escalations(db)
+    assert len(db.scalars(select(Delivery)).all()) == 1
+
+
+def test_an_alarm_that_opens_a_ticket_queues_one_job_and_a_repeat_none(
+    db: Session, receiver: Receiver
+) -> None:
+    slack_policy(db, receiver)
+    alarm = tickets.Alarm(source="prometheus", fingerprint="disk", title="Disk full")
+    tickets.open_or_update_ticket(db, alarm)
+    db.commit()
+    tickets.open_or_update_ticket(db, alarm)
+    db.commit()
+    assert len(escalation_jobs(db)) == 1
+
+
+def test_without_any_policy_or_after_a_rollback_no_job_is_queued(
+    db: Session, receiver: Receiver
+) -> None:
+    tickets.create_ticket(db, title="API down", severity="critical", actor="t")
+    db.commit()
+    assert escalation_jobs(db) == []
+    slack_policy(db, receiver)
+    tickets.create_ticket(db, title="API down again", severity="critical", actor="t")
+    db.rollback()
+    db.commit()
+    assert escalation_jobs(db) == []
+
+
+def test_steps_without_a_wait_run_together_and_the_next_waits_its_minutes(
+    db: Session, team: Team, receiver: Receiver
+) -> None:
+    for name in ("a", "b", "c"):
+        notify.create_channel(db, name=name, url=f"{receiver.url}/{name}", kind="slack")
+    escalation.create_policy(
+        db,
+        name="critical",
+        steps=[
+            {"target": "channel", "name": "a", "wait_minutes": 0},
+            {"target": "channel", "name": "b", "wait_minutes": 5},
+            {"target": "channel", "name": "c", "wait_minutes": 0},
+        ],
+    )
+    tickets.create_ticket(db, title="API down", severity="critical", actor="t")
+    escalation.run_escalations(db, now=T0)
+    db.flush()
+    assert [d.channel for d in db.scalars(select(Delivery).order_by(Delivery.id))] == ["a", "b"]
+    escalation.run_escalations(db, now=T0 + dt.timedelta(minutes=4))
+    assert len(db.scalars(select(Delivery)).all()) == 2
+    escalation.run_escalations(db, now=T0 + dt.timedelta(minutes=5))
+    assert [d.channel for d in db.scalars(select(Delivery).order_by(Delivery.id))] == [
+        "a",
+        "b",
+        "c",
+    ]
