@@ -1,19 +1,26 @@
-"""The demo month of exports, with its night of data loss, made once."""
+"""The demo month of exports, with its night of data loss, made once: the past nights as
+finished runs, last night's as a real export, and a nightly schedule."""
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 from pathlib import Path
 
+import duckdb
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk import registry
-from dutydesk.export.demo import DEMO_DAYS, LOSS_STUDY
-from dutydesk.export.models import ExportRun
+from dutydesk.db import utcnow
+from dutydesk.export import service
+from dutydesk.export.demo import DEMO_DAYS, DEMO_SCHEDULE, LOSS_DAYS_AGO, LOSS_STUDY
+from dutydesk.export.models import ExportRun, ExportSchedule
+from dutydesk.jobs.models import Job
 from dutydesk.metrics.service import series
 from dutydesk.records.store import upgrade_records
+from dutydesk.settings import get_settings
 from tests.conftest import clear_caches
 from tests.export.test_runs import drain
 
@@ -29,16 +36,44 @@ def empty_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_demo_month_shows_a_sixty_percent_drop_in_unique_health_codes(
-    empty_records: Path, db: Session, factory: sessionmaker[Session]
-) -> None:
+def seed(db: Session) -> registry.DemoContext:
     registry.load_domains()
     context = registry.DemoContext(password="x" * 12, made=[])
     registry.demo_seeders["export"](db, context)
     db.commit()
-    registry.demo_seeders["export"](db, context)  # a second demo start adds nothing
-    db.commit()
-    assert db.scalar(select(func.count()).select_from(ExportRun)) == DEMO_DAYS
+    return context
+
+
+def test_demo_month_is_written_as_finished_runs_with_one_real_export_queued(
+    empty_records: Path, db: Session
+) -> None:
+    seed(db)
+    seed(db)  # a second demo start adds nothing
+    runs = list(db.scalars(select(ExportRun).order_by(ExportRun.id)))
+    assert len(runs) == DEMO_DAYS
+    assert [run.state for run in runs] == ["succeeded"] * (DEMO_DAYS - 1) + ["queued"]
+    export_jobs = db.scalar(select(func.count()).where(Job.kind == "export.run"))
+    assert export_jobs == 1
+    # One past run per night, each the next morning, oldest first, each with its final line.
+    days = [dt.date.fromisoformat(run.export_date) for run in runs]
+    assert days == [
+        utcnow().date() - dt.timedelta(days=back) for back in range(DEMO_DAYS - 1, -1, -1)
+    ]
+    for run in runs[:-1]:
+        assert run.final_line and run.final_line.startswith("Finished processing request in")
+        assert run.metrics["counters"]["numTotal"] > 0
+    # The past nights' status rows are in the warehouse, one per study and night.
+    status = empty_records / "warehouse" / "study-a" / "study-a-status"
+    rows = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{status}/**/*.parquet', hive_partitioning=true)"
+    ).fetchone()
+    assert rows == (DEMO_DAYS - 1,)
+
+
+def test_demo_month_shows_a_sixty_percent_drop_in_unique_health_codes(
+    empty_records: Path, db: Session, factory: sessionmaker[Session]
+) -> None:
+    seed(db)
     drain(db, factory)
     states = set(db.scalars(select(ExportRun.state)))
     assert states == {"succeeded"}
@@ -49,3 +84,33 @@ def test_demo_month_shows_a_sixty_percent_drop_in_unique_health_codes(
     assert 0.3 * typical <= lowest <= 0.5 * typical, points
     others = [value for _, value in series(db, "uniqueHealthCodes[study-b]")]
     assert min(others) > 0.7 * statistics.median(others)
+
+
+@pytest.mark.parametrize("days_ago", [LOSS_DAYS_AGO, LOSS_DAYS_AGO + 1])
+def test_a_past_nights_counts_are_what_a_real_export_of_that_night_counts(
+    empty_records: Path, db: Session, factory: sessionmaker[Session], days_ago: int
+) -> None:
+    seed(db)
+    day = utcnow().date() - dt.timedelta(days=days_ago)
+    past = db.scalars(
+        select(ExportRun).where(ExportRun.export_date == str(day + dt.timedelta(days=1)))
+    ).one()
+    real = service.start_run(db, past.request, created_by="test", queue=False)
+    db.commit()
+    real = service.run_in_foreground(factory, real.id, get_settings().effective_records_url)
+    watched = {
+        name: value for name, value in real.metrics["counters"].items() if name != "numAttachments"
+    }
+    assert past.metrics["counters"] == watched
+    assert past.metrics["set_counters"] == real.metrics["set_counters"]
+    assert past.studies == real.studies
+
+
+def test_demo_has_the_nightly_schedule(empty_records: Path, db: Session) -> None:
+    seed(db)
+    schedule = db.scalars(select(ExportSchedule)).one()
+    assert (schedule.name, schedule.schedule_type, schedule.enabled) == (
+        DEMO_SCHEDULE,
+        "DAILY",
+        True,
+    )

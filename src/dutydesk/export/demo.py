@@ -1,4 +1,8 @@
-"""Demo: a month of nightly exports of generated studies, with one night of data loss.
+"""Demo: a month of nightly exports of generated studies, with one night of data loss, and
+the nightly schedule that keeps them coming.
+
+The past nights are written as finished runs (`_demo_history`); only last night's is a real
+export, queued for the workers, so the first demo start does not keep a laptop busy.
 
 On the loss day, most participants of one study seem to upload nothing, so that study's
 `uniqueHealthCodes` falls by about 60%: the kind of shift the alarm rules exist to catch.
@@ -14,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from dutydesk import registry
 from dutydesk.db import utcnow
-from dutydesk.export import service
-from dutydesk.export.models import ExportRun
+from dutydesk.export import schedules, service
+from dutydesk.export._demo_history import write_history
+from dutydesk.export.models import ExportRun, ExportSchedule
 from dutydesk.records.generate import generate
 from dutydesk.records.models import Record
 from dutydesk.records.store import records_session_factory
@@ -25,6 +30,8 @@ DEMO_ACTOR = "demo"
 LOSS_STUDY = "study-a"
 LOSS_DAYS_AGO = 6
 LOSS_SHARE = 0.6
+DEMO_SCHEDULE = "nightly"
+DEMO_SCHEDULE_ZONE = "UTC"
 
 
 def _day_window(day: dt.date) -> tuple[str, str]:
@@ -73,26 +80,52 @@ def _fill_record_store(today: dt.date) -> bool:
     return True
 
 
+def _nightly_request(day: dt.date) -> dict[str, object]:
+    start, end = _day_window(day)
+    return {
+        "useLastExportTime": False,
+        "startDateTime": start,
+        "endDateTime": end,
+        "tag": f"demo nightly export {day}",
+    }
+
+
+def _made_at(day: dt.date) -> dt.datetime:
+    """When the nightly run of `day` was made: the next morning."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(8), dt.UTC)
+
+
 @registry.demo_seeder("export")
 def seed_exports(session: Session, context: registry.DemoContext) -> None:
-    """Generate the demo studies and queue one nightly export per day of the last month."""
+    """Generate the demo studies, write the month's past nightly runs as finished, queue the
+    last night's as a real export (the warehouse gets real tables), and add a schedule."""
     if session.scalar(select(func.count()).where(ExportRun.created_by == DEMO_ACTOR)):
         return
+    seed_schedule(session, context)
     today = utcnow().date()
     if _fill_record_store(today):
         context.note(f"3 studies with {DEMO_DAYS} days of records in the record store")
-    for days_ago in range(DEMO_DAYS, 0, -1):
-        day = today - dt.timedelta(days=days_ago)
-        start, end = _day_window(day)
-        service.start_run(
-            session,
-            {
-                "useLastExportTime": False,
-                "startDateTime": start,
-                "endDateTime": end,
-                "tag": f"demo nightly export {day}",
-            },
-            created_by=DEMO_ACTOR,
-            now=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(8), dt.UTC),
-        )
-    context.note(f"{DEMO_DAYS} nightly export runs queued (one night of data loss in {LOSS_STUDY})")
+    days = [today - dt.timedelta(days=back) for back in range(DEMO_DAYS, 0, -1)]
+    write_history(
+        session,
+        records_session_factory(),
+        [(_nightly_request(day), _made_at(day)) for day in days[:-1]],
+        created_by=DEMO_ACTOR,
+    )
+    service.start_run(
+        session, _nightly_request(days[-1]), created_by=DEMO_ACTOR, now=_made_at(days[-1])
+    )
+    context.note(
+        f"{DEMO_DAYS - 1} past nightly export runs (one night of data loss in {LOSS_STUDY}) "
+        "and last night's run queued"
+    )
+
+
+def seed_schedule(session: Session, context: registry.DemoContext) -> None:
+    """The demo's nightly export schedule, unless one of that name exists."""
+    if session.scalar(select(ExportSchedule.id).where(ExportSchedule.name == DEMO_SCHEDULE)):
+        return
+    schedules.create_schedule(
+        session, name=DEMO_SCHEDULE, time_zone=DEMO_SCHEDULE_ZONE, schedule_type="DAILY"
+    )
+    context.note(f"export schedule {DEMO_SCHEDULE} (daily, {DEMO_SCHEDULE_ZONE})")
