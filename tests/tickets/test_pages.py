@@ -196,3 +196,57 @@ def test_weekly_numbers_page(operator_client: TestClient, db: Session) -> None:
     page = operator_client.get("/tickets/review")
     assert page.status_code == 200
     assert 'id="weekly-numbers"' in page.text and "Open longer than 14 days" in page.text
+
+
+def test_a_search_from_a_list_says_how_many_more_match_among_other_tickets(
+    operator_client: TestClient, db: Session, olga: User
+) -> None:
+    waiting = open_ticket(db, "a", title="Replication lag on db-3", severity="warning")
+    taken = open_ticket(db, "b", title="Replication lag on db-4")
+    done = open_ticket(db, "c", title="Replication lag on db-5")
+    open_ticket(db, "d", title="Disk full")
+    service.assign(db, taken, "olga", actor="olga")
+    service.close_ticket(db, done, actor="olga")
+    db.commit()
+    page = operator_client.get("/tickets?q=replication")
+    assert rows(page.text) == [waiting.key]
+    assert "1 ticket matching <strong>replication</strong>" in page.text
+    assert (
+        '2 more among closed or assigned tickets: <a href="/tickets/all?q=replication">'
+        "search all tickets</a>" in page.text
+    )
+    assert rows(operator_client.get("/tickets/all?q=replication").text) == [
+        done.key,
+        taken.key,
+        waiting.key,
+    ]
+    mine = operator_client.get("/tickets/mine?q=replication&severity=high").text
+    assert rows(mine) == [taken.key]
+    assert "1 more among closed tickets and other people&#39;s" in mine
+    assert 'href="/tickets/all?q=replication&amp;severity=high"' in mine
+    everything = operator_client.get("/tickets/all?q=replication").text
+    assert "3 tickets matching" in everything and "search-elsewhere" not in everything
+    assert "search-elsewhere" not in operator_client.get("/tickets?q=disk").text
+
+
+def test_assign_to_me_is_offered_only_when_the_ticket_is_not_yours(
+    operator_client: TestClient, db: Session, olga: User
+) -> None:
+    ticket = open_ticket(db, "a", title="Queue backlog")
+    assert ">Assign to me</button>" in operator_client.get(f"/tickets/{ticket.key}").text
+    assert post_form(operator_client, f"/tickets/{ticket.key}/assign_me", {}) == 303
+    page = operator_client.get(f"/tickets/{ticket.key}").text
+    assert '<td id="ticket-assignee">olga</td>' in page
+    assert ">Assign to me</button>" not in page
+    assert ">Assign</button>" in page, "giving it to someone else stays possible"
+
+
+def test_list_dates_are_typed_in_iso_form(operator_client: TestClient, db: Session) -> None:
+    open_ticket(db, "a", title="Queue backlog")
+    page = operator_client.get("/tickets/all?since=2026-11-02&until=2026-11-02").text
+    assert rows(page) != []
+    assert 'name="since" value="2026-11-02" placeholder="YYYY-MM-DD"' in page
+    assert 'type="date"' not in page, "a date input shows the browser's local form"
+    refused = operator_client.get("/tickets/all?since=11/02/2026")
+    assert refused.status_code == 422
+    assert "since &#39;11/02/2026&#39; is not a date (YYYY-MM-DD)" in refused.text

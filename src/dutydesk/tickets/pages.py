@@ -3,6 +3,7 @@ the weekly numbers. Actions are plain forms that redirect back (bulk ones too)."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -63,9 +64,15 @@ def _list_page(
     page = max(1, int(query.get("page") or 1))
     offset = (page - 1) * PAGE_SIZE
     hits: list[_search.Hit] = []
+    elsewhere = 0
     if q:
         hits = _search.search(db, q, filters, limit=PAGE_SIZE + 1, offset=offset)
-        total = None
+        total = _search.count(db, q, filters)
+        if filters.status or filters.assignee:
+            # A search is for the text wherever it is: say how many matches the list's own
+            # status and assignee leave out, and link to them.
+            wider = replace(filters, status=None, assignee=None)
+            elsewhere = _search.count(db, q, wider) - total
     else:
         tickets = service.list_tickets(db, filters, limit=PAGE_SIZE + 1, offset=offset)
         hits = [_search.Hit(t, _search.marked(t.title), _search.marked("")) for t in tickets]
@@ -90,6 +97,8 @@ def _list_page(
             "next_url": at_page(page + 1) if more else None,
             "here": at_page(page),
             "q": q,
+            "elsewhere": elsewhere,
+            "elsewhere_url": "/tickets/all?" + urlencode({"q": q, **_shared(query)}),
             "form": {name: query.get(name) or "" for name in ("status", "severity", "assignee")}
             | {name: query.get(name) or "" for name in ("source", "since", "until")},
             "statuses": [s.value for s in Status],
@@ -99,6 +108,12 @@ def _list_page(
             "filters": filters,
         },
     )
+
+
+def _shared(query: dict[str, Any]) -> dict[str, str]:
+    """The filters every list offers (not status or assignee), as given, for a link."""
+    names = ("severity", "source", "since", "until")
+    return {name: query[name] for name in names if query.get(name)}
 
 
 def _query(request: Request) -> dict[str, Any]:

@@ -13,11 +13,13 @@ from dutydesk import registry
 from dutydesk.people.models import Role
 from dutydesk.web.access import Need
 from dutydesk.web.csrf import form_token
+from dutydesk.web.words import iso_moment, plural
 
 TEMPLATE_DIRS = [Path(__file__).parent / "templates"] + [
     Path(__file__).parent.parent / domain / "templates" for domain in registry.DOMAINS
 ]
 templates = Jinja2Templates(directory=[str(path) for path in TEMPLATE_DIRS if path.exists()])
+templates.env.filters.update(plural=plural, iso=iso_moment)
 
 
 def _nav_for(request: Request) -> list[registry.NavItem]:
