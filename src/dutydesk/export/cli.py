@@ -1,7 +1,8 @@
-"""`dutydesk export ...`: run an export here or queue it, see runs and tables."""
+"""`dutydesk export ...`: run an export here or queue it, see runs and tables, keep schedules."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -101,3 +102,87 @@ def tables() -> None:
     with transaction() as session:
         for row in session.scalars(select(WarehouseTable).order_by(WarehouseTable.key)):
             typer.echo(f"{row.key:<48} {row.kind:<10} columns={len(row.columns)}")
+
+schedules_app = typer.Typer(
+    help="Export schedules: nightly (DAILY) or HOURLY requests that beat's tick starts.",
+    no_args_is_help=True,
+)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.command("list")
+def list_schedules() -> None:
+    """Every schedule with its type, time zone, override and when it fires next."""
+    from dutydesk.db import utcnow
+    from dutydesk.export import schedules
+
+    ready_database()
+    now = utcnow()
+    with transaction() as session:
+        found = schedules.list_schedules(session)
+        if not found:
+            typer.echo("no export schedules (add one with `dutydesk export schedules add`)")
+        for schedule in found:
+            override = json.dumps(schedule.request_override) if schedule.request_override else "-"
+            next_fire = schedules.next_fire_text(schedule, now)
+            typer.echo(
+                f"{schedule.id:>4} {schedule.name:<24} {schedule.schedule_type:<6} "
+                f"{schedule.time_zone:<20} next: {next_fire}  override: {override}"
+            )
+
+
+@schedules_app.command("add")
+def add_schedule(
+    name: Annotated[str, typer.Argument(help="Name: letters, digits, '_', '.' or '-'.")],
+    time_zone: Annotated[
+        str, typer.Option(help="IANA time zone whose midnight (or hour) starts a run.")
+    ] = "UTC",
+    schedule_type: Annotated[str, typer.Option("--type", help="DAILY or HOURLY.")] = "DAILY",
+    override: Annotated[
+        str,
+        typer.Option(help='Request override as a JSON object, e.g. \'{"studyWhitelist": ["s"]}\'.'),
+    ] = "",
+    enabled: Annotated[
+        bool, typer.Option(help="Fire it (--no-enabled saves it switched off).")
+    ] = True,
+) -> None:
+    """Add a schedule; it first fires at the next boundary of its period."""
+    from dutydesk.export import schedules
+
+    ready_database()
+    try:
+        with transaction(actor=cli_actor()) as session:
+            made = schedules.create_schedule(
+                session,
+                name=name.strip(),
+                time_zone=time_zone.strip(),
+                schedule_type=schedule_type,
+                request_override=schedules.parse_override_text(override),
+                enabled=enabled,
+            )
+            shown = f"{made.name} ({made.schedule_type}, {made.time_zone})"
+    except schedules.ScheduleError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"added export schedule {shown}")
+
+
+@schedules_app.command("remove")
+def remove_schedule(
+    schedule: Annotated[str, typer.Argument(help="Schedule name or id.")],
+) -> None:
+    """Delete a schedule (the runs it started stay)."""
+    from dutydesk.export import schedules
+    from dutydesk.export.models import ExportSchedule
+
+    ready_database()
+    with transaction(actor=cli_actor()) as session:
+        found = session.scalar(select(ExportSchedule).where(ExportSchedule.name == schedule))
+        if found is None and schedule.isdigit():
+            found = session.get(ExportSchedule, int(schedule))
+        if found is None:
+            raise fail(
+                f"no export schedule named {schedule!r} (see `dutydesk export schedules list`)"
+            )
+        shown = found.name
+        schedules.delete_schedule(session, found)
+    typer.echo(f"removed export schedule {shown}")

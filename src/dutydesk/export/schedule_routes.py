@@ -13,16 +13,18 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
+from dutydesk import registry
 from dutydesk.db import utcnow
 from dutydesk.export import schedules as service
 from dutydesk.export.models import ExportSchedule
-from dutydesk.export.schedule import ScheduleType, parse_schedule_type
+from dutydesk.export.schedule import ScheduleType
 from dutydesk.web.access import Db, Operator, OperatorPage, Viewer, ViewerPage
 from dutydesk.web.templating import render
 
 router = APIRouter()
 
 PAGE = "/exports/schedules"
+registry.add_nav(registry.NavItem("Export schedules", PAGE, order=101))
 
 
 class ScheduleOut(BaseModel):
@@ -70,16 +72,7 @@ def _override_text(override: dict[str, Any] | None) -> str:
 
 def _next_fire(schedule: ExportSchedule, now: dt.datetime) -> str:
     """When the schedule fires next, as the page says it."""
-    if not schedule.enabled:
-        return "never (disabled)"
-    try:
-        if service.is_due(schedule, now):
-            return "at the next tick"
-        kind, _ = parse_schedule_type(schedule.schedule_type)
-        at = service.next_boundary(schedule.time_zone, kind, now)
-    except service.ScheduleError as error:
-        return str(error)
-    return at.isoformat(sep=" ", timespec="minutes")
+    return service.next_fire_text(schedule, now)
 
 
 def _schedules_page(

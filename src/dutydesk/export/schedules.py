@@ -167,6 +167,20 @@ def is_due(schedule: ExportSchedule, now: datetime) -> bool:
     return schedule.last_fired_for != current_period(schedule.time_zone, kind, now)
 
 
+def next_fire_text(schedule: ExportSchedule, now: datetime) -> str:
+    """When the schedule fires next, in words (as the page and `schedules list` say it)."""
+    if not schedule.enabled:
+        return "never (disabled)"
+    try:
+        if is_due(schedule, now):
+            return "at the next tick"
+        kind, _ = parse_schedule_type(schedule.schedule_type)
+        at = next_boundary(schedule.time_zone, kind, now)
+    except ScheduleError as error:
+        return str(error)
+    return at.isoformat(sep=" ", timespec="minutes")
+
+
 def list_schedules(session: Session) -> list[ExportSchedule]:
     """Every schedule, by name."""
     return list(session.scalars(select(ExportSchedule).order_by(ExportSchedule.name)))
