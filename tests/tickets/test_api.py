@@ -72,6 +72,7 @@ def test_list_filters_and_searches(operator_client: TestClient) -> None:
     assert keys("assignee=none") == [disk["key"]]
     assert keys("status=open&assignee=&severity=&q=") == [lag["key"], disk["key"]]
     assert keys("status=closed") == []
+    assert keys("status=any") == keys("status=all") == [lag["key"], disk["key"]]
     assert keys("q=replication") == [lag["key"]]
     assert keys("q=replication&severity=critical") == []
     found = operator_client.get("/api/v1/tickets?q=lag").json()[0]

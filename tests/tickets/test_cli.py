@@ -67,3 +67,27 @@ def test_tickets_commands_refuse_bad_input_with_a_message() -> None:
         result = dutydesk("tickets", *args)
         assert result.exit_code == 2, result.output
         assert problem in result.stderr
+
+
+def test_tickets_list_status_any_and_a_hyphenated_search() -> None:
+    ok("db", "upgrade")
+    with transaction() as session:
+        people.add_user(session, "olga", "operator", email=None, password="long enough pw")
+        first = service.open_or_update_ticket(
+            session, alarm("fp-1", title="Disk full on db-1", description="3 volumes", payload={})
+        ).ticket
+        third = service.open_or_update_ticket(
+            session, alarm("fp-3", title="Disk full on db-3", description="", payload={})
+        ).ticket
+        assert first is not None and third is not None
+        service.close_ticket(session, third, actor="olga")
+        keys = first.key, third.key
+    listed = ok("tickets", "list", "--status", "any")
+    assert keys[0] in listed and keys[1] in listed
+    assert ok("tickets", "list", "--status", "all") == listed
+    result = dutydesk("tickets", "list", "-q", "db-3")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "1 more with another status: add --status any" in result.stderr
+    found = ok("tickets", "list", "-q", "db-3", "--status", "any")
+    assert keys[1] in found and keys[0] not in found
+    assert keys[0] in ok("tickets", "list", "-q", "db-1")

@@ -43,6 +43,7 @@ class TicketFilters:
 
 
 OPEN_ANY = "open_any"
+ANY_STATUS = ("any", "all")  # what a person types for "every status"
 
 
 def conditions(filters: TicketFilters) -> list[ColumnElement[bool]]:

@@ -8,7 +8,7 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from dutydesk.tickets import service
-from dutydesk.tickets._query import TicketFilters
+from dutydesk.tickets._query import ANY_STATUS, TicketFilters
 from dutydesk.tickets.models import Ticket
 from dutydesk.web.access import Principal
 
@@ -66,6 +66,8 @@ def make_filters(
     until: str | None,
 ) -> TicketFilters:
     """Checked filters from query values; empty values mean any."""
+    if status in ANY_STATUS:
+        status = None
     try:
         if status and status != "open_any":
             service.parse_status(status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.tickets import _search, service
-from dutydesk.tickets._query import OPEN_ANY, TicketFilters
+from dutydesk.tickets._query import ANY_STATUS, OPEN_ANY, TicketFilters
 
 app = typer.Typer(help="Tickets: list, show, note, assign, close.", no_args_is_help=True)
 
@@ -17,7 +18,7 @@ app = typer.Typer(help="Tickets: list, show, note, assign, close.", no_args_is_h
 @app.command("list")
 def list_tickets(
     status: Annotated[
-        str, typer.Option(help="open, acknowledged, closed, open_any (default) or all.")
+        str, typer.Option(help="open, acknowledged, closed, open_any (default) or any.")
     ] = OPEN_ANY,
     assignee: Annotated[str | None, typer.Option(help="Username, or `none`.")] = None,
     severity: Annotated[str | None, typer.Option(help="critical, high, warning or info.")] = None,
@@ -28,10 +29,10 @@ def list_tickets(
     """List tickets, newest first (open and acknowledged ones unless --status says otherwise)."""
     ready_database()
     try:
-        if status not in (OPEN_ANY, "all"):
+        if status not in (OPEN_ANY, *ANY_STATUS):
             service.parse_status(status)
         filters = TicketFilters(
-            status=None if status == "all" else status,
+            status=None if status in ANY_STATUS else status,
             assignee=assignee,
             severity=service.parse_severity(severity) if severity else None,
             source=source,
@@ -48,6 +49,11 @@ def list_tickets(
                 f"{ticket.key:<9} {ticket.severity:<8} {ticket.status:<12} "
                 f"{(ticket.assignee_name or '-'):<12} x{ticket.occurrences:<5} {ticket.title}"
             )
+        if q and filters.status:
+            wider = replace(filters, status=None)
+            more = _search.count(session, q, wider) - _search.count(session, q, filters)
+            if more:
+                typer.echo(f"{more} more with another status: add --status any", err=True)
 
 
 @app.command("show")
