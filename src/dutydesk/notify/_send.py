@@ -80,6 +80,12 @@ def _mail(address: str, title: str, body: str) -> None:
         raise SendError(f"mail to {message['To']} failed: {error}") from error
 
 
+def load_apprise_plugins() -> None:
+    """Have apprise find its plugins now: the first use takes seconds, which a notice should
+    not wait for."""
+    apprise.Apprise.instantiate("json://localhost")
+
+
 def send(kind: str, address: str, title: str, body: str, payload: dict[str, Any]) -> None:
     """Send one notice; `payload` is the Grafana OnCall-shaped body for webhook channels."""
     if kind == ChannelKind.email:

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select
+from celery.signals import worker_ready
+from sqlalchemy import Engine, select
 from sqlalchemy.event import listens_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk import registry
-from dutydesk.notify import escalation, service, watchdog
+from dutydesk.notify import _send, escalation, service, watchdog
 from dutydesk.notify.models import EscalationPolicy
 from dutydesk.settings import get_settings
 from dutydesk.tickets.service import take_opened
 
 log = logging.getLogger(__name__)
+# Notices sent at the same time by one delivery job.
+_SENDERS = 8
 
 
 @registry.job_kind("notify.deliver_due")
@@ -29,11 +34,21 @@ def deliver_due_job(session: Session, args: dict[str, Any]) -> dict[str, int]:
     factory = sessionmaker(
         bind=session.get_bind(), expire_on_commit=False, join_transaction_mode="create_savepoint"
     )
+    if isinstance(session.get_bind(), Engine) and len(ids) > 1:
+        # Receivers answer at their own pace: one slow channel does not hold up the others.
+        with ThreadPoolExecutor(min(len(ids), _SENDERS), thread_name_prefix="notify") as pool:
+            states = list(pool.map(lambda i: service.deliver(factory, i), ids))
+    else:  # a session on one connection (a test's) cannot be shared by threads
+        states = [service.deliver(factory, delivery_id) for delivery_id in ids]
     counts: dict[str, int] = {}
-    for delivery_id in ids:
-        state = service.deliver(factory, delivery_id)
+    for state in states:
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _load_apprise_plugins(**_signal: Any) -> None:
+    threading.Thread(target=_send.load_apprise_plugins, daemon=True, name="apprise").start()
 
 
 @registry.job_kind("notify.escalate")
