@@ -104,7 +104,7 @@ def test_api_counts_json_lines(client: TestClient, db: Session) -> None:
     )
 
 
-def test_malformed_json_lines_get_400_naming_the_line_and_stay_in_the_inbox(
+def test_a_malformed_json_line_is_refused_naming_the_line_and_the_rest_count(
     client: TestClient, db: Session
 ) -> None:
     secret = token(db, ["intake"])
@@ -114,9 +114,32 @@ def test_malformed_json_lines_get_400_naming_the_line_and_stay_in_the_inbox(
         content=body,
         headers={"Authorization": f"Bearer {secret}"},
     )
+    assert response.status_code == 200, response.text
+    assert response.json()["events"] == 1
+    (refused,) = response.json()["refused"]
+    assert refused["line"] == 2 and "malformed JSON" in refused["reason"]
+    assert "column" in refused["reason"]
+    db.expire_all()
+    item = db.get(InboxItem, response.json()["inbox_id"])
+    assert item is not None and item.outcome == "accepted"
+    assert "line 2: malformed JSON" in (item.reason or "")
+    assert item.body == body
+    assert db.scalar(select(ErrorGroup.template).where(ErrorGroup.source == "api")) == "fine"
+
+
+def test_a_batch_of_only_malformed_json_lines_gets_400_and_stays_in_the_inbox(
+    client: TestClient, db: Session
+) -> None:
+    secret = token(db, ["intake"])
+    body = '{"level": "error", "msg": oops}\n[1]\n'
+    response = client.post(
+        "/api/v1/logs?source=api&format=json",
+        content=body,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     assert response.status_code == 400
-    assert "line 2: malformed JSON" in response.json()["detail"]
-    assert "column" in response.json()["detail"]
+    assert "line 1: malformed JSON" in response.json()["detail"]
+    assert "line 2: a JSON line must be an object" in response.json()["detail"]
     db.expire_all()
     item = db.get(InboxItem, response.json()["inbox_id"])
     assert item is not None and item.outcome == "rejected" and "line 2" in (item.reason or "")
@@ -135,7 +158,7 @@ def test_missing_source_unknown_format_and_unreadable_text_are_refused(
     garbage = client.post("/api/v1/logs?source=x", content="hello\nworld\n", headers=headers)
     assert garbage.status_code == 400 and "cannot tell the format" in garbage.json()["detail"]
     binary = client.post("/api/v1/logs?source=x", content=b"\xff\xfe", headers=headers)
-    assert binary.status_code == 400 and "offset 0" in binary.json()["detail"]
+    assert binary.status_code == 400 and "cannot tell the format" in binary.json()["detail"]
     db.expire_all()
     reasons = list(db.scalars(select(InboxItem.reason).where(InboxItem.source == "logs")))
     assert len(reasons) == 4

@@ -1,6 +1,7 @@
 """Healthchecks-compatible pings: `/ping/{uuid}` plus `/start`, `/fail`, `/log`, `/{exit}`.
 
-Each ping is stored with its body as run output. `fail` and a nonzero exit status fire the
+Each ping is stored with its body as run output (undecodable bytes and NUL as U+FFFD; the
+inbox keeps the request as it came). `fail` and a nonzero exit status fire the
 check's alarm; a success (plain ping or exit 0) resolves it; `start` and `log` only record.
 """
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from dutydesk.alarms.service import Signal
 from dutydesk.db import utcnow
 from dutydesk.intake._parse import Rejected
+from dutydesk.intake._payload import storable, storable_bytes
 from dutydesk.intake._receive import Inbound, Reply, land
 from dutydesk.intake.models import Integration, Ping, PingCheck
 
@@ -42,8 +44,8 @@ def handle_ping(session: Session, integration: Integration, inbound: Inbound) ->
             at=now,
             kind=kind if exit_status is None else "exit",
             exit_status=exit_status,
-            run_id=(inbound.query.get("rid") or None) and inbound.query["rid"][:64],
-            body=inbound.body[:MAX_RUN_OUTPUT].decode("utf-8", errors="replace"),
+            run_id=(inbound.query.get("rid") or None) and storable(inbound.query["rid"][:64]),
+            body=storable_bytes(inbound.body[:MAX_RUN_OUTPUT]),
             client=inbound.client,
         )
     )
@@ -55,7 +57,7 @@ def handle_ping(session: Session, integration: Integration, inbound: Inbound) ->
         check.last_success_at = now
     reply = Reply(200, "OK", text=True)
     if kind in ("success", "fail"):
-        output = inbound.body[:2000].decode("utf-8", errors="replace")
+        output = storable_bytes(inbound.body[:2000])
         detail = f"exit status {exit_status}" if exit_status is not None else "a fail ping"
         signal = Signal(
             source=integration.name,

@@ -51,21 +51,6 @@ class Rejected(Exception):
         return self.reason
 
 
-def load_json(body: bytes) -> Any:
-    """The JSON document in `body`, or a 400 naming the parse error's line, column and offset."""
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError as error:
-        raise Rejected(400, f"body is not UTF-8 text: {error}", {"position": error.start}) from None
-    except json.JSONDecodeError as error:
-        raise Rejected(
-            400,
-            f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno} "
-            f"(char {error.pos})",
-            {"line": error.lineno, "column": error.colno, "position": error.pos},
-        ) from None
-
-
 def lookup(obj: Any, path: str) -> Any:
     """The value at a dotted path (`labels.service`) of a JSON object, or None."""
     for part in path.split("."):
@@ -140,8 +125,9 @@ def _object(payload: Any, what: str) -> dict[str, Any]:
 # --- Alertmanager ------------------------------------------------------------------------------
 
 
-def alertmanager(integration: Integration, payload: Any) -> list[Signal]:
-    """Signals of an Alertmanager webhook v4 body: one per alert, keyed by its fingerprint.
+def alertmanager(integration: Integration, payload: Any) -> list[Signal | Rejected]:
+    """What each alert of an Alertmanager webhook v4 body becomes, in order: its signal (keyed
+    by its fingerprint), or why it is refused. One bad alert never refuses the others.
 
     The alerts of one group (`groupKey`) land on one ticket.
     """
@@ -150,42 +136,47 @@ def alertmanager(integration: Integration, payload: Any) -> list[Signal]:
     if not isinstance(alerts, list):
         raise Rejected(422, "an Alertmanager webhook body needs an `alerts` list")
     group_key = _text(body.get("groupKey")) or None
-    signals = []
-    for index, alert in enumerate(alerts):
-        if not isinstance(alert, dict):
-            raise Rejected(422, f"alerts[{index}] is not an object")
-        labels = _labels(alert.get("labels"))
-        annotations = _labels(alert.get("annotations"))
-        own_key = _text(alert.get("fingerprint")) or digest(json.dumps(labels, sort_keys=True))
-        key = _group_key(integration, alert, own_key)
-        resolved = alert.get("status") == "resolved" or _rule_resolves(integration, alert)
-        name = labels.get("alertname", "alert")
-        title = annotations.get("summary") or " ".join(
-            filter(None, [name, labels.get("instance") or labels.get("job")])
-        )
-        description = annotations.get("description") or annotations.get("message") or ""
-        if alert.get("generatorURL"):
-            description = f"{description}\n\n{alert['generatorURL']}".strip()
-        moment = parse_time(alert.get("endsAt")) if resolved else parse_time(alert.get("startsAt"))
-        ticket_key = None
-        if group_key and not integration.group_by:
-            ticket_key = f"{integration.name}:group:{digest(group_key)}"
-        signals.append(
-            _signal(
-                integration,
-                key,
-                title=title,
-                severity=severity_of(labels.get("severity"), integration.default_severity),
-                description=description[:MAX_DESCRIPTION],
-                labels=labels,
-                annotations=annotations,
-                resolved=resolved,
-                occurred_at=moment,
-                ticket_key=ticket_key,
-                payload={"labels": labels, "groupKey": group_key},
-            )
-        )
-    return signals
+    ticket_key = None
+    if group_key and not integration.group_by:
+        ticket_key = f"{integration.name}:group:{digest(group_key)}"
+    judged: list[Signal | Rejected] = []
+    for alert in alerts:
+        if isinstance(alert, dict):
+            judged.append(_alert_signal(integration, alert, ticket_key, group_key))
+        else:
+            judged.append(Rejected(422, f"an alert must be an object, not {type(alert).__name__}"))
+    return judged
+
+
+def _alert_signal(
+    integration: Integration, alert: dict[str, Any], ticket_key: str | None, group_key: str | None
+) -> Signal:
+    labels = _labels(alert.get("labels"))
+    annotations = _labels(alert.get("annotations"))
+    own_key = _text(alert.get("fingerprint")) or digest(json.dumps(labels, sort_keys=True))
+    key = _group_key(integration, alert, own_key)
+    resolved = alert.get("status") == "resolved" or _rule_resolves(integration, alert)
+    name = labels.get("alertname", "alert")
+    title = annotations.get("summary") or " ".join(
+        filter(None, [name, labels.get("instance") or labels.get("job")])
+    )
+    description = annotations.get("description") or annotations.get("message") or ""
+    if alert.get("generatorURL"):
+        description = f"{description}\n\n{_text(alert['generatorURL'])}".strip()
+    moment = parse_time(alert.get("endsAt")) if resolved else parse_time(alert.get("startsAt"))
+    return _signal(
+        integration,
+        key,
+        title=title,
+        severity=severity_of(labels.get("severity"), integration.default_severity),
+        description=description[:MAX_DESCRIPTION],
+        labels=labels,
+        annotations=annotations,
+        resolved=resolved,
+        occurred_at=moment,
+        ticket_key=ticket_key,
+        payload={"labels": labels, "groupKey": group_key},
+    )
 
 
 # --- generic JSON and Grafana OnCall -----------------------------------------------------------

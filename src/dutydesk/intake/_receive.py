@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from dutydesk.db import session_memo, transaction, utcnow
 from dutydesk.intake import service
 from dutydesk.intake._batch import writer_of
 from dutydesk.intake._parse import Rejected
+from dutydesk.intake._payload import storable
 from dutydesk.intake.models import Integration, Outcome
 from dutydesk.settings import get_settings
 
@@ -49,13 +50,52 @@ class Reply:
     text: bool = False
     # Why the request was refused (kept with it in the inbox); None when it was accepted.
     refused: str | None = None
+    # What an accepted request should be remembered for: items of it refused, text repaired.
+    note: str | None = None
 
 
 Handler = Callable[[Session, Integration, Inbound], Reply]
 
 
-def land(session: Session, signals: list[Signal]) -> Reply:
-    """Raise each signal; the reply lists the alarms and tickets (202 for one, 200 for many)."""
+@dataclass(frozen=True)
+class Refusal:
+    """One item of a batch refused while the others land: which, its own key, and why."""
+
+    item: str
+    reason: str
+    fingerprint: str | None = None
+
+    def shown(self) -> dict[str, str]:
+        """As the answer lists it."""
+        shown = {"item": self.item, "reason": self.reason}
+        return shown | ({"fingerprint": self.fingerprint} if self.fingerprint else {})
+
+    def __str__(self) -> str:
+        key = f" (fingerprint {self.fingerprint})" if self.fingerprint else ""
+        return f"{self.item}{key}: {self.reason}"
+
+
+def batch_note(refused: Sequence[Refusal], repaired: Sequence[str]) -> str | None:
+    """What the inbox remembers of a batch's refused items and repaired text (None if none)."""
+    parts = []
+    if refused:
+        parts.append("refused " + "; ".join(str(refusal) for refusal in refused))
+    if repaired:
+        parts.append("NUL or lone surrogates stored as U+FFFD at " + ", ".join(repaired[:20]))
+    return storable(" | ".join(parts)) if parts else None
+
+
+def land(
+    session: Session,
+    signals: list[Signal],
+    *,
+    refused: Sequence[Refusal] = (),
+    repaired: Sequence[str] = (),
+) -> Reply:
+    """Raise each signal; the reply lists the alarms and tickets, and the items refused.
+
+    200 when something landed or nothing was sent; 422 when every item was refused.
+    """
     alarm_ids: list[int] = []
     ticket_ids: list[int] = []
     for signal in signals:
@@ -63,12 +103,19 @@ def land(session: Session, signals: list[Signal]) -> Reply:
         alarm_ids.append(landed.alarm_id)
         if landed.told and landed.ticket_id is not None and landed.ticket_id not in ticket_ids:
             ticket_ids.append(landed.ticket_id)
-    content = {
+    content: dict[str, Any] = {
         "accepted": len(signals),
         "alert_ids": alarm_ids,
         "ticket_ids": ticket_ids,
+        "refused": [refusal.shown() for refusal in refused],
     }
-    return Reply(200, content, alarm_ids, ticket_ids)
+    if repaired:
+        content["repaired"] = list(repaired)
+    note = batch_note(refused, repaired)
+    if refused and not signals:
+        content["detail"] = f"all {len(refused)} items were refused"
+        return Reply(422, content, refused=note)
+    return Reply(200, content, alarm_ids, ticket_ids, note=note)
 
 
 async def _read_body(request: Request, limit: int) -> tuple[bytes, int, bool]:
@@ -176,7 +223,7 @@ def _handle(
         arrival,
         outcome=Outcome.rejected if reply.refused else Outcome.accepted,
         status_code=reply.status,
-        reason=reply.refused,
+        reason=reply.refused or reply.note,
         alarm_ids=reply.alarm_ids,
         ticket_ids=reply.ticket_ids,
     )

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
-from dutydesk.alarms.service import land_signal
+from dutydesk.alarms.service import Signal, land_signal
 from dutydesk.intake import _parse
 from dutydesk.intake._heartbeat import handle_ping
-from dutydesk.intake._parse import Rejected, load_json
-from dutydesk.intake._receive import Inbound, Reply, land, receive
+from dutydesk.intake._parse import Rejected
+from dutydesk.intake._payload import Payload, load_payload, storable
+from dutydesk.intake._receive import Inbound, Refusal, Reply, batch_note, land, receive
 from dutydesk.intake.models import Integration, Kind
 from dutydesk.web.access import Principal, TokenInUrl
 
@@ -24,17 +25,54 @@ PING_METHODS = ["GET", "HEAD", "POST"]
 
 
 def _alertmanager(session: Session, integration: Integration, inbound: Inbound) -> Reply:
-    return land(session, _parse.alertmanager(integration, load_json(inbound.body)))
+    """Each alert judged alone: the good ones land, the bad ones are listed as refused."""
+    payload = load_payload(inbound.body)
+    signals: list[Signal] = []
+    refused: list[Refusal] = []
+    for index, judged in enumerate(_parse.alertmanager(integration, payload.value)):
+        problems = payload.problems_under(("alerts", index))
+        if isinstance(judged, Signal) and not problems:
+            signals.append(judged)
+            continue
+        alert = payload.value["alerts"][index]
+        fingerprint = alert.get("fingerprint") if isinstance(alert, dict) else None
+        reason = "; ".join(map(str, problems)) if problems else str(judged)
+        refused.append(
+            Refusal(
+                f"alerts[{index}]",
+                reason,
+                fingerprint[:200] if isinstance(fingerprint, str) else None,
+            )
+        )
+    return land(session, signals, refused=refused, repaired=payload.repaired_under(()))
 
 
 def _one_alert(session: Session, integration: Integration, inbound: Inbound) -> Reply:
     """A generic or OnCall alert: 202 with `alert_id`, `ticket_id` and `is_new`."""
-    payload = load_json(inbound.body)
+    payload = load_payload(inbound.body)
     parse = _parse.oncall if integration.kind == Kind.oncall.value else _parse.generic
-    (signal,) = parse(integration, payload)
+    (signal,) = parse(integration, payload.whole())
     landed = land_signal(session, signal)
-    content = {"alert_id": landed.alarm_id, "ticket_id": landed.ticket_id, "is_new": landed.is_new}
-    return Reply(202, content, [landed.alarm_id], [landed.ticket_id] if landed.ticket_id else [])
+    content: dict[str, Any] = {
+        "alert_id": landed.alarm_id,
+        "ticket_id": landed.ticket_id,
+        "is_new": landed.is_new,
+    }
+    repaired = payload.repaired_under(())
+    if repaired:
+        content["repaired"] = repaired
+    return Reply(
+        202,
+        content,
+        [landed.alarm_id],
+        [landed.ticket_id] if landed.ticket_id else [],
+        note=batch_note((), repaired),
+    )
+
+
+def _landed_whole(session: Session, signals: list[Signal], payload: Payload) -> Reply:
+    """A one-item body's signals landed, with the text repaired in it noted."""
+    return land(session, signals, repaired=payload.repaired_under(()))
 
 
 def _github(session: Session, integration: Integration, inbound: Inbound) -> Reply:
@@ -43,19 +81,22 @@ def _github(session: Session, integration: Integration, inbound: Inbound) -> Rep
     sent = inbound.headers.get("x-hub-signature-256", "")
     if not hmac.compare_digest(sent.encode(), expected.encode()):
         raise Rejected(401, "X-Hub-Signature-256 is missing or does not match the signing secret")
-    event = inbound.headers.get("x-github-event", "")
-    return land(session, _parse.github(integration, event, load_json(inbound.body)))
+    event = storable(inbound.headers.get("x-github-event", ""))
+    payload = load_payload(inbound.body)
+    return _landed_whole(session, _parse.github(integration, event, payload.whole()), payload)
 
 
 def _gitlab(session: Session, integration: Integration, inbound: Inbound) -> Reply:
     sent = inbound.headers.get("x-gitlab-token", "").encode()
     if not hmac.compare_digest(sent, (integration.signing_secret or "").encode()):
         raise Rejected(401, "X-Gitlab-Token is missing or is not the integration's secret")
-    return land(session, _parse.gitlab(integration, load_json(inbound.body)))
+    payload = load_payload(inbound.body)
+    return _landed_whole(session, _parse.gitlab(integration, payload.whole()), payload)
 
 
 def _plain_ci(session: Session, integration: Integration, inbound: Inbound) -> Reply:
-    return land(session, _parse.plain_ci(integration, load_json(inbound.body)))
+    payload = load_payload(inbound.body)
+    return _landed_whole(session, _parse.plain_ci(integration, payload.whole()), payload)
 
 
 @router.post("/hooks/alertmanager/{token}")

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dutydesk.intake._payload import storable
 from dutydesk.intake.models import ErrorGroup, ErrorGroupCount, LogCount
 from dutydesk.logs.formats import (
     FORMATS,
@@ -106,6 +107,8 @@ class LogBatch:
     groups: dict[str, GroupTally] = field(default_factory=dict)
     # Messages of every event, for rules that look for a line (deadline rules); only when asked.
     messages: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    # Lines refused (JSON lines sent to the API that are no JSON object): number and why.
+    refused: list[tuple[int, str]] = field(default_factory=list)
 
     def count(self, minute: dt.datetime, level: str) -> None:
         """Count one event in its minute, without grouping it."""
@@ -139,8 +142,12 @@ class LogBatch:
 def pick_format(name: str, text: str) -> LogFormat:
     """The format called `name`, or for `auto` the one the first lines read in."""
     if name == "auto":
+        lines = text[:20_000].splitlines()
         try:
-            name = sniff(text[:20_000].splitlines())
+            try:
+                name = sniff(lines)
+            except RecursionError:  # a JSON line nested deeper than json reads: sniff the rest
+                name = sniff([line for line in lines if line.count("[") + line.count("{") < 500])
         except ValueError as error:
             raise LogInputError(str(error).replace("; give --format", "; give ?format=")) from None
     if name not in FORMATS:
@@ -155,14 +162,16 @@ def _events(fmt: LogFormat, text: str) -> Iterator[str]:
         yield from text.split("\n")
 
 
-def _json_problem(line: str, number: int) -> str:
+def _json_problem(line: str) -> str:
     import json
 
     try:
         document = json.loads(line)
+    except RecursionError:
+        return "JSON nested too deeply to read"
     except ValueError as error:
-        return f"line {number}: malformed JSON: {error}"
-    return f"line {number}: a JSON line must be an object, not {type(document).__name__}"
+        return f"malformed JSON: {error}"
+    return f"a JSON line must be an object, not {type(document).__name__}"
 
 
 class _Minutes:
@@ -200,9 +209,11 @@ def count_text(
     """Parse and count the events of `text` (lines; Java stack traces join their event).
 
     Lines without a timestamp count at `now`. Unreadable lines count as UNPARSED, or with
-    `strict` (JSON lines sent to the API) raise LogInputError naming the line. With `keep`,
-    every event's time and message are kept for log deadline rules.
+    `strict` (JSON lines sent to the API) are refused, each with its number and why, while the
+    others count. With `keep`, every event's time and message are kept for log deadline rules.
+    NUL and lone surrogates, which PostgreSQL cannot store, are read as U+FFFD.
     """
+    text = storable(text)
     batch = LogBatch()
     if fmt.json_keys:
         _count_json(batch, text, fmt, now, strict=strict, keep=keep)
@@ -242,17 +253,23 @@ def _count_json(
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        fields = parse_line(fmt, line)
+        try:
+            fields = parse_line(fmt, line)
+        except RecursionError:  # nested deeper than json reads
+            fields = None
         if fields is None:
             if strict:
-                raise LogInputError(_json_problem(line, number))
+                batch.refused.append((number, _json_problem(line)))
+                continue
             batch.unparsed += 1
             batch.add(now, UNPARSED, line, line, keep=keep)
             continue
         ts = fields.get("ts")
         at = ts if isinstance(ts, dt.datetime) else now
-        level = normal_level(fields.get("level") or "INFO")
-        batch.add(at, level, str(fields.get("message") or line), line.rstrip(), keep=keep)
+        # JSON escapes (`\u0000`) can still make NUL or lone surrogates here.
+        level = storable(normal_level(fields.get("level") or "INFO"))
+        message = storable(str(fields.get("message") or line))
+        batch.add(at, level, message, line.rstrip(), keep=keep)
 
 
 def _insert(session: Session, model: Any) -> Any:
@@ -329,7 +346,14 @@ def ingest(
     batch = count_text(text, fmt, now, strict=strict, keep=True)
     stored = store_counts(session, source, batch)
     note_log_lines(session, source, batch.messages)
-    return {"source": source, "format": fmt.name, **stored}
+    refused = [{"line": number, "reason": reason} for number, reason in batch.refused[:100]]
+    return {
+        "source": source,
+        "format": fmt.name,
+        **stored,
+        "refused_count": len(batch.refused),
+        "refused": refused,
+    }
 
 
 def level_counts(

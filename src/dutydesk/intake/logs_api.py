@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk.db import utcnow
 from dutydesk.intake import log_sources, logs, service
+from dutydesk.intake._payload import storable_bytes
 from dutydesk.intake._receive import _read_body
 from dutydesk.intake.models import InboxItem, Outcome
 from dutydesk.settings import get_settings
@@ -63,10 +64,7 @@ def handle_batch(
         return _refuse(item, 400, "give the log source as ?source=NAME")
     if not logs.SOURCE_PATTERN.match(source):
         return _refuse(item, 400, f"source {source!r} must be letters, digits and ._:/- only")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return _refuse(item, 400, f"body is not UTF-8 text: invalid byte at offset {error.start}")
+    text = storable_bytes(body)
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if fmt == "auto" and content_type in JSON_TYPES:
         fmt = "json"
@@ -75,11 +73,43 @@ def handle_batch(
             counted = logs.ingest(db, source, text, fmt, utcnow(), strict=True)
     except logs.LogInputError as error:
         return _refuse(item, 400, str(error))
-    service.settle(item, Outcome.accepted, status_code=200)
-    if len(item.body) > KEPT_BODY_CHARS:
+    refused, count = counted["refused"], counted["refused_count"]
+    if count and not counted["events"]:
+        return _refuse(item, 400, f"no line could be read: {_lines_note(refused, count, [])}")
+    repaired = _repaired_lines(body) if text.encode() != body else []
+    if repaired:
+        counted["repaired_lines"] = repaired
+    note = _lines_note(refused, count, repaired) if refused or repaired else None
+    service.settle(item, Outcome.accepted, status_code=200, reason=note)
+    if not refused and len(item.body) > KEPT_BODY_CHARS:
+        # Raw lines are not kept; a batch with refused lines keeps them all, to read them.
         item.body = item.body[:KEPT_BODY_CHARS]
         item.truncated = True
     return 200, {**counted, "inbox_id": item.id}
+
+
+def _repaired_lines(body: bytes) -> list[int]:
+    """Numbers of the lines (the first 20) that are not UTF-8 text or hold NUL."""
+    found = []
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if storable_bytes(line).encode() != line:
+            found.append(number)
+            if len(found) == 20:
+                break
+    return found
+
+
+def _lines_note(refused: list[dict[str, Any]], count: int, repaired: list[int]) -> str:
+    """What the inbox remembers of a batch's refused lines and repaired text."""
+    parts = []
+    if refused:
+        shown = "; ".join(f"line {r['line']}: {r['reason']}" for r in refused[:20])
+        more = f" and {count - 20} more" if count > 20 else ""
+        parts.append(f"refused lines: {shown}{more}")
+    if repaired:
+        lines = ", ".join(map(str, repaired))
+        parts.append(f"undecodable bytes or NUL stored as U+FFFD on lines {lines}")
+    return " | ".join(parts)
 
 
 @router.post("/api/v1/logs")

@@ -22,6 +22,7 @@ from dutydesk.alarms.service import Signal
 from dutydesk.db import utcnow
 from dutydesk.intake import service
 from dutydesk.intake._parse import digest
+from dutydesk.intake._payload import storable
 from dutydesk.intake._receive import land
 from dutydesk.intake.models import InboxItem, Integration, Kind, Outcome
 from dutydesk.tickets.mail import SUBJECT_KEY, ReplyRejected, note_from_reply
@@ -64,7 +65,11 @@ def _text_of(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain", "html"))
     if part is None:
         return ""
-    content = part.get_content()
+    try:
+        content = part.get_content()
+    except LookupError:  # a charset Python does not know: read as UTF-8 as far as it goes
+        raw = part.get_payload(decode=True)
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else ""
     return content if isinstance(content, str) else ""
 
 
@@ -103,7 +108,8 @@ def receive_message(
     kept = raw[: service.OVERSIZED_SAMPLE_BYTES] if oversized else raw
     message = email.message_from_bytes(kept, policy=policy.default)
     assert isinstance(message, EmailMessage)
-    subject = str(message.get("Subject", "") or "")
+    # Header bytes that are not UTF-8 come back as lone surrogates: stored as U+FFFD.
+    subject = storable(str(message.get("Subject", "") or ""))
     item = service.record(
         session,
         source=source,
@@ -163,14 +169,14 @@ def _alarm(
         return MailResult("451 4.7.1 Rate limit reached, try again later", item.id)
     resolved = bool(RESOLVED_PREFIX.match(subject))
     title = RESOLVED_PREFIX.sub("", subject).strip() or "(no subject)"
-    sender = parseaddr(str(message.get("From", "")))[1]
+    sender = storable(parseaddr(str(message.get("From", "")))[1])
     signal = Signal(
         source=integration.name,
         integration_id=integration.id,
         fingerprint=f"{integration.name}:{digest(mask_subject(title))}",
         title=title,
         severity=integration.default_severity,
-        description=_text_of(message)[:MAX_BODY],
+        description=storable(_text_of(message)[:MAX_BODY]),
         labels={"from": sender, "subject_group": mask_subject(title)[:200]},
         resolved=resolved,
         close_on_resolve=integration.close_on_resolve,

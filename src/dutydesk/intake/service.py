@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dutydesk.db import before_commit, delete_in_batches, memo_of, utcnow
+from dutydesk.intake._payload import storable, storable_bytes
 from dutydesk.intake.models import (
     InboxItem,
     Integration,
@@ -401,10 +402,10 @@ class Arrival:
             "source": self.source[:32],
             "integration_id": self.integration.id if self.integration else None,
             "method": self.method[:8],
-            "path": self.path[:300],
-            "client": (self.client or None) and self.client[:100],
-            "headers": self.headers,
-            "body": self.body.decode("utf-8", errors="replace"),
+            "path": storable(self.path[:300]),
+            "client": (self.client or None) and storable(self.client[:100]),
+            "headers": {name: storable(value) for name, value in self.headers.items()},
+            "body": storable_bytes(self.body),
             "body_bytes": body_bytes,
             "truncated": self.truncated,
         }
@@ -452,7 +453,7 @@ def keep(
     values.update(
         outcome=outcome.value,
         status_code=status_code,
-        reason=reason[:2000] if reason else None,
+        reason=storable(reason[:2000]) if reason else None,
         alarm_ids=alarm_ids,
         ticket_ids=ticket_ids,
     )
@@ -471,7 +472,7 @@ def settle(
     """Write what became of an inbox item."""
     item.outcome = outcome.value
     item.status_code = status_code
-    item.reason = reason[:2000] if reason else None
+    item.reason = storable(reason[:2000]) if reason else None
     item.alarm_ids = alarm_ids or []
     item.ticket_ids = ticket_ids or []
 

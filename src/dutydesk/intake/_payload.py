@@ -1,0 +1,188 @@
+"""Reading a request's JSON so that no value in it can fail the request.
+
+`load_payload` parses a body and walks it once: text the databases cannot hold (NUL, which
+PostgreSQL refuses, and lone surrogates, which no driver can encode as UTF-8) is replaced by
+U+FFFD, the same on SQLite and PostgreSQL; numbers too long for Python to read and nesting too
+deep to handle are replaced by a marker and reported by their path, so the caller can refuse
+just the item they are in. The raw body stays in the inbox as it came.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dutydesk.intake._parse import Rejected
+
+REPLACEMENT = "\ufffd"
+# Containers deeper than this are not read: far beyond any alert or CI event, well inside
+# Python's recursion limit (json and the database drivers recurse once per level).
+MAX_DEPTH = 64
+TOO_DEEP = f"{REPLACEMENT}nested deeper than {MAX_DEPTH} levels{REPLACEMENT}"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_JSON_TOKENS = re.compile(rb'[\\"\[\]{}]')
+Path = tuple[str | int, ...]
+
+
+def storable(text: str) -> str:
+    """`text` with NUL and lone surrogates replaced by U+FFFD (what both databases can hold)."""
+    return _UNSTORABLE.sub(REPLACEMENT, text) if _UNSTORABLE.search(text) else text
+
+
+def storable_bytes(raw: bytes) -> str:
+    """Bytes as storable text: undecodable bytes, NUL and lone surrogates become U+FFFD."""
+    return storable(raw.decode("utf-8", errors="replace"))
+
+
+class LongNumber(str):
+    """The digits of an integer longer than Python converts (`sys.get_int_max_str_digits`)."""
+
+
+def _read_int(digits: str) -> int | LongNumber:
+    try:
+        return int(digits)
+    except ValueError:  # over the int-str limit: kept as text, reported by its path
+        return LongNumber(digits)
+
+
+def show_path(path: Path) -> str:
+    """A path as the sender would write it: `alerts[2].labels.instance`."""
+    shown = ""
+    for part in path:
+        shown += f"[{part}]" if isinstance(part, int) else (f".{part}" if shown else part)
+    return shown or "the body"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A value that could not be read, where it is, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.reason} at {show_path(self.path)}"
+
+
+@dataclass
+class Payload:
+    """A parsed body, made safe to store, with what was repaired and what could not be read."""
+
+    value: Any
+    repaired: list[Path] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problems_under(self, prefix: Path) -> list[Problem]:
+        """The problems inside the value at `prefix` (one alert of a batch, say)."""
+        return [p for p in self.problems if p.path[: len(prefix)] == prefix]
+
+    def repaired_under(self, prefix: Path) -> list[str]:
+        """The paths inside `prefix` whose text was repaired, as the sender would write them."""
+        return sorted({show_path(p) for p in self.repaired if p[: len(prefix)] == prefix})
+
+    def whole(self) -> Any:
+        """The value of a body that is one item: Rejected (422) naming what could not be read."""
+        if self.problems:
+            raise Rejected(422, "; ".join(str(p) for p in self.problems[:10]))
+        return self.value
+
+
+def _cut_deep(body: bytes) -> bytes:
+    """The body with every array or object deeper than MAX_DEPTH replaced by TOO_DEEP (as a
+    JSON string), found by its brackets outside strings; for bodies json cannot parse whole."""
+    marker = json.dumps(TOO_DEEP).encode()
+    out = bytearray()
+    kept_from = depth = 0
+    cut_at: int | None = None  # where the container being cut began
+    in_string = False
+    position = 0
+    while (found := _JSON_TOKENS.search(body, position)) is not None:
+        token, at = found.group(), found.start()
+        position = at + 1
+        if token == b"\\":
+            position += 1 if in_string else 0  # the escaped character is skipped
+        elif token == b'"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH and cut_at is None:
+                cut_at = at
+        else:
+            depth -= 1
+            if depth == MAX_DEPTH and cut_at is not None:
+                out += body[kept_from:cut_at] + marker
+                kept_from, cut_at = position, None
+    return bytes(out + body[kept_from:])
+
+
+def _parse(body: bytes) -> Any:
+    return json.loads(body, parse_int=_read_int)
+
+
+def _loaded(body: bytes) -> Any:
+    """The JSON document in `body`, or Rejected (400) naming why it cannot be read at all."""
+    try:
+        try:
+            return _parse(body)
+        except RecursionError:
+            return _parse(_cut_deep(body))
+    except RecursionError:
+        raise Rejected(400, f"JSON nested too deeply to read (over {MAX_DEPTH} levels)") from None
+    except UnicodeDecodeError as error:
+        raise Rejected(400, f"body is not UTF-8 text: {error}", {"position": error.start}) from None
+    except json.JSONDecodeError as error:
+        raise Rejected(
+            400,
+            f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno} "
+            f"(char {error.pos})",
+            {"line": error.lineno, "column": error.colno, "position": error.pos},
+        ) from None
+
+
+def _children(value: Any) -> Iterator[tuple[str | int, Any]]:
+    return iter(value.items()) if isinstance(value, dict) else enumerate(value)
+
+
+def load_payload(body: bytes) -> Payload:
+    """The JSON in `body`, safe to store: Rejected (400) only when none of it can be read."""
+    payload = Payload([_loaded(body)])
+    # Walked without recursion: (container, key, path, depth) of each value still to look at.
+    stack: list[tuple[Any, Any, Path, int]] = [(payload.value, 0, (), 0)]
+    while stack:
+        parent, key, path, depth = stack.pop()
+        value = parent[key]
+        if isinstance(value, str):
+            if isinstance(value, LongNumber):
+                problem = f"an integer of {len(value)} digits, too long to read"
+                payload.problems.append(Problem(path, problem))
+            elif value == TOO_DEEP:
+                payload.problems.append(Problem(path, f"nesting deeper than {MAX_DEPTH} levels"))
+            elif (repaired := storable(value)) is not value:
+                parent[key] = repaired
+                payload.repaired.append(path)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                parent[key] = TOO_DEEP
+                payload.problems.append(Problem(path, f"nesting deeper than {MAX_DEPTH} levels"))
+                continue
+            if isinstance(value, dict) and any(_UNSTORABLE.search(name) for name in value):
+                _repair_keys(value, path, payload)
+            stack.extend((value, name, (*path, name), depth + 1) for name, _ in _children(value))
+    payload.value = payload.value[0]
+    payload.problems.sort(key=lambda problem: show_path(problem.path))
+    return payload
+
+
+def _repair_keys(value: dict[str, Any], path: Path, payload: Payload) -> None:
+    items = list(value.items())
+    value.clear()
+    for name, item in items:
+        repaired = storable(name)
+        if repaired is not name:
+            payload.repaired.append((*path, repaired))
+        value[repaired] = item
