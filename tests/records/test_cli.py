@@ -96,8 +96,11 @@ def test_generate_reports_what_it_made_and_how_fast(migrated: Path) -> None:
     ), result.stdout
     assert re.search(r"^wrote them in \d+\.\d s: [\d,]+ records/s$", result.stdout, re.MULTILINE)
     assert stored_records() == 150
-    again = refused("records", "generate", "--studies", "1")
-    assert "study-a already in the record store" in again.stderr
+    again = ok("records", "generate", "--studies", "1", "--participants", "10", "--days", "2")
+    assert "studies: study-d" in again.stdout
+    clash = refused("records", "generate", "--seed", "4", "--study", "study-a")
+    assert "study-a already in the record store with other content" in clash.stderr
+    assert stored_records() == 150 + 2 * 100
 
 
 def test_generate_refuses_a_date_that_is_not_one(migrated: Path) -> None:

@@ -151,12 +151,51 @@ def test_fewer_schemas_can_be_asked_for(
     assert set(rdb.scalars(select(Record.schema_id).distinct())) <= {"voice", "walking", None}
 
 
-def test_generating_over_existing_studies_is_refused(
-    records_factory: sessionmaker[Session],
+def test_generating_again_adds_studies_beside_the_stored_ones(
+    records_factory: sessionmaker[Session], rdb: Session
+) -> None:
+    first = make(records_factory, studies=2)
+    before = {row.id: (row.project, row.data_access_team) for row in rdb.scalars(select(Study))}
+    rdb.rollback()  # read the second run's studies, not this transaction's snapshot
+    second = make(records_factory, seed=8, studies=3, participants=5)
+    assert (first.study_ids, second.study_ids) == (
+        ("study-a", "study-b"),
+        ("study-c", "study-d", "study-e"),
+    )
+    assert service.record_counts(rdb) == {
+        "study-a": 120,
+        "study-b": 120,
+        "study-c": 120,
+        "study-d": 120,
+        "study-e": 120,
+    }
+    # The first run's studies are as they were.
+    assert {
+        row.id: (row.project, row.data_access_team)
+        for row in rdb.scalars(select(Study).where(Study.id.in_(before)))
+    } == before
+    assert len(list(rdb.scalars(select(Participant.health_code)))) == 2 * 20 + 3 * 5
+
+
+def test_a_named_study_is_refused_only_when_it_holds_something_else(
+    records_factory: sessionmaker[Session], rdb: Session
 ) -> None:
     make(records_factory, studies=2)
-    with pytest.raises(GenerateError, match="study-a, study-b already in the record store"):
-        make(records_factory, studies=3)
+    # The same study made the same way again: nothing to add, nothing refused.
+    again = make(records_factory, studies=2, names=["study-a", "study-b"])
+    assert (again.study_ids, again.unchanged, again.records) == ((), ("study-a", "study-b"), 0)
+    with pytest.raises(
+        GenerateError, match="study-b already in the record store with other content"
+    ):
+        make(records_factory, seed=8, names=["study-b", "study-x"])
+    with pytest.raises(
+        GenerateError, match="study-a already in the record store with other content"
+    ):
+        make(records_factory, participants=21, names=["study-a"])
+    # A refusal writes nothing.
+    assert service.record_counts(rdb) == {"study-a": 120, "study-b": 120}
+    made = make(records_factory, names=["study-x"])
+    assert made.study_ids == ("study-x",)
 
 
 @pytest.mark.parametrize(

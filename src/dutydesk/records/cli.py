@@ -107,8 +107,14 @@ def generate_command(
     schemas: Annotated[
         int | None, typer.Option(min=1, max=5, help="Use only the first N of the 5 schemas.")
     ] = None,
+    study: Annotated[
+        list[str] | None,
+        typer.Option(help="Name the studies (repeatable; instead of --studies)."),
+    ] = None,
 ) -> None:
-    """Fill the record store with realistic synthetic studies (same seed, same data)."""
+    """Add realistic synthetic studies to the record store (same seed, same data).
+
+    New studies take the next free names (study-a, study-b, ...), beside those stored."""
 
     ready_database()
     ready_records()
@@ -124,12 +130,17 @@ def generate_command(
             attachment_share=attachment_share,
             end_date=end_date,
             schemas=schemas,
+            names=study,
         )
     except GenerateError as error:
         raise fail(str(error)) from None
+    if report.unchanged:
+        typer.echo(f"already stored as this would make them: {', '.join(report.unchanged)}")
     typer.echo(
         f"generated {report.studies} studies, {report.participants} participants "
         f"({report.withdrawn} withdrew), {report.schemas} schemas, {report.records} records "
         f"({report.malformed} with a malformed value), {report.attachments} attachments"
     )
+    if report.study_ids:
+        typer.echo(f"studies: {', '.join(report.study_ids)}")
     typer.echo(f"wrote them in {report.seconds:.1f} s: {report.records_per_second:,.0f} records/s")

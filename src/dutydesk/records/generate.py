@@ -11,13 +11,14 @@ import datetime as dt
 import itertools
 import json
 import random
+import re
 import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.records import service
@@ -34,13 +35,14 @@ from dutydesk.records._synthetic import (
     pick,
 )
 from dutydesk.records.fields import describe_problem
-from dutydesk.records.models import RecordsBase, Study
+from dutydesk.records.models import Participant, Record, RecordsBase, Schema, Study
 from dutydesk.records.store import tune_for_bulk_load
 
 BATCH = 5_000
 MALFORMED_SHARE = 0.02  # records with one value of the wrong type
 NO_SCHEMA_SHARE = 0.01  # records without a schema (Bridge's default table)
 DAY_MS = 86_400_000
+STUDY_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class GenerateError(ValueError):
@@ -59,6 +61,8 @@ class GenerateReport:
     malformed: int
     attachments: int
     seconds: float
+    study_ids: tuple[str, ...] = ()  # the studies made
+    unchanged: tuple[str, ...] = ()  # named studies already stored as this run would make them
 
     @property
     def records_per_second(self) -> float:
@@ -193,17 +197,51 @@ def _write_study_records(
     return malformed
 
 
-def _add_study(session: Session, rng: random.Random, study_id: str, index: int, count: int) -> None:
+def _study_row(rng: random.Random, study_id: str, index: int, count: int) -> dict[str, Any]:
     """The study row: a project and team, except one unconfigured study when there are 3+."""
     unconfigured = count > 2 and index == count - 1
-    service.upsert_study(
-        session,
-        study_id,
-        f"Synthetic study {study_id.removeprefix('study-').upper()}",
-        project=None if unconfigured else f"syn{rng.randrange(10**7, 10**8)}",
-        data_access_team=None if unconfigured else str(rng.randrange(3_000_000, 4_000_000)),
-        study_id_excluded_in_export=index == 1,
-        upload_metadata_fields=UPLOAD_METADATA_FIELDS,
+    return {
+        "name": f"Synthetic study {study_id.removeprefix('study-').upper()}",
+        "project": None if unconfigured else f"syn{rng.randrange(10**7, 10**8)}",
+        "data_access_team": None if unconfigured else str(rng.randrange(3_000_000, 4_000_000)),
+        "study_id_excluded_in_export": index == 1,
+    }
+
+
+def next_free_ids(taken: set[str], count: int) -> list[str]:
+    """The first `count` names of the study-a, study-b, ... sequence that are not taken."""
+    ids: list[str] = []
+    size = count
+    while len(ids) < count:
+        size += count
+        ids = [name for name in study_ids(size + len(taken)) if name not in taken][:count]
+    return ids
+
+
+def _same_study(
+    session: Session,
+    study: Study,
+    row: dict[str, Any],
+    templates: list[SchemaTemplate],
+    participants: int,
+    records: int,
+) -> bool:
+    """Whether the stored study is the one this generation would make (its row, schemas,
+    participant and record counts): generating it again then adds nothing."""
+    stored_row = {name: getattr(study, name) for name in row}
+    schemas = set(
+        session.execute(
+            select(Schema.schema_id, Schema.revision).where(Schema.study_id == study.id)
+        )
+    )
+    counts = (
+        session.scalar(select(func.count()).where(Participant.study_id == study.id)),
+        session.scalar(select(func.count()).where(Record.study_id == study.id)),
+    )
+    return (
+        stored_row == row
+        and schemas == {(t.schema_id, t.revision) for t in templates}
+        and counts == (participants, records)
     )
 
 
@@ -218,12 +256,16 @@ def generate(
     attachment_share: float,
     end_date: dt.date,
     schemas: int | Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
 ) -> GenerateReport:
-    """Fill the record store with `studies` synthetic studies; the same seed gives the same data.
+    """Add `studies` synthetic studies to the record store; the same seed gives the same data.
 
     Each study gets `participants` participants and `records_per_day` records on each of the
     `days` days ending with `end_date` (UTC). `schemas` picks the schemas: all five, the first
-    N, or those named. Refuses when one of the studies is already in the store.
+    N, or those named. The studies take the next free names of study-a, study-b, ... (so a
+    second run adds studies beside the first run's), or the `names` given. A named study
+    that is already stored is left alone when it is the one this generation would make, and
+    refused when it holds something else.
     """
     if min(studies, participants, days) < 1 or records_per_day < 0:
         raise GenerateError(
@@ -232,22 +274,48 @@ def generate(
     if not 0.0 <= attachment_share <= 1.0:
         raise GenerateError(f"attachment share must be between 0 and 1, got {attachment_share}")
     templates = pick_templates(schemas)
-    ids = study_ids(studies)
+    if names is not None:
+        bad = [name for name in names if not STUDY_ID.fullmatch(name)]
+        if bad or not names or len(set(names)) != len(names):
+            shown = bad or list(names)
+            raise GenerateError(
+                f"study names must be distinct, 1 to 100 letters, digits, '-' or '_'; got {shown}"
+            )
+        studies = len(names)
     first_day = end_date - dt.timedelta(days=days - 1)
     first_day_ms = (first_day - dt.date(1970, 1, 1)).days * DAY_MS
     started = time.perf_counter()
     withdrawn = malformed = 0
     with session_factory() as session:
-        present = list(session.scalars(select(Study.id).where(Study.id.in_(ids))))
-        if present:
+        taken = set(session.scalars(select(Study.id)))
+        ids = list(names) if names is not None else next_free_ids(taken, studies)
+        rows = {
+            study_id: _study_row(random.Random(f"{seed}:{study_id}"), study_id, index, studies)
+            for index, study_id in enumerate(ids)
+        }
+        unchanged: list[str] = []
+        clashes: list[str] = []
+        for study_id in sorted(taken & set(ids)):
+            study = session.get(Study, study_id)
+            assert study is not None
+            same = _same_study(
+                session, study, rows[study_id], templates, participants, days * records_per_day
+            )
+            (unchanged if same else clashes).append(study_id)
+        if clashes:
             raise GenerateError(
-                f"{', '.join(sorted(present))} already in the record store; generate into an "
-                "empty store (or point DUTYDESK_RECORDS_URL at a new one)"
+                f"{', '.join(clashes)} already in the record store with other content (another "
+                "seed or other counts); name other studies, or leave out --study to add new ones"
             )
         writer = Writer(session)
-        for index, study_id in enumerate(ids):
+        made = [study_id for study_id in ids if study_id not in unchanged]
+        for study_id in made:
+            index = ids.index(study_id)
             rng = random.Random(f"{seed}:{study_id}")
-            _add_study(session, rng, study_id, index, studies)
+            row = _study_row(rng, study_id, index, studies)
+            service.upsert_study(
+                session, study_id, upload_metadata_fields=UPLOAD_METADATA_FIELDS, **row
+            )
             for template in templates:
                 service.upsert_schema(
                     session, study_id, template.schema_id, template.revision, template.fields
@@ -276,12 +344,14 @@ def generate(
         tune_for_bulk_load(session.connection(), loading=False)
         session.commit()
     return GenerateReport(
-        studies=studies,
-        participants=studies * participants,
+        studies=len(made),
+        participants=len(made) * participants,
         withdrawn=withdrawn,
-        schemas=studies * len(templates),
-        records=studies * days * records_per_day,
+        schemas=len(made) * len(templates),
+        records=len(made) * days * records_per_day,
         malformed=malformed,
         attachments=writer.attachment_count,
         seconds=time.perf_counter() - started,
+        study_ids=tuple(made),
+        unchanged=tuple(unchanged),
     )
