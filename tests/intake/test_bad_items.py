@@ -16,8 +16,10 @@ from dutydesk.db import transaction
 from dutydesk.intake.mail import receive_message
 from dutydesk.intake.models import ErrorGroup, InboxItem, Ping
 from dutydesk.people import service as people
-from dutydesk.tickets.models import Ticket
+from dutydesk.tickets import service as tickets
+from dutydesk.tickets.models import Ticket, TicketNote
 from tests.intake.conftest import make_integration
+from tests.tickets.conftest import add_person
 
 JSON = {"content-type": "application/json"}
 HUGE = "7" * 5000  # past Python's 4,300-digit int-str limit
@@ -318,3 +320,58 @@ def test_mail_with_nul_and_undecodable_bytes_becomes_an_alarm(
     items = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
     assert [item.outcome for item in items] == ["accepted", "accepted"]
     assert items[0].headers["subject"] == "Backup \ufffd\ufffd failed\ufffd at 02:00"
+
+
+def test_a_reply_with_nul_in_its_text_becomes_a_note(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    add_person(db, "olga", "operator", "olga@desk.example")
+    ticket = tickets.create_ticket(db, title="Disk full", actor="test").ticket
+    assert ticket is not None
+    db.commit()
+    raw = (
+        f"From: Olga <olga@desk.example>\r\nTo: alerts@desk.example\r\n"
+        f"Subject: Re: [{ticket.key}] Disk full\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    ).encode() + b"Cleaned \x00 the WAL archive.\r\n"
+    with transaction(factory, actor="smtp") as session:
+        result = receive_message(
+            session,
+            raw,
+            source="smtp",
+            peer="127.0.0.1",
+            mail_from="olga@desk.example",
+            recipients=["alerts@desk.example"],
+            limit=1_000_000,
+        )
+    assert result.reply == "250 OK: noted on the ticket"
+    db.expire_all()
+    (note,) = db.scalars(select(TicketNote))
+    assert note.body == "Cleaned \ufffd the WAL archive."
+
+
+def test_a_reply_in_an_unknown_charset_is_refused_and_kept(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    add_person(db, "olga", "operator", "olga@desk.example")
+    ticket = tickets.create_ticket(db, title="Disk full", actor="test").ticket
+    assert ticket is not None
+    db.commit()
+    raw = (
+        f"From: olga@desk.example\r\nTo: alerts@desk.example\r\n"
+        f"Subject: Re: [{ticket.key}] Disk full\r\n"
+        "Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nDone.\r\n"
+    ).encode()
+    with transaction(factory, actor="smtp") as session:
+        result = receive_message(
+            session,
+            raw,
+            source="smtp",
+            peer="127.0.0.1",
+            mail_from="olga@desk.example",
+            recipients=["alerts@desk.example"],
+            limit=1_000_000,
+        )
+    assert result.reply.startswith("550 ") and "cannot be read" in result.reply
+    item = inbox_item(db, result.item_id)
+    assert item.outcome == "rejected" and "x-no-such-charset" in (item.reason or "")

@@ -119,12 +119,16 @@ def parse_reply(message: EmailMessage | bytes) -> Reply:
     if part is None:
         raise ReplyRejected("the mail has no text")
     assert isinstance(part, EmailMessage)
-    content = part.get_content()
+    try:
+        content = part.get_content()
+    except LookupError as error:  # a charset Python does not know
+        raise ReplyRejected(f"the mail's text cannot be read: {error}") from None
     if not isinstance(content, str):
         raise ReplyRejected("the mail has no text")
     if part.get_content_subtype() == "html":
         content = _html_to_text(content)
-    body = strip_quoted(content)
+    # NUL, which PostgreSQL cannot store, is kept as U+FFFD (as intake keeps it everywhere).
+    body = strip_quoted(content.replace("\x00", "\ufffd"))
     if not body:
         raise ReplyRejected("the reply has no new text above the quoted mail")
     return Reply(key=f"{KEY_PREFIX}{int(found.group(1))}", sender=sender, body=body)
