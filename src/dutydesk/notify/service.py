@@ -38,8 +38,22 @@ _SCHEME_KINDS = {
     "json": ChannelKind.webhook,
     "jsons": ChannelKind.webhook,
 }
+_DISCORD_HOSTS = {"discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com"}
 # How long a claimed delivery is kept from other workers while it is being sent.
 _LEASE = dt.timedelta(minutes=2)
+
+
+def _webhook_kind(url: str) -> ChannelKind | None:
+    """Slack or Discord for the https URL of one of their incoming webhooks."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        return None
+    host = (parts.hostname or "").lower()
+    if host == "hooks.slack.com" and parts.path.startswith("/services/"):
+        return ChannelKind.slack
+    if host in _DISCORD_HOSTS and parts.path.startswith("/api/webhooks/"):
+        return ChannelKind.discord
+    return None
 
 
 class NotifyError(ValueError):
@@ -53,7 +67,7 @@ def check_url(url: str, kind: str | None = None) -> tuple[str, str]:
         return ChannelKind.email.value, "mailto:" + url.removeprefix("mailto:")
     scheme = urlsplit(url).scheme.lower()
     if kind is None:
-        kind = _SCHEME_KINDS.get(scheme, ChannelKind.apprise).value
+        kind = (_webhook_kind(url) or _SCHEME_KINDS.get(scheme, ChannelKind.apprise)).value
     if kind not in ChannelKind.__members__:
         raise NotifyError(f"unknown channel kind {kind!r}; use {', '.join(ChannelKind)}")
     if kind == ChannelKind.email:
@@ -346,7 +360,7 @@ def oncall_payload(delivery: Delivery, ticket: Ticket | None) -> dict[str, Any]:
                 ticket.acknowledged_at.isoformat() if ticket.acknowledged_at else None
             ),
             "title": ticket.title,
-            "permalinks": {"slack": None, "telegram": None, "web": None},
+            "permalinks": {"slack": None, "telegram": None, "web": ticket_link(ticket)},
             "labels": {"severity": ticket.severity},
         }
     event_type = {"resolved": "resolve", "test": "escalation"}.get(delivery.reason, "escalation")
@@ -375,6 +389,40 @@ def oncall_payload(delivery: Delivery, ticket: Ticket | None) -> dict[str, Any]:
         "webhook": {"id": delivery.channel, "name": delivery.channel, "labels": {}},
         "reason": delivery.reason,
     }
+
+
+def ticket_link(ticket: Ticket | None) -> str:
+    """The console page of the ticket (the console itself for a notice about no ticket)."""
+    base = get_settings().base_url.rstrip("/")
+    return f"{base}/tickets/{ticket.key}" if ticket is not None else f"{base}/"
+
+
+def notice_for(delivery: Delivery, ticket: Ticket | None) -> _send.Notice:
+    """The delivery as every kind of channel renders it: with a link to its ticket, the
+    ticket's facts, and mail headers that thread the ticket's notices."""
+    facts: dict[str, str] = {}
+    thread = None
+    if ticket is not None:
+        facts = {
+            "Ticket": ticket.key,
+            "Severity": ticket.severity,
+            "Status": ticket.status,
+            "Source": ticket.source,
+            "Reason": delivery.reason,
+        }
+        thread = _send.mail_id(f"ticket.{ticket.key}")
+    return _send.Notice(
+        title=delivery.title,
+        body=delivery.body,
+        link=ticket_link(ticket),
+        at=delivery.created_at,
+        severity=ticket.severity if ticket is not None else None,
+        facts=facts,
+        # The same on a retry: a mail client shows a notice sent twice once.
+        message_id=_send.mail_id(f"notice.{delivery.id}"),
+        thread_id=thread,
+        payload=oncall_payload(delivery, ticket),
+    )
 
 
 def due_deliveries(
@@ -441,16 +489,11 @@ def deliver(
         delivery = session.get(Delivery, delivery_id, populate_existing=True)
         assert delivery is not None
         ticket = session.get(Ticket, delivery.ticket_id) if delivery.ticket_id else None
-        kind, address, title, body = (
-            delivery.kind,
-            delivery.address,
-            delivery.title,
-            delivery.body,
-        )
-        payload = oncall_payload(delivery, ticket)
+        kind, address = delivery.kind, delivery.address
+        notice = notice_for(delivery, ticket)
     error: str | None = None
     try:
-        _send.send(kind, address, title, body, payload)
+        _send.send(kind, address, notice)
     except _send.SendError as failure:
         error = str(failure)
     with transaction(factory, immediate=True, actor="notify") as session:
