@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -59,8 +60,12 @@ def up(
         for line in context.made:
             typer.echo(f"demo: made {line}")
         typer.echo(f"demo: sign in as admin with password {context.password}")
+        from dutydesk.notify.democatcher import catcher_environment, free_port
+
+        # The processes started below send their mail to the demo's catcher (see its page).
+        os.environ.update(catcher_environment(free_port()))
     typer.echo(f"dutydesk: console at http://{host}:{port}/ (Ctrl-C stops everything)")
-    raise typer.Exit(Supervisor(child_commands(host, port)).run())
+    raise typer.Exit(Supervisor(child_commands(host, port, demo_mail=demo)).run())
 
 
 @app.command()

@@ -127,10 +127,12 @@ class Supervisor:
         log.info("all processes stopped")
 
 
-def child_commands(host: str, port: int) -> dict[str, list[str]]:
-    """The command lines `dutydesk up` starts."""
+def child_commands(host: str, port: int, *, demo_mail: bool = False) -> dict[str, list[str]]:
+    """The command lines `dutydesk up` starts (with `demo_mail`, the demo's mail catcher first)."""
     base = [sys.executable, "-m", "dutydesk"]
+    catcher = {"demo-mail": [sys.executable, "-m", "dutydesk.notify.democatcher"]}
     return {
+        **(catcher if demo_mail else {}),
         "web": [*base, "web", "--host", host, "--port", str(port)],
         "worker": [*base, "worker"],
         "beat": [*base, "beat"],

@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         default="",
         description="Password of the demo users; empty means generate one and print it.",
     )
+    demo_mailbox: bool = Field(
+        default=False,
+        description="Show the console's Demo mailbox page: the mail the demo's local catcher "
+        "took in (`up --demo` sets it and points outgoing mail at the catcher).",
+    )
     mail_host: str = Field(
         default="",
         description="SMTP server for *outgoing* notification mail (not the intake listener's "

@@ -1,5 +1,6 @@
-"""Demo notifications: channels pointing at a local sink that needs no network, a policy
-for critical tickets, and the downtime contact list."""
+"""Demo notifications: e-mail channels, a policy for critical tickets, and the downtime
+contact list. Under `dutydesk up --demo` all mail goes to the demo's local catcher
+(`notify.democatcher`), so every notice is delivered and none leaves the machine."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from dutydesk import registry
 from dutydesk.notify import escalation, service
 from dutydesk.notify.models import Channel, ContactList, EscalationPolicy
 
-# Port 9 (discard) on loopback: nothing leaves the machine; notices end as dead letters.
 DEMO_CHANNELS = (
-    ("ops-webhook", "json://127.0.0.1:9/oncall", "webhook"),
-    ("ops-slack", "http://127.0.0.1:9/slack/T000/B000/demo-secret-token", "slack"),
+    ("ops-mail", "mailto:ops@desk.example", "email"),
+    ("data-team-mail", "mailto:data-team@desk.example", "email"),
 )
 
 
@@ -35,7 +35,7 @@ def seed_notify(session: Session, context: registry.DemoContext) -> None:
             name="critical tickets",
             steps=[
                 {"target": "rotation", "name": "ops", "wait_minutes": 15},
-                {"target": "channel", "name": "ops-slack", "wait_minutes": 15},
+                {"target": "channel", "name": "ops-mail", "wait_minutes": 15},
                 {"target": "user", "name": "ada", "wait_minutes": 30},
             ],
             repeat=2,

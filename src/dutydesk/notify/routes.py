@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse
 
 from dutydesk import registry
 from dutydesk.notify import escalation, service, watchdog
+from dutydesk.notify.demo_mailbox import router as demo_mailbox_router
 from dutydesk.notify.models import (
     Channel,
     ContactList,
@@ -24,6 +25,7 @@ from dutydesk.web.access import AdminPage, Db, OperatorPage, Principal, ViewerPa
 from dutydesk.web.templating import render
 
 router = APIRouter()
+router.include_router(demo_mailbox_router)
 registry.add_nav(registry.NavItem("Notify", "/notify", order=56))
 
 

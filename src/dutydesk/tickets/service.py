@@ -586,14 +586,22 @@ def reopen(session: Session, ticket: Ticket, *, actor: str) -> Ticket:
 
 
 def record_notification(
-    session: Session, ticket: Ticket, *, channel: str, recipient: str, reason: str, actor: str
+    session: Session,
+    ticket: Ticket,
+    *,
+    channel: str,
+    recipient: str,
+    reason: str,
+    actor: str,
+    at: dt.datetime | None = None,
 ) -> None:
-    """Note on the timeline that a notice about the ticket went out."""
+    """Note on the timeline that a notice about the ticket went out (at `at`, default now)."""
     _event(
         session,
         ticket,
         EventKind.notified,
         actor,
+        at,
         channel=channel,
         recipient=recipient,
         reason=reason,
