@@ -44,7 +44,7 @@ def test_page_lists_each_source_with_its_last_scan(
     assert page.status_code == 200
     text = page.text
     assert "web" in text and str(tmp_path / "*.log") in text and "nginx" in text
-    assert "2026-11-24 12:05" in text and "1 files, 1 lines" in text
+    assert "2026-11-24 12:05" in text and "1 file, 1 line" in text
     assert "/var/log/api/*.log" in text and "never" in text and "not scanned yet" in text
     assert 'href="/log-sources"' in client.get("/integrations").text  # linked, and in the menu
 
@@ -146,8 +146,8 @@ def test_cli_adds_lists_scans_and_removes_sources(tmp_path: Path) -> None:
     assert "app" in listed.stdout and glob in listed.stdout and "never" in listed.stdout
     scanned = dutydesk("log-sources", "scan", "app")
     assert scanned.exit_code == 0, scanned.output
-    assert "app: 1 files, 1 lines" in scanned.stdout
-    assert "1 files, 1 lines" in dutydesk("log-sources", "list").stdout
+    assert "app: 1 file, 1 line" in scanned.stdout
+    assert "1 file, 1 line" in dutydesk("log-sources", "list").stdout
     assert dutydesk("log-sources", "scan").stdout == "app: 0 files, 0 lines\n"
     with transaction() as session:
         audited = session.scalars(

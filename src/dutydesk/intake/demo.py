@@ -1,5 +1,6 @@
-"""Demo intake: a few integrations of each kind and a week of inbox history whose alarms
-landed on tickets (including a malformed request and a refused token, as real life has)."""
+"""Demo intake: a few integrations of each kind, a week of inbox history whose alarms landed on
+tickets (including a malformed request and a refused token, as real life has), and a log source
+scanning the worker log the demo writes under `$DUTYDESK_HOME/logs`."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from dutydesk.intake._heartbeat import handle_ping
 from dutydesk.intake._parse import Rejected
 from dutydesk.intake._receive import Handler, Inbound
 from dutydesk.intake.hooks import _alertmanager, _github, _one_alert, _plain_ci
+from dutydesk.intake.log_sources import create_log_source
 from dutydesk.intake.mail import receive_message
 from dutydesk.intake.models import Integration, Outcome
+from dutydesk.settings import get_settings
 
 SEED = 5
 DAYS = 7
@@ -33,6 +36,8 @@ INTEGRATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("jenkins", "ci", {}),
     ("nightly-backup", "heartbeat", {"close_on_resolve": True}),
 )
+LOG_SOURCE = "export-worker"
+LOG_HOURS = 24
 
 
 def _deliver(
@@ -84,6 +89,35 @@ def _am_body(instance: str, status: str, at: dt.datetime) -> bytes:
     }
     group = {"version": "4", "groupKey": '{}:{alertname="DiskFull"}', "status": status}
     return json.dumps({**group, "receiver": "desk", "alerts": [alert]}).encode()
+
+
+def _worker_log(now: dt.datetime, rng: random.Random) -> str:
+    """The export worker's log of the last day, in the Java layout, a few warnings in it."""
+    lines = []
+    start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=LOG_HOURS)
+    for hour in range(LOG_HOURS):
+        at = start + dt.timedelta(hours=hour, minutes=rng.randrange(0, 50))
+        if rng.random() < 0.3:
+            lines.append(
+                f"{at:%Y-%m-%d %H:%M:%S},000 WARN [export-1] org.sagebionetworks.export.Worker - "
+                f"Retrying upload of part {rng.randrange(1, 40)} after a timeout"
+            )
+        lines.append(
+            f"{at:%Y-%m-%d %H:%M:%S},000 INFO [export-1] org.sagebionetworks.export.Worker - "
+            f"Exported {rng.randrange(80, 160)} records in {rng.randrange(20, 90)} seconds"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _seed_log_source(session: Session, now: dt.datetime, rng: random.Random) -> None:
+    """Write the worker's log under the home's `logs` (the Logs page's root) and scan it."""
+    folder = get_settings().home_path / "logs" / LOG_SOURCE
+    folder.mkdir(parents=True, exist_ok=True)
+    log_file = folder / "worker.log"
+    if not log_file.exists():
+        log_file.write_text(_worker_log(now, rng))
+    glob = str(folder / "*.log*")
+    create_log_source(session, name=LOG_SOURCE, glob=glob, actor="demo", fmt="java")
 
 
 @registry.demo_seeder("intake")
@@ -180,4 +214,8 @@ def seed_intake(session: Session, context: registry.DemoContext) -> None:
     service.settle(
         unknown, Outcome.rejected, status_code=401, reason="unknown or disabled integration token"
     )
-    context.note(f"{len(made)} integrations and {count + 5} inbox items with their alarms")
+    _seed_log_source(session, now, rng)
+    context.note(
+        f"{len(made)} integrations, {count + 5} inbox items with their alarms, "
+        f"and the log source {LOG_SOURCE}"
+    )

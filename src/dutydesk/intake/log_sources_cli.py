@@ -12,6 +12,7 @@ from dutydesk.intake import log_sources
 from dutydesk.intake.logs import LogInputError
 from dutydesk.intake.models import LogSource
 from dutydesk.logs.formats import FORMATS
+from dutydesk.web.words import plural
 
 app = typer.Typer(
     help="Log sources: archive globs on this machine whose new lines are counted on a schedule.",
@@ -24,8 +25,12 @@ def _last_result(source: LogSource) -> str:
     if "error" in result:
         return f"failed: {result['error']}"
     if "files" in result:
-        return f"{result['files']} files, {result['events']} lines"
+        return _counted(result)
     return "not scanned yet"
+
+
+def _counted(result: dict[str, int]) -> str:
+    return f"{plural(result['files'], 'file')}, {plural(result['events'], 'line')}"
 
 
 @app.command("add")
@@ -102,8 +107,8 @@ def scan(
                     typer.echo(f"error: scanning {source.name} failed: {error}", err=True)
                     failed += 1
                     continue
-                typer.echo(f"{source.name}: {result['files']} files, {result['events']} lines")
+                typer.echo(f"{source.name}: {_counted(result)}")
     except log_sources.LogSourceError as error:
         raise fail(str(error)) from None
     if failed:
-        raise fail(f"{failed} of {len(chosen)} sources failed", 1)
+        raise fail(f"{failed} of {plural(len(chosen), 'source')} failed", 1)
