@@ -29,8 +29,8 @@ def run_web(settings: Settings, host: str, port: int, workers: int | None = None
     common: dict[str, Any] = {
         "host": host,
         "port": port,
-        "proxy_headers": True,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        # The app believes forwarded headers itself, from DUTYDESK_FORWARDED_ALLOW_IPS only.
+        "proxy_headers": False,
         "log_config": None,
         "server_header": False,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -71,11 +72,26 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = Field(
         default=10,
         ge=1,
-        description="Failed logins per minute from one client address before 429 answers.",
+        description="Failed sign-ins per minute for one user name from one client address "
+        "before that address gets 429 for that name.",
+    )
+    login_failures_per_name_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Failed sign-ins per minute for one user name from all addresses together "
+        "before that name gets 429 from everywhere.",
+    )
+    login_failures_per_address_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Failed sign-ins per minute from one client address, whatever the names, "
+        "before every sign-in from it gets 429; 0 means no such limit (people behind one NAT "
+        "or proxy share an address).",
     )
     forwarded_allow_ips: str = Field(
-        default="127.0.0.1",
-        description="Proxies whose X-Forwarded-* headers are trusted (for https detection).",
+        default="",
+        description="Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: "
+        "addresses or networks separated by commas, or `*` for any; empty believes nobody.",
     )
     tick_seconds: float = Field(
         default=10.0, gt=0, description="How often beat asks the database what work is due."
@@ -294,6 +310,25 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme must be one of {', '.join(BROKER_SCHEMES)}")
         return value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        if items == ["*"]:
+            return "*"
+        normal = []
+        for item in items:
+            try:
+                if "/" in item:
+                    normal.append(str(ipaddress.ip_network(item, strict=False)))
+                else:
+                    normal.append(str(ipaddress.ip_address(item)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (give `*` alone to believe any)"
+                ) from None
+        return ",".join(normal)
+
     @field_validator("export_time_zone")
     @classmethod
     def _time_zone(cls, value: str) -> str:
@@ -324,6 +359,14 @@ class Settings(BaseSettings):
     def home_path(self) -> Path:
         """The home folder as an absolute path."""
         return self.home.expanduser().resolve()
+
+    @property
+    def trusted_proxies(self) -> list[str] | Literal["*"]:
+        """The proxies whose forwarded headers are believed: `*` for any, else addresses and
+        networks (empty: nobody)."""
+        if self.forwarded_allow_ips == "*":
+            return "*"
+        return [item for item in self.forwarded_allow_ips.split(",") if item]
 
     @property
     def effective_database_url(self) -> str:

@@ -108,7 +108,10 @@ class LoginFailure(Base):
     """One failed login, kept a short while to slow down password guessing."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_client_at", "client", "at"),)
+    __table_args__ = (
+        Index("ix_login_failures_client_at", "client", "at"),
+        Index("ix_login_failures_username_at", "username", "at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client: Mapped[str] = mapped_column(String(64))

@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from dutydesk.db import utcnow
 from dutydesk.people.models import ApiToken, LoginFailure, Role, Scope, User, WebSession
@@ -115,19 +116,59 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
-def recent_failures(session: Session, client: str, *, now: dt.datetime | None = None) -> int:
-    """Failed logins from this client address in the last minute."""
+# Longest user name and client address a failed sign-in is kept under (the columns' size).
+_KEY_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    """How many failed sign-ins in a minute are allowed before further tries are refused."""
+
+    per_address_and_name: int
+    per_name: int
+    per_address: int = 0  # 0: the address as a whole is not limited
+
+
+def sign_in_refusal(
+    session: Session,
+    client: str,
+    username: str,
+    limits: SignInLimits,
+    *,
+    now: dt.datetime | None = None,
+) -> str | None:
+    """Why a sign-in as `username` from `client` is refused for now, or None to try it.
+
+    Failures of the last minute are counted for this name from this address, for this name
+    from every address, and (when limited) from this address whatever the names; another
+    user's failures from the same address do not count against this one.
+    """
     since = (now or utcnow()) - dt.timedelta(minutes=1)
-    count = session.scalar(
-        select(func.count()).where(LoginFailure.client == client, LoginFailure.at >= since)
-    )
-    return int(count or 0)
+    client, name = client[:_KEY_LENGTH], _failure_name(username)
+
+    def failures(*where: ColumnElement[bool]) -> int:
+        count = session.scalar(select(func.count()).where(LoginFailure.at >= since, *where))
+        return int(count or 0)
+
+    by_client, by_name = LoginFailure.client == client, LoginFailure.username == name
+    if failures(by_client, by_name) >= limits.per_address_and_name:
+        return "Too many failed sign-ins for this user from your address; wait a minute."
+    if failures(by_name) >= limits.per_name:
+        return "Too many failed sign-ins for this user; wait a minute."
+    if limits.per_address and failures(by_client) >= limits.per_address:
+        return "Too many failed sign-ins from your address; wait a minute."
+    return None
 
 
 def record_failure(session: Session, client: str, username: str) -> None:
     """Remember a failed login and forget ones older than an hour."""
-    session.add(LoginFailure(client=client, username=username[:64]))
+    session.add(LoginFailure(client=client[:_KEY_LENGTH], username=_failure_name(username)))
     session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - dt.timedelta(hours=1)))
+
+
+def _failure_name(username: str) -> str:
+    # As `authenticate` is asked: "Vera " and "vera" are one user to guess at.
+    return username.strip().lower()[:_KEY_LENGTH]
 
 
 def start_session(session: Session, user: User, *, hours: int, client: str | None) -> str:

@@ -20,6 +20,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dutydesk import registry
 from dutydesk.db import session_factory
@@ -223,5 +224,8 @@ def create_app(
 
     _install_error_handlers(app)
     app.add_middleware(_CsrfCookieAndMetrics, metrics=app.state.metrics)
+    # Outermost, so everything inside sees the caller's address and scheme as a proxy listed
+    # in DUTYDESK_FORWARDED_ALLOW_IPS forwarded them (whatever server runs the app).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     _check_every_route_declares_access(app)
     return app

@@ -37,7 +37,8 @@ def safe_next(value: str | None) -> str:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (behind a trusted proxy, the forwarded one)."""
+    """The caller's address: behind a proxy listed in DUTYDESK_FORWARDED_ALLOW_IPS, the one it
+    forwarded (the app's proxy-headers middleware has put it in place)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -56,17 +57,19 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    """Check the password and open a session; too many failures from one address get 429."""
+    """Check the password and open a session; too many recent failures for the name (from
+    this address, or from everywhere) get 429."""
     settings = request.app.state.settings
     client = client_address(request)
     context = {"next": safe_next(next), "username": username}
-    if people.recent_failures(db, client) >= settings.login_failures_per_minute:
-        return render(
-            request,
-            "login.html",
-            {**context, "error": "Too many failed sign-ins from your address; wait a minute."},
-            status_code=429,
-        )
+    limits = people.SignInLimits(
+        per_address_and_name=settings.login_failures_per_minute,
+        per_name=settings.login_failures_per_name_per_minute,
+        per_address=settings.login_failures_per_address_per_minute,
+    )
+    refusal = people.sign_in_refusal(db, client, username, limits)
+    if refusal is not None:
+        return render(request, "login.html", {**context, "error": refusal}, status_code=429)
     user = people.authenticate(db, username.strip().lower(), password)
     if user is None:
         people.record_failure(db, client, username)
