@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 CODE := src tests $(wildcard bench)
 
-.PHONY: demo test lint format bench docs clean
+.PHONY: demo test system-packages lint format bench docs clean
+# Prerequisites are made one by one, in the order written: `test` checks the system packages
+# before it makes .venv (which needs python3-venv).
+.NOTPARALLEL:
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +21,13 @@ $(STAMP): requirements-dev.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dutydesk up --demo
 
-## test: the whole test suite, in parallel
-test: $(STAMP)
+## test: the whole test suite, in parallel, once the system packages it uses are there
+test: system-packages $(STAMP)
 	$(BIN)/pytest -n auto
+
+## system-packages: check the Debian packages the tests use; as root, install the missing ones
+system-packages:
+	@scripts/system-packages
 
 ## lint: ruff (lint and format) and mypy
 lint: $(STAMP)
