@@ -25,7 +25,7 @@ from typer.testing import CliRunner, Result
 
 from dutydesk import migrations
 from dutydesk.cli import app
-from dutydesk.db import SQLITE_BUSY_TIMEOUT_MS, Base, build_engine, get_engine
+from dutydesk.db import Base, build_engine, get_engine, sqlite_busy_timeout_ms
 from dutydesk.registry import load_domains
 from tests.conftest import clear_caches, fresh_database_url
 
@@ -657,7 +657,7 @@ def test_sqlite_engine_uses_wal_busy_timeout_and_foreign_keys(tmp_path: Path) ->
         with engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
-            assert busy == SQLITE_BUSY_TIMEOUT_MS
+            assert busy == sqlite_busy_timeout_ms() == 15_000
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         # Foreign keys are enforced, not merely declared: a token of a missing user is refused.
         tokens = model_tables()["api_tokens"]

@@ -197,9 +197,17 @@ _register_domain_commands()
 
 
 def main() -> None:
-    """Entry point: run the command, turning a wrong setting into a clear message."""
+    """Entry point: run the command, turning a wrong setting or a database error that no
+    command caught into a clear message (never a traceback or a statement's parameters)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from dutydesk.db import describe_database_error
+
     try:
         app()
     except SettingsError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except DBAPIError as error:
+        typer.echo(f"error: {describe_database_error(error)}", err=True)
+        sys.exit(1)

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import typer
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from dutydesk import migrations
-from dutydesk.db import redacted
+from dutydesk.db import describe_database_error, redacted
 from dutydesk.settings import get_settings
 
 
@@ -35,22 +35,23 @@ def ready_database() -> None:
     url = get_settings().effective_database_url
     try:
         behind = migrations.pending(url)
-    except OperationalError as error:
-        raise fail(f"cannot reach the ops database {redacted(url)}: {error.orig}") from None
+    except DBAPIError as error:
+        raise fail(describe_database_error(error, f"the ops database {redacted(url)}")) from None
     if behind:
         raise fail("the ops database is not up to date; run `dutydesk db upgrade` first")
 
 
 @contextlib.contextmanager
 def short_engine(url: str, what: str) -> Iterator[Engine]:
-    """A short-lived engine on `url`; an unreachable database is a clear error naming `what`."""
+    """A short-lived engine on `url`; a database error (unreachable, locked) is a clear message
+    naming `what`."""
     from dutydesk.db import build_engine
 
     engine = build_engine(url)
     try:
         yield engine
-    except OperationalError as error:
-        raise fail(f"cannot reach {what} {redacted(url)}: {error.orig}") from None
+    except DBAPIError as error:
+        raise fail(describe_database_error(error, f"{what} {redacted(url)}")) from None
     finally:
         engine.dispose()
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
@@ -39,8 +40,20 @@ NAMING_CONVENTION = {
 
 T = TypeVar("T")
 
-# SQLite waits this long for a competing writer (web, worker and beat share one file).
-SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The first line of a driver's message is kept in what the desk prints; this much of it.
+_DETAIL_CHARS = 300
+# Words of a driver's message that mean the database could not be reached or opened.
+_UNREACHABLE_WORDS = (
+    "unable to open database",
+    "connection failed",
+    "could not connect",
+    "connection refused",
+    "connection is bad",
+    "server closed the connection",
+    "could not translate host name",
+    "authentication failed",
+    "timeout expired",
+)
 
 
 def utcnow() -> dt.datetime:
@@ -74,7 +87,12 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def sqlite_busy_timeout_ms() -> int:
+    """How long SQLite waits for a competing writer (web, worker and beat share one file)."""
+    return round(get_settings().sqlite_busy_timeout_seconds * 1000)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, a busy timeout, foreign keys, and `BEGIN IMMEDIATE` for sessions that ask for it."""
 
     @event.listens_for(engine, "connect")
@@ -83,7 +101,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -95,20 +113,51 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def build_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, with the SQLite settings several processes need."""
+    """An engine for `url`, with the SQLite settings several processes need.
+
+    Statement parameters are left out of errors and logs: they can hold secrets (a token's
+    hash, a password hash, a webhook's body).
+    """
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             from pathlib import Path
 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        busy_timeout_ms = sqlite_busy_timeout_ms()
+        connect_args = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def describe_database_error(error: DBAPIError, subject: str = "the database") -> str:
+    """`<what failed>: <what to do>` for an error the database driver raised, naming `subject`.
+
+    Never the statement or its parameters, which SQLAlchemy's own text of the error carries.
+    """
+    original = error.orig if error.orig is not None else error
+    lines = str(original).strip().splitlines()
+    detail = (lines[0] if lines else type(original).__name__)[:_DETAIL_CHARS]
+    lowered = detail.lower()
+    sqlstate = str(getattr(original, "sqlstate", None) or "")
+    # SQLite: "database is locked" (another writer), PostgreSQL: lock not available, deadlock.
+    if "is locked" in lowered or sqlstate in {"55P03", "40P01"}:
+        return f"{subject} is locked by another process ({detail}): retry, or stop the other writer"
+    unreachable = error.connection_invalidated or sqlstate.startswith(("08", "28", "3D"))
+    if isinstance(error, OperationalError) and any(
+        words in lowered for words in _UNREACHABLE_WORDS
+    ):
+        unreachable = True
+    if unreachable:
+        return f"cannot reach {subject} ({detail}): check its URL and that it is running"
+    if isinstance(error, IntegrityError):
+        return f"{subject} refused the change ({detail}): it conflicts with what is stored"
+    return f"{subject} failed ({detail}): check the database, then retry"
 
 
 def is_sqlite(bind: Engine | Any) -> bool:

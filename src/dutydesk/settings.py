@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="Record store URL (the study data the export reads): `sqlite:///PATH` or "
         "`postgresql+psycopg://...`. Empty means `sqlite:///$DUTYDESK_HOME/records.sqlite`.",
     )
+    sqlite_busy_timeout_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="How long a SQLite write waits for another process's write to finish "
+        "before failing with `database is locked`.",
+    )
     broker_url: str = Field(
         default="",
         description="Celery broker: `sqla+sqlite:///PATH`, `redis://...` or `amqp://...`. "

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from dutydesk import registry
-from dutydesk.db import transaction, utcnow
+from dutydesk.db import describe_database_error, transaction, utcnow
 from dutydesk.jobs.models import DueMark, Job, JobState
 from dutydesk.settings import get_settings
 
@@ -136,7 +136,9 @@ class Heartbeat:
                 if not _beat(factory, job_id, worker):
                     return
             except OperationalError as error:
-                log.warning("heartbeat of job %s delayed: %s", job_id, error)
+                log.warning(
+                    "heartbeat of job %s delayed: %s", job_id, describe_database_error(error)
+                )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
