@@ -5,6 +5,7 @@ SQLite and PostgreSQL, while the inbox keeps the body as it came."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from fastapi.testclient import TestClient
@@ -18,6 +19,7 @@ from dutydesk.intake.models import ErrorGroup, InboxItem, Ping
 from dutydesk.people import service as people
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket, TicketNote
+from tests.conftest import make_user, sign_in
 from tests.intake.conftest import make_integration
 from tests.tickets.conftest import add_person
 
@@ -220,6 +222,17 @@ def test_ping_bodies_with_nul_and_undecodable_bytes_are_stored(
     assert ping.body == "pg_dump: \ufffd bad \ufffd\ufffd byte"
     (alarm,) = alarms_by_fingerprint(db).values()
     assert "pg_dump: \ufffd bad" in alarm.description
+    item = db.scalar(select(InboxItem))
+    assert item is not None and item.outcome == "accepted"
+    assert item.body == "pg_dump: \ufffd bad \ufffd\ufffd byte" and item.raw_body == output
+    sign_in(client, db, make_user(db, "viewer"))
+    shown = client.get(f"/api/v1/inbox/{item.id}").json()
+    assert base64.b64decode(shown["raw_body_base64"]) == output
+    exact = client.post(made.path or "", content="all good \ufffd".encode())
+    assert exact.status_code == 200
+    db.expire_all()
+    latest = db.scalar(select(InboxItem).order_by(InboxItem.id.desc()).limit(1))
+    assert latest is not None and latest.raw_body is None, "its text is the body exactly"
 
 
 def log_token(db: Session) -> str:

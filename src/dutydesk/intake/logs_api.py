@@ -84,6 +84,7 @@ def handle_batch(
     if not refused and len(item.body) > KEPT_BODY_CHARS:
         # Raw lines are not kept; a batch with refused lines keeps them all, to read them.
         item.body = item.body[:KEPT_BODY_CHARS]
+        item.raw_body = None
         item.truncated = True
     return 200, {**counted, "inbox_id": item.id}
 

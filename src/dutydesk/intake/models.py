@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dutydesk.db import Base, utcnow
@@ -91,7 +91,10 @@ class InboxItem(Base):
     path: Mapped[str] = mapped_column(String(300))
     client: Mapped[str | None] = mapped_column(String(100))
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The body as text (bytes that are not UTF-8, NUL and lone surrogates as U+FFFD, which
+    # both databases store alike); `raw_body` holds the exact bytes when that text is not.
     body: Mapped[str] = mapped_column(Text, default="")
+    raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     body_bytes: Mapped[int] = mapped_column(default=0)
     truncated: Mapped[bool] = mapped_column(default=False)
     outcome: Mapped[str] = mapped_column(String(16), default=Outcome.received.value)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dutydesk.intake.models import InboxItem, Integration
+from dutydesk.web.params import INT32_MAX
 
 
 class IntegrationIn(BaseModel):
@@ -24,8 +26,9 @@ class IntegrationIn(BaseModel):
     rate_limit: int = Field(default=300, ge=1, le=1_000_000)
     rate_window_seconds: int = Field(default=300, ge=60, le=86_400)
     signing_secret: str | None = Field(default=None, max_length=200)
-    period_seconds: int = Field(default=86_400, ge=60)
-    grace_seconds: int = Field(default=3_600, ge=0)
+    # Stored in integer columns (32-bit in PostgreSQL).
+    period_seconds: int = Field(default=86_400, ge=60, le=INT32_MAX)
+    grace_seconds: int = Field(default=3_600, ge=0, le=INT32_MAX)
 
 
 class IntegrationPatch(BaseModel):
@@ -116,12 +119,20 @@ class InboxSummary(BaseModel):
 
 
 class InboxItemOut(InboxSummary):
-    """An inbox item with its headers and raw body."""
+    """An inbox item with its headers and raw body.
+
+    `body` is text; when that text is not the body exactly (bytes that are not UTF-8, NUL,
+    stored as U+FFFD), `raw_body_base64` holds the bytes as they came.
+    """
 
     headers: dict[str, Any]
     body: str
+    raw_body_base64: str | None = None
 
     @classmethod
     def of(cls, item: InboxItem) -> InboxItemOut:
         """The full view of an inbox item."""
-        return cls.model_validate(item)
+        shown = cls.model_validate(item)
+        if item.raw_body is not None:
+            shown.raw_body_base64 = base64.b64encode(item.raw_body).decode()
+        return shown

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dutydesk.db import before_commit, delete_in_batches, memo_of, utcnow
-from dutydesk.intake._payload import storable, storable_bytes
+from dutydesk.intake._payload import REPLACEMENT, storable, storable_bytes
 from dutydesk.intake.models import (
     InboxItem,
     Integration,
@@ -397,6 +397,7 @@ class Arrival:
     def columns(self) -> dict[str, Any]:
         """The inbox item's columns for it."""
         body_bytes = len(self.body) if self.body_bytes is None else self.body_bytes
+        text = storable_bytes(self.body)
         return {
             "received_at": self.received_at or utcnow(),
             "source": self.source[:32],
@@ -405,7 +406,9 @@ class Arrival:
             "path": storable(self.path[:300]),
             "client": (self.client or None) and storable(self.client[:100]),
             "headers": {name: storable(value) for name, value in self.headers.items()},
-            "body": storable_bytes(self.body),
+            "body": text,
+            # Every repair leaves a U+FFFD: without one the text is the body exactly.
+            "raw_body": self.body if REPLACEMENT in text and text.encode() != self.body else None,
             "body_bytes": body_bytes,
             "truncated": self.truncated,
         }
