@@ -1,21 +1,110 @@
-"""The `dutydesk` command: processes, database, and each domain's commands."""
+"""The `dutydesk` command: processes, database, and each domain's commands.
+
+Starting the command imports none of the domains, nor SQLAlchemy, Alembic or pydantic: each
+command imports what it uses, and a domain's commands are imported when one of them runs, so
+`dutydesk --help` answers at once.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from typing import Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from dutydesk import migrations
-from dutydesk.commandline import ops_engine, ready_database, verify_schema
-from dutydesk.db import redacted
-from dutydesk.settings import SettingsError, get_settings, settings_table
+from dutydesk.errors import SettingsError
+
+if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where a domain's command group lives, and its help line for `dutydesk --help`."""
+
+    module: str
+    attribute: str
+    help: str
+
+
+# Each domain's command group, in the order `dutydesk --help` lists them. The help line is the
+# group's own, repeated so that listing the commands imports none of them (a test checks that
+# the two agree).
+DOMAINS = {
+    "users": Domain("dutydesk.people.cli", "users_app", "People who sign in to the console."),
+    "tokens": Domain("dutydesk.people.cli", "tokens_app", "API tokens."),
+    "jobs": Domain("dutydesk.jobs.cli", "app", "Background jobs."),
+    "records": Domain(
+        "dutydesk.records.cli", "app", "The record store: the study data the nightly export reads."
+    ),
+    "export": Domain("dutydesk.export.cli", "app", "The nightly export of study records."),
+    "logs": Domain("dutydesk.logs.cli", "app", "Query access and application logs by glob."),
+    "tickets": Domain("dutydesk.tickets.cli", "app", "Tickets: list, show, note, assign, close."),
+    "duty": Domain(
+        "dutydesk.duty.cli", "app", "Duty rotations: who is on duty, rotations, overrides."
+    ),
+    "integrations": Domain(
+        "dutydesk.intake.cli", "app", "Integrations: the secret URLs signals come in by."
+    ),
+    "log-sources": Domain(
+        "dutydesk.intake.log_sources_cli",
+        "app",
+        "Log sources: archive globs on this machine whose new lines are counted on a schedule.",
+    ),
+    "alarms": Domain(
+        "dutydesk.alarms.cli", "app", "Alarm rules: test, list, evaluate, seed the defaults."
+    ),
+}
+
+
+def load_domain(name: str) -> TyperGroup:
+    """Import the domain `name` and build its command group, as `add_typer` would have."""
+    domain = DOMAINS[name]
+    sub_app = getattr(importlib.import_module(domain.module), domain.attribute)
+    holder = typer.Typer()
+    holder.add_typer(sub_app, name=name)
+    group = typer.main.get_group(holder).commands[name]
+    assert isinstance(group, TyperGroup)
+    return group
+
+
+class _NotLoaded(TyperGroup):
+    """Stands for a domain's group, by name and help line, until one of its commands runs."""
+
+
+class RootGroup(TyperGroup):
+    """The `dutydesk` group: its own commands, then each domain's, imported when first used."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.listing = False
+        for name, domain in DOMAINS.items():
+            self.commands[name] = _NotLoaded(name=name, help=domain.help, no_args_is_help=True)
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The help page; its list of commands shows the domains' help lines without importing."""
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Any:
+        """The command `cmd_name`, importing its domain unless only the help page needs it."""
+        command = super().get_command(ctx, cmd_name)
+        if isinstance(command, _NotLoaded) and not self.listing:
+            command = self.commands[cmd_name] = load_domain(cmd_name)
+        return command
+
 
 app = typer.Typer(
     name="dutydesk",
     help="The on-duty desk for teams that run a research data platform.",
+    cls=RootGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -29,6 +118,7 @@ Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
 
 def _start(process: str) -> None:
     from dutydesk.logconfig import configure_logging
+    from dutydesk.settings import get_settings
 
     settings = get_settings()
     settings.ensure_home()
@@ -43,7 +133,10 @@ def up(
     port: Port = 8000,
 ) -> None:
     """Migrate the database, then run web, worker, beat and smtp together until Ctrl-C."""
+    from dutydesk import migrations
+    from dutydesk.db import redacted
     from dutydesk.processes import Supervisor, child_commands
+    from dutydesk.settings import get_settings
 
     _start("up")
     settings = get_settings()
@@ -78,7 +171,9 @@ def web(
     ] = None,
 ) -> None:
     """Run the web process alone (console, API, intake endpoints)."""
+    from dutydesk.commandline import ready_database
     from dutydesk.processes import run_web
+    from dutydesk.settings import get_settings
 
     _start("web")
     ready_database()
@@ -88,7 +183,9 @@ def web(
 @app.command()
 def worker() -> None:
     """Run a Celery worker alone."""
+    from dutydesk.commandline import ready_database
     from dutydesk.processes import run_worker
+    from dutydesk.settings import get_settings
 
     _start("worker")
     ready_database()
@@ -98,7 +195,9 @@ def worker() -> None:
 @app.command()
 def beat() -> None:
     """Run Celery beat alone (the frequent tick that enqueues due work)."""
+    from dutydesk.commandline import ready_database
     from dutydesk.processes import run_beat
+    from dutydesk.settings import get_settings
 
     _start("beat")
     ready_database()
@@ -108,7 +207,9 @@ def beat() -> None:
 @app.command()
 def smtp() -> None:
     """Run the e-mail intake listener alone (DUTYDESK_SMTP_HOST:DUTYDESK_SMTP_PORT)."""
+    from dutydesk.commandline import ready_database
     from dutydesk.intake.smtp import run_smtp
+    from dutydesk.settings import get_settings
 
     _start("smtp")
     ready_database()
@@ -120,6 +221,9 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply migrations up to REVISION (the newest by default); the record store to its newest."""
+    from dutydesk import migrations
+    from dutydesk.commandline import ops_engine
+    from dutydesk.db import redacted
     from dutydesk.records.cli import upgrade_store
 
     with ops_engine() as (url, engine):
@@ -131,6 +235,8 @@ def db_upgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Print the revision the database is at (and the record store's on stderr)."""
+    from dutydesk import migrations
+    from dutydesk.commandline import ops_engine
     from dutydesk.records.cli import store_revision
 
     with ops_engine() as (_url, engine):
@@ -141,6 +247,8 @@ def db_current() -> None:
 @db_app.command("check")
 def db_check() -> None:
     """Exit 0 when the database and the record store are at their newest and match the models."""
+    from dutydesk import migrations
+    from dutydesk.commandline import ops_engine, verify_schema
     from dutydesk.records.cli import check_store
 
     with ops_engine() as (url, engine):
@@ -155,6 +263,9 @@ def show_settings(
     markdown: Annotated[bool, typer.Option(help="Print the README's settings table.")] = False,
 ) -> None:
     """List every setting, its default and what it does (or the values in effect)."""
+    from dutydesk.db import redacted
+    from dutydesk.settings import get_settings, settings_table
+
     if markdown:
         typer.echo(settings_table())
         return
@@ -168,46 +279,21 @@ def show_settings(
         typer.echo(f"DUTYDESK_{name.upper()}={value}")
 
 
-def _register_domain_commands() -> None:
-    from dutydesk.alarms.cli import app as alarms_app
-    from dutydesk.duty.cli import app as duty_app
-    from dutydesk.export.cli import app as export_app
-    from dutydesk.intake.cli import app as integrations_app
-    from dutydesk.intake.log_sources_cli import app as log_sources_app
-    from dutydesk.jobs.cli import app as jobs_app
-    from dutydesk.logs.cli import app as logs_app
-    from dutydesk.people.cli import tokens_app, users_app
-    from dutydesk.records.cli import app as records_app
-    from dutydesk.tickets.cli import app as tickets_app
-
-    app.add_typer(users_app, name="users")
-    app.add_typer(tokens_app, name="tokens")
-    app.add_typer(jobs_app, name="jobs")
-    app.add_typer(records_app, name="records")
-    app.add_typer(export_app, name="export")
-    app.add_typer(logs_app, name="logs")
-    app.add_typer(tickets_app, name="tickets")
-    app.add_typer(duty_app, name="duty")
-    app.add_typer(integrations_app, name="integrations")
-    app.add_typer(log_sources_app, name="log-sources")
-    app.add_typer(alarms_app, name="alarms")
-
-
-_register_domain_commands()
-
-
 def main() -> None:
     """Entry point: run the command, turning a wrong setting or a database error that no
     command caught into a clear message (never a traceback or a statement's parameters)."""
-    from sqlalchemy.exc import DBAPIError
-
-    from dutydesk.db import describe_database_error
-
     try:
         app()
     except SettingsError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except DBAPIError as error:
+    except Exception as error:
+        # SQLAlchemy is imported only once something failed: `dutydesk --help` never loads it.
+        from sqlalchemy.exc import DBAPIError
+
+        if not isinstance(error, DBAPIError):
+            raise
+        from dutydesk.db import describe_database_error
+
         typer.echo(f"error: {describe_database_error(error)}", err=True)
         sys.exit(1)

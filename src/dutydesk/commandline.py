@@ -1,7 +1,8 @@
 """What every command of the command line shares: error exits, the database checks, the actor.
 
-Domain command modules import these at the top; `dutydesk.cli` imports the domain modules when
-it registers their commands, so these live apart from it.
+Domain command modules import these at the top. SQLAlchemy, Alembic and the settings are
+imported only by the functions that use them, so a command that needs no database (`dutydesk
+logs query`) starts without loading them.
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import getpass
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
-from dutydesk import migrations
-from dutydesk.db import describe_database_error, redacted
-from dutydesk.settings import get_settings
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from dutydesk import migrations
 
 
 def cli_actor() -> str:
@@ -32,6 +33,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def ready_database() -> None:
     """Refuse to go on when the ops database is not migrated to the newest schema."""
+    from sqlalchemy.exc import DBAPIError
+
+    from dutydesk import migrations
+    from dutydesk.db import describe_database_error, redacted
+    from dutydesk.settings import get_settings
+
     url = get_settings().effective_database_url
     try:
         behind = migrations.pending(url)
@@ -45,7 +52,9 @@ def ready_database() -> None:
 def short_engine(url: str, what: str) -> Iterator[Engine]:
     """A short-lived engine on `url`; a database error (unreachable, locked) is a clear message
     naming `what`."""
-    from dutydesk.db import build_engine
+    from sqlalchemy.exc import DBAPIError
+
+    from dutydesk.db import build_engine, describe_database_error, redacted
 
     engine = build_engine(url)
     try:
@@ -59,6 +68,8 @@ def short_engine(url: str, what: str) -> Iterator[Engine]:
 @contextlib.contextmanager
 def ops_engine() -> Iterator[tuple[str, Engine]]:
     """The ops database's URL and a short-lived engine; an unreachable database is a clear error."""
+    from dutydesk.settings import get_settings
+
     url = get_settings().effective_database_url
     with short_engine(url, "the ops database") as engine:
         yield url, engine

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dutydesk.errors import SettingsError as SettingsError
+
 ENV_PREFIX = "DUTYDESK_"
 
 # Values that look like someone forgot to set a real secret; refused outside the demo.
@@ -20,10 +22,6 @@ PLACEHOLDER_SECRETS = frozenset(
 
 DATABASE_SCHEMES = ("sqlite", "postgresql")
 BROKER_SCHEMES = ("sqla+sqlite", "sqla+postgresql", "redis", "rediss", "amqp", "amqps", "sqs")
-
-
-class SettingsError(Exception):
-    """A setting is wrong; the message names the variable and what to do."""
 
 
 class Settings(BaseSettings):

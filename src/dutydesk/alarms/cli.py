@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from dutydesk.alarms import rules
-from dutydesk.alarms.api import try_rule
-from dutydesk.alarms.evaluate import evaluate_rule
 from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 
@@ -37,6 +35,8 @@ def test(
     ] = None,
 ) -> None:
     """Print what the rule decides and the numbers behind it, without firing anything."""
+    from dutydesk.alarms.api import try_rule  # the rule kinds load with it (FastAPI, DuckDB)
+
     ready_database()
     moment = _moment(at)
     with transaction(actor=cli_actor()) as session:
@@ -78,6 +78,8 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate now and fire or resolve alarms, as the scheduled evaluation does."""
+    from dutydesk.alarms.evaluate import evaluate_rule  # the rule kinds load with it (DuckDB)
+
     ready_database()
     with transaction(immediate=True, actor=cli_actor()) as session:
         try:
