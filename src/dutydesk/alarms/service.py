@@ -14,7 +14,13 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+# Below both this module and silences (which tells tickets when a silence ends); still part
+# of this module's surface.
+from dutydesk.alarms._ticket import SignalOutcome as SignalOutcome
+from dutydesk.alarms._ticket import labels_of as labels_of
+from dutydesk.alarms._ticket import land_on_ticket as land_on_ticket
 from dutydesk.alarms.models import Alarm, AlarmState
+from dutydesk.alarms.silences import covering_intake
 from dutydesk.db import occurrence_update, utcnow
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket
@@ -49,15 +55,6 @@ class Signal:
     # Rule evaluation checks silences itself (with the rule's own labels); intake's signals
     # are checked here.
     check_silences: bool = True
-
-
-@dataclass(frozen=True)
-class SignalOutcome:
-    """What a signal did: its alarm, the ticket it landed on (if any), whether that is new."""
-
-    alarm: Alarm
-    ticket: Ticket | None
-    is_new: bool
 
 
 def _find(session: Session, fingerprint: str) -> Alarm | None:
@@ -161,35 +158,6 @@ def raise_signal(session: Session, signal: Signal) -> SignalOutcome:
         resolved=True,
         close_on_resolve=signal.close_on_resolve,
     )
-
-
-def land_on_ticket(
-    session: Session,
-    alarm: Alarm,
-    at: dt.datetime,
-    *,
-    payload: dict[str, Any] | None = None,
-    resolved: bool = False,
-    close_on_resolve: bool = False,
-) -> SignalOutcome:
-    """Open or update the alarm's ticket with the alarm as it stands (or resolve it)."""
-    outcome = tickets.open_or_update_ticket(
-        session,
-        tickets.Alarm(
-            source=alarm.source,
-            fingerprint=alarm.ticket_key,
-            title=alarm.title,
-            description=alarm.description,
-            severity=alarm.severity,
-            payload=payload or {"labels": alarm.labels},
-            occurred_at=at,
-            resolved=resolved,
-            close_on_resolve=close_on_resolve,
-        ),
-    )
-    if outcome.ticket is not None:
-        alarm.ticket_id = outcome.ticket.id
-    return SignalOutcome(alarm, outcome.ticket, outcome.is_new)
 
 
 def firing_changes(current: Mapping[str, Any], signal: Signal, at: dt.datetime) -> dict[str, Any]:
@@ -315,17 +283,9 @@ def _fire(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -
     return Landed(alarm_id, ticket_id, is_new=is_new, told=told)
 
 
-def labels_of(labels: dict[str, Any], source: str, severity: str) -> dict[str, str]:
-    """The labels silences match an alarm from intake by: its own, plus source and severity."""
-    plain = {str(k): str(v) for k, v in labels.items()}
-    return {**plain, "source": source, "severity": severity}
-
-
 def _silenced(session: Session, signal: Signal, labels: dict[str, str], at: dt.datetime) -> bool:
     if not signal.check_silences:
         return False
-    from dutydesk.alarms.silences import covering_intake
-
     return covering_intake(session, labels, at) is not None
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dutydesk.alarms._ticket import labels_of, land_on_ticket
 from dutydesk.alarms.models import Alarm, AlarmRule, AlarmState, Silence, SilenceKind
-from dutydesk.alarms.service import labels_of, land_on_ticket
 from dutydesk.db import session_memo, utcnow
 from dutydesk.settings import get_settings
 from dutydesk.tickets import service as tickets

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dutydesk import clock
 from dutydesk.db import utcnow
 from dutydesk.duty.models import DutyOverride, Rotation, RotationMember
+from dutydesk.people import service as people
 from dutydesk.people.models import User
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 class DutyError(ValueError):
@@ -38,9 +38,9 @@ class Shift:
 def parse_time_zone(name: str) -> ZoneInfo:
     """The time zone named `name` (such as `Europe/Berlin`), or an error saying it is unknown."""
     try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise DutyError(f"unknown time zone {name!r}; use a name such as Europe/Berlin") from error
+        return clock.parse_time_zone(name)
+    except clock.ClockError as error:
+        raise DutyError(str(error)) from error
 
 
 def parse_weekday(value: str | int) -> int:
@@ -56,10 +56,10 @@ def parse_weekday(value: str | int) -> int:
 
 def find_user(session: Session, username: str) -> User:
     """The active user named `username`, or an error naming them."""
-    user = session.scalar(select(User).where(User.username == username.strip()))
-    if user is None or not user.active:
-        raise DutyError(f"no active user named {username!r}")
-    return user
+    try:
+        return people.active_user(session, username)
+    except people.PeopleError as error:
+        raise DutyError(str(error)) from error
 
 
 def get_rotation(session: Session, name: str) -> Rotation:
@@ -107,7 +107,7 @@ def create_rotation(
         raise DutyError(f"a rotation named {name!r} already exists")
     zone = parse_time_zone(time_zone)
     weekday = parse_weekday(handoff_weekday)
-    if not _TIME.match(handoff_time.strip()):
+    if not clock.is_time_of_day(handoff_time.strip()):
         raise DutyError(f"hand-off time {handoff_time!r} is not HH:MM (24-hour)")
     if shift_hours < 1:
         raise DutyError("a shift lasts at least one hour")
@@ -219,6 +219,7 @@ def add_override(
     session.add(override)
     session.flush()
     if rotation.lead is not None:
+        # The one way notices go out; notify needs nothing of duty's to send it.
         from dutydesk.notify.service import notify_user
 
         notify_user(

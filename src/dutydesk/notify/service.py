@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dutydesk import clock
 from dutydesk.db import transaction, utcnow
 from dutydesk.notify import _send
 from dutydesk.notify.models import (
@@ -26,6 +27,7 @@ from dutydesk.notify.models import (
     DeliveryState,
     QuietHours,
 )
+from dutydesk.people import service as people
 from dutydesk.people.models import User
 from dutydesk.settings import get_settings
 from dutydesk.tickets.models import Ticket
@@ -159,8 +161,6 @@ def contact_methods(session: Session, user: User) -> list[tuple[str, str, str]]:
 
 def create_contact_list(session: Session, *, name: str, members: list[str]) -> ContactList:
     """A list of usernames and e-mail addresses; all are checked before it is added."""
-    from dutydesk.duty.service import DutyError, find_user
-
     name = name.strip()
     if not name or session.scalar(select(ContactList.id).where(ContactList.name == name)):
         raise NotifyError(f"a contact list needs a new name; {name!r} is empty or taken")
@@ -172,8 +172,8 @@ def create_contact_list(session: Session, *, name: str, members: list[str]) -> C
             entries.append(ContactListEntry(address=member))
         else:
             try:
-                entries.append(ContactListEntry(user=find_user(session, member)))
-            except DutyError as error:
+                entries.append(ContactListEntry(user=people.active_user(session, member)))
+            except people.PeopleError as error:
                 raise NotifyError(str(error)) from error
     contact_list = ContactList(name=name, entries=entries)
     session.add(contact_list)
@@ -552,14 +552,12 @@ def set_quiet_hours(
     session: Session, user: User, *, time_zone: str, starts: str, ends: str
 ) -> QuietHours:
     """Hold `user`'s non-critical notices between `starts` and `ends` (HH:MM, their zone)."""
-    from dutydesk.duty.service import _TIME, DutyError, parse_time_zone
-
     try:
-        zone = parse_time_zone(time_zone)
-    except DutyError as error:
+        zone = clock.parse_time_zone(time_zone)
+    except clock.ClockError as error:
         raise NotifyError(str(error)) from error
     for value in (starts, ends):
-        if not _TIME.match(value):
+        if not clock.is_time_of_day(value):
             raise NotifyError(f"{value!r} is not HH:MM (24-hour)")
     quiet = session.get(QuietHours, user.id) or QuietHours(user_id=user.id)
     quiet.time_zone, quiet.starts, quiet.ends = zone.key, starts, ends

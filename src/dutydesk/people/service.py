@@ -72,6 +72,14 @@ def find_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
+def active_user(session: Session, username: str) -> User:
+    """The active user named `username`, or an error naming them."""
+    user = find_user(session, username.strip())
+    if user is None or not user.active:
+        raise PeopleError(f"no active user named {username!r}")
+    return user
+
+
 def add_user(
     session: Session, username: str, role: str, *, email: str | None, password: str
 ) -> User:
