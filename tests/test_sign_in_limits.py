@@ -1,5 +1,6 @@
 """Failed sign-ins are limited per address and user name, per name, and (when asked) per
-address; forwarded client addresses are believed only from the proxies listed."""
+address; forwarded client addresses (for sign-ins and the intake inbox) are believed only from
+the proxies listed."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dutydesk.intake.models import InboxItem
 from dutydesk.people.models import LoginFailure
 from dutydesk.settings import SettingsError, get_settings
 from dutydesk.web.access import SESSION_COOKIE
 from dutydesk.web.app import create_app
 from tests.conftest import TEST_PASSWORD, clear_caches, csrf_token, make_user
+from tests.intake.conftest import make_integration
 from tests.test_processes import healthy
 from tests.test_worker import Processes, desk_env, free_port, run_dutydesk, wait_until
 
@@ -246,3 +249,23 @@ def test_the_web_process_by_default_counts_a_loopback_sign_in_under_loopback(
     with sqlite3.connect(home / "dutydesk.sqlite") as connection:
         clients = [row[0] for row in connection.execute("SELECT client FROM login_failures")]
     assert clients == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "recorded"),
+    [("", "127.0.0.1"), ("127.0.0.1", "203.0.113.9")],
+    ids=["default", "loopback-listed"],
+)
+def test_the_intake_inbox_records_a_forwarded_address_only_from_a_listed_proxy(
+    allowed: str, recorded: str, app_with: AppWith, db: Session
+) -> None:
+    app = app_with(forwarded_allow_ips=allowed)
+    made = make_integration(db, "generic")
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        answer = client.post(
+            made.path or "", json={"title": "Disk full"}, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+    assert answer.status_code == 202, answer.text
+    db.expire_all()
+    item = db.scalar(select(InboxItem).order_by(InboxItem.id.desc()).limit(1))
+    assert item is not None and item.client == recorded
