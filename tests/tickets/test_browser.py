@@ -111,3 +111,49 @@ def test_keyboard_shortcuts_move_and_assign_to_me(page: Page) -> None:
     page.keyboard.press("n")
     expect(page).to_have_url(re.compile(r"/tickets/DD-\d+#add-note$"))
     expect(page.get_by_label("Add a note (Markdown)")).to_be_focused()
+
+
+@pytest.mark.browser
+def test_a_search_from_the_meeting_list_points_to_closed_matches(page: Page) -> None:
+    word = "tapir"  # in no demo ticket
+    page.goto("/tickets")
+    key = page.locator("#tickets tbody tr[data-key]").first.get_attribute("data-key")
+    assert key
+    page.goto(f"/tickets/{key}")
+    page.get_by_role("button", name="Assign to me").click()
+    expect(page.locator("#ticket-assignee")).to_have_text("olga")
+    expect(page.get_by_role("button", name="Assign to me")).to_have_count(0)
+    page.get_by_label("Add a note (Markdown)").fill(f"The {word} job restarted it.")
+    page.get_by_role("button", name="Add note").click()
+    page.locator("#close").get_by_role("button", name="Close").click()
+    expect(page.locator("#ticket-status")).to_have_text("closed")
+
+    page.get_by_role("link", name="Open, unassigned").click()
+    page.get_by_label("Search").fill(word)
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#tickets tbody tr[data-key]")).to_have_count(0)
+    expect(page.locator("#list-count")).to_contain_text(f"0 tickets matching {word}")
+    elsewhere = page.locator("#search-elsewhere")
+    expect(elsewhere).to_have_text("1 more among closed or assigned tickets: search all tickets.")
+    elsewhere.get_by_role("link", name="search all tickets").click()
+    expect(page.get_by_role("heading", name="All", level=1)).to_be_visible()
+    rows = page.locator("#tickets tbody tr[data-key]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-key", key)
+    expect(page.locator("#list-count")).to_contain_text(f"1 ticket matching {word}")
+
+    since = page.get_by_label("First seen from")
+    since.fill("2000-01-01")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"since=2000-01-01"))
+    expect(page.get_by_label("First seen from")).to_have_value("2000-01-01")
+    expect(rows).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_the_alarms_page_names_tickets_by_their_keys(page: Page) -> None:
+    page.goto("/alarms")
+    links = page.locator('a[href^="/tickets/"]')
+    expect(links.first).to_have_text(re.compile(r"^DD-\d+$"))
+    texts = links.all_inner_texts()
+    assert texts and all(re.fullmatch(r"DD-\d+", text) for text in texts)
