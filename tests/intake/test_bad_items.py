@@ -388,3 +388,17 @@ def test_a_reply_in_an_unknown_charset_is_refused_and_kept(
     assert result.reply.startswith("550 ") and "cannot be read" in result.reply
     item = inbox_item(db, result.item_id)
     assert item.outcome == "rejected" and "x-no-such-charset" in (item.reason or "")
+
+
+def test_a_surrogate_sent_as_utf8_bytes_is_repaired_like_its_escape(
+    client: TestClient, db: Session
+) -> None:
+    made = make_integration(db, "generic")
+    body = b'{"title": "raw \xed\xa0\x80 surrogate"}'  # json reads bytes with surrogatepass
+    answer = client.post(made.path or "", content=body, headers=JSON)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["repaired"] == ["title"]
+    alarm = db.get(Alarm, answer.json()["alert_id"])
+    assert alarm is not None and alarm.title == "raw \ufffd surrogate"
+    item = inbox_item(db, answer.json()["inbox_id"])
+    assert item.raw_body == body and "\ufffd" in item.body

@@ -23,6 +23,9 @@ REPLACEMENT = "\ufffd"
 MAX_DEPTH = 64
 TOO_DEEP = f"{REPLACEMENT}nested deeper than {MAX_DEPTH} levels{REPLACEMENT}"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# What in a JSON body can become NUL or a lone surrogate: the escapes `\u0000` and
+# `\ud800`-`\udfff`, and surrogates encoded as UTF-8 (json reads bytes with surrogatepass).
+_UNSTORABLE_JSON = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])|\xed[\xa0-\xbf]")
 _JSON_TOKENS = re.compile(rb'[\\"\[\]{}]')
 Path = tuple[str | int, ...]
 
@@ -41,11 +44,14 @@ class LongNumber(str):
     """The digits of an integer longer than Python converts (`sys.get_int_max_str_digits`)."""
 
 
-def _read_int(digits: str) -> int | LongNumber:
-    try:
-        return int(digits)
-    except ValueError:  # over the int-str limit: kept as text, reported by its path
-        return LongNumber(digits)
+def _needs_walk(body: bytes) -> bool:
+    """Whether a body read without long numbers may hold anything to repair or refuse. Most
+    cannot: no escape that makes NUL or a surrogate, too few brackets to nest too deep."""
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        return True
+    # `in` first: a regex without a literal prefix tries every position of the body.
+    maybe = b"\\u" in body or b"\xed" in body
+    return maybe and _UNSTORABLE_JSON.search(body) is not None
 
 
 def show_path(path: Path) -> str:
@@ -120,11 +126,24 @@ def _cut_deep(body: bytes) -> bytes:
     return bytes(out + body[kept_from:])
 
 
-def _parse(body: bytes) -> Any:
-    return json.loads(body, parse_int=_read_int)
+class _Parser:
+    """json.loads that reads an integer too long for Python as a LongNumber, and says so."""
+
+    def __init__(self) -> None:
+        self.long_numbers = False
+
+    def read_int(self, digits: str) -> int | LongNumber:
+        try:
+            return int(digits)
+        except ValueError:  # over the int-str limit: kept as text, reported by its path
+            self.long_numbers = True
+            return LongNumber(digits)
+
+    def __call__(self, body: bytes) -> Any:
+        return json.loads(body, parse_int=self.read_int)
 
 
-def _loaded(body: bytes) -> Any:
+def _loaded(body: bytes, _parse: _Parser) -> Any:
     """The JSON document in `body`, or Rejected (400) naming why it cannot be read at all."""
     try:
         try:
@@ -150,7 +169,11 @@ def _children(value: Any) -> Iterator[tuple[str | int, Any]]:
 
 def load_payload(body: bytes) -> Payload:
     """The JSON in `body`, safe to store: Rejected (400) only when none of it can be read."""
-    payload = Payload([_loaded(body)])
+    parse = _Parser()
+    value = _loaded(body, parse)
+    if not parse.long_numbers and not _needs_walk(body):
+        return Payload(value)
+    payload = Payload([value])
     # Walked without recursion: (container, key, path, depth) of each value still to look at.
     stack: list[tuple[Any, Any, Path, int]] = [(payload.value, 0, (), 0)]
     while stack:
