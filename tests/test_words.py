@@ -79,3 +79,13 @@ def test_the_log_sources_page_lists_the_demos_source_and_counts_in_words(
     assert "<td>export-worker</td>" in page
     assert f"<code>{home / 'logs' / 'export-worker'}/*.log*</code>" in page
     assert "1 file, 1 line" in page
+
+
+def test_the_audit_filter_takes_and_shows_a_moment_typed_in_iso_form(
+    client: TestClient, db: Session
+) -> None:
+    sign_in(client, db, make_user(db, "admin"))
+    page = client.get("/audit", params={"since": "2026-11-02 10:00", "until": "2026-11-03"})
+    assert page.status_code == 200
+    assert 'name="since" value="2026-11-02 10:00"' in page.text
+    assert 'name="until" value="2026-11-03 00:00"' in page.text
