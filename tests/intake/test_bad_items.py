@@ -6,7 +6,9 @@ SQLite and PostgreSQL, while the inbox keeps the body as it came."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.alarms.models import Alarm
 from dutydesk.db import transaction
+from dutydesk.intake import logs
 from dutydesk.intake.mail import receive_message
 from dutydesk.intake.models import ErrorGroup, InboxItem, Ping
 from dutydesk.people import service as people
@@ -402,3 +405,17 @@ def test_a_surrogate_sent_as_utf8_bytes_is_repaired_like_its_escape(
     assert alarm is not None and alarm.title == "raw \ufffd surrogate"
     item = inbox_item(db, answer.json()["inbox_id"])
     assert item.raw_body == body and "\ufffd" in item.body
+
+
+def test_an_archive_file_with_nul_and_undecodable_bytes_is_counted(
+    db: Session, tmp_path: Path
+) -> None:
+    path = tmp_path / "worker.log"
+    path.write_bytes(
+        b"2026-11-24 12:01:02,123 ERROR [main] org.x.Worker - Lost \x00 row \xff in batch 7\n"
+    )
+    counted = logs.scan_file(db, "bridge", path, now=dt.datetime(2026, 11, 24, 13, tzinfo=dt.UTC))
+    db.flush()
+    assert counted["events"] == 1
+    (group,) = db.scalars(select(ErrorGroup).where(ErrorGroup.source == "bridge"))
+    assert group.template == "Lost \ufffd row \ufffd in batch <num>"
