@@ -1,7 +1,8 @@
 """`dutydesk up` and the single-process commands, run for real as subprocesses.
 
 `up` must serve a healthy console, stop web, worker and beat together on SIGTERM or Ctrl-C,
-seed its demo only once, and refuse to start on a wrong setting or an un-migrated database.
+take them down with it when it is killed outright, name whoever holds its port, seed its demo
+only once, and refuse to start on a wrong setting or an un-migrated database.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +31,11 @@ from tests.test_worker import (
     ProcessInfo,
     Started,
     children_of,
+    descendants_of,
     desk_env,
     drop_postgres_database,
     free_port,
+    kill_group,
     run_dutydesk,
     still_running,
     wait_until,
@@ -156,6 +160,75 @@ def test_up_twice_seeds_the_demo_once_and_prints_the_same_generated_password(
             assert people.authenticate(session, "admin", passwords[0]) is not None
     finally:
         engine.dispose()
+
+
+CONSOLE_LINE = r"^dutydesk: console at (http://\S+?)/ "
+
+
+def answers_now(base_url: str) -> bool:
+    """Whether the web port accepts a connection at this moment."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.worker
+@pytest.mark.timeout(600)
+def test_up_killed_with_sigkill_takes_every_child_down_and_a_new_up_serves_the_same_port(
+    processes: Processes, home: Path
+) -> None:
+    port = free_port()
+    # Two web processes: uvicorn's workers are grandchildren of `up`.
+    env = desk_env(home, DUTYDESK_WEB_WORKERS="2")
+    first = processes.start("up-first", ["up", "--port", str(port)], env)
+    # Generous waits: on a busy machine uvicorn's workers take long to import the app.
+    base_url = processes.wait_for_output(first, CONSOLE_LINE, timeout=240).group(1)
+    assert answers_now(base_url), "the console line came before the port answered"
+    up_children(first)
+
+    def children_and_web_workers() -> list[ProcessInfo] | None:
+        found = descendants_of(first.pid)
+        return found if len(found) > len(CHILD_NAMES) else None
+
+    below = wait_until(children_and_web_workers, 60, "uvicorn's web workers to start")
+
+    os.kill(first.pid, signal.SIGKILL)
+    first.popen.wait(timeout=10)
+    try:
+        wait_until(
+            lambda: not any(still_running(process) for process in below),
+            60,
+            "every child and grandchild of the killed `up` to stop",
+        )
+    finally:
+        for process in below:
+            if still_running(process):
+                kill_group(process.pid)
+
+    second = processes.start("up-second", ["up", "--port", str(port)], env)
+    assert processes.wait_for_output(second, CONSOLE_LINE, timeout=240).group(1) == base_url
+    health = wait_until(lambda: healthy(base_url), 180, "GET /health to answer 200")
+    assert health["status"] == "ok"
+    assert "in use" not in second.output()
+    assert stop_up(second, signal.SIGTERM) == 0
+
+
+def test_up_refuses_a_port_in_use_and_names_the_pid_holding_it(home: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        done = run_dutydesk(desk_env(home), "up", "--port", str(port), timeout=60)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"port {port} on 127.0.0.1 is in use by pid {os.getpid()} " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "console at" not in done.stdout
+    assert not (home / "dutydesk.sqlite").exists(), "nothing should start on a taken port"
 
 
 @pytest.fixture

@@ -124,6 +124,10 @@ def _start(process: str) -> None:
     settings.ensure_home()
     settings.signing_key()
     configure_logging(settings, process)
+    if settings.supervisor_pid:
+        from dutydesk.processes import watch_supervisor
+
+        watch_supervisor(settings.supervisor_pid)
 
 
 @app.command()
@@ -134,12 +138,17 @@ def up(
 ) -> None:
     """Migrate the database, then run web, worker, beat and smtp together until Ctrl-C."""
     from dutydesk import migrations
+    from dutydesk.commandline import fail
     from dutydesk.db import redacted
-    from dutydesk.processes import Supervisor, child_commands
+    from dutydesk.processes import Supervisor, child_commands, port_in_use
     from dutydesk.settings import get_settings
 
     _start("up")
     settings = get_settings()
+    for listen_host, listen_port in ((host, port), (settings.smtp_host, settings.smtp_port)):
+        taken = port_in_use(listen_host, listen_port)
+        if taken:
+            raise fail(f"{taken}; stop it or choose another port")
     url = settings.effective_database_url
     typer.echo(f"dutydesk: migrating {redacted(url)}")
     migrations.upgrade(url)
@@ -157,8 +166,15 @@ def up(
 
         # The processes started below send their mail to the demo's catcher (see its page).
         os.environ.update(catcher_environment(free_port()))
-    typer.echo(f"dutydesk: console at http://{host}:{port}/ (Ctrl-C stops everything)")
-    raise typer.Exit(Supervisor(child_commands(host, port, demo_mail=demo)).run())
+    typer.echo("dutydesk: starting web, worker, beat and smtp")
+
+    def announce() -> None:
+        typer.echo(f"dutydesk: console at http://{host}:{port}/ (Ctrl-C stops everything)")
+
+    supervisor = Supervisor(
+        child_commands(host, port, demo_mail=demo), ready_address=(host, port), when_ready=announce
+    )
+    raise typer.Exit(supervisor.run())
 
 
 @app.command()

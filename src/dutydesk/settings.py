@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Threads per worker process."
     )
+    supervisor_pid: int = Field(
+        default=0,
+        ge=0,
+        description="Set by `dutydesk up` for the processes it starts: each stops itself and "
+        "the processes it started once the process with this PID is gone; 0 (the default) "
+        "for a process started on its own.",
+    )
     web_workers: int = Field(
         default=1,
         ge=1,
