@@ -27,6 +27,7 @@ from dutydesk.db import utcnow
 from dutydesk.intake import logs
 from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import Db, Operator, Viewer
+from dutydesk.web.params import RowId
 
 router = APIRouter()
 
@@ -130,7 +131,7 @@ def alarms(
 
 
 @router.get("/api/v1/alarms/{alarm_id}")
-def alarm(_who: Viewer, db: Db, alarm_id: int) -> AlarmOut:
+def alarm(_who: Viewer, db: Db, alarm_id: RowId) -> AlarmOut:
     """One alarm with the evaluations (and their numbers) that decided about it."""
     found = db.get(Alarm, alarm_id) if 0 < alarm_id < 2**62 else None
     if found is None:
@@ -165,7 +166,7 @@ def create_silence(who: Operator, db: Db, body: SilenceIn) -> SilenceOut:
 
 
 @router.post("/api/v1/silences/{silence_id}/end")
-def end_silence(_who: Operator, db: Db, silence_id: int) -> SilenceOut:
+def end_silence(_who: Operator, db: Db, silence_id: RowId) -> SilenceOut:
     """End a silence now."""
     silence = db.get(Silence, silence_id) if 0 < silence_id < 2**62 else None
     if silence is None:

@@ -21,6 +21,7 @@ from dutydesk.db import utcnow
 from dutydesk.intake import logs
 from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import Db, OperatorPage, ViewerPage
+from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -65,7 +66,7 @@ def log_groups_page(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
 
 
 @router.get("/alarms/{alarm_id}", response_class=HTMLResponse)
-def alarm_page(request: Request, _who: ViewerPage, db: Db, alarm_id: int) -> HTMLResponse:
+def alarm_page(request: Request, _who: ViewerPage, db: Db, alarm_id: RowId) -> HTMLResponse:
     """One alarm and the evaluations (with their numbers) that decided about it."""
     alarm = db.get(Alarm, alarm_id) if 0 < alarm_id < 2**62 else None
     if alarm is None:
@@ -205,7 +206,7 @@ async def create_silence_form(request: Request, who: OperatorPage, db: Db) -> Re
 
 
 @router.post("/alarms/silences/{silence_id}/end", response_class=HTMLResponse)
-def end_silence_form(_request: Request, _who: OperatorPage, db: Db, silence_id: int) -> Response:
+def end_silence_form(_request: Request, _who: OperatorPage, db: Db, silence_id: RowId) -> Response:
     """End a silence now."""
     silence = db.get(Silence, silence_id) if 0 < silence_id < 2**62 else None
     if silence is None:

@@ -12,6 +12,7 @@ from dutydesk import registry
 from dutydesk.audit.schemas import AuditEventOut
 from dutydesk.audit.service import audit_query, object_types
 from dutydesk.web.access import Db, Viewer, ViewerPage
+from dutydesk.web.params import Offset
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -77,7 +78,7 @@ def list_audit_events(
     since: When = None,
     until: When = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[AuditEventOut]:
     """Audit events matching the filters, newest first."""
     query = audit_query(

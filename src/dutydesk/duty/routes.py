@@ -15,12 +15,15 @@ from dutydesk.db import utcnow
 from dutydesk.duty import service
 from dutydesk.duty.models import Rotation
 from dutydesk.web.access import AdminPage, Db, OperatorPage, Principal, TokenInUrl, ViewerPage
+from dutydesk.web.params import RowId, form_int
 from dutydesk.web.templating import render
 
 router = APIRouter()
 registry.add_nav(registry.NavItem("Duty", "/duty", order=55))
 Feed = Annotated[Principal, Depends(TokenInUrl())]
 WEEKS = 8
+# A shift of up to a year.
+MAX_SHIFT_HOURS = 24 * 366
 
 
 def _actor(who: Principal) -> str:
@@ -76,7 +79,7 @@ async def add_rotation(request: Request, _who: AdminPage, db: Db) -> Response:
             time_zone=form.get("time_zone", "UTC"),
             handoff_weekday=form.get("weekday", "monday"),
             handoff_time=form.get("time", "09:00"),
-            shift_hours=int(form.get("shift_hours") or 168),
+            shift_hours=form_int(form, "shift_hours", 168, low=1, high=MAX_SHIFT_HOURS),
             lead=form.get("lead") or None,
         )
     except (service.DutyError, ValueError) as error:
@@ -93,7 +96,7 @@ def _when(value: str) -> dt.datetime:
 
 
 @router.post("/duty/{rotation_id}/overrides")
-async def add_override(request: Request, who: OperatorPage, db: Db, rotation_id: int) -> Response:
+async def add_override(request: Request, who: OperatorPage, db: Db, rotation_id: RowId) -> Response:
     """Add an override (times in UTC unless they carry a zone); the lead is told."""
     rotation = _rotation_or_404(db, rotation_id)
     form = {name: str(value) for name, value in (await request.form()).items()}
@@ -113,7 +116,7 @@ async def add_override(request: Request, who: OperatorPage, db: Db, rotation_id:
 
 
 @router.post("/duty/{rotation_id}/feed")
-def new_feed(request: Request, _who: AdminPage, db: Db, rotation_id: int) -> Response:
+def new_feed(request: Request, _who: AdminPage, db: Db, rotation_id: RowId) -> Response:
     """Make a new secret iCal URL for the rotation (the old one stops working)."""
     rotation = _rotation_or_404(db, rotation_id)
     token = service.new_ical_token(rotation)

@@ -36,6 +36,7 @@ from dutydesk.export.models import ExportRun, RunState, StudyPart, WarehouseTabl
 from dutydesk.export.request import InvalidRequest, SharingMode, format_datetime
 from dutydesk.export.schedule_routes import router as schedules_router
 from dutydesk.web.access import Db, Operator, OperatorPage, Viewer, ViewerPage
+from dutydesk.web.params import Before, RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -299,7 +300,7 @@ def runs_page(
     _who: ViewerPage,
     db: Db,
     state: StateFilter = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Before = None,
 ) -> HTMLResponse:
     """Recent export runs with their numbers; operators can start one."""
     return _runs_page(request, db, state=state, before=before)
@@ -508,7 +509,7 @@ def download_table(
 
 
 @router.get("/exports/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, _who: ViewerPage, db: Db, run_id: int) -> HTMLResponse:
+def run_page(request: Request, _who: ViewerPage, db: Db, run_id: RowId) -> HTMLResponse:
     """One run: request, studies, metrics, tables written, log."""
     detail = run_detail(db, run_id)
     registered = set(
@@ -540,7 +541,7 @@ def run_progress(
     request: Request,
     _who: ViewerPage,
     db: Db,
-    run_id: int,
+    run_id: RowId,
     view: Annotated[Literal["row", "panel"], Query()] = "row",
 ) -> HTMLResponse:
     """The run's row of the runs list (or the run page's progress panel), for HTMX polling.
@@ -564,7 +565,7 @@ def api_list_runs(
     _who: Viewer,
     db: Db,
     state: StateFilter = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Before = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[RunSummaryOut]:
     """Recent export runs, newest first (page with `before=<smallest id seen>`)."""
@@ -579,7 +580,7 @@ def api_list_tables(_who: Viewer, db: Db) -> list[TableOut]:
 
 
 @router.get("/api/v1/exports/{run_id}")
-def api_get_run(_who: Viewer, db: Db, run_id: int) -> RunDetailOut:
+def api_get_run(_who: Viewer, db: Db, run_id: RowId) -> RunDetailOut:
     """One run with its parts, metrics, table line counts and log."""
     return run_detail(db, run_id)
 

@@ -19,6 +19,7 @@ from dutydesk.export import schedules as service
 from dutydesk.export.models import ExportSchedule
 from dutydesk.export.schedule import ScheduleType
 from dutydesk.web.access import Db, Operator, OperatorPage, Viewer, ViewerPage
+from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -152,7 +153,7 @@ def update_schedule_form(
     request: Request,
     _who: OperatorPage,
     db: Db,
-    schedule_id: int,
+    schedule_id: RowId,
     time_zone: Annotated[str, Form(max_length=200)],
     schedule_type: Annotated[str, Form(max_length=32)],
     request_override: Annotated[str, Form(max_length=100_000)] = "",
@@ -181,7 +182,7 @@ def update_schedule_form(
 
 
 @router.post(PAGE + "/{schedule_id}/delete")
-def delete_schedule_form(_who: OperatorPage, db: Db, schedule_id: int) -> Response:
+def delete_schedule_form(_who: OperatorPage, db: Db, schedule_id: RowId) -> Response:
     """Delete a schedule (its runs stay)."""
     service.delete_schedule(db, _found(db, schedule_id))
     return RedirectResponse(PAGE, status_code=303)
@@ -201,7 +202,7 @@ def list_schedules(_who: Viewer, db: Db) -> list[ScheduleOut]:
 
 
 @router.get("/api/v1/export-schedules/{schedule_id}")
-def get_schedule(_who: Viewer, db: Db, schedule_id: int) -> ScheduleOut:
+def get_schedule(_who: Viewer, db: Db, schedule_id: RowId) -> ScheduleOut:
     """One export schedule."""
     return ScheduleOut.model_validate(_found(db, schedule_id))
 
@@ -224,7 +225,9 @@ def create_schedule(_who: Operator, db: Db, body: ScheduleIn) -> ScheduleOut:
 
 
 @router.put("/api/v1/export-schedules/{schedule_id}")
-def update_schedule(_who: Operator, db: Db, schedule_id: int, body: ScheduleChange) -> ScheduleOut:
+def update_schedule(
+    _who: Operator, db: Db, schedule_id: RowId, body: ScheduleChange
+) -> ScheduleOut:
     """Change the fields given; `"requestOverride": null` removes the override."""
     schedule = _found(db, schedule_id)
     given = body.model_fields_set
@@ -245,7 +248,7 @@ def update_schedule(_who: Operator, db: Db, schedule_id: int, body: ScheduleChan
 
 
 @router.delete("/api/v1/export-schedules/{schedule_id}")
-def delete_schedule(_who: Operator, db: Db, schedule_id: int) -> ScheduleOut:
+def delete_schedule(_who: Operator, db: Db, schedule_id: RowId) -> ScheduleOut:
     """Delete a schedule (its runs stay); the answer is what was deleted."""
     schedule = _found(db, schedule_id)
     out = ScheduleOut.model_validate(schedule)

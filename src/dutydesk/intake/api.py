@@ -19,6 +19,7 @@ from dutydesk.intake.schemas import (
 from dutydesk.tickets._web import caller_name, parse_day
 from dutydesk.tickets.service import TicketInputError
 from dutydesk.web.access import Admin, Db, Viewer
+from dutydesk.web.params import Offset, RowId
 
 router = APIRouter()
 Text = Annotated[str | None, Query(max_length=200)]
@@ -104,7 +105,7 @@ def list_inbox(
     source: Text = None,
     outcome: Text = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[InboxSummary]:
     """Inbox items, newest first, by date range (days, inclusive), text, source and outcome."""
     filters = inbox_filters(since, until, q, source, outcome)
@@ -113,7 +114,7 @@ def list_inbox(
 
 
 @router.get("/api/v1/inbox/{item_id}")
-def get_inbox_item(_who: Viewer, db: Db, item_id: int) -> InboxItemOut:
+def get_inbox_item(_who: Viewer, db: Db, item_id: RowId) -> InboxItemOut:
     """One inbox item with its headers and raw body."""
     try:
         return InboxItemOut.of(service.get_inbox_item(db, item_id))

@@ -20,6 +20,7 @@ from dutydesk.settings import get_settings
 from dutydesk.tickets._web import caller_name
 from dutydesk.tickets.service import TicketInputError
 from dutydesk.web.access import AdminPage, Db, ViewerPage
+from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -63,7 +64,7 @@ def inbox_page(
 
 
 @router.get("/inbox/{item_id}", response_class=HTMLResponse)
-def inbox_item_page(request: Request, _who: ViewerPage, db: Db, item_id: int) -> HTMLResponse:
+def inbox_item_page(request: Request, _who: ViewerPage, db: Db, item_id: RowId) -> HTMLResponse:
     """One inbound request or message as it came, with what became of it."""
     try:
         item = service.get_inbox_item(db, item_id)

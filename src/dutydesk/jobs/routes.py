@@ -13,6 +13,7 @@ from dutydesk.jobs import service
 from dutydesk.jobs.models import Job, JobState
 from dutydesk.jobs.schemas import JobIn, JobOut
 from dutydesk.web.access import Db, Operator, OperatorPage, Viewer, ViewerPage
+from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -71,7 +72,7 @@ def list_jobs(
 
 
 @router.get("/api/v1/jobs/{job_id}")
-def get_job(_who: Viewer, db: Db, job_id: int) -> JobOut:
+def get_job(_who: Viewer, db: Db, job_id: RowId) -> JobOut:
     """One job."""
     job = db.get(Job, job_id)
     if job is None:

@@ -22,6 +22,7 @@ from dutydesk.notify.models import (
 )
 from dutydesk.people.models import User
 from dutydesk.web.access import AdminPage, Db, OperatorPage, Principal, ViewerPage
+from dutydesk.web.params import INT32_MAX, INT32_MIN, RowId, form_int
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -90,7 +91,7 @@ async def add_channel(request: Request, _who: AdminPage, db: Db) -> Response:
 
 
 @router.post("/notify/channels/{channel_id}/test")
-def test_channel(who: OperatorPage, db: Db, channel_id: int) -> Response:
+def test_channel(who: OperatorPage, db: Db, channel_id: RowId) -> Response:
     """Queue a "test" notice to the channel."""
     channel = db.get(Channel, channel_id)
     if channel is None:
@@ -100,7 +101,7 @@ def test_channel(who: OperatorPage, db: Db, channel_id: int) -> Response:
 
 
 @router.post("/notify/lists/{list_id}/send")
-async def send_to_list(request: Request, _who: OperatorPage, db: Db, list_id: int) -> Response:
+async def send_to_list(request: Request, _who: OperatorPage, db: Db, list_id: RowId) -> Response:
     """Send a subject and message to everyone on a contact list."""
     contact_list = db.get(ContactList, list_id)
     if contact_list is None:
@@ -116,7 +117,7 @@ async def send_to_list(request: Request, _who: OperatorPage, db: Db, list_id: in
 
 
 @router.post("/notify/deliveries/{delivery_id}/retry")
-def retry_delivery(_who: OperatorPage, db: Db, delivery_id: int) -> Response:
+def retry_delivery(_who: OperatorPage, db: Db, delivery_id: RowId) -> Response:
     """Send a dead letter again."""
     delivery = db.get(Delivery, delivery_id)
     if delivery is None:
@@ -136,6 +137,10 @@ def _person(db: Db, who: Principal) -> User:
     return user
 
 
+# A policy walks its steps at most this many times (each pass pages someone again).
+MAX_REPEATS = 100
+
+
 def _form_list(value: str) -> list[str]:
     return [part for part in value.replace(",", " ").split() if part]
 
@@ -149,10 +154,10 @@ async def add_policy(request: Request, _who: AdminPage, db: Db) -> Response:
             db,
             name=form.get("name", ""),
             steps=service.parse_steps(form.get("steps", "")),
-            repeat=int(form.get("repeat") or 1),
+            repeat=form_int(form, "repeat", 1, low=1, high=MAX_REPEATS),
             sources=_form_list(form.get("sources", "")),
             severities=_form_list(form.get("severities", "")) or None,
-            position=int(form.get("position") or 100),
+            position=form_int(form, "position", 100, low=INT32_MIN, high=INT32_MAX),
         )
     except (service.NotifyError, ValueError) as error:
         raise HTTPException(422, str(error)) from None
@@ -186,7 +191,7 @@ async def add_contact_method(request: Request, who: OperatorPage, db: Db) -> Res
 
 
 @router.post("/notify/contact-methods/{method_id}/test")
-def test_contact_method(who: OperatorPage, db: Db, method_id: int) -> Response:
+def test_contact_method(who: OperatorPage, db: Db, method_id: RowId) -> Response:
     """Queue a "test" notice to one of the signed-in person's contact methods."""
     method = db.get(ContactMethod, method_id)
     if method is None or who.user is None or method.user_id != who.user.id:

@@ -13,6 +13,7 @@ from dutydesk.people import service
 from dutydesk.people.models import Role, Scope
 from dutydesk.people.schemas import MeOut, NewTokenOut, TokenIn, TokenOut, UserOut
 from dutydesk.web.access import Admin, AdminPage, Db, Viewer
+from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -59,7 +60,7 @@ def add_user(
 def edit_user(
     _who: AdminPage,
     db: Db,
-    user_id: int,
+    user_id: RowId,
     role: Annotated[str, Form()],
     active: Annotated[bool, Form()] = False,
 ) -> Response:
@@ -113,7 +114,7 @@ async def create_token_form(request: Request, _who: AdminPage, db: Db) -> HTMLRe
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token_form(_who: AdminPage, db: Db, token_id: int) -> Response:
+def revoke_token_form(_who: AdminPage, db: Db, token_id: RowId) -> Response:
     """Revoke a token from the console."""
     try:
         service.revoke_token(db, token_id)
@@ -156,7 +157,7 @@ def create_token(_who: Admin, db: Db, body: TokenIn) -> NewTokenOut:
 
 
 @router.delete("/api/v1/tokens/{token_id}")
-def revoke_token(_who: Admin, db: Db, token_id: int) -> TokenOut:
+def revoke_token(_who: Admin, db: Db, token_id: RowId) -> TokenOut:
     """Revoke a token."""
     try:
         token = service.revoke_token(db, token_id)

@@ -25,6 +25,7 @@ from dutydesk.tickets._web import (
 from dutydesk.tickets.models import Severity, Status
 from dutydesk.tickets.notes import render_note
 from dutydesk.web.access import Db, OperatorPage, Principal, ViewerPage
+from dutydesk.web.params import Page
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -122,7 +123,7 @@ def _query(request: Request) -> dict[str, Any]:
 
 @router.get("/tickets", response_class=HTMLResponse)
 def unassigned_page(
-    request: Request, who: ViewerPage, db: Db, q: Text = None, page: Annotated[int, Query(ge=1)] = 1
+    request: Request, who: ViewerPage, db: Db, q: Text = None, page: Page = 1
 ) -> HTMLResponse:
     """The meeting's list: open tickets nobody has taken yet, newest first."""
     return _list_page(request, who, db, "unassigned", _query(request))
@@ -130,7 +131,7 @@ def unassigned_page(
 
 @router.get("/tickets/mine", response_class=HTMLResponse)
 def mine_page(
-    request: Request, who: ViewerPage, db: Db, q: Text = None, page: Annotated[int, Query(ge=1)] = 1
+    request: Request, who: ViewerPage, db: Db, q: Text = None, page: Page = 1
 ) -> HTMLResponse:
     """Open tickets assigned to the signed-in user."""
     return _list_page(request, who, db, "mine", _query(request))
@@ -148,7 +149,7 @@ def all_page(
     since: Text = None,
     until: Text = None,
     q: Annotated[str | None, Query(max_length=500)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Page = 1,
 ) -> HTMLResponse:
     """Every ticket, filtered by status, severity, assignee, source and dates; or searched."""
     return _list_page(request, who, db, "all", _query(request))

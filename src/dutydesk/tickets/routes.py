@@ -29,6 +29,7 @@ from dutydesk.tickets.schemas import (
     TicketSummary,
 )
 from dutydesk.web.access import Db, Operator, Viewer
+from dutydesk.web.params import Offset
 
 router = APIRouter()
 router.include_router(pages_router)
@@ -48,7 +49,7 @@ def list_tickets(
     until: Text = None,
     q: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[SearchHitOut] | list[TicketSummary]:
     """Tickets, newest first, filtered; with `q`, a search with matches marked in HTML."""
     filters = make_filters(
