@@ -7,18 +7,18 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -29,16 +29,13 @@ from dutydesk.settings import Settings, get_settings
 from dutydesk.web import routes as web_routes
 from dutydesk.web.access import Access, LoginRequired, Viewer, identify_quietly
 from dutydesk.web.csrf import CSRF_COOKIE
+from dutydesk.web.limits import RequestLimits
 from dutydesk.web.metrics import DeskMetrics
+from dutydesk.web.openapi import api_description, document_shared_answers, is_api_path
 from dutydesk.web.templating import render
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-def is_api_path(path: str) -> bool:
-    """API and machine endpoints answer in JSON; everything else is a page."""
-    return path.startswith(("/api/", "/hooks/", "/ping/", "/health", "/metrics"))
 
 
 def api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
@@ -99,6 +96,23 @@ def _include_routes(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at the request's path (the router's 405 names only those
+    of the first route there, and each method of a path is a route of its own)."""
+    methods: set[str] = set()
+    for route in api_routes(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
+def _message(item: Any) -> str:
+    """A validation error's message, with the parser's reason when the body is no JSON."""
+    reason = (item.get("ctx") or {}).get("error") if item.get("type") == "json_invalid" else None
+    return f"{item['msg']}: {reason}" if reason else str(item["msg"])
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, error: LoginRequired) -> Response:
@@ -112,6 +126,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         headers = getattr(error, "headers", None)
+        if error.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         if is_api_path(request.url.path) or request.headers.get("hx-request"):
             return JSONResponse(
                 {"detail": error.detail}, status_code=error.status_code, headers=headers
@@ -129,7 +145,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> Response:
         problems = [
-            {"field": ".".join(str(part) for part in item["loc"]), "message": item["msg"]}
+            {"field": ".".join(str(part) for part in item["loc"]), "message": _message(item)}
             for item in error.errors()
         ]
         if is_api_path(request.url.path):
@@ -217,12 +233,17 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _include_routes(app)
 
+    document_shared_answers(api_routes(app.routes), access_of)
+
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi(_who: Viewer) -> JSONResponse:
         """The API's OpenAPI description."""
-        return JSONResponse(get_openapi(title=app.title, version=app.version, routes=app.routes))
+        if app.openapi_schema is None:
+            app.openapi_schema = api_description(app, api_routes(app.routes))
+        return JSONResponse(app.openapi_schema)
 
     _install_error_handlers(app)
+    app.add_middleware(RequestLimits)
     app.add_middleware(_CsrfCookieAndMetrics, metrics=app.state.metrics)
     # Outermost, so everything inside sees the caller's address and scheme as a proxy listed
     # in DUTYDESK_FORWARDED_ALLOW_IPS forwarded them (whatever server runs the app).

@@ -1,0 +1,147 @@
+"""The API against its own OpenAPI description: a schemathesis run with every check, in-process,
+signed in with an admin token.
+
+Leave it out of a quick run with `-m "not fuzz"`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.testclient import TestClient
+from schemathesis.engine import Status, events
+from sqlalchemy.orm import Session, sessionmaker
+
+from dutydesk.people import service as people
+from dutydesk.web.app import api_routes
+from dutydesk.web.params import INT64_MAX
+from tests.conftest import make_user
+
+# Enough for every check to see each operation's edges; the run takes about a minute.
+EXAMPLES_PER_OPERATION = 15
+# Schema-valid values the schema cannot tell are wrong (an unknown time zone, a malformed
+# search) are refused with a reason; the check still fails on anything else.
+ACCEPTED_AS_REFUSALS = ["400", "422"]
+
+
+def admin_token(factory: sessionmaker[Session]) -> type[Any]:
+    """An auth provider: an admin's API token, made anew whenever the run revoked it (it may
+    call `DELETE /api/v1/tokens/{id}` on its own token)."""
+
+    class AdminToken:
+        secret = ""
+
+        def get(self, case: schemathesis.Case, context: Any) -> str:
+            with factory() as session:
+                if people.token_for_secret(session, AdminToken.secret) is None:
+                    made = people.create_token(session, "schema", ["admin"], username="fuzzer")
+                    session.commit()
+                    AdminToken.secret = made.secret
+            return AdminToken.secret
+
+        def set(self, case: schemathesis.Case, data: str, context: Any) -> None:
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+    return AdminToken
+
+
+@pytest.mark.fuzz
+def test_api_keeps_to_its_openapi_description(
+    app: FastAPI, db: Session, factory: sessionmaker[Session]
+) -> None:
+    make_user(db, "admin", "fuzzer")
+    provider = admin_token(factory)
+    auth = {"Authorization": f"Bearer {provider().get(None, None)}"}
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, headers=auth)
+    schema.auth(provider, refresh_interval=None)
+    schema.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
+    acceptance = schema.config.checks.positive_data_acceptance
+    acceptance.expected_statuses = [*acceptance.expected_statuses, *ACCEPTED_AS_REFUSALS]
+
+    failures: set[str] = set()
+    figures: Counter[str] = Counter()
+    operations: set[str] = set()
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            recorder = event.recorder
+            operations.add(recorder.label)
+            figures["cases"] += len(recorder.cases)
+            for checks in recorder.checks.values():
+                for check in checks:
+                    if check.status == Status.FAILURE and check.failure_info is not None:
+                        failure = check.failure_info.failure
+                        failures.add(
+                            f"{recorder.label} [{check.name}] {failure.title}: "
+                            f"{failure.message[:400]}\n    {check.failure_info.code_sample}"
+                        )
+        elif isinstance(event, events.NonFatalError):
+            failures.add(f"error: {event.info}")
+        elif isinstance(event, events.FatalError):
+            failures.add(f"fatal: {event.exception!r}")
+    print(f"{len(operations)} operations, {figures['cases']} cases, {len(failures)} failures")
+    assert not failures, "\n".join(sorted(failures))
+
+
+def integers_in(
+    schema: dict[str, Any], where: str, components: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every integer schema inside `schema`, with where it is."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        yield from integers_in(components[name], f"{where} {name}", components)
+        return
+    if schema.get("type") == "integer":
+        yield where, schema
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            yield from integers_in(option, where, components)
+    for name, field in schema.get("properties", {}).items():
+        yield from integers_in(field, f"{where}.{name}", components)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield from integers_in(schema[key], f"{where}[]", components)
+
+
+def test_every_integer_a_route_takes_has_bounds_the_database_holds(app: FastAPI) -> None:
+    """Pages included: an unbounded integer reaches SQLite's driver, which fails on one past
+    64 bits (a 500)."""
+    every_route = get_openapi(title="all", version="0", routes=list(api_routes(app.routes)))
+    components = every_route["components"]["schemas"]
+    unbounded = []
+    for path, operations in every_route["paths"].items():
+        for method, operation in operations.items():
+            places = [
+                (f"{parameter['in']} {parameter['name']}", parameter["schema"])
+                for parameter in operation.get("parameters", [])
+            ]
+            for kind, content in operation.get("requestBody", {}).get("content", {}).items():
+                places.append((f"body ({kind})", content["schema"]))
+            for place, schema in places:
+                for where, integer in integers_in(schema, place, components):
+                    low, high = integer.get("minimum"), integer.get("maximum")
+                    if low is None or high is None or low < -INT64_MAX - 1 or high > INT64_MAX:
+                        unbounded.append(f"{method.upper()} {path}: {where}")
+    assert unbounded == []
+
+
+def test_the_description_holds_the_api_with_its_shared_errors(
+    client: TestClient, db: Session
+) -> None:
+    make_user(db, "viewer", "reader")
+    secret = people.create_token(db, "docs", ["read"], username="reader").secret
+    db.commit()
+    description = client.get(
+        "/api/v1/openapi.json", headers={"Authorization": f"Bearer {secret}"}
+    ).json()
+    assert "/tickets" not in description["paths"]  # a console page, not the API
+    answers = description["paths"]["/api/v1/export-schedules/{schedule_id}"]["get"]["responses"]
+    assert sorted(answers) == ["200", "401", "403", "404", "422", "431"]
+    invalid = answers["422"]["content"]["application/json"]["schema"]
+    assert invalid == {"$ref": "#/components/schemas/Invalid"}
+    assert "HTTPValidationError" not in description["components"]["schemas"]
