@@ -12,9 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dutydesk import registry
+from dutydesk.alarms import rules
+from dutydesk.alarms.evaluate import decide
 from dutydesk.alarms.models import Alarm
+from dutydesk.intake import logs
 from dutydesk.intake.demo import seed_intake
 from dutydesk.intake.log_sources import create_log_source, scan_source
+from dutydesk.metrics.models import MetricPoint
 from dutydesk.web.templating import TEMPLATE_DIRS
 from dutydesk.web.words import iso_moment, plural
 from tests.conftest import make_user, sign_in
@@ -89,3 +93,20 @@ def test_the_audit_filter_takes_and_shows_a_moment_typed_in_iso_form(
     assert page.status_code == 200
     assert 'name="since" value="2026-11-02 10:00"' in page.text
     assert 'name="until" value="2026-11-03 00:00"' in page.text
+
+
+def test_rule_summaries_count_in_words(db: Session) -> None:
+    at = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+    rules.seed_default_rules(db, "test")
+    line = f"{at - dt.timedelta(minutes=5):%Y-%m-%d %H:%M:%S},000 ERROR [main] x.Worker - boom\n"
+    logs.ingest(db, "bridge", line, "java", at, strict=False)
+    (errors,) = decide(db, rules.get_rule(db, "errors-per-hour"), at)
+    assert errors.summary.startswith("bridge: 1 ERROR/FATAL line in ")
+    db.add(MetricPoint(series="numTotal", at=at - dt.timedelta(days=1), value=5.0, source="t"))
+    db.add(MetricPoint(series="numTotal", at=at, value=5.0, source="t"))
+    db.flush()
+    shift = rules.create_rule(
+        db, name="nt", kind="metric_shift", actor="t", params={"series": "numTotal"}
+    )
+    (short,) = decide(db, shift, at)
+    assert short.summary.startswith("numTotal: 1 earlier point, fewer than ")

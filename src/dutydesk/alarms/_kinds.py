@@ -32,6 +32,7 @@ from dutydesk.intake.models import (
     PingCheck,
 )
 from dutydesk.metrics.models import MetricPoint
+from dutydesk.web.words import plural
 
 MAD_SCALE = 1.4826  # makes the MAD of normal data comparable to a standard deviation
 
@@ -139,7 +140,7 @@ def log_threshold(session: Session, rule: AlarmRule, at: dt.datetime) -> list[De
         firing = count >= p["threshold"] or any(i["exceeded"] for i in ignored)
         what = f"matching /{p['regex']}/" if p.get("regex") else "/".join(levels) or "any"
         summary = (
-            f"{source}: {count} {what} lines in {p['window_minutes']} min "
+            f"{source}: {plural(count, what + ' line')} in {p['window_minutes']} min "
             f"({'>=' if count >= p['threshold'] else '<'} {p['threshold']})"
         )
         if any(i["exceeded"] for i in ignored):
@@ -322,7 +323,8 @@ def metric_shift(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Dec
         labels = {"series": name}
         if len(history) < p["min_history"]:
             numbers = {"value": current, "history": len(history), "min_history": p["min_history"]}
-            summary = f"{name}: {len(history)} earlier points, fewer than {p['min_history']}"
+            earlier_points = plural(len(history), "earlier point")
+            summary = f"{name}: {earlier_points}, fewer than {p['min_history']}"
             decisions.append(Decision(name, False, summary, numbers, labels))
             continue
         firing, numbers = shift_of(
