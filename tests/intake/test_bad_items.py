@@ -419,3 +419,27 @@ def test_an_archive_file_with_nul_and_undecodable_bytes_is_counted(
     assert counted["events"] == 1
     (group,) = db.scalars(select(ErrorGroup).where(ErrorGroup.source == "bridge"))
     assert group.template == "Lost \ufffd row \ufffd in batch <num>"
+
+
+def test_a_mail_nested_past_the_parsers_limit_is_refused_and_kept(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    make_integration(db, "email", "alerts")
+    raw = b"Subject: deep\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n" + b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (level - 1, level)
+        for level in range(1, 3000)
+    )
+    with transaction(factory, actor="smtp") as session:
+        result = receive_message(
+            session,
+            raw,
+            source="smtp",
+            peer="127.0.0.1",
+            mail_from="cron@db-1.example",
+            recipients=["alerts@desk.example"],
+            limit=1_000_000,
+        )
+    assert result.reply == "550 5.6.0 the message's MIME parts are nested too deeply to read"
+    item = inbox_item(db, result.item_id)
+    assert item.outcome == "rejected" and item.body.encode() == raw
+    assert db.scalar(select(Alarm)) is None

@@ -1,7 +1,9 @@
 """Payloads to signals: Alertmanager webhook v4, generic JSON, Grafana OnCall, CI events.
 
-Each parser reads an already-loaded payload for one integration and returns the signals in
-it, or raises `Rejected` with the HTTP status and the reason the sender should read.
+Each parser reads an already-loaded payload (`_payload.load_payload`: text made storable) for
+one integration and returns the signals in it, or raises `Rejected` with the HTTP status and
+the reason the sender should read. The Alertmanager parser judges each alert alone: it returns
+a signal or a `Rejected` per alert, so one bad alert refuses only itself.
 """
 
 from __future__ import annotations

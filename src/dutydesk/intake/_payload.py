@@ -1,10 +1,11 @@
 """Reading a request's JSON so that no value in it can fail the request.
 
-`load_payload` parses a body and walks it once: text the databases cannot hold (NUL, which
-PostgreSQL refuses, and lone surrogates, which no driver can encode as UTF-8) is replaced by
-U+FFFD, the same on SQLite and PostgreSQL; numbers too long for Python to read and nesting too
-deep to handle are replaced by a marker and reported by their path, so the caller can refuse
-just the item they are in. The raw body stays in the inbox as it came.
+`load_payload` parses a body and, when it may hold any, walks it once for values no database
+or no later step can take: text the databases cannot hold (NUL, which PostgreSQL refuses, and
+lone surrogates, which no driver can encode as UTF-8) is replaced by U+FFFD, the same on SQLite
+and PostgreSQL; numbers too long for Python to read and nesting too deep to handle are replaced
+by a marker and reported by their path, so the caller can refuse just the item they are in.
+The raw body stays in the inbox as it came.
 """
 
 from __future__ import annotations

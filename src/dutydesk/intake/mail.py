@@ -106,10 +106,15 @@ def receive_message(
     """Keep the message in the inbox, then make it a ticket note or an alarm."""
     oversized = len(raw) > limit
     kept = raw[: service.OVERSIZED_SAMPLE_BYTES] if oversized else raw
-    message = email.message_from_bytes(kept, policy=policy.default)
-    assert isinstance(message, EmailMessage)
+    message: EmailMessage | None
+    try:
+        parsed = email.message_from_bytes(kept, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        message = parsed
+    except RecursionError:  # MIME parts nested past what Python's parser reads
+        message = None
     # Header bytes that are not UTF-8 come back as lone surrogates: stored as U+FFFD.
-    subject = storable(str(message.get("Subject", "") or ""))
+    subject = storable(str(message.get("Subject", "") or "")) if message is not None else ""
     item = service.record(
         session,
         source=source,
@@ -117,10 +122,10 @@ def receive_message(
         path=f"to {', '.join(recipients)}"[:300],
         client=peer,
         headers={
-            "from": str(message.get("From", mail_from))[:500],
-            "to": str(message.get("To", ""))[:500],
+            "from": str(message.get("From", mail_from) if message else mail_from)[:500],
+            "to": str(message.get("To", "") if message else "")[:500],
             "subject": subject[:500],
-            "message-id": str(message.get("Message-ID", ""))[:500],
+            "message-id": str(message.get("Message-ID", "") if message else "")[:500],
             "envelope-from": mail_from[:500],
         },
         body=kept,
@@ -136,6 +141,10 @@ def receive_message(
             reason=f"message of {len(raw)} bytes is over the limit of {limit}",
         )
         return MailResult("552 5.3.4 Message too big for the desk's inbox", item.id)
+    if message is None:
+        reason = "the message's MIME parts are nested too deeply to read"
+        service.settle(item, Outcome.rejected, status_code=422, reason=reason)
+        return MailResult(f"550 5.6.0 {reason}", item.id)
     if SUBJECT_KEY.search(subject):
         return _reply(session, item, message)
     return _alarm(session, item, message, subject, recipients)
