@@ -29,7 +29,8 @@ class Outcome(enum.StrEnum):
     """What became of an inbox item.
 
     received: stored, not handled yet (or its handling failed before it could say so).
-    accepted: parsed; its signals (possibly none) reached alarms and tickets.
+    accepted: parsed; its signals (possibly none) reached alarms and tickets; `reason` names
+        any items of it that were refused and any text stored as U+FFFD.
     rejected: refused with a 4xx answer (or an SMTP 5xx); `reason` says why.
     failed: the desk could not handle it (a 500); `reason` names the error.
     """
