@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -39,6 +42,7 @@ NAMING_CONVENTION = {
 }
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # The first line of a driver's message is kept in what the desk prints; this much of it.
 _DETAIL_CHARS = 300
@@ -313,3 +317,35 @@ def write_phase(session: Session) -> None:
     """
     session.commit()
     session.connection(execution_options={"immediate": True})
+
+
+# How often, and after what first wait, `retry_when_locked` tries again.
+LOCKED_ATTEMPTS = 8
+LOCKED_FIRST_WAIT_SECONDS = 0.05
+
+
+def is_locked(error: BaseException) -> bool:
+    """Whether SQLite refused a statement because another process writes the file.
+
+    This comes either after the busy timeout, or at once when a transaction that read first
+    tries to write after another process wrote (its snapshot is stale; waiting cannot help,
+    only starting the transaction again can).
+    """
+    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+
+
+def retry_when_locked(work: Callable[[], T], *, what: str = "a transaction") -> T:
+    """Run `work()`, a whole transaction that begins and ends inside it, again after a
+    growing, jittered wait while SQLite says "database is locked"; the last attempt's error,
+    and any other, propagates. `work` must be safe to run again after a rollback."""
+    wait = LOCKED_FIRST_WAIT_SECONDS
+    for attempt in range(1, LOCKED_ATTEMPTS + 1):
+        try:
+            return work()
+        except OperationalError as error:
+            if attempt == LOCKED_ATTEMPTS or not is_locked(error):
+                raise
+            log.info("%s found the database locked (attempt %s); trying again", what, attempt)
+        time.sleep(wait * random.uniform(0.5, 1.5))  # jitter: competing processes spread out
+        wait = min(wait * 2, 2.0)
+    raise AssertionError("unreachable")

@@ -71,9 +71,12 @@ def run(
             bar.label = f"exported {study_id}"
             bar.update(1)
 
-        finished = service.run_in_foreground(
-            session_factory(), run_id, get_settings().effective_records_url, progress
-        )
+        try:
+            finished = service.run_in_foreground(
+                session_factory(), run_id, get_settings().effective_records_url, progress
+            )
+        except KeyboardInterrupt:
+            raise fail(f"export run {run_id} stopped by Ctrl-C; it is marked failed", 130) from None
     typer.echo(finished.final_line or f"run {run_id} ended {finished.state}")
     if finished.state != "succeeded":
         raise typer.Exit(1)
@@ -102,6 +105,7 @@ def tables() -> None:
     with transaction() as session:
         for row in session.scalars(select(WarehouseTable).order_by(WarehouseTable.key)):
             typer.echo(f"{row.key:<48} {row.kind:<10} columns={len(row.columns)}")
+
 
 schedules_app = typer.Typer(
     help="Export schedules: nightly (DAILY) or HOURLY requests that beat's tick starts.",

@@ -11,6 +11,7 @@ from dutydesk import registry
 from dutydesk.export import schedules, service
 from dutydesk.export.models import ExportRun, RunState, StudyPart
 from dutydesk.jobs import service as jobs
+from dutydesk.jobs.models import Job
 from dutydesk.settings import get_settings
 
 __all__ = ["schedules"]  # importing it registers the "export.schedules" due work
@@ -59,3 +60,15 @@ def finish_export(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """End the run if every study is done (status rows, export times, metrics, redrives)."""
     finished = service.finish_run_if_done(session, int(args["run_id"]), _records_url())
     return {"finished": finished}
+
+
+@jobs.when_abandoned(service.FOREGROUND_JOB)
+def fail_abandoned_foreground_run(session: Session, job: Job) -> None:
+    """A run in the foreground whose process stopped heartbeating (killed, or its machine
+    stopped) is marked failed with the reason; running the request again redoes it."""
+    at = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "its start"
+    reason = (
+        f"the process running this export in the foreground ({job.worker}) stopped "
+        f"heartbeating at {at}; it was killed or its machine stopped. Run the export again."
+    )
+    service.fail_run(session, int(job.args["run_id"]), reason)

@@ -10,6 +10,8 @@ import hashlib
 import json
 import logging
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -19,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk.db import utcnow, write_phase
+from dutydesk.db import transaction, utcnow, write_phase
 from dutydesk.export import _engine
 from dutydesk.export._columns import Column
 from dutydesk.export._migration import plan_migration
@@ -35,6 +37,8 @@ from dutydesk.settings import get_settings
 
 log = logging.getLogger(__name__)
 FINISHED = (RunState.succeeded.value, RunState.partial.value, RunState.failed.value)
+# The job row a run in the foreground heartbeats through (`dutydesk export run` without --queue).
+FOREGROUND_JOB = "export.foreground"
 
 
 class ExportError(ValueError):
@@ -428,13 +432,66 @@ def _redrive_tables(
         )
 
 
+def fail_run(session: Session, run_id: int, reason: str) -> bool:
+    """Mark a run that has not ended as failed with `reason`, and its unfinished parts with it;
+    False when the run had already ended (nothing changes then)."""
+    failed = session.execute(
+        update(ExportRun)
+        .where(ExportRun.id == run_id, ExportRun.state.not_in(FINISHED))
+        .values(state=RunState.failed.value, error=reason, finished_at=utcnow())
+    )
+    if getattr(failed, "rowcount", 0) != 1:
+        return False
+    session.execute(
+        update(StudyPart)
+        .where(StudyPart.run_id == run_id, StudyPart.state.not_in(FINISHED))
+        .values(state=RunState.failed.value, error=reason, finished_at=utcnow())
+    )
+    run = session.get(ExportRun, run_id, populate_existing=True)
+    assert run is not None
+    _log(run, f"Failed: {reason}")
+    return True
+
+
 def run_in_foreground(
-    session_factory: Callable[[], Session],
+    session_factory: sessionmaker[Session],
     run_id: int,
     records_url: str,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportRun:
     """Plan and export a run here, committing as it goes.
+
+    The run heartbeats like a job while it goes (an `export.foreground` job row held by this
+    process): if the process dies, the sweep marks the run failed once the heartbeat is older
+    than `DUTYDESK_JOB_STALE_SECONDS`. If the run raises here (Ctrl-C too), it is marked
+    failed at once.
+    """
+    runner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    with transaction(session_factory, actor="export:foreground") as session:
+        job_id = jobs.run_here(session, FOREGROUND_JOB, {"run_id": run_id}, runner).id
+    try:
+        with jobs.Heartbeat(session_factory, job_id, runner):
+            _run_here(session_factory, run_id, records_url, progress)
+    except BaseException as error:
+        reason = f"the run stopped in the foreground process {runner}: {error!r}"
+        with transaction(session_factory, immediate=True) as session:
+            fail_run(session, run_id, reason)
+        jobs.end_here(session_factory, job_id, runner, reason)
+        raise
+    jobs.end_here(session_factory, job_id, runner)
+    with session_factory() as session:
+        done = session.get(ExportRun, run_id)
+        assert done is not None
+        return done
+
+
+def _run_here(
+    session_factory: sessionmaker[Session],
+    run_id: int,
+    records_url: str,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Plan the run, export its studies and end it.
 
     Studies are exported side by side, as workers would run their jobs: up to
     `DUTYDESK_WORKER_CONCURRENCY` at once and no more than there are cores, the cores shared
@@ -474,6 +531,3 @@ def run_in_foreground(
     with session_factory() as session:
         finish_run_if_done(session, run_id, records_url)
         session.commit()
-        done = session.get(ExportRun, run_id)
-        assert done is not None
-        return done

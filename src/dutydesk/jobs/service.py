@@ -11,6 +11,8 @@ import datetime as dt
 import logging
 import threading
 import traceback
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import event, select, update
@@ -18,13 +20,29 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from dutydesk import registry
-from dutydesk.db import describe_database_error, transaction, utcnow
+from dutydesk.db import describe_database_error, retry_when_locked, transaction, utcnow
 from dutydesk.jobs.models import DueMark, Job, JobState
 from dutydesk.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "dutydesk_jobs_to_send"
+
+AbandonedHandler = Callable[[Session, "Job"], None]
+# What to do when the sweep gives up a job of a kind for good because its process stopped
+# heartbeating (a job run in the process that asked for it has nobody to retry it).
+abandoned_handlers: dict[str, AbandonedHandler] = {}
+
+
+def when_abandoned(kind: str) -> Callable[[AbandonedHandler], AbandonedHandler]:
+    """Register what the sweep does, in its transaction, when it fails a job of `kind` whose
+    process stopped heartbeating."""
+
+    def register(handler: AbandonedHandler) -> AbandonedHandler:
+        abandoned_handlers[kind] = handler
+        return handler
+
+    return register
 
 
 class JobError(ValueError):
@@ -109,6 +127,47 @@ def claim(session: Session, job_id: int, worker: str) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
+def run_here(session: Session, kind: str, args: dict[str, Any], worker: str) -> Job:
+    """A job row for work the calling process does itself (no worker runs it): already running
+    as `worker`, with one attempt, so the sweep fails it, and calls the kind's
+    `when_abandoned` handler, once it stops heartbeating (see `Heartbeat`, `end_here`)."""
+    now = utcnow()
+    job = Job(
+        kind=kind,
+        args=args,
+        state=JobState.running.value,
+        attempts=1,
+        max_attempts=1,
+        created_by=str(session.info.get("actor", "system")),
+        enqueued_at=now,
+        run_after=now,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def end_here(
+    factory: sessionmaker[Session], job_id: int, worker: str, error: str | None = None
+) -> bool:
+    """End a `run_here` job: succeeded, or failed with `error`; False if it was no longer ours
+    (the sweep took it as lost)."""
+    with transaction(factory) as session:
+        ended = session.execute(
+            update(Job)
+            .where(_still_ours(job_id, worker))
+            .values(
+                state=JobState.failed.value if error else JobState.succeeded.value,
+                error=error,
+                finished_at=utcnow(),
+            )
+        )
+        return getattr(ended, "rowcount", 0) == 1
+
+
 def _beat(factory: sessionmaker[Session], job_id: int, worker: str) -> bool:
     """Record that the job is alive; False once the job is no longer ours."""
     with transaction(factory) as session:
@@ -167,17 +226,23 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
     from dutydesk.db import session_factory
 
     factory = factory or session_factory()
-    with transaction(factory, immediate=True) as session:
-        job = claim(session, job_id, worker)
-        if job is None:
-            return "skipped"
-        kind, args, attempts = job.kind, dict(job.args), job.attempts
-        max_attempts = job.max_attempts
+
+    def claimed() -> tuple[str, dict[str, Any], int, int] | None:
+        with transaction(factory, immediate=True) as session:
+            job = claim(session, job_id, worker)
+            if job is None:
+                return None
+            return job.kind, dict(job.args), job.attempts, job.max_attempts
+
+    found = retry_when_locked(claimed, what=f"claiming job {job_id}")
+    if found is None:
+        return "skipped"
+    kind, args, attempts, max_attempts = found
     function = registry.job_kinds.get(kind)
-    try:
-        if function is None:
-            raise JobError(f"no job kind {kind!r} is registered in this worker")
-        with Heartbeat(factory, job_id, worker), transaction(factory, actor=f"job:{kind}") as s:
+
+    def run_once() -> None:
+        assert function is not None
+        with transaction(factory, actor=f"job:{kind}") as s:
             result = function(s, args)
             done = s.execute(
                 update(Job)
@@ -192,6 +257,14 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
             if getattr(done, "rowcount", 0) != 1:
                 # Raising rolls back what this stale run wrote; the new owner's run counts.
                 raise LostJob(f"job {job_id} was given to another worker while {worker} ran it")
+
+    try:
+        if function is None:
+            raise JobError(f"no job kind {kind!r} is registered in this worker")
+        # Other processes write the same SQLite file: a job whose transaction read before one
+        # of them wrote is rolled back and run again (jobs may run twice), not failed.
+        with Heartbeat(factory, job_id, worker):
+            retry_when_locked(run_once, what=f"job {job_id} ({kind})")
         log.info("job %s (%s) succeeded", job_id, kind)
         return JobState.succeeded.value
     except LostJob as lost:
@@ -211,7 +284,21 @@ def _record_failure(
     max_attempts: int,
     error: str,
 ) -> str:
-    with transaction(factory) as session:
+    return retry_when_locked(
+        lambda: _record_failure_once(factory, job_id, worker, attempts, max_attempts, error),
+        what=f"recording the failure of job {job_id}",
+    )
+
+
+def _record_failure_once(
+    factory: sessionmaker[Session],
+    job_id: int,
+    worker: str,
+    attempts: int,
+    max_attempts: int,
+    error: str,
+) -> str:
+    with transaction(factory, immediate=True) as session:
         job = session.scalar(select(Job).where(_still_ours(job_id, worker)))
         if job is None:
             log.warning("job %s failed here but is no longer ours; leaving it alone", job_id)
@@ -244,6 +331,9 @@ def sweep(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]
             job.state = JobState.failed.value
             job.finished_at = now
             counts["failed"] += 1
+            handler = abandoned_handlers.get(job.kind)
+            if handler is not None:
+                handler(session, job)
             continue
         job.state = JobState.queued.value
         job.run_after = now
@@ -286,12 +376,16 @@ def tick(factory: sessionmaker[Session] | None = None) -> list[str]:
     ran = []
     for name, work in sorted(registry.due_work.items()):
         try:
-            with transaction(factory, immediate=True, actor=f"tick:{name}") as session:
-                work(session)
+            retry_when_locked(partial(_run_due, factory, name, work), what=f"due work {name!r}")
             ran.append(name)
         except Exception:
             log.exception("due work %r failed; the next tick tries again", name)
     return ran
+
+
+def _run_due(factory: sessionmaker[Session] | None, name: str, work: registry.DueWork) -> None:
+    with transaction(factory, immediate=True, actor=f"tick:{name}") as session:
+        work(session)
 
 
 def list_jobs(
