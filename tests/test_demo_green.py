@@ -36,6 +36,10 @@ def test_demo_has_no_failure_nobody_meant_and_its_notices_reach_the_catcher(
     server.start()
     try:
         seed_demo(settings, factory)
+        # Green from the first moment, before beat's first tick has escalated anything.
+        first = watchdog.check(db)
+        assert first.ok, first.unnoticed
+        db.rollback()
         tick(factory)  # what beat's first tick starts
         drain(db, factory)  # every job due now succeeds (drain asserts it)
     finally:

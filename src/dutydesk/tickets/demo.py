@@ -163,6 +163,18 @@ def seed_tickets(session: Session, context: registry.DemoContext) -> None:
         ticket = outcome.ticket
         assert ticket is not None
         tickets[ticket.id] = ticket
+        if outcome.is_new and ticket.severity == "critical":
+            # Whoever was on duty was told when it opened: the desk's self-check looks for
+            # that notice on every critical ticket still open.
+            service.record_notification(
+                session,
+                ticket,
+                channel="email",
+                recipient="rotation:ops",
+                reason="first notification",
+                actor="notify",
+                at=moment + dt.timedelta(minutes=1),
+            )
         # Triage happens after a while; the last two days are left for the next meeting.
         age = now - moment
         if not outcome.is_new or age < dt.timedelta(days=2):
@@ -170,18 +182,6 @@ def seed_tickets(session: Session, context: registry.DemoContext) -> None:
         when = moment + dt.timedelta(minutes=rng.uniform(5, 600))
         if people and rng.random() < 0.85:
             who = rng.choice(people)
-            if ticket.severity == "critical":
-                # Whoever took a critical ticket had been told of it: the desk's self-check
-                # looks for that notice on every critical ticket still open.
-                service.record_notification(
-                    session,
-                    ticket,
-                    channel="email",
-                    recipient=who,
-                    reason="first notification",
-                    actor="notify",
-                    at=moment + dt.timedelta(minutes=1),
-                )
             service.acknowledge(session, ticket, actor=who, at=when)
             service.assign(session, ticket, who, actor=who, at=when)
             if rng.random() < 0.7:
