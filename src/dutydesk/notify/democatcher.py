@@ -44,9 +44,7 @@ class CatchingHandler:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    async def handle_DATA(
-        self, _server: SMTP, _session: SmtpSession, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, _server: SMTP, _session: SmtpSession, envelope: Envelope) -> str:
         """Keep the message; a sort by name is a sort by arrival."""
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else content.encode()
