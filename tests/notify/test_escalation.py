@@ -211,3 +211,6 @@ def test_new_occurrences_are_told_at_most_once_per_group_interval(
     assert notices(db)[2:] == [("user:ben", "new occurrences")]
     told = db.scalars(select(Escalation)).one()
     assert (told.occurrences_told, told.occurrences_told_at) == (5, T0 + 22 * MINUTE)
+    bodies = [d.body for d in db.scalars(select(Delivery).order_by(Delivery.id))]
+    assert "occurred 3 more times (4 in all)" in bodies[1]
+    assert "occurred 1 more time (5 in all)" in bodies[2]

@@ -17,6 +17,7 @@ from dutydesk.notify.models import Escalation, EscalationPolicy, EscalationState
 from dutydesk.notify.service import NotifyError
 from dutydesk.settings import get_settings
 from dutydesk.tickets.models import Severity, Status, Ticket
+from dutydesk.web.words import plural
 
 TARGETS = ("rotation", "user", "list", "channel")
 
@@ -437,7 +438,7 @@ def send_new_occurrences(session: Session, *, now: dt.datetime | None = None) ->
             reason="new occurrences",
             sequence=f"occurrences{ticket.occurrences}",
             title=f"[{ticket.key}] {new} more: {ticket.title}",
-            body=f"{ticket.key} occurred {new} more times ({ticket.occurrences} in all), "
+            body=f"{ticket.key} occurred {plural(new, 'more time')} ({ticket.occurrences} in all), "
             f"last at {ticket.last_seen_at:%Y-%m-%d %H:%M} UTC.",
             now=now,
         )
@@ -458,10 +459,14 @@ def run_escalations(session: Session, *, now: dt.datetime | None = None) -> int:
 
 
 def escalate_opened(
-    session: Session, ticket_ids: Sequence[int], *, now: dt.datetime | None = None
+    session: Session,
+    ticket_ids: Sequence[int],
+    *,
+    opened_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
 ) -> int:
-    """Start the escalations of tickets just opened and run their steps already due (those
-    of a policy without group wait); the number of steps run."""
+    """Start the escalations of tickets opened at `opened_at` (as if started then, so the group
+    wait counts from the opening) and run their steps due by `now`; the number of steps run."""
     now = now or utcnow()
-    start_escalations(session, now=now, ticket_ids=ticket_ids)
+    start_escalations(session, now=min(opened_at or now, now), ticket_ids=ticket_ids)
     return advance_escalations(session, now=now, ticket_ids=ticket_ids)
