@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +15,7 @@ from dutydesk.notify import escalation
 from dutydesk.notify import service as notify
 from dutydesk.notify.models import Delivery
 from dutydesk.tickets import service as tickets
+from tests.conftest import clear_caches
 from tests.notify.conftest import T0, Receiver, Team
 
 
@@ -41,7 +43,7 @@ def test_opening_a_ticket_queues_its_escalation_at_commit_and_the_job_sends_the_
     assert escalation_jobs(db) == []  # nothing before the commit
     db.commit()
     [job] = escalation_jobs(db)
-    assert (job.state, job.args) == ("queued", {"tickets": [outcome.ticket.id]})
+    assert (job.state, job.args["tickets"]) == ("queued", [outcome.ticket.id])
     assert receiver.requests == []
     assert jobs.execute(job.id, "test-worker", factory) == "succeeded"
     [slack] = receiver.bodies("/slack")
@@ -105,3 +107,27 @@ def test_steps_without_a_wait_run_together_and_the_next_waits_its_minutes(
         "b",
         "c",
     ]
+
+
+def test_with_a_group_wait_the_job_waits_it_and_the_wait_counts_from_the_opening(
+    db: Session, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUTYDESK_NOTIFY_GROUP_WAIT_SECONDS", "30")
+    clear_caches()
+    slack_policy(db, receiver)
+    ticket = tickets.create_ticket(db, title="API down", severity="critical", actor="t").ticket
+    assert ticket is not None
+    db.commit()
+    [job] = escalation_jobs(db)
+    assert job.run_after - job.enqueued_at >= dt.timedelta(seconds=30)
+    opened = dt.datetime.fromisoformat(job.args["opened_at"])
+    # Run late by a few seconds, the first step is due: 30 s after the opening, not the run.
+    ran = escalation.escalate_opened(
+        db, [ticket.id], opened_at=opened, now=opened + dt.timedelta(seconds=29)
+    )
+    assert ran == 0
+    ran = escalation.escalate_opened(
+        db, [ticket.id], opened_at=opened, now=opened + dt.timedelta(seconds=31)
+    )
+    assert ran == 1
+    assert [d.reason for d in db.scalars(select(Delivery))] == ["first notification"]

@@ -15,6 +15,7 @@ from sqlalchemy.event import listens_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk import registry
+from dutydesk.db import utcnow
 from dutydesk.notify import _send, escalation, service, watchdog
 from dutydesk.notify.models import EscalationPolicy
 from dutydesk.settings import get_settings
@@ -58,7 +59,10 @@ def escalate_job(session: Session, args: dict[str, Any]) -> dict[str, int]:
     from dutydesk.db import write_phase
 
     write_phase(session)  # it reads, then writes: with SQLite, hold the write lock from here
-    ran = escalation.escalate_opened(session, [int(i) for i in args.get("tickets", [])])
+    opened_at = dt.datetime.fromisoformat(args["opened_at"]) if "opened_at" in args else None
+    ran = escalation.escalate_opened(
+        session, [int(i) for i in args.get("tickets", [])], opened_at=opened_at
+    )
     return {"steps": ran, **deliver_due_job(session, {})}
 
 
@@ -72,10 +76,11 @@ def _escalate_at_commit(session: Session) -> None:
     opened = take_opened(session)
     if not opened or session.scalar(select(EscalationPolicy.id).limit(1)) is None:
         return
+    # With a group wait, the job runs when the first step falls due, counted from the opening.
     enqueue(
         session,
         "notify.escalate",
-        {"tickets": opened},
+        {"tickets": opened, "opened_at": utcnow().isoformat()},
         created_by="notify:ticket opened",
         delay_seconds=get_settings().notify_group_wait_seconds,
     )
