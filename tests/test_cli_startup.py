@@ -107,10 +107,16 @@ def test_a_domain_is_imported_only_when_its_command_runs(home: Path) -> None:
     assert "dutydesk.logs.cli" not in modules
 
 
-def test_alarm_commands_list_without_the_web_app_or_duckdb(home: Path) -> None:
-    output, code, modules = run_command(home, "alarms", "--help")
+@pytest.mark.parametrize(
+    ("domain", "a_command"),
+    [("alarms", "seed-rules"), ("logs", "extracts"), ("log-sources", "scan")],
+)
+def test_domain_commands_list_without_the_web_app_or_duckdb(
+    home: Path, domain: str, a_command: str
+) -> None:
+    output, code, modules = run_command(home, domain, "--help")
     assert code == 0
-    assert "seed-rules" in output
+    assert a_command in output
     assert [m for m in ("fastapi", "duckdb", "pyarrow", "httpx") if m in modules] == []
 
 

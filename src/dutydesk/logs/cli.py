@@ -10,16 +10,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
 import typer
 
 from dutydesk.commandline import fail
-from dutydesk.logs import query as log_query
-from dutydesk.logs._sources import FileList
 from dutydesk.logs.extracts import list_extracts
 from dutydesk.logs.formats import FORMAT_NAMES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dutydesk.logs._sources import FileList
 
 app = typer.Typer(help="Query access and application logs by glob.", no_args_is_help=True)
 
@@ -52,6 +54,8 @@ def _json_value(value: Any) -> Any:
 
 def write_table(table: pa.Table, out: Out) -> None:
     """Write `table` to stdout as `out` says."""
+    import pyarrow as pa
+
     names = table.column_names
     if out is Out.parquet:
         import pyarrow.parquet as pq
@@ -151,6 +155,8 @@ def query(
     ] = None,
 ) -> None:
     """Filter and count log lines; what does not parse is reported on stderr."""
+    from dutydesk.logs import query as log_query  # DuckDB and Arrow load with it
+
     asked = log_query.Query(
         sources=tuple(globs),
         format=format,
@@ -194,6 +200,7 @@ def _size(count: int) -> str:
 @app.command("extracts")
 def extracts() -> None:
     """Saved extracts: name, size, row count, when, and the query that made them."""
+    from dutydesk.logs import query as log_query
     from dutydesk.settings import get_settings
 
     found = list_extracts(log_query.extracts_folder(get_settings()))
