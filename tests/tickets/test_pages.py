@@ -250,3 +250,17 @@ def test_list_dates_are_typed_in_iso_form(operator_client: TestClient, db: Sessi
     refused = operator_client.get("/tickets/all?since=11/02/2026")
     assert refused.status_code == 422
     assert "since &#39;11/02/2026&#39; is not a date (YYYY-MM-DD)" in refused.text
+
+
+def test_the_ticket_page_shows_every_moment_in_iso_form_in_utc(
+    operator_client: TestClient, db: Session, olga: User
+) -> None:
+    ticket = open_ticket(db, "a", title="Queue backlog")
+    service.acknowledge(db, ticket, actor="olga")
+    service.close_ticket(db, ticket, actor="olga")
+    db.commit()
+    page = operator_client.get(f"/tickets/{ticket.key}").text
+    assert "<td>2026-11-02 09:00:00 UTC</td>" in page, "first seen, from the alarm"
+    iso_minute = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
+    assert re.search(rf"Acknowledged</th><td>{iso_minute} by olga<", page)
+    assert re.search(rf"Closed</th><td>{iso_minute} by olga<", page)
