@@ -160,8 +160,9 @@ def discord_body(notice: Notice) -> dict[str, Any]:
         "color": int(notice.colour.removeprefix("#"), 16),
         "fields": fields,
     }
-    if not embed["description"]:
-        del embed["description"]  # Discord refuses an empty one
+    for name in ("description", "fields"):
+        if not embed[name]:
+            del embed[name]  # Discord refuses an empty description
     return {
         "content": cut(notice.title, DISCORD_CONTENT),
         "allowed_mentions": {"parse": []},
