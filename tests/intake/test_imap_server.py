@@ -221,3 +221,24 @@ def test_a_poll_that_fails_part_way_leaves_the_untaken_messages_unseen(
     assert list(db.scalars(select(InboxItem))) == []
     # Nothing was kept, so the docstring's promise ("never loses one") needs all three unseen.
     assert desk_polls.numbers("UNSEEN") == [b"1", b"2", b"3"]
+
+
+def test_a_bad_message_does_not_fail_the_poll_of_the_others(
+    db: Session, desk_polls: ImapServer
+) -> None:
+    make_integration(db, "email", "alerts")
+    undecodable = (
+        b"From: cron@db-1.example\r\nTo: alerts@desk.example\r\n"
+        b"Subject: Backup \xff failed\r\nContent-Type: text/plain; charset=x-no-such\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\npg_dump \xfe exited\r\n"
+    )
+    desk_polls.append(mail("Load high", 1), undecodable, mail("Disk full", 3))
+
+    assert poll(db) == 3
+    db.expire_all()
+    items = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
+    assert [item.outcome for item in items] == ["accepted"] * 3
+    alarms = {alarm.title: alarm for alarm in db.scalars(select(Alarm))}
+    assert set(alarms) == {"Load high", "Backup \ufffd failed", "Disk full"}
+    assert alarms["Backup \ufffd failed"].description == "pg_dump \ufffd exited\r\n"
+    assert desk_polls.numbers("UNSEEN") == []
