@@ -145,3 +145,11 @@ def test_the_description_holds_the_api_with_its_shared_errors(
     invalid = answers["422"]["content"]["application/json"]["schema"]
     assert invalid == {"$ref": "#/components/schemas/Invalid"}
     assert "HTTPValidationError" not in description["components"]["schemas"]
+    me = description["paths"]["/api/v1/me"]["get"]
+    assert me["security"] == [{"apiToken": []}, {"session": []}]
+    assert "security" not in description["paths"]["/health"]["get"]
+    # A route's own answers: closing a closed ticket is a conflict (tickets/test_api.py).
+    closing = description["paths"]["/api/v1/tickets/{key}/close"]["post"]["responses"]
+    assert closing["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }

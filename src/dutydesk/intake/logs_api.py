@@ -21,6 +21,7 @@ from dutydesk.intake.models import InboxItem, Outcome
 from dutydesk.settings import get_settings
 from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import Admin, Db, Intake, Viewer
+from dutydesk.web.openapi import answers
 
 router = APIRouter()
 KEPT_BODY_CHARS = 4_000
@@ -113,7 +114,7 @@ def _lines_note(refused: list[dict[str, Any]], count: int, repaired: list[int]) 
     return " | ".join(parts)
 
 
-@router.post("/api/v1/logs")
+@router.post("/api/v1/logs", responses=answers(400, 413))
 async def post_logs(
     request: Request,
     _who: Intake,

@@ -13,6 +13,7 @@ from dutydesk.records.deps import RecordsDb
 from dutydesk.records.models import Study
 from dutydesk.records.schemas import AttachmentStoredOut, RecordStoredOut, StudyOut
 from dutydesk.web.access import Upload, Viewer
+from dutydesk.web.openapi import answers
 
 router = APIRouter()
 
@@ -24,7 +25,7 @@ def _refusal(error: service.RecordError) -> HTTPException:
     return HTTPException(409 if isinstance(error, service.AlreadyStored) else 422, str(error))
 
 
-@router.post("/api/v1/records", status_code=201)
+@router.post("/api/v1/records", status_code=201, responses=answers(404, 409, 503))
 def post_record(_who: Upload, db: RecordsDb, payload: Annotated[Any, Body()]) -> RecordStoredOut:
     """Store one record; values of the wrong type are kept and described, not refused."""
     try:
@@ -34,7 +35,7 @@ def post_record(_who: Upload, db: RecordsDb, payload: Annotated[Any, Body()]) ->
     return RecordStoredOut(id=record.id, validation_errors=record.validation_errors)
 
 
-@router.post("/api/v1/records/attachments", status_code=201)
+@router.post("/api/v1/records/attachments", status_code=201, responses=answers(404, 409, 422, 503))
 async def post_attachment(request: Request, _who: Upload, db: RecordsDb) -> AttachmentStoredOut:
     """Store the request body as an attachment of its Content-Type; answers its id and MD5."""
     content = await request.body()
@@ -46,7 +47,7 @@ async def post_attachment(request: Request, _who: Upload, db: RecordsDb) -> Atta
     return AttachmentStoredOut(id=attachment.id, size=attachment.size, md5=attachment.md5)
 
 
-@router.get("/api/v1/records/studies")
+@router.get("/api/v1/records/studies", responses=answers(503))
 def list_studies(_who: Viewer, db: RecordsDb) -> list[StudyOut]:
     """Every study with its export settings and record count."""
     counts = service.record_counts(db)

@@ -29,6 +29,7 @@ from dutydesk.tickets.schemas import (
     TicketSummary,
 )
 from dutydesk.web.access import Db, Operator, Viewer
+from dutydesk.web.openapi import answers
 from dutydesk.web.params import Offset
 
 router = APIRouter()
@@ -91,7 +92,7 @@ def ticket_stats(_who: Viewer, db: Db, weeks: Annotated[int, Query(ge=1, le=104)
     )
 
 
-@router.post("/api/v1/tickets", status_code=201)
+@router.post("/api/v1/tickets", status_code=201, responses=answers(409))
 def create_ticket(who: Operator, db: Db, body: TicketIn, response: Response) -> TicketOut:
     """Open a ticket (201); with a fingerprint that is open already, add an occurrence to
     that ticket instead (200, `is_new` false)."""
@@ -127,7 +128,7 @@ def _answer(db: Session, ticket: Ticket) -> TicketOut:
     return TicketOut.full(ticket, service.timeline(db, ticket))
 
 
-@router.post("/api/v1/tickets/{key}/notes", status_code=201)
+@router.post("/api/v1/tickets/{key}/notes", status_code=201, responses=answers(409))
 def add_note(who: Operator, db: Db, key: str, body: NoteIn) -> TicketOut:
     """Add a Markdown note."""
     ticket = ticket_or_404(db, key)
@@ -138,7 +139,7 @@ def add_note(who: Operator, db: Db, key: str, body: NoteIn) -> TicketOut:
     return _answer(db, ticket)
 
 
-@router.post("/api/v1/tickets/{key}/assign")
+@router.post("/api/v1/tickets/{key}/assign", responses=answers(409))
 def assign(who: Operator, db: Db, key: str, body: AssignIn) -> TicketOut:
     """Give the ticket to a user (`me` for the caller, null for nobody)."""
     ticket = ticket_or_404(db, key)
@@ -150,7 +151,7 @@ def assign(who: Operator, db: Db, key: str, body: AssignIn) -> TicketOut:
     return _answer(db, ticket)
 
 
-@router.post("/api/v1/tickets/{key}/acknowledge")
+@router.post("/api/v1/tickets/{key}/acknowledge", responses=answers(409))
 def acknowledge(who: Operator, db: Db, key: str) -> TicketOut:
     """Say someone is on it."""
     ticket = ticket_or_404(db, key)
@@ -161,7 +162,7 @@ def acknowledge(who: Operator, db: Db, key: str) -> TicketOut:
     return _answer(db, ticket)
 
 
-@router.post("/api/v1/tickets/{key}/close")
+@router.post("/api/v1/tickets/{key}/close", responses=answers(409))
 def close(who: Operator, db: Db, key: str, body: CloseIn) -> TicketOut:
     """Close with a resolution, optionally linking an outside tracker issue."""
     ticket = ticket_or_404(db, key)
@@ -185,7 +186,7 @@ def close(who: Operator, db: Db, key: str, body: CloseIn) -> TicketOut:
     return _answer(db, ticket)
 
 
-@router.post("/api/v1/tickets/{key}/reopen")
+@router.post("/api/v1/tickets/{key}/reopen", responses=answers(409))
 def reopen(who: Operator, db: Db, key: str) -> TicketOut:
     """Open a closed ticket again."""
     ticket = ticket_or_404(db, key)

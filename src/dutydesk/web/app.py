@@ -239,7 +239,7 @@ def create_app(
     def openapi(_who: Viewer) -> JSONResponse:
         """The API's OpenAPI description."""
         if app.openapi_schema is None:
-            app.openapi_schema = api_description(app, api_routes(app.routes))
+            app.openapi_schema = api_description(app, api_routes(app.routes), access_of)
         return JSONResponse(app.openapi_schema)
 
     _install_error_handlers(app)

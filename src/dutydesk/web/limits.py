@@ -17,8 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # The most bytes of request headers (names and values) the desk reads, as h11's default.
 MAX_HEADER_BYTES = 16 * 1024
 
-# Paths that read their own bodies as a stream, with their own checks (the intake endpoints).
-_STREAMED_PREFIXES = ("/hooks/", "/ping/")
+# Paths whose bodies are not a JSON document for a route to parse: the intake endpoints read
+# theirs as a stream with their own limits and checks, an attachment is kept byte for byte.
+_OWN_BODY_PREFIXES = ("/hooks/", "/ping/", "/api/v1/logs", "/api/v1/records/attachments")
 _NON_FINITE = (b"NaN", b"Infinity")
 
 
@@ -86,7 +87,7 @@ class RequestLimits:
         if scope["method"] in ("GET", "HEAD") or not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        if scope["path"].startswith(_STREAMED_PREFIXES):
+        if scope["path"].startswith(_OWN_BODY_PREFIXES):
             await self.app(scope, receive, send)
             return
         await self._checked_json(scope, receive, send)

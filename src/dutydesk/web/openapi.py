@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from dutydesk.web.access import Access, Need, TokenInUrl
+from dutydesk.web.access import SESSION_COOKIE, Access, Need, TokenInUrl
 
 AccessOf = Callable[[APIRoute], Access | None]
 
@@ -106,13 +106,33 @@ def document_shared_answers(routes: Iterable[APIRoute], access_of: AccessOf) -> 
                 route.responses.setdefault(status, answer)
 
 
-def api_description(app: FastAPI, routes: Iterable[APIRoute]) -> dict[str, Any]:
-    """The OpenAPI description of the API routes (the console's pages are left out)."""
+# How a caller says who they are: an API token, or the console's session cookie.
+_CREDENTIALS = {
+    "apiToken": {"type": "http", "scheme": "bearer"},
+    "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
+}
+
+
+def api_description(
+    app: FastAPI, routes: Iterable[APIRoute], access_of: AccessOf
+) -> dict[str, Any]:
+    """The OpenAPI description of the API routes (the console's pages are left out), with the
+    credentials each one needs."""
     api = [route for route in routes if is_api_path(route.path)]
     description = get_openapi(title=app.title, version=app.version, routes=api)
+    components = description.setdefault("components", {})
     # The error shapes the answers refer to (routes name them by reference, see `answers`).
     _, shapes = models_json_schema(
         [(Problem, "serialization"), (Invalid, "serialization")], ref_template=_REF
     )
-    description.setdefault("components", {}).setdefault("schemas", {}).update(shapes["$defs"])
+    components.setdefault("schemas", {}).update(shapes["$defs"])
+    components["securitySchemes"] = _CREDENTIALS
+    for route in api:
+        access = access_of(route)
+        if access is None or isinstance(access, TokenInUrl) or access.need is Need.public:
+            continue
+        operations = description["paths"].get(route.path, {})
+        for method in route.methods or ():
+            if method.lower() in operations:
+                operations[method.lower()]["security"] = [{name: []} for name in _CREDENTIALS]
     return description
