@@ -157,3 +157,11 @@ def test_the_alarms_page_names_tickets_by_their_keys(page: Page) -> None:
     expect(links.first).to_have_text(re.compile(r"^DD-\d+$"))
     texts = links.all_inner_texts()
     assert texts and all(re.fullmatch(r"DD-\d+", text) for text in texts)
+
+
+@pytest.mark.browser
+def test_the_log_sources_page_lists_the_demos_source(page: Page) -> None:
+    page.goto("/log-sources")
+    row = page.locator("#log-sources tbody tr", has_text="export-worker")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("/logs/export-worker/*.log*")
