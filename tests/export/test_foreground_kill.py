@@ -20,9 +20,10 @@ from dutydesk.export import service
 from dutydesk.export.models import ExportRun, StudyPart
 from dutydesk.jobs.models import Job
 from dutydesk.settings import get_settings
+from tests.conftest import clear_caches, fresh_database_url
 from tests.export.conftest import generated_store
 from tests.export.test_runs import END, START
-from tests.test_worker import Desk, wait_until
+from tests.test_worker import Desk, drop_postgres_database, wait_until
 
 
 @pytest.mark.worker
@@ -80,16 +81,22 @@ def test_a_foreground_run_killed_mid_study_is_marked_failed_with_the_reason(
 
 
 @pytest.fixture
-def own_factory(records: Path, home: Path) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a migrated SQLite ops database of the test's home, used by several threads
+def own_factory(
+    records: Path, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a freshly migrated ops database of `backend`, used by several threads
     (the conftest's `factory` shares one connection)."""
     from dutydesk import migrations
 
-    url = get_settings().effective_database_url
+    url = fresh_database_url(backend, tmp_path, f"foreground_{os.getpid()}")
+    monkeypatch.setenv("DUTYDESK_DATABASE_URL", url)
+    clear_caches()
     migrations.upgrade(url)
     engine = build_engine(url)
     yield session_factory(engine)
     engine.dispose()
+    if backend == "postgresql":
+        drop_postgres_database(url)
 
 
 def start_foreground_run(factory: sessionmaker[Session], **body: object) -> int:

@@ -14,7 +14,7 @@ from dutydesk import registry
 from dutydesk.alarms import silences
 from dutydesk.alarms.evaluate import due_rules, evaluate_rule
 from dutydesk.alarms.models import AlarmRule
-from dutydesk.db import utcnow
+from dutydesk.db import utcnow, write_phase
 from dutydesk.jobs import service as jobs
 from dutydesk.settings import get_settings
 
@@ -35,6 +35,9 @@ def enqueue_evaluation(session: Session) -> None:
 def evaluate_due_rules(session: Session, _args: dict[str, Any]) -> dict[str, int]:
     """Send silence notices, then evaluate each due rule (a failing rule does not stop the
     others; its error is logged and it is tried again next time)."""
+    # It reads, then writes: with SQLite, hold the write lock from here, or a write by another
+    # process in between leaves every rule's write refused as "database is locked".
+    write_phase(session)
     now = utcnow()
     counts = silences.send_notices(session, now)
     every = dt.timedelta(seconds=get_settings().rule_eval_seconds)
