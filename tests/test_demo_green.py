@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dutydesk.audit.models import AuditEvent
 from dutydesk.demo import seed_demo
 from dutydesk.export.models import ExportRun
 from dutydesk.jobs.models import Job
@@ -17,6 +18,7 @@ from dutydesk.jobs.service import tick
 from dutydesk.notify import watchdog
 from dutydesk.notify.democatcher import catcher, catcher_environment, free_port
 from dutydesk.notify.models import Delivery
+from dutydesk.people.demo import DEMO_USERS
 from dutydesk.records.store import upgrade_records
 from dutydesk.settings import get_settings
 from tests.conftest import clear_caches
@@ -53,3 +55,12 @@ def test_demo_has_no_failure_nobody_meant_and_its_notices_reach_the_catcher(
     assert len(caught) == states["sent"]
     check = watchdog.check(db)
     assert check.ok, check.unnoticed
+    # Every demo user's creation is in the audit log, as the demo's.
+    created = db.scalars(
+        select(AuditEvent.object_id).where(
+            AuditEvent.object_type == "users",
+            AuditEvent.action == "create",
+            AuditEvent.actor == "demo",
+        )
+    ).all()
+    assert len(created) == len(DEMO_USERS)
