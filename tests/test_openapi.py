@@ -1,7 +1,7 @@
 """The API against its own OpenAPI description: a schemathesis run with every check, in-process,
-signed in with an admin token.
+signed in with an admin token; the console's pages by schemathesis too, for server errors only.
 
-Leave it out of a quick run with `-m "not fuzz"`.
+Leave those runs (a minute or two each) out of a quick run with `-m "not fuzz"`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.people import service as people
 from dutydesk.web.app import api_routes
+from dutydesk.web.openapi import is_api_path
 from dutydesk.web.params import INT64_MAX
 from tests.conftest import make_user
 
 # Enough for every check to see each operation's edges; the run takes about a minute.
 EXAMPLES_PER_OPERATION = 15
+PAGE_EXAMPLES_PER_OPERATION = 10
 # Schema-valid values the schema cannot tell are wrong (an unknown time zone, a malformed
 # search) are refused with a reason; the check still fails on anything else.
 ACCEPTED_AS_REFUSALS = ["400", "422"]
@@ -51,26 +53,14 @@ def admin_token(factory: sessionmaker[Session]) -> type[Any]:
     return AdminToken
 
 
-@pytest.mark.fuzz
-def test_api_keeps_to_its_openapi_description(
-    app: FastAPI, db: Session, factory: sessionmaker[Session]
-) -> None:
-    make_user(db, "admin", "fuzzer")
-    provider = admin_token(factory)
-    auth = {"Authorization": f"Bearer {provider().get(None, None)}"}
-    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, headers=auth)
-    schema.auth(provider, refresh_interval=None)
-    schema.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
-    acceptance = schema.config.checks.positive_data_acceptance
-    acceptance.expected_statuses = [*acceptance.expected_statuses, *ACCEPTED_AS_REFUSALS]
-
+def run(schema: Any) -> list[str]:
+    """Run schemathesis over `schema` (every phase); print the figures, return the failures."""
     failures: set[str] = set()
     figures: Counter[str] = Counter()
-    operations: set[str] = set()
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
             recorder = event.recorder
-            operations.add(recorder.label)
+            figures[f"scenarios of {event.phase.value}"] += 1
             figures["cases"] += len(recorder.cases)
             for checks in recorder.checks.values():
                 for check in checks:
@@ -84,8 +74,49 @@ def test_api_keeps_to_its_openapi_description(
             failures.add(f"error: {event.info}")
         elif isinstance(event, events.FatalError):
             failures.add(f"fatal: {event.exception!r}")
-    print(f"{len(operations)} operations, {figures['cases']} cases, {len(failures)} failures")
-    assert not failures, "\n".join(sorted(failures))
+    operations = sum(len(methods) for methods in schema.raw_schema["paths"].values())
+    print(f"{operations} operations, {dict(figures)}, {len(failures)} failures")
+    return sorted(failures)
+
+
+@pytest.mark.fuzz
+def test_api_keeps_to_its_openapi_description(
+    app: FastAPI, db: Session, factory: sessionmaker[Session]
+) -> None:
+    make_user(db, "admin", "fuzzer")
+    provider = admin_token(factory)
+    auth = {"Authorization": f"Bearer {provider().get(None, None)}"}
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, headers=auth)
+    schema.auth(provider, refresh_interval=None)
+    schema.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
+    acceptance = schema.config.checks.positive_data_acceptance
+    acceptance.expected_statuses = [*acceptance.expected_statuses, *ACCEPTED_AS_REFUSALS]
+    failures = run(schema)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.fuzz
+def test_console_pages_never_answer_a_server_error(
+    app: FastAPI, db: Session, factory: sessionmaker[Session]
+) -> None:
+    """The pages are no API and not in its description; their parameters, as FastAPI
+    describes them, must still never get a 500. (`/logout` is left out: it ends the session
+    the run works in.)"""
+    make_user(db, "admin", "fuzzer")
+    pages = [
+        route
+        for route in api_routes(app.routes)
+        if not is_api_path(route.path) and route.path != "/logout"
+    ]
+    schema = schemathesis.openapi.from_dict(
+        get_openapi(title="console", version=app.version, routes=pages)
+    )
+    schema.app = app
+    schema.auth(admin_token(factory), refresh_interval=None)
+    schema.config.generation.update(max_examples=PAGE_EXAMPLES_PER_OPERATION)
+    schema.config.checks.update(included_check_names=["not_a_server_error"])
+    failures = run(schema)
+    assert not failures, "\n".join(failures)
 
 
 def integers_in(
