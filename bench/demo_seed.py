@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import tempfile
 import time
 
@@ -82,6 +83,7 @@ def main() -> None:
             time.sleep(0.1)
     jobs_wall, jobs_cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"{ran} jobs ({export_jobs} export runs): {jobs_wall:.1f} s wall, {jobs_cpu:.1f} s CPU")
+    shutil.rmtree(home, ignore_errors=True)
     print(
         f"demo_seed_cpu_s={seed_cpu:.1f} demo_jobs_cpu_s={jobs_cpu:.1f} "
         f"export_jobs={export_jobs} seed_wall_s={seed_wall:.1f}"
