@@ -49,6 +49,7 @@ def deliver_due_job(session: Session, args: dict[str, Any]) -> dict[str, int]:
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _load_apprise_plugins(**_signal: Any) -> None:
+    """As the worker starts, have apprise find its plugins aside (seconds on a busy machine)."""
     threading.Thread(target=_send.load_apprise_plugins, daemon=True, name="apprise").start()
 
 
