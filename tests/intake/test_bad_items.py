@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -443,3 +445,28 @@ def test_a_mail_nested_past_the_parsers_limit_is_refused_and_kept(
     item = inbox_item(db, result.item_id)
     assert item.outcome == "rejected" and item.body.encode() == raw
     assert db.scalar(select(Alarm)) is None
+
+
+def test_github_and_gitlab_events_with_bad_values_are_never_a_5xx(
+    client: TestClient, db: Session
+) -> None:
+    github = make_integration(db, "github", signing_secret="gh-secret")
+    run = {"name": "tests", "head_branch": "ma\udc00in", "conclusion": "failure"}
+    failure = json.dumps(
+        {"action": "completed", "workflow_run": run, "repository": {"full_name": "acme/x"}}
+    ).encode()
+    digest = hmac.new(b"gh-secret", failure, hashlib.sha256).hexdigest()
+    headers = {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Event": "workflow_run"}
+    answer = client.post(github.path or "", content=failure, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["repaired"] == ["workflow_run.head_branch"]
+    (alarm,) = alarms_by_fingerprint(db).values()
+    assert alarm.title == "CI failed: acme/x tests on ma\ufffdin"
+
+    gitlab = make_integration(db, "gitlab", signing_secret="gl-secret")
+    deep = (
+        f'{{"object_kind": "pipeline", "object_attributes": {{"status": "failed"}}, "x": {DEEP}}}'
+    )
+    refused = client.post(gitlab.path or "", content=deep, headers={"X-Gitlab-Token": "gl-secret"})
+    assert refused.status_code == 422 and "nesting deeper than 64 levels at x" in refused.text
+    assert inbox_item(db, refused.json()["inbox_id"]).outcome == "rejected"
