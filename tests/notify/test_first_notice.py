@@ -1,22 +1,29 @@
 """A ticket's first notice does not wait for the beat tick: the transaction that opens the
-ticket also queues the job that escalates it, and steps without a wait run together."""
+ticket also queues the job that escalates it, steps without a wait run together, and the
+notices go out side by side."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dutydesk import migrations
+from dutydesk.db import build_engine, transaction
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.notify import escalation
 from dutydesk.notify import service as notify
+from dutydesk.notify.jobs import deliver_due_job
 from dutydesk.notify.models import Delivery
 from dutydesk.tickets import service as tickets
-from tests.conftest import clear_caches
-from tests.notify.conftest import T0, Receiver, Team
+from tests.conftest import clear_caches, fresh_database_url
+from tests.notify.conftest import T0, Receiver, Team, free_port
 
 
 def escalation_jobs(db: Session) -> list[Job]:
@@ -131,3 +138,43 @@ def test_with_a_group_wait_the_job_waits_it_and_the_wait_counts_from_the_opening
     )
     assert ran == 1
     assert [d.reason for d in db.scalars(select(Delivery))] == ["first notification"]
+
+
+def test_a_slow_receiver_does_not_hold_up_the_notices_to_other_channels(
+    backend: str, tmp_path: Path
+) -> None:
+    url = fresh_database_url(backend, tmp_path, "side_by_side")
+    migrations.upgrade(url)
+    factory = sessionmaker(bind=build_engine(url), expire_on_commit=False)
+    fast_arrived = threading.Event()
+    slow_saw_fast: list[bool] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/slow":  # answers once the other notice arrived (or gives up)
+                slow_saw_fast.append(fast_arrived.wait(timeout=5))
+            else:
+                fast_arrived.set()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with transaction(factory) as session:
+            for name in ("slow", "fast"):  # the slow one is first in line
+                channel = notify.create_channel(
+                    session, name=name, url=f"{base}/{name}", kind="slack"
+                )
+                notify.send_test(session, channel, actor="t")
+        with transaction(factory) as session:
+            assert deliver_due_job(session, {}) == {"sent": 2}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert slow_saw_fast == [True]
