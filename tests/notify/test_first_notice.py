@@ -24,6 +24,7 @@ from dutydesk.notify.models import Delivery
 from dutydesk.tickets import service as tickets
 from tests.conftest import clear_caches, fresh_database_url
 from tests.notify.conftest import T0, Receiver, Team, free_port
+from tests.test_jobs import broker_messages
 
 
 def escalation_jobs(db: Session) -> list[Job]:
@@ -42,13 +43,15 @@ def slack_policy(db: Session, receiver: Receiver, wait_minutes: int = 0) -> None
 
 
 def test_opening_a_ticket_queues_its_escalation_at_commit_and_the_job_sends_the_notice(
-    db: Session, factory: sessionmaker[Session], receiver: Receiver
+    db: Session, factory: sessionmaker[Session], receiver: Receiver, home: Path
 ) -> None:
     slack_policy(db, receiver)
     outcome = tickets.create_ticket(db, title="API down", severity="critical", actor="t")
     assert outcome.ticket is not None
     assert escalation_jobs(db) == []  # nothing before the commit
+    assert broker_messages(home) == 0
     db.commit()
+    assert broker_messages(home) == 1  # sent right after the commit
     [job] = escalation_jobs(db)
     assert (job.state, job.args["tickets"]) == ("queued", [outcome.ticket.id])
     assert receiver.requests == []
