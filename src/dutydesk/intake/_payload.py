@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +82,14 @@ class Payload:
     repaired: list[Path] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
-    def problems_under(self, prefix: Path) -> list[Problem]:
-        """The problems inside the value at `prefix` (one alert of a batch, say)."""
-        return [p for p in self.problems if p.path[: len(prefix)] == prefix]
+    def problems_by_item(self, key: str) -> dict[str | int, list[Problem]]:
+        """The problems inside each item of the list at `key` (each alert of a batch), by
+        index; read once, however many items and problems there are."""
+        found: dict[str | int, list[Problem]] = {}
+        for problem in self.problems:
+            if len(problem.path) > 1 and problem.path[0] == key:
+                found.setdefault(problem.path[1], []).append(problem)
+        return found
 
     def repaired_under(self, prefix: Path) -> list[str]:
         """The paths inside `prefix` whose text was repaired, as the sender would write them."""
@@ -164,8 +169,17 @@ def _loaded(body: bytes, _parse: _Parser) -> Any:
         ) from None
 
 
-def _children(value: Any) -> Iterator[tuple[str | int, Any]]:
-    return iter(value.items()) if isinstance(value, dict) else enumerate(value)
+# A value's path as a linked list from its container's: (container's link, key), None for the
+# body itself. Made flat (`_flat`) only for what is reported, so the walk stays linear.
+_Link = tuple[Any, str | int] | None
+
+
+def _flat(link: _Link) -> Path:
+    parts: list[str | int] = []
+    while link is not None:
+        link, part = link
+        parts.append(part)
+    return tuple(reversed(parts))
 
 
 def load_payload(body: bytes) -> Payload:
@@ -175,28 +189,34 @@ def load_payload(body: bytes) -> Payload:
     if not parse.long_numbers and not _needs_walk(body):
         return Payload(value)
     payload = Payload([value])
-    # Walked without recursion: (container, key, path, depth) of each value still to look at.
-    stack: list[tuple[Any, Any, Path, int]] = [(payload.value, 0, (), 0)]
+    # Walked without recursion: (container, key, link, depth) of each value still to look at.
+    stack: list[tuple[Any, Any, _Link, int]] = [(payload.value, 0, None, 0)]
     while stack:
-        parent, key, path, depth = stack.pop()
+        parent, key, link, depth = stack.pop()
         value = parent[key]
         if isinstance(value, str):
             if isinstance(value, LongNumber):
                 problem = f"an integer of {len(value)} digits, too long to read"
-                payload.problems.append(Problem(path, problem))
+                payload.problems.append(Problem(_flat(link), problem))
             elif value == TOO_DEEP:
-                payload.problems.append(Problem(path, f"nesting deeper than {MAX_DEPTH} levels"))
+                problem = f"nesting deeper than {MAX_DEPTH} levels"
+                payload.problems.append(Problem(_flat(link), problem))
             elif (repaired := storable(value)) is not value:
                 parent[key] = repaired
-                payload.repaired.append(path)
+                payload.repaired.append(_flat(link))
         elif isinstance(value, dict | list):
             if depth >= MAX_DEPTH:
                 parent[key] = TOO_DEEP
-                payload.problems.append(Problem(path, f"nesting deeper than {MAX_DEPTH} levels"))
+                problem = f"nesting deeper than {MAX_DEPTH} levels"
+                payload.problems.append(Problem(_flat(link), problem))
                 continue
-            if isinstance(value, dict) and any(_UNSTORABLE.search(name) for name in value):
-                _repair_keys(value, path, payload)
-            stack.extend((value, name, (*path, name), depth + 1) for name, _ in _children(value))
+            if isinstance(value, dict):
+                if any(_UNSTORABLE.search(name) for name in value):
+                    _repair_keys(value, _flat(link), payload)
+                names: Iterable[str | int] = value.keys()
+            else:
+                names = range(len(value))
+            stack.extend((value, name, (link, name), depth + 1) for name in names)
     payload.value = payload.value[0]
     payload.problems.sort(key=lambda problem: show_path(problem.path))
     return payload

@@ -29,8 +29,9 @@ def _alertmanager(session: Session, integration: Integration, inbound: Inbound) 
     payload = load_payload(inbound.body)
     signals: list[Signal] = []
     refused: list[Refusal] = []
+    problems_of = payload.problems_by_item("alerts")
     for index, judged in enumerate(_parse.alertmanager(integration, payload.value)):
-        problems = payload.problems_under(("alerts", index))
+        problems = problems_of.get(index, [])
         if isinstance(judged, Signal) and not problems:
             signals.append(judged)
             continue
