@@ -470,3 +470,16 @@ def test_github_and_gitlab_events_with_bad_values_are_never_a_5xx(
     refused = client.post(gitlab.path or "", content=deep, headers={"X-Gitlab-Token": "gl-secret"})
     assert refused.status_code == 422 and "nesting deeper than 64 levels at x" in refused.text
     assert inbox_item(db, refused.json()["inbox_id"]).outcome == "rejected"
+
+
+def test_an_answer_lists_the_first_hundred_refused_alerts_and_counts_them_all(
+    client: TestClient, db: Session
+) -> None:
+    made = make_integration(db, "alertmanager")
+    body = webhook_text(json.dumps(alert("db-1", "f1")), *(["17"] * 150))
+    answer = client.post(made.path or "", content=body, headers=JSON)
+    assert answer.status_code == 200
+    assert answer.json()["refused_count"] == 150 and len(answer.json()["refused"]) == 100
+    assert answer.json()["refused"][-1]["item"] == "alerts[100]"
+    reason = inbox_item(db, answer.json()["inbox_id"]).reason or ""
+    assert reason.startswith("refused alerts[1]: an alert must be an object, not int")

@@ -25,6 +25,8 @@ from dutydesk.settings import get_settings
 
 log = logging.getLogger(__name__)
 ACTOR = "intake"
+# Refused items an answer lists (its `refused_count` counts them all).
+MAX_REFUSALS_SHOWN = 100
 
 
 @dataclass
@@ -79,7 +81,9 @@ def batch_note(refused: Sequence[Refusal], repaired: Sequence[str]) -> str | Non
     """What the inbox remembers of a batch's refused items and repaired text (None if none)."""
     parts = []
     if refused:
-        parts.append("refused " + "; ".join(str(refusal) for refusal in refused))
+        shown = "; ".join(str(refusal) for refusal in refused[:MAX_REFUSALS_SHOWN])
+        more = len(refused) - MAX_REFUSALS_SHOWN
+        parts.append(f"refused {shown}" + (f" and {more} more" if more > 0 else ""))
     if repaired:
         parts.append("NUL or lone surrogates stored as U+FFFD at " + ", ".join(repaired[:20]))
     return storable(" | ".join(parts)) if parts else None
@@ -107,7 +111,8 @@ def land(
         "accepted": len(signals),
         "alert_ids": alarm_ids,
         "ticket_ids": ticket_ids,
-        "refused": [refusal.shown() for refusal in refused],
+        "refused_count": len(refused),
+        "refused": [refusal.shown() for refusal in refused[:MAX_REFUSALS_SHOWN]],
     }
     if repaired:
         content["repaired"] = list(repaired)
