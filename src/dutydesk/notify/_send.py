@@ -115,7 +115,7 @@ def slack_body(notice: Notice) -> dict[str, Any]:
     """A Slack incoming-webhook message: the title as its text, and an attachment in the
     severity's colour whose blocks hold the body and a link to the ticket."""
     title = _slack_cut(notice.title, 300)
-    facts = " · ".join(slack_escape(value) for value in notice.facts.values())
+    facts = " · ".join(slack_escape(v) for k, v in notice.facts.items() if k != "Ticket")
     link = f"<{slack_escape(notice.link)}|{slack_escape(notice.facts.get('Ticket', 'open'))}>"
     section = f"*{title}*\n" + _slack_cut(notice.body, SLACK_SECTION - len(title) - 3)
     return {
