@@ -67,7 +67,7 @@ def up_children(up: Started) -> dict[str, ProcessInfo]:
                 found[command[0]] = child
         return found if set(found) == set(CHILD_NAMES) else None
 
-    return wait_until(all_started, 30, "web, worker and beat to start")
+    return wait_until(all_started, 180, "web, worker and beat to start")
 
 
 def healthy(base_url: str) -> dict[str, str] | None:
@@ -110,7 +110,7 @@ def stop_up(up: Started, how: signal.Signals) -> int:
 
 
 @pytest.mark.worker
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_up_serves_a_healthy_demo_console_and_stops_every_child_on_a_signal(
     processes: Processes, home: Path, how: signal.Signals
@@ -120,7 +120,7 @@ def test_up_serves_a_healthy_demo_console_and_stops_every_child_on_a_signal(
     up = start_up(processes, home, port, DUTYDESK_DEMO_PASSWORD=DEMO_PASSWORD)
     children = up_children(up)
 
-    health = wait_until(lambda: healthy(base_url), 45, "GET /health to answer 200")
+    health = wait_until(lambda: healthy(base_url), 120, "GET /health to answer 200")
     assert health == {"status": "ok", "database": "ok", "broker": "ok"}
     with httpx.Client(base_url=base_url, follow_redirects=False, timeout=10) as client:
         sign_in(client, "admin", DEMO_PASSWORD)
@@ -134,7 +134,7 @@ def test_up_serves_a_healthy_demo_console_and_stops_every_child_on_a_signal(
 
 
 @pytest.mark.worker
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(600)
 def test_up_twice_seeds_the_demo_once_and_prints_the_same_generated_password(
     processes: Processes, home: Path
 ) -> None:
@@ -142,7 +142,7 @@ def test_up_twice_seeds_the_demo_once_and_prints_the_same_generated_password(
     for start in ("first", "second"):
         up = start_up(processes, home, free_port(), name=f"up-{start}")
         match = processes.wait_for_output(
-            up, r"^demo: sign in as admin with password (\S+)$", timeout=30
+            up, r"^demo: sign in as admin with password (\S+)$", timeout=180
         )
         passwords.append(match.group(1))
         up_children(up)
