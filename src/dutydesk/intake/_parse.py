@@ -11,33 +11,38 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from dutydesk.alarms.service import Signal
+from dutydesk.intake._fields import (
+    Unreadable,
+    known_severity,
+    read_labels,
+    read_severity,
+    read_time,
+)
 from dutydesk.intake.models import Integration
 
 MAX_DESCRIPTION = 20_000
-SEVERITY_ALIASES = {
-    "critical": "critical",
-    "crit": "critical",
-    "page": "critical",
-    "fatal": "critical",
-    "emergency": "critical",
-    "high": "high",
-    "error": "high",
-    "major": "high",
-    "warning": "warning",
-    "warn": "warning",
-    "medium": "warning",
-    "minor": "warning",
-    "info": "info",
-    "low": "info",
-    "none": "info",
-    "debug": "info",
-}
 RESOLVED_WORDS = frozenset({"resolved", "ok", "close", "closed", "inactive", "normal"})
-FAILED_CI = frozenset({"failure", "failed", "error", "errored", "timed_out", "broken"})
+# GitHub's `startup_failure` (the workflow could not start) and `action_required` (the run
+# waits for someone) need a person as a failure does.
+FAILED_CI = frozenset(
+    {
+        "failure",
+        "failed",
+        "error",
+        "errored",
+        "timed_out",
+        "broken",
+        "startup_failure",
+        "action_required",
+    }
+)
+# Titles for GitHub conclusions that are not a plain failure.
+GITHUB_TROUBLE = {"startup_failure": "could not start", "action_required": "needs approval"}
 PASSED_CI = frozenset({"success", "succeeded", "passed", "ok", "fixed", "stable"})
 
 
@@ -75,8 +80,9 @@ def _labels(value: Any) -> dict[str, str]:
 
 
 def severity_of(value: Any, default: str) -> str:
-    """Our severity for a sender's word (`page`, `error`, `warn`...); `default` if unknown."""
-    return SEVERITY_ALIASES.get(str(value or "").strip().lower(), default)
+    """Our severity for a sender's word (`page`, `P2`, `warn`...: `_fields.SEVERITIES`);
+    `default` if unknown."""
+    return known_severity(value) or default
 
 
 def digest(*parts: str) -> str:
@@ -199,12 +205,20 @@ def _generic_resolved(body: dict[str, Any]) -> bool:
 
 def generic(integration: Integration, payload: Any) -> list[Signal]:
     """The signal of one generic JSON alert (interop section 3; aliases of GoAlert, OnCall,
-    Keep and Alertmanager accepted)."""
+    Keep and Alertmanager accepted). A severity, time or labels the desk cannot read refuse
+    the alert (422) naming the field."""
     body = _object(payload, "a generic alert")
     title = _first(body, "title", "summary", "name")
     if not isinstance(title, str) or not title.strip():
         raise Rejected(422, "a generic alert needs a `title` (or `summary` or `name`) string")
-    labels = _labels(_first(body, "labels", "meta"))
+    try:
+        labels_field = "labels" if body.get("labels") is not None else "meta"
+        labels = read_labels(body.get(labels_field), labels_field)
+        severity = read_severity(body.get("severity"), integration.default_severity)
+        starts_at = read_time(body.get("starts_at"), "starts_at")
+        ends_at = read_time(body.get("ends_at"), "ends_at")
+    except Unreadable as error:
+        raise Rejected(422, str(error)) from None
     for extra in ("service", "environment", "source"):
         if isinstance(body.get(extra), str):
             labels.setdefault(extra, body[extra])
@@ -217,22 +231,24 @@ def generic(integration: Integration, payload: Any) -> list[Signal]:
     message = _text(_first(body, "message", "details", "description"))
     url = _text(_first(body, "url", "link_to_upstream_details", "generatorURL"))
     annotations = {name: value for name, value in (("url", url),) if value}
-    if isinstance(body.get("image_url"), str):
-        annotations["image_url"] = body["image_url"]
+    payload_kept: dict[str, Any] = {"labels": labels}
+    image_url = body.get("image_url")
+    if isinstance(image_url, str) and image_url.strip():
+        # Kept on the alarm and on its ticket's payload, which the ticket page shows.
+        annotations["image_url"] = payload_kept["image_url"] = image_url.strip()
     resolved = _generic_resolved(body) or _rule_resolves(integration, body)
-    moment = parse_time(body.get("ends_at")) if resolved else parse_time(body.get("starts_at"))
     return [
         _signal(
             integration,
             key,
             title=title,
-            severity=severity_of(body.get("severity"), integration.default_severity),
+            severity=severity,
             description=(f"{message}\n\n{url}".strip() if url else message)[:MAX_DESCRIPTION],
             labels=labels,
             annotations=annotations,
             resolved=resolved,
-            occurred_at=moment,
-            payload={"labels": labels},
+            occurred_at=ends_at if resolved else starts_at,
+            payload=payload_kept,
         )
     ]
 
@@ -243,7 +259,8 @@ def oncall(integration: Integration, payload: Any) -> list[Signal]:
     body = dict(_object(payload, "an OnCall formatted webhook"))
     body.setdefault("title", body.get("title") or "Alert from Grafana OnCall")
     if not body.get("alert_uid"):
-        body["alert_uid"] = digest(json.dumps(body, sort_keys=True))
+        # As OnCall documents: no `alert_uid`, no grouping; each such alert is its own.
+        body["alert_uid"] = f"ungrouped-{uuid.uuid4().hex}"
     return generic(integration, body)
 
 
@@ -295,11 +312,13 @@ def github(integration: Integration, event: str, payload: Any) -> list[Signal]:
     workflow = _text(run.get("name"))
     branch = _text(run.get("head_branch"))
     labels = {"repository": repository, "workflow": workflow, "branch": branch}
+    conclusion = _text(run.get("conclusion")).strip().lower()
+    trouble = GITHUB_TROUBLE.get(conclusion, "failed")
     return _pipeline_signal(
         integration,
         key=digest(repository, workflow, branch),
-        outcome=_text(run.get("conclusion")),
-        title=f"CI failed: {repository} {workflow} on {branch}",
+        outcome=conclusion,
+        title=f"CI {trouble}: {repository} {workflow} on {branch}",
         url=_text(run.get("html_url")),
         labels=labels,
     )
