@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import urllib.parse
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -83,8 +84,31 @@ def _github(session: Session, integration: Integration, inbound: Inbound) -> Rep
     if not hmac.compare_digest(sent.encode(), expected.encode()):
         raise Rejected(401, "X-Hub-Signature-256 is missing or does not match the signing secret")
     event = storable(inbound.headers.get("x-github-event", ""))
-    payload = load_payload(inbound.body)
+    payload = load_payload(_github_json(inbound))
     return _landed_whole(session, _parse.github(integration, event, payload.whole()), payload)
+
+
+GITHUB_CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
+
+
+def _github_json(inbound: Inbound) -> bytes:
+    """The JSON of a GitHub delivery: the body itself (`application/json`, or no content type),
+    or its `payload` field (`application/x-www-form-urlencoded`, GitHub's default)."""
+    header = inbound.headers.get("content-type", "")
+    media_type = header.split(";", 1)[0].strip().lower()
+    if media_type in ("", "application/json"):
+        return inbound.body
+    if media_type != "application/x-www-form-urlencoded":
+        raise Rejected(
+            415,
+            f"content type {storable(header)!r} is not one GitHub sends; accepted: "
+            + ", ".join(GITHUB_CONTENT_TYPES),
+        )
+    fields = urllib.parse.parse_qs(inbound.body, keep_blank_values=True)
+    found = fields.get(b"payload", [])
+    if len(found) != 1:
+        raise Rejected(422, "a form-encoded GitHub delivery needs one `payload` field")
+    return found[0]
 
 
 def _gitlab(session: Session, integration: Integration, inbound: Inbound) -> Reply:
