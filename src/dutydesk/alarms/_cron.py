@@ -1,7 +1,10 @@
 """Five-field cron schedules (minute hour day-of-month month day-of-week), in UTC.
 
-Enough for deadline rules: numbers, `*`, ranges, steps and lists; day of week 0-7 (0 and 7
-are Sunday). Asked only for the latest scheduled time at or before a moment.
+Enough for deadline rules and heartbeat schedules: numbers, `*`, ranges, steps and lists; day
+of week 0-7 (0 and 7 are Sunday). Asked for the latest scheduled time at or before a moment,
+or the first one after it, in UTC or on a time zone's wall clock (a time the zone skips when
+its clocks go forward comes an hour later on the clock, 02:30 as 03:30; a time it repeats
+when they go back counts once, the first time).
 """
 
 from __future__ import annotations
@@ -62,6 +65,27 @@ class Cron:
         if self.any_day or self.any_weekday:
             return day.day in self.days and weekday in self.weekdays
         return day.day in self.days or weekday in self.weekdays  # cron's "either" rule
+
+    def next_after(self, at: dt.datetime, zone: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+        """The first scheduled time after `at`, on `zone`'s clock (returned in UTC), within
+        about a year."""
+        local = at.astimezone(zone)
+        start = local.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        day = start.date()
+        for ahead in range(MAX_DAYS_BACK):
+            if self._day_matches(day):
+                for hour in sorted(self.hours):
+                    if ahead == 0 and hour < start.hour:
+                        continue
+                    for minute in sorted(self.minutes):
+                        if ahead == 0 and hour == start.hour and minute < start.minute:
+                            continue
+                        wall = dt.datetime.combine(day, dt.time(hour, minute), zone)
+                        found = wall.astimezone(dt.UTC)
+                        if found > at:
+                            return found
+            day += dt.timedelta(days=1)
+        return None
 
     def previous(self, at: dt.datetime) -> dt.datetime | None:
         """The latest scheduled time at or before `at` (UTC), within about a year."""

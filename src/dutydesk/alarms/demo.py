@@ -120,7 +120,7 @@ def seed_alarms(session: Session, context: registry.DemoContext) -> None:
             session.add(Ping(check_id=check.id, at=day, kind="start", body=""))
             done = day + dt.timedelta(minutes=rng.randrange(20, 30))
             session.add(Ping(check_id=check.id, at=done, kind="success", body="backup done"))
-            check.last_success_at = done
+            check.last_success_at, check.status = done, "up"
         rules.create_rule(
             session,
             name=f"{heartbeat.name}-deadline",

@@ -20,7 +20,7 @@ from dutydesk.intake import service
 from dutydesk.intake._batch import writer_of
 from dutydesk.intake._parse import Rejected
 from dutydesk.intake._payload import storable
-from dutydesk.intake.models import Integration, Outcome
+from dutydesk.intake.models import Integration, Kind, Outcome
 from dutydesk.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class Inbound:
     client: str | None
     action: str = ""
     query: dict[str, str] = field(default_factory=dict)
+    # The body's whole size (more than `body` holds when it was over the inbox limit).
+    size: int = 0
 
 
 @dataclass
@@ -123,14 +125,15 @@ def land(
     return Reply(200, content, alarm_ids, ticket_ids, note=note)
 
 
-async def _read_body(request: Request, limit: int) -> tuple[bytes, int, bool]:
-    """The body up to `limit` bytes: (kept bytes, size seen, whether it was over the limit)."""
+async def _read_body(request: Request, limit: int, sample: int) -> tuple[bytes, int, bool]:
+    """The body up to `limit` bytes: (kept bytes, size seen, whether it was over the limit).
+    Of a body over the limit, at least its first `sample` bytes are kept."""
     kept = bytearray()
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            kept.extend(chunk[: max(0, service.OVERSIZED_SAMPLE_BYTES - len(kept))])
+            kept.extend(chunk[: max(0, sample - len(kept))])
             declared = request.headers.get("content-length", "")
             return bytes(kept), int(declared) if declared.isdigit() else size, True
         kept.extend(chunk)
@@ -165,7 +168,8 @@ def _verdict(
             f"this token is for a {integration.kind} integration; send to "
             f"{service.hook_path(integration.kind, '<token>')}",
         )
-    if oversized:
+    if oversized and integration.kind != Kind.heartbeat.value:
+        # A heartbeat ping over the limit still counts (as Healthchecks): its body is cut.
         limit = get_settings().inbox_max_bytes
         return _refuse(413, f"body of {size} bytes is over the limit of {limit}")
     if not service.take_rate_slot(session, integration, utcnow()):
@@ -270,10 +274,12 @@ async def receive(
     token: str,
     handler: Handler,
     action: str = "",
+    sample: int = service.OVERSIZED_SAMPLE_BYTES,
 ) -> Response:
-    """Receive one signal request end to end and answer it."""
+    """Receive one signal request end to end and answer it (of a body over the limit, the
+    first `sample` bytes are kept)."""
     limit = get_settings().inbox_max_bytes
-    body, size, oversized = await _read_body(request, limit)
+    body, size, oversized = await _read_body(request, limit, sample)
     inbound = Inbound(
         body=body,
         headers={name.lower(): value for name, value in request.headers.items()},
@@ -281,6 +287,7 @@ async def receive(
         client=request.client.host if request.client else None,
         action=action,
         query=dict(request.query_params),
+        size=size,
     )
     factory: sessionmaker[Session] = request.app.state.session_factory
     work = functools.partial(

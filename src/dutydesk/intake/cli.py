@@ -48,6 +48,10 @@ def create(
     ] = None,
     period: Annotated[int, typer.Option(min=60, help="Heartbeat: seconds between runs.")] = 86_400,
     grace: Annotated[int, typer.Option(min=0, help="Heartbeat: seconds of grace.")] = 3_600,
+    schedule: Annotated[
+        str | None, typer.Option(help="Heartbeat: cron schedule (5 fields) instead of --period.")
+    ] = None,
+    tz: Annotated[str, typer.Option(help="Heartbeat: time zone of --schedule.")] = "UTC",
 ) -> None:
     """Make an integration and print its URL with the secret token (shown only once)."""
     ready_database()
@@ -66,6 +70,8 @@ def create(
                 signing_secret=signing_secret,
                 period_seconds=period,
                 grace_seconds=grace,
+                schedule=schedule,
+                tz=tz,
             )
             typer.echo(f"made {made.integration.kind} integration {made.integration.name}")
             _show_secret(made)
@@ -75,14 +81,23 @@ def create(
 
 @app.command("list")
 def list_integrations() -> None:
-    """List integrations (without their secrets)."""
+    """List integrations (without their secrets); a heartbeat's state and next deadline."""
     ready_database()
+    from dutydesk.db import utcnow
+    from dutydesk.intake._heartbeat import state_of
+
     with transaction() as session:
+        now = utcnow()
         for item in service.list_integrations(session):
             state = "enabled" if item.enabled else "disabled"
+            beat = ""
+            if item.check is not None:
+                shown = state_of(item.check, now)
+                due = f" until {shown.deadline:%Y-%m-%d %H:%M} UTC" if shown.deadline else ""
+                beat = f"  {shown.status}{due}"
             typer.echo(
                 f"{item.id:<4} {item.name:<24} {item.kind:<13} {item.token_prefix}…  {state:<8} "
-                f"{item.rate_limit}/{item.rate_window_seconds}s"
+                f"{item.rate_limit}/{item.rate_window_seconds}s{beat}"
             )
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from dutydesk.alarms.service import Signal, land_signal
 from dutydesk.intake import _parse
-from dutydesk.intake._heartbeat import handle_ping
+from dutydesk.intake._group import group_view, show_group
+from dutydesk.intake._heartbeat import MAX_RUN_OUTPUT, handle_ping, ping_body_limit
 from dutydesk.intake._parse import Rejected
 from dutydesk.intake._payload import Payload, load_payload, storable
 from dutydesk.intake._receive import Inbound, Refusal, Reply, batch_note, land, receive
@@ -29,12 +30,14 @@ def _alertmanager(session: Session, integration: Integration, inbound: Inbound) 
     """Each alert judged alone: the good ones land, the bad ones are listed as refused."""
     payload = load_payload(inbound.body)
     signals: list[Signal] = []
+    accepted: list[int] = []
     refused: list[Refusal] = []
     problems_of = payload.problems_by_item("alerts")
     for index, judged in enumerate(_parse.alertmanager(integration, payload.value)):
         problems = problems_of.get(index, [])
         if isinstance(judged, Signal) and not problems:
             signals.append(judged)
+            accepted.append(index)
             continue
         alert = payload.value["alerts"][index]
         fingerprint = alert.get("fingerprint") if isinstance(alert, dict) else None
@@ -46,7 +49,11 @@ def _alertmanager(session: Session, integration: Integration, inbound: Inbound) 
                 fingerprint[:200] if isinstance(fingerprint, str) else None,
             )
         )
-    return land(session, signals, refused=refused, repaired=payload.repaired_under(()))
+    reply = land(session, signals, refused=refused, repaired=payload.repaired_under(()))
+    view = group_view(integration, payload.value, accepted) if signals else None
+    if view is not None:
+        show_group(session, view, told=reply.ticket_ids)
+    return reply
 
 
 def _one_alert(session: Session, integration: Integration, inbound: Inbound) -> Reply:
@@ -132,6 +139,20 @@ async def alertmanager_hook(request: Request, token: str, _who: Hook) -> Respons
     )
 
 
+@router.post("/hooks/alertmanager")
+async def alertmanager_bearer_hook(request: Request, _who: Hook) -> Response:
+    """Alertmanager webhook v4 with the token in `Authorization: Bearer` (the webhook's
+    `http_config.authorization`) instead of the URL; checked as the URL's token is."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return await receive(
+        request,
+        source="alertmanager",
+        kinds=("alertmanager",),
+        token=token.strip() if scheme.lower() == "bearer" else "",
+        handler=_alertmanager,
+    )
+
+
 @router.post("/hooks/generic/{token}")
 async def generic_hook(request: Request, token: str, _who: Hook) -> Response:
     """One generic JSON alert; 202 `{"alert_id", "ticket_id", "is_new"}`."""
@@ -167,22 +188,38 @@ async def ci_hook(request: Request, token: str, _who: Hook) -> Response:
     return await receive(request, source="ci", kinds=("ci",), token=token, handler=_plain_ci)
 
 
+def _with_body_limit(response: Response) -> Response:
+    """Every ping answer says how much of a ping's body is kept (runitor reads it)."""
+    response.headers["Ping-Body-Limit"] = str(ping_body_limit())
+    return response
+
+
 @router.api_route("/ping/{token}", methods=PING_METHODS, include_in_schema=False)
 async def ping(request: Request, token: str, _who: Hook) -> Response:
     """A success ping (Healthchecks-compatible)."""
-    return await receive(
-        request, source="heartbeat", kinds=("heartbeat",), token=token, handler=handle_ping
+    return _with_body_limit(
+        await receive(
+            request,
+            source="heartbeat",
+            kinds=("heartbeat",),
+            token=token,
+            handler=handle_ping,
+            sample=MAX_RUN_OUTPUT,
+        )
     )
 
 
 @router.api_route("/ping/{token}/{action}", methods=PING_METHODS, include_in_schema=False)
 async def ping_action(request: Request, token: str, action: str, _who: Hook) -> Response:
     """A `start`, `fail` or `log` ping, or an exit status (0 succeeds, others fail)."""
-    return await receive(
-        request,
-        source="heartbeat",
-        kinds=("heartbeat",),
-        token=token,
-        handler=handle_ping,
-        action=action,
+    return _with_body_limit(
+        await receive(
+            request,
+            source="heartbeat",
+            kinds=("heartbeat",),
+            token=token,
+            handler=handle_ping,
+            action=action,
+            sample=MAX_RUN_OUTPUT,
+        )
     )

@@ -1,5 +1,6 @@
-"""Intake's background work: IMAP polling (when DUTYDESK_IMAP_URL is set) and pruning old
-rate counters. Thin wrappers: the message handling is `intake.mail`, shared with SMTP."""
+"""Intake's background work: IMAP polling (when DUTYDESK_IMAP_URL is set), heartbeat checks
+going down past their deadline, and pruning old rate counters. Thin wrappers: the message
+handling is `intake.mail`, shared with SMTP."""
 
 from __future__ import annotations
 
@@ -118,6 +119,30 @@ def imap_poll(session: Session, _args: dict[str, Any]) -> dict[str, int]:
         return {"taken": 0}
     with open_mailbox(settings.imap_url) as mailbox:
         return {"taken": poll_mailbox(session, mailbox, limit=settings.inbox_max_bytes)}
+
+
+@registry.due("intake.heartbeats")
+def enqueue_heartbeat_sweep(session: Session) -> None:
+    """While any heartbeat check is up: at least once a minute (every
+    DUTYDESK_RULE_EVAL_SECONDS if shorter), look for checks past their deadline plus grace."""
+    from sqlalchemy import select
+
+    from dutydesk.intake.models import PingCheck
+
+    every = dt.timedelta(seconds=min(get_settings().rule_eval_seconds, 60))
+    anything = session.scalar(select(PingCheck.id).where(PingCheck.status == "up").limit(1))
+    if anything is not None and jobs.is_due(session, "intake.heartbeats", every):
+        jobs.enqueue(session, "intake.heartbeat_sweep")
+
+
+@registry.job_kind("intake.heartbeat_sweep")
+def heartbeat_sweep(session: Session, _args: dict[str, Any]) -> dict[str, int]:
+    """Make the checks past their deadline plus grace down and fire their alarms (each once,
+    however many workers sweep at the same time)."""
+    from dutydesk.intake._heartbeat import sweep
+
+    write_phase(session)
+    return {"down": len(sweep(session))}
 
 
 @registry.due("intake.prune")

@@ -124,14 +124,22 @@ class RateCount(Base):
 class PingCheck(Base):
     """A heartbeat check of a `heartbeat` integration: the pings it expects, and when.
 
-    Its integration's token is the check's uuid in `/ping/{uuid}`. A missed deadline (no
-    success within period plus grace) is a deadline rule's business (`alarms`); a `fail` or a
-    nonzero exit status fires the check's alarm at once and the next success resolves it.
+    Its integration's token is the check's uuid in `/ping/{uuid}`. `status` is new (never
+    pinged), up (last word a success) or down (a `fail` or nonzero exit status, or no success
+    by its deadline plus grace: the check's alarm fires); late is shown, not stored
+    (`_heartbeat.state_of`). The deadline is the last success plus `period_seconds`, or, with
+    a cron `schedule`, the first run time in `tz` after the last success.
     """
 
     __tablename__ = "ping_checks"
     __audited__ = True
-    __audit_quiet__ = ("last_ping_at", "last_ping_kind", "last_success_at", "last_start_at")
+    __audit_quiet__ = (
+        "last_ping_at",
+        "last_ping_kind",
+        "last_success_at",
+        "last_start_at",
+        "status",
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     integration_id: Mapped[int] = mapped_column(
@@ -139,6 +147,9 @@ class PingCheck(Base):
     )
     period_seconds: Mapped[int] = mapped_column(default=86_400)
     grace_seconds: Mapped[int] = mapped_column(default=3_600)
+    status: Mapped[str] = mapped_column(String(8), default="new", server_default="new")
+    schedule: Mapped[str | None] = mapped_column(String(100))
+    tz: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     last_ping_at: Mapped[dt.datetime | None]
     last_ping_kind: Mapped[str | None] = mapped_column(String(16))
     last_start_at: Mapped[dt.datetime | None]
@@ -160,6 +171,8 @@ class Ping(Base):
     exit_status: Mapped[int | None]
     run_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text, default="")
+    # The body's size when it was longer than what is kept (its start), else None.
+    body_cut_from: Mapped[int | None]
     client: Mapped[str | None] = mapped_column(String(100))
 
 

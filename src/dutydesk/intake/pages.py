@@ -74,11 +74,17 @@ def inbox_item_page(request: Request, _who: ViewerPage, db: Db, item_id: RowId) 
 
 
 def _integrations_page(request: Request, db: Db, **extra: Any) -> HTMLResponse:
+    from dutydesk.db import utcnow
+    from dutydesk.intake._heartbeat import state_of
+
+    integrations = service.list_integrations(db)
+    now = utcnow()
     return render(
         request,
         "intake/integrations.html",
         {
-            "integrations": service.list_integrations(db),
+            "integrations": integrations,
+            "beats": {i.id: state_of(i.check, now) for i in integrations if i.check is not None},
             "kinds": [kind.value for kind in Kind],
             "base_url": get_settings().base_url.rstrip("/"),
             **extra,

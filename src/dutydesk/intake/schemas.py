@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dutydesk.db import utcnow
 from dutydesk.intake.models import InboxItem, Integration
 from dutydesk.web.params import INT32_MAX
 
@@ -29,6 +30,9 @@ class IntegrationIn(BaseModel):
     # Stored in integer columns (32-bit in PostgreSQL).
     period_seconds: int = Field(default=86_400, ge=60, le=INT32_MAX)
     grace_seconds: int = Field(default=3_600, ge=0, le=INT32_MAX)
+    # A heartbeat's cron schedule (five fields) in the time zone `tz`, instead of the period.
+    schedule: str | None = Field(default=None, max_length=100)
+    tz: str = Field(default="UTC", max_length=64)
 
 
 class IntegrationPatch(BaseModel):
@@ -64,11 +68,19 @@ class IntegrationOut(BaseModel):
     period_seconds: int | None = None
     grace_seconds: int | None = None
     last_ping_at: dt.datetime | None = None
+    schedule: str | None = None
+    tz: str | None = None
+    # A heartbeat's state (new, up, late or down) and next deadline (late if up, down if late).
+    status: str | None = None
+    next_deadline: dt.datetime | None = None
 
     @classmethod
-    def of(cls, integration: Integration) -> IntegrationOut:
+    def of(cls, integration: Integration, now: dt.datetime | None = None) -> IntegrationOut:
         """The public view of an integration."""
+        from dutydesk.intake._heartbeat import state_of
+
         check = integration.check
+        state = state_of(check, now or utcnow()) if check else None
         return cls(
             id=integration.id,
             name=integration.name,
@@ -86,6 +98,10 @@ class IntegrationOut(BaseModel):
             period_seconds=check.period_seconds if check else None,
             grace_seconds=check.grace_seconds if check else None,
             last_ping_at=check.last_ping_at if check else None,
+            schedule=check.schedule if check else None,
+            tz=check.tz if check else None,
+            status=state.status if state else None,
+            next_deadline=state.deadline if state else None,
         )
 
 

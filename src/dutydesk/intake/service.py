@@ -113,6 +113,8 @@ def create_integration(
     signing_secret: str | None = None,
     period_seconds: int = 86_400,
     grace_seconds: int = 3_600,
+    schedule: str | None = None,
+    tz: str = "UTC",
 ) -> NewToken:
     """Make an integration; returns it with its token (only the token's hash is kept)."""
     name = name.strip().lower()
@@ -145,10 +147,30 @@ def create_integration(
     if kind == Kind.heartbeat.value:
         if period_seconds < 60 or grace_seconds < 0:
             raise IntakeError("a heartbeat needs a period of at least 60 s and a grace >= 0")
-        integration.check = PingCheck(period_seconds=period_seconds, grace_seconds=grace_seconds)
+        integration.check = PingCheck(
+            period_seconds=period_seconds,
+            grace_seconds=grace_seconds,
+            schedule=_check_schedule(schedule, tz),
+            tz=tz.strip() or "UTC",
+        )
     session.add(integration)
     session.flush()
     return NewToken(integration, token)
+
+
+def _check_schedule(schedule: str | None, tz: str) -> str | None:
+    """A heartbeat's cron schedule, normalised (None for none); IntakeError when it or the
+    time zone cannot be read."""
+    from dutydesk.alarms._cron import CronError, parse_cron
+    from dutydesk.clock import ClockError, parse_time_zone
+
+    try:
+        parse_time_zone(tz or "UTC")
+        if schedule is None or not schedule.strip():
+            return None
+        return parse_cron(schedule).text.strip()
+    except (CronError, ClockError) as error:
+        raise IntakeError(str(error)) from None
 
 
 def rotate_token(session: Session, integration: Integration) -> NewToken:
