@@ -228,3 +228,26 @@ def test_every_ping_answer_carries_the_body_limit(client: TestClient, db: Sessio
     ]
     assert [a.status_code for a in answers] == [200] * 7 + [400, 401, 404]
     assert {a.headers.get("Ping-Body-Limit") for a in answers} == {str(MAX_RUN_OUTPUT)}
+
+
+def test_the_console_shows_each_heartbeat_state_and_its_next_deadline(
+    client: TestClient, db: Session
+) -> None:
+    from tests.conftest import make_user, sign_in
+
+    make_integration(db, "heartbeat", "nightly", period_seconds=3600, grace_seconds=600)
+    make_integration(db, "heartbeat", "hourly-cron", schedule="5 * * * *", tz="Europe/Berlin")
+    fresh = make_integration(db, "heartbeat", "fresh")
+    nightly = check_of(db, "nightly")
+    nightly.status = "up"
+    nightly.last_success_at = dt.datetime.now(UTC) - dt.timedelta(minutes=65)
+    db.commit()
+    client.get(fresh.path or "")
+    sign_in(client, db, make_user(db, "viewer"))
+    page = client.get("/integrations").text
+    row = page[page.index("<td>nightly</td>") :].split("</tr>")[0]
+    assert "beat-late" in row and "down after" in row
+    row = page[page.index("<td>hourly-cron</td>") :].split("</tr>")[0]
+    assert "beat-new" in row and "5 * * * *" in row and "Europe/Berlin" in row
+    row = page[page.index("<td>fresh</td>") :].split("</tr>")[0]
+    assert "beat-up" in row and "late after" in row
