@@ -56,8 +56,8 @@ def test_metrics_show_requests_by_route_and_jobs_by_state(client: TestClient, db
     text = response.text
     assert 'dutydesk_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
-    assert 'dutydesk_jobs{state="queued"} 1.0' in text
-    assert 'dutydesk_jobs{state="failed"} 0.0' in text
+    assert 'dutydesk_jobs{kind="people.prune",state="queued"} 1.0' in text
+    assert 'dutydesk_jobs{kind="people.prune",state="failed"} 0.0' in text
 
 
 def test_metrics_need_a_token_or_session(client: TestClient) -> None:

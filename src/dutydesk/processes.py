@@ -47,7 +47,11 @@ def run_web(settings: Settings, host: str, port: int, workers: int | None = None
         "h11_max_incomplete_event_size": 4 * MAX_HEADER_BYTES,
     }
     if workers > 1:
-        # Each process builds its own app from the same environment.
+        from dutydesk.web.metrics import use_multiprocess_dir
+
+        # Each process builds its own app from the same environment, and counts its metrics
+        # into files a scrape of any of them adds up (emptied now, before they start).
+        use_multiprocess_dir(settings.ensure_home() / "metrics" / f"web-{port}")
         uvicorn.run("dutydesk.web.app:create_app", factory=True, workers=workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)

@@ -22,6 +22,7 @@ from dutydesk.intake._parse import Rejected
 from dutydesk.intake._payload import storable
 from dutydesk.intake.models import Integration, Kind, Outcome
 from dutydesk.settings import get_settings
+from dutydesk.web.metrics import intake_outcome
 
 log = logging.getLogger(__name__)
 ACTOR = "intake"
@@ -56,6 +57,7 @@ class Reply:
     refused: str | None = None
     # What an accepted request should be remembered for: items of it refused, text repaired.
     note: str | None = None
+    integration: str = ""  # the integration's name, for the desk's metrics
 
 
 Handler = Callable[[Session, Integration, Inbound], Reply]
@@ -215,6 +217,7 @@ def _handle(
         oversized=oversized,
         handler=handler,
     )
+    reply.integration = integration.name if integration is not None else ""
     arrival = service.Arrival(
         source=source,
         method=inbound.method,
@@ -312,4 +315,7 @@ async def receive(
             return _record_failure(factory, source, masked, inbound, error)
 
     reply = await writer_of(request.app.state, factory, ACTOR).run(work, alone)
+    request.app.state.metrics.intake_requests.labels(
+        reply.integration, source, intake_outcome(reply.status)
+    ).inc()
     return _answer(reply)

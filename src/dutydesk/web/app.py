@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -162,6 +163,14 @@ _SAFETY_HEADERS = (
 )
 
 
+def _route_template(scope: Scope) -> str:
+    """The route's template (never the raw path, so the metrics' labels stay few)."""
+    path: str = scope.get("path", "")
+    return getattr(scope.get("route"), "path", None) or (
+        "/static" if path.startswith("/static/") else "unmatched"
+    )
+
+
 class _CsrfCookieAndMetrics:
     """Plain ASGI middleware: counts each answer by route, sets the CSRF cookie a page made
     a nonce for, and adds the safety headers. (Plain ASGI rather than `@app.middleware`:
@@ -176,12 +185,22 @@ class _CsrfCookieAndMetrics:
             await self.app(scope, receive, send)
             return
 
+        started = time.perf_counter()
+        status = 500
+
         async def answer(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 self._finish(scope, message)
             await send(message)
 
-        await self.app(scope, receive, answer)
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            self.metrics.http_duration.labels(
+                scope.get("method", ""), _route_template(scope), str(status)
+            ).observe(time.perf_counter() - started)
 
     def _finish(self, scope: Scope, message: Message) -> None:
         headers = MutableHeaders(scope=message)
@@ -196,13 +215,8 @@ class _CsrfCookieAndMetrics:
                 secure=scope.get("scheme") == "https",
             )
             headers.append("set-cookie", cookie.headers["set-cookie"])
-        route = scope.get("route")
-        path: str = scope.get("path", "")
-        template = getattr(route, "path", None) or (
-            "/static" if path.startswith("/static/") else "unmatched"
-        )
         self.metrics.http_requests.labels(
-            template, scope.get("method", ""), str(message["status"])
+            _route_template(scope), scope.get("method", ""), str(message["status"])
         ).inc()
         for name, value in _SAFETY_HEADERS:
             if name.decode() not in headers:

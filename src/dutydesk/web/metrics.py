@@ -1,33 +1,259 @@
-"""The desk's own Prometheus metrics."""
+"""The desk's own Prometheus metrics.
+
+Counters and the request-duration histogram are counted where things happen, in the process
+that answers. When the web runs several processes (`dutydesk web --workers N`), the master
+names a directory under DUTYDESK_HOME in PROMETHEUS_MULTIPROC_DIR before the workers start
+(`use_multiprocess_dir`); prometheus_client then keeps every process's counts in files there, and
+a scrape of any worker adds them all up. A worker that dies leaves its files, so its counts stay
+in the sums and no counter goes backwards. The gauges of the desk's state are read from the
+database at scrape time (`DeskStateCollector`), so every process tells the same truth.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import glob
+import os
+import shutil
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk.jobs.service import state_counts
+from dutydesk.jobs.models import DueMark, Job, JobState
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# How long the database gauges of one scrape are reused by the next (a few cheap queries).
+STATE_CACHE_SECONDS = 5.0
 
 
-class JobStateCollector(Collector):
-    """Jobs by state, read from the database at scrape time (the truth, not a local count)."""
+def use_multiprocess_dir(directory: Path) -> None:
+    """Empty `directory` and name it in PROMETHEUS_MULTIPROC_DIR for the processes started
+    after this (the web master calls it before its workers start; they import
+    prometheus_client afresh and so count into files there)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory when this process counts into one."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def intake_outcome(status: int) -> str:
+    """What became of an intake request, from the status it was answered with."""
+    if status < 400:
+        return "accepted"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "failed"
+    return "refused"
+
+
+def _seconds(moment: dt.datetime | None) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+class DeskStateCollector(Collector):
+    """Gauges of the desk's state, read from the database at scrape time and kept a few
+    seconds: open tickets, deliveries, dead letters, the watchdog, the export, jobs."""
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("dutydesk_jobs", "Jobs by state.", labels=["state"])
-        with self._factory() as session:
-            for state, count in state_counts(session).items():
-                family.add_metric([state], count)
-        yield family
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > STATE_CACHE_SECONDS:
+                with self._factory() as session:
+                    self._cached = (now, list(self._read(session)))
+            families = self._cached[1]
+        yield from families
+
+    def _read(self, session: Session) -> Iterator[Metric]:
+        from dutydesk.notify import watchdog
+        from dutydesk.notify.models import Delivery, DeliveryState
+        from dutydesk.tickets.models import Severity, Status, Ticket
+
+        tickets = GaugeMetricFamily(
+            "dutydesk_open_tickets",
+            "Tickets not closed, by severity and status (open or acknowledged).",
+            labels=["severity", "status"],
+        )
+        counts = {(s.value, t.value): 0 for s in Severity for t in Status if t != Status.closed}
+        rows = session.execute(
+            select(Ticket.severity, Ticket.status, func.count())
+            .where(Ticket.status != Status.closed.value)
+            .group_by(Ticket.severity, Ticket.status)
+        ).all()
+        counts.update({(severity, status): int(n) for severity, status, n in rows})
+        for (severity, status), n in sorted(counts.items()):
+            tickets.add_metric([severity, status], n)
+        yield tickets
+
+        deliveries = GaugeMetricFamily(
+            "dutydesk_deliveries",
+            "Notices by channel kind and state (pending, sent, failed, dead).",
+            labels=["channel_kind", "state"],
+        )
+        rows = session.execute(
+            select(Delivery.kind, Delivery.state, func.count()).group_by(
+                Delivery.kind, Delivery.state
+            )
+        ).all()
+        dead = 0
+        for channel_kind, state, n in sorted(rows):
+            deliveries.add_metric([channel_kind, state], int(n))
+            dead += int(n) if state == DeliveryState.dead.value else 0
+        yield deliveries
+        yield GaugeMetricFamily(
+            "dutydesk_dead_letters",
+            "Notices that failed too often and wait to be retried by hand.",
+            value=dead,
+        )
+
+        result = watchdog.check(session)
+        yield GaugeMetricFamily(
+            "dutydesk_watchdog_ok",
+            "1 when every critical ticket got a notice in time (the watchdog's check), else 0.",
+            value=1 if result.ok else 0,
+        )
+        yield GaugeMetricFamily(
+            "dutydesk_watchdog_unnoticed_tickets",
+            "Critical tickets older than DUTYDESK_WATCHDOG_MINUTES that nobody was told about.",
+            value=len(result.unnoticed),
+        )
+        mark = session.get(DueMark, "notify.watchdog")
+        last_check = _seconds(mark.last_at if mark else None)
+        if last_check is not None:
+            yield GaugeMetricFamily(
+                "dutydesk_watchdog_last_run_timestamp_seconds",
+                "When the periodic watchdog check last ran (Unix time).",
+                value=last_check,
+            )
+
+        yield from _export_gauges(session)
+
+        jobs = GaugeMetricFamily(
+            "dutydesk_jobs", "Jobs by kind and state.", labels=["kind", "state"]
+        )
+        rows = session.execute(
+            select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
+        ).all()
+        by_kind: dict[str, dict[str, int]] = {}
+        for kind, state, n in rows:
+            by_kind.setdefault(kind, {s.value: 0 for s in JobState})[state] = int(n)
+        for kind, states in sorted(by_kind.items()):
+            for state, n in sorted(states.items()):
+                jobs.add_metric([kind, state], n)
+        yield jobs
+
+
+def _export_gauges(session: Session) -> Iterator[Metric]:
+    from dutydesk.export.models import ExportRun, RunState
+
+    succeeded = session.scalar(
+        select(func.max(ExportRun.finished_at)).where(ExportRun.state == RunState.succeeded.value)
+    )
+    last_success = _seconds(succeeded)
+    if last_success is not None:
+        yield GaugeMetricFamily(
+            "dutydesk_export_last_success_timestamp_seconds",
+            "When the last export run that fully succeeded finished (Unix time).",
+            value=last_success,
+        )
+    ended_states = [RunState.succeeded.value, RunState.partial.value, RunState.failed.value]
+    last = session.scalars(
+        select(ExportRun)
+        .where(ExportRun.state.in_(ended_states), ExportRun.finished_at.is_not(None))
+        .order_by(ExportRun.finished_at.desc(), ExportRun.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return
+    started = _seconds(last.started_at)
+    ended = _seconds(last.finished_at)
+    if started is not None and ended is not None:
+        yield GaugeMetricFamily(
+            "dutydesk_export_last_run_duration_seconds",
+            "How long the last finished export run took.",
+            value=max(ended - started, 0.0),
+        )
+    counters = (last.metrics or {}).get("counters") or {}
+    yield GaugeMetricFamily(
+        "dutydesk_export_last_run_records",
+        "Records the last finished export run read (its numTotal counter).",
+        value=float(counters.get("numTotal", 0)),
+    )
+
+
+class WebProcessesCollector(Collector):
+    """process_* of every live web process, labelled by pid (with several processes,
+    prometheus_client's own process collector sees only the one that answers the scrape)."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def _pids(self) -> list[int]:
+        pids = set()
+        for path in glob.glob(os.path.join(self._directory, "*.db")):
+            tail = Path(path).stem.rsplit("_", 1)[-1]
+            if tail.isdigit():
+                pids.add(int(tail))
+        pids.add(os.getpid())
+        return sorted(pid for pid in pids if _alive(pid))
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for pid in self._pids():
+            for family in ProcessCollector(
+                pid=functools.partial(int, pid), registry=None
+            ).collect():
+                into = merged.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    into.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
+        yield from merged.values()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class DeskMetrics:
-    """One registry per app, so tests and several apps in one process do not collide."""
+    """One set of counters per app (so tests and several apps in one process do not collide);
+    `render` builds the scrape from them, or from every web process's files."""
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self.registry = CollectorRegistry()
@@ -37,8 +263,42 @@ class DeskMetrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
-        self.registry.register(JobStateCollector(factory))
+        self.http_duration = Histogram(
+            "dutydesk_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.intake_requests = Counter(
+            "dutydesk_intake_requests",
+            "Intake requests by integration, kind and outcome "
+            "(accepted, refused, rate_limited, failed).",
+            ["integration", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.state = DeskStateCollector(factory)
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""
-        return generate_latest(self.registry)
+        scrape = CollectorRegistry(auto_describe=False)
+        directory = multiprocess_dir()
+        if directory:
+            MultiProcessCollector(scrape, path=directory)  # type: ignore[no-untyped-call]
+            scrape.register(WebProcessesCollector(directory))
+        else:
+            scrape.register(_Registered(self.registry))
+            ProcessCollector(registry=scrape)
+            scrape.register(GC_COLLECTOR)
+        PlatformCollector(registry=scrape)
+        scrape.register(self.state)
+        return generate_latest(scrape)
+
+
+class _Registered(Collector):
+    """Everything of another registry, as one collector."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
