@@ -172,3 +172,17 @@ def test_an_image_url_that_is_not_http_is_shown_escaped_but_neither_linked_nor_l
     assert "javascript:alert(&#34;&lt;x&gt;&#34;)" in page
     assert 'href="javascript' not in page and 'src="javascript' not in page
     assert '"<x>"' not in page
+
+
+def test_an_oncall_ok_without_alert_uid_resolves_nothing_and_opens_no_ticket(
+    client: TestClient, db: Session
+) -> None:
+    made = make_integration(db, "oncall")
+    fired = client.post(made.path or "", json={"title": "API latency", "state": "alerting"})
+    ok = client.post(made.path or "", json={"title": "API latency", "state": "ok"})
+    assert ok.status_code == 202, ok.text
+    assert ok.json()["ticket_id"] is None
+    db.expire_all()
+    alarm = db.get(Alarm, fired.json()["alert_id"])
+    assert alarm is not None and alarm.state == "firing"
+    assert db.scalar(select(func.count()).select_from(Ticket)) == 1
