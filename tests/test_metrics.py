@@ -4,6 +4,7 @@ of the desk's state read from the database, in Prometheus' text format."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -132,3 +133,14 @@ def test_gauges_tell_the_desk_state_from_the_database(client: TestClient, db: Se
     assert value(samples, "dutydesk_export_last_run_records") == 1234
     assert value(samples, "dutydesk_jobs", kind="people.prune", state="queued") == 1
     assert value(samples, "dutydesk_jobs", kind="people.prune", state="failed") == 0
+
+
+def test_every_series_of_the_desk_is_documented(client: TestClient, db: Session) -> None:
+    made = people.create_token(db, "scraper", ["read"])
+    db.commit()
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {made.secret}"}).text
+    documented = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP dutydesk_")}
+    assert "dutydesk_open_tickets" in names
+    missing = sorted(name for name in names if f"| `{name}` |" not in documented)
+    assert missing == [], f"series not in docs/operations.md's table: {missing}"
