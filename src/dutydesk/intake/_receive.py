@@ -127,7 +127,9 @@ def land(
     return Reply(200, content, alarm_ids, ticket_ids, note=note)
 
 
-async def _read_body(request: Request, limit: int, sample: int) -> tuple[bytes, int, bool]:
+async def _read_body(
+    request: Request, limit: int, sample: int = service.OVERSIZED_SAMPLE_BYTES
+) -> tuple[bytes, int, bool]:
     """The body up to `limit` bytes: (kept bytes, size seen, whether it was over the limit).
     Of a body over the limit, at least its first `sample` bytes are kept."""
     kept = bytearray()
