@@ -86,13 +86,14 @@ def ping_kind(action: str) -> tuple[str, int | None]:
     raise Rejected(400, f"unknown ping {action!r}; use start, fail, log or an exit status 0-255")
 
 
-def _signal(integration: Integration, now: dt.datetime, *, resolved: bool, why: str) -> Signal:
+def _signal(
+    integration: Integration, now: dt.datetime, *, resolved: bool, why: str, missed: bool = False
+) -> Signal:
     return Signal(
         source=integration.name,
         integration_id=integration.id,
         fingerprint=f"{integration.name}:heartbeat",
-        title=f"Heartbeat {'missed' if why.startswith('no success') else 'failed'}: "
-        f"{integration.name}",
+        title=f"Heartbeat {'missed' if missed else 'failed'}: {integration.name}",
         severity=integration.default_severity,
         description=why,
         labels={"check": integration.name},
@@ -191,6 +192,6 @@ def sweep(session: Session, now: dt.datetime | None = None) -> list[str]:
             if last is not None and expected is not None
             else "no success ping by the deadline"
         )
-        land(session, [_signal(integration, now, resolved=False, why=storable(why))])
+        land(session, [_signal(integration, now, resolved=False, why=storable(why), missed=True)])
         went_down.append(integration.name)
     return went_down
