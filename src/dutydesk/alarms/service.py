@@ -55,6 +55,10 @@ class Signal:
     # Rule evaluation checks silences itself (with the rule's own labels); intake's signals
     # are checked here.
     check_silences: bool = True
+    # The sender re-sends standing alerts (Alertmanager sends the whole group again every
+    # group_interval and repeat_interval): a firing signal whose alarm is firing already since
+    # the same moment (`occurred_at`) is that occurrence again, not a new one.
+    resent_unchanged: bool = False
 
 
 def _find(session: Session, fingerprint: str) -> Alarm | None:
@@ -231,10 +235,16 @@ def _fire(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -
     session.flush()  # the statements below must see, and not be undone by, pending changes
     connection = session.connection()
     changes: dict[str, Any] | None = None  # of an alarm that was there (None: made now)
+    repeat = False  # the signal is an occurrence the alarm has counted already
     for _attempt in range(INSERT_ATTEMPTS):
         row = connection.execute(_ALARM, {"fingerprint": fingerprint}).first()
         if row is not None:
             changes = firing_changes(dict(row._mapping), signal, at)
+            repeat = (
+                signal.resent_unchanged
+                and row.state == AlarmState.firing.value
+                and row.last_fired_at == at
+            )
             alarm_id, ticket_key, source = int(row.id), row.ticket_key, row.source
             labels = changes.get("labels", row.labels)
             description = changes.get("description", row.description)
@@ -268,16 +278,20 @@ def _fire(session: Session, signal: Signal, fingerprint: str, at: dt.datetime) -
                 severity=severity,
                 payload=signal.payload or {"labels": labels},
                 occurred_at=at,
+                repeat=repeat,
             ),
             load=False,
         )
         ticket_id, is_new = outcome.ticket_id, outcome.is_new
     if changes is not None:
         changes["ticket_id"] = ticket_id
-        parameters = {f"new_{name}": value for name, value in changes.items()}
-        connection.execute(
-            occurrence_update(_alarms, frozenset(changes)), {"row_id": alarm_id, **parameters}
-        )
+        if repeat:  # the same occurrence: the alarm's changes, its count as it was
+            connection.execute(update(_alarms).where(_alarms.c.id == alarm_id).values(changes))
+        else:
+            parameters = {f"new_{name}": value for name, value in changes.items()}
+            connection.execute(
+                occurrence_update(_alarms, frozenset(changes)), {"row_id": alarm_id, **parameters}
+            )
     elif ticket_id is not None:
         connection.execute(_SET_TICKET, {"alarm": alarm_id, "new_ticket_id": ticket_id})
     return Landed(alarm_id, ticket_id, is_new=is_new, told=told)

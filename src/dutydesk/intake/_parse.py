@@ -137,16 +137,15 @@ def alertmanager(integration: Integration, payload: Any) -> list[Signal | Reject
     """What each alert of an Alertmanager webhook v4 body becomes, in order: its signal (keyed
     by its fingerprint), or why it is refused. One bad alert never refuses the others.
 
-    The alerts of one group (`groupKey`) land on one ticket.
+    The alerts of one group (`groupKey`) land on one ticket, unless the integration groups
+    by its own `group_by` paths.
     """
     body = _object(payload, "an Alertmanager webhook body")
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise Rejected(422, "an Alertmanager webhook body needs an `alerts` list")
     group_key = _text(body.get("groupKey")) or None
-    ticket_key = None
-    if group_key and not integration.group_by:
-        ticket_key = f"{integration.name}:group:{digest(group_key)}"
+    ticket_key = group_ticket_key(integration, body)
     judged: list[Signal | Rejected] = []
     for alert in alerts:
         if isinstance(alert, dict):
@@ -154,6 +153,17 @@ def alertmanager(integration: Integration, payload: Any) -> list[Signal | Reject
         else:
             judged.append(Rejected(422, f"an alert must be an object, not {type(alert).__name__}"))
     return judged
+
+
+def group_ticket_key(integration: Integration, body: dict[str, Any]) -> str | None:
+    """The ticket key of an Alertmanager group: its `groupKey` (else its `groupLabels`), when
+    Alertmanager's grouping is the integration's (no `group_by` of its own); else None."""
+    if integration.group_by:
+        return None
+    group = _text(body.get("groupKey"))
+    if not group and isinstance(body.get("groupLabels"), dict) and body["groupLabels"]:
+        group = json.dumps(_labels(body["groupLabels"]), sort_keys=True)
+    return f"{integration.name}:group:{digest(group)}" if group else None
 
 
 def _alert_signal(
@@ -184,6 +194,7 @@ def _alert_signal(
         occurred_at=moment,
         ticket_key=ticket_key,
         payload={"labels": labels, "groupKey": group_key},
+        resent_unchanged=True,
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk.alarms.service import Signal, land_signal
 from dutydesk.intake import _parse
+from dutydesk.intake._group import group_view, show_group
 from dutydesk.intake._heartbeat import MAX_RUN_OUTPUT, handle_ping, ping_body_limit
 from dutydesk.intake._parse import Rejected
 from dutydesk.intake._payload import Payload, load_payload, storable
@@ -29,12 +30,14 @@ def _alertmanager(session: Session, integration: Integration, inbound: Inbound) 
     """Each alert judged alone: the good ones land, the bad ones are listed as refused."""
     payload = load_payload(inbound.body)
     signals: list[Signal] = []
+    accepted: list[int] = []
     refused: list[Refusal] = []
     problems_of = payload.problems_by_item("alerts")
     for index, judged in enumerate(_parse.alertmanager(integration, payload.value)):
         problems = problems_of.get(index, [])
         if isinstance(judged, Signal) and not problems:
             signals.append(judged)
+            accepted.append(index)
             continue
         alert = payload.value["alerts"][index]
         fingerprint = alert.get("fingerprint") if isinstance(alert, dict) else None
@@ -46,7 +49,11 @@ def _alertmanager(session: Session, integration: Integration, inbound: Inbound) 
                 fingerprint[:200] if isinstance(fingerprint, str) else None,
             )
         )
-    return land(session, signals, refused=refused, repaired=payload.repaired_under(()))
+    reply = land(session, signals, refused=refused, repaired=payload.repaired_under(()))
+    view = group_view(integration, payload.value, accepted) if signals else None
+    if view is not None:
+        show_group(session, view, told=reply.ticket_ids)
+    return reply
 
 
 def _one_alert(session: Session, integration: Integration, inbound: Inbound) -> Reply:
@@ -129,6 +136,20 @@ async def alertmanager_hook(request: Request, token: str, _who: Hook) -> Respons
     """Alertmanager webhook v4: each alert is an alarm by its fingerprint; resolved resolves."""
     return await receive(
         request, source="alertmanager", kinds=("alertmanager",), token=token, handler=_alertmanager
+    )
+
+
+@router.post("/hooks/alertmanager")
+async def alertmanager_bearer_hook(request: Request, _who: Hook) -> Response:
+    """Alertmanager webhook v4 with the token in `Authorization: Bearer` (the webhook's
+    `http_config.authorization`) instead of the URL; checked as the URL's token is."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return await receive(
+        request,
+        source="alertmanager",
+        kinds=("alertmanager",),
+        token=token.strip() if scheme.lower() == "bearer" else "",
+        handler=_alertmanager,
     )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.event import listens_for
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
@@ -73,6 +73,9 @@ class Alarm:
     occurred_at: dt.datetime | None = None
     resolved: bool = False
     close_on_resolve: bool = False
+    # The same occurrence sent again (a sender re-sending a standing alert): an open ticket is
+    # left as it is; with none open (a person closed it) it opens one.
+    repeat: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,8 @@ def _add_occurrence_if_open(
     row = connection.execute(_OPEN_TICKET, {"fingerprint": fingerprint}).first()
     if row is None:
         return None
+    if alarm.repeat:
+        return int(row.id)
     changes = occurrence_changes(dict(row._mapping), alarm, at)
     connection.execute(
         occurrence_update(_tickets, frozenset(changes)),
@@ -330,6 +335,36 @@ def open_or_update_ticket(session: Session, alarm: Alarm, *, load: bool = True) 
     return AlarmOutcome(target, is_new=False, ticket_id=target.id)
 
 
+def show_group(
+    session: Session,
+    fingerprint: str,
+    *,
+    title: str | None,
+    payload: dict[str, Any],
+    touched: Collection[int] = (),
+) -> int | None:
+    """Show an alarm group's current state on the fingerprint's ticket: its title (unless
+    None) and payload. The ticket is the fingerprint's newest, if it is open or among
+    `touched` (closed by the signals that brought this state); returns its id."""
+    session.flush()  # a resolve may have closed the ticket through the ORM
+    row = session.connection().execute(_NEWEST, {"fingerprint": fingerprint}).first()
+    if row is None or (row.status == Status.closed.value and row.id not in touched):
+        return None
+    values: dict[str, Any] = {"payload": payload}
+    if title is not None:
+        values["title"] = _clean_title(title)
+    session.connection().execute(update(_tickets).where(_tickets.c.id == row.id).values(values))
+    return int(row.id)
+
+
+_NEWEST = (
+    select(_tickets.c.id, _tickets.c.status)
+    .where(_tickets.c.fingerprint == bindparam("fingerprint"))
+    .order_by(_tickets.c.id.desc())
+    .limit(1)
+)
+
+
 def create_ticket(
     session: Session,
     *,
@@ -418,11 +453,13 @@ def sources(session: Session) -> list[str]:
 
 
 def timeline(session: Session, ticket: Ticket, *, limit: int = 500) -> list[TicketEvent]:
-    """The ticket's most recent events, oldest first."""
+    """The ticket's most recent events, oldest first, in the order they happened: an alarm's
+    events are dated when the sender says it fired or resolved (`startsAt`, `endsAt`), which
+    can be before they arrived."""
     newest = session.scalars(
         select(TicketEvent)
         .where(TicketEvent.ticket_id == ticket.id)
-        .order_by(TicketEvent.id.desc())
+        .order_by(TicketEvent.at.desc(), TicketEvent.id.desc())
         .limit(limit)
     )
     return list(reversed(list(newest)))
