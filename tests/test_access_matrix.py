@@ -128,9 +128,11 @@ KNOWN: dict[tuple[str, str], Need] = {
     ("POST", "/alarms/silences/{silence_id}/end"): Need.operate,
 }
 # Intake endpoints: no sign-in and no CSRF token; the secret token in the URL is the
-# credential, so a token that names no integration gets 401 whoever calls.
+# credential (or, for Alertmanager, the same token as a bearer token), so a token that names no
+# integration gets 401 whoever calls.
 TOKEN_IN_URL = {
     ("POST", "/hooks/alertmanager/{token}"),
+    ("POST", "/hooks/alertmanager"),
     ("POST", "/hooks/generic/{token}"),
     ("POST", "/hooks/oncall/{token}"),
     ("POST", "/hooks/github/{token}"),
