@@ -13,7 +13,9 @@ from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 
 app = typer.Typer(
-    help="Alarm rules: test, list, evaluate, seed the defaults.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Alarm rules: test, list, evaluate, seed the defaults.",
+    no_args_is_help=True,
 )
 
 

@@ -12,7 +12,9 @@ from dutydesk.db import transaction, utcnow
 from dutydesk.duty import service
 
 app = typer.Typer(
-    help="Duty rotations: who is on duty, rotations, overrides.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Duty rotations: who is on duty, rotations, overrides.",
+    no_args_is_help=True,
 )
 
 

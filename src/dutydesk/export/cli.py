@@ -13,7 +13,11 @@ from dutydesk.db import session_factory, transaction
 from dutydesk.export.models import ExportRun, WarehouseTable
 from dutydesk.export.request import InvalidRequest, SharingMode
 
-app = typer.Typer(help="The nightly export of study records.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="The nightly export of study records.",
+    no_args_is_help=True,
+)
 
 
 def _table_key(text: str) -> dict[str, Any]:
@@ -108,6 +112,7 @@ def tables() -> None:
 
 
 schedules_app = typer.Typer(
+    rich_markup_mode=None,
     help="Export schedules: nightly (DAILY) or HOURLY requests that beat's tick starts.",
     no_args_is_help=True,
 )

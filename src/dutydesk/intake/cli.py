@@ -12,7 +12,11 @@ from dutydesk.intake import service
 from dutydesk.settings import get_settings
 from dutydesk.tickets.service import TicketInputError
 
-app = typer.Typer(help="Integrations: the secret URLs signals come in by.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Integrations: the secret URLs signals come in by.",
+    no_args_is_help=True,
+)
 
 
 def _show_secret(made: service.NewToken) -> None:

@@ -15,6 +15,7 @@ from dutydesk.logs.formats import FORMATS
 from dutydesk.web.words import plural
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Log sources: archive globs on this machine whose new lines are counted on a schedule.",
     no_args_is_help=True,
 )

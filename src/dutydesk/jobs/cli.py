@@ -13,7 +13,7 @@ from dutydesk.db import transaction
 from dutydesk.jobs import service
 from dutydesk.jobs.models import Job, JobState
 
-app = typer.Typer(help="Background jobs.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Background jobs.", no_args_is_help=True)
 
 
 def parse_args(pairs: list[str]) -> dict[str, Any]:

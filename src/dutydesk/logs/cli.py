@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
     from dutydesk.logs._sources import FileList
 
-app = typer.Typer(help="Query access and application logs by glob.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Query access and application logs by glob.", no_args_is_help=True
+)
 
 
 class Out(enum.StrEnum):

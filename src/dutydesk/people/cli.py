@@ -11,8 +11,10 @@ from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import transaction
 from dutydesk.people import service
 
-users_app = typer.Typer(help="People who sign in to the console.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+users_app = typer.Typer(
+    rich_markup_mode=None, help="People who sign in to the console.", no_args_is_help=True
+)
+tokens_app = typer.Typer(rich_markup_mode=None, help="API tokens.", no_args_is_help=True)
 
 
 @users_app.command("add")

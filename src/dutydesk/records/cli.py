@@ -18,7 +18,9 @@ from dutydesk.records.generate import GenerateError, generate
 from dutydesk.records.store import records_session_factory, records_url, upgrade_records
 
 app = typer.Typer(
-    help="The record store: the study data the nightly export reads.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The record store: the study data the nightly export reads.",
+    no_args_is_help=True,
 )
 
 

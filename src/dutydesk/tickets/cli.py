@@ -12,7 +12,9 @@ from dutydesk.db import transaction
 from dutydesk.tickets import _search, service
 from dutydesk.tickets._query import ANY_STATUS, OPEN_ANY, TicketFilters
 
-app = typer.Typer(help="Tickets: list, show, note, assign, close.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Tickets: list, show, note, assign, close.", no_args_is_help=True
+)
 
 
 @app.command("list")
