@@ -132,3 +132,39 @@ def test_wrong_password_shows_an_error_and_no_session(
     page.goto("/")
     expect(page).to_have_url(url(desk, "/login?next=/"))
     assert broken_assets == [], "stylesheets or scripts failed to load"
+
+
+@pytest.mark.browser
+def test_the_export_schedules_are_in_the_navigation_with_the_demos_nightly_schedule(
+    page: Page, desk: Desk
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)
+    navigation = page.get_by_role("navigation")
+    navigation.get_by_role("link", name="Export schedules", exact=True).click()
+    expect(page).to_have_url(url(desk, "/exports/schedules"))
+    expect(page.get_by_role("heading", name="Export schedules", level=1)).to_be_visible()
+    expect(page.locator("#schedules tbody tr", has_text="nightly")).to_have_count(1)
+    # Only the entry of this page is marked current, not Exports above it.
+    expect(navigation.locator('[aria-current="page"]')).to_have_text("Export schedules")
+
+
+@pytest.mark.browser
+def test_the_demo_starts_green_and_its_mailbox_shows_a_test_notice(page: Page, desk: Desk) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)
+    page.get_by_role("navigation").get_by_role("link", name="Notify", exact=True).click()
+    expect(page.locator("#self-check")).to_contain_text("ok")
+    first_channel = page.locator("form[action$='/test']").first
+    first_channel.get_by_role("button", name="Send test").click()
+
+    page.get_by_role("navigation").get_by_role("link", name="Demo mailbox").click()
+    expect(page.get_by_role("heading", name="Demo mailbox", level=1)).to_be_visible()
+    caught = page.locator("article.caught-mail", has_text="dutydesk test notice")
+    # The worker sends the notice and the catcher keeps it; the page shows it on a reload.
+    for _ in range(90):
+        if caught.count():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(caught.first).to_be_visible()
