@@ -115,9 +115,8 @@ def test_real_alertmanager_opens_a_ticket_and_resolving_resolves_the_alarm(
                 session, name="prometheus", kind="alertmanager", actor="test"
             )
             path = made.path
-        am_port = free_port()
-        config = tmp_path / "alertmanager.yml"
-        config.write_text(
+        am, am_url = start_alertmanager(
+            tmp_path,
             "route:\n"
             "  receiver: desk\n"
             "  group_by: [alertname]\n"
@@ -128,30 +127,9 @@ def test_real_alertmanager_opens_a_ticket_and_resolving_resolves_the_alarm(
             "  - name: desk\n"
             "    webhook_configs:\n"
             f"      - url: {base}{path}\n"
-            "        send_resolved: true\n"
+            "        send_resolved: true\n",
         )
-        log = (tmp_path / "alertmanager.log").open("wb")
-        am = subprocess.Popen(
-            [
-                ALERTMANAGER,
-                f"--config.file={config}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        am_url = f"http://127.0.0.1:{am_port}"
         try:
-
-            def am_ready() -> bool | None:
-                try:
-                    return httpx.get(f"{am_url}/-/ready", timeout=1).status_code == 200 or None
-                except httpx.TransportError:
-                    return None
-
-            wait_for(am_ready, 30, "Alertmanager to be ready")
             now = dt.datetime.now(dt.UTC)
             labels = {"alertname": "DiskFull", "instance": "db-1", "severity": "critical"}
             fired = {
@@ -185,7 +163,6 @@ def test_real_alertmanager_opens_a_ticket_and_resolving_resolves_the_alarm(
         finally:
             am.terminate()
             am.wait(timeout=10)
-            log.close()
 
 
 def start_alertmanager(tmp_path: Path, config: str) -> tuple[subprocess.Popen[bytes], str]:

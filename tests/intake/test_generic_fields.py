@@ -5,7 +5,6 @@ through the same table."""
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -19,8 +18,8 @@ from dutydesk.db import transaction
 from dutydesk.intake import service
 from dutydesk.tickets.models import Ticket
 from tests.intake.conftest import make_integration
-from tests.intake.desk_server import free_port, serving_desk
-from tests.intake.test_alertmanager import ALERTMANAGER, wait_for
+from tests.intake.desk_server import serving_desk
+from tests.intake.test_alertmanager import ALERTMANAGER, start_alertmanager, wait_for
 
 
 def alarm_of(db: Session, answer: httpx.Response) -> Alarm:
@@ -179,9 +178,8 @@ def test_real_alertmanager_severity_labels_reach_the_desk_severity(
                 session, name="prometheus", kind="alertmanager", actor="test"
             )
             path = made.path
-        am_port = free_port()
-        config = tmp_path / "alertmanager.yml"
-        config.write_text(
+        am, am_url = start_alertmanager(
+            tmp_path,
             "route:\n"
             "  receiver: desk\n"
             "  group_by: [alertname]\n"
@@ -191,30 +189,9 @@ def test_real_alertmanager_severity_labels_reach_the_desk_severity(
             "receivers:\n"
             "  - name: desk\n"
             "    webhook_configs:\n"
-            f"      - url: {base}{path}\n"
+            f"      - url: {base}{path}\n",
         )
-        log = (tmp_path / "alertmanager.log").open("wb")
-        am = subprocess.Popen(
-            [
-                ALERTMANAGER,
-                f"--config.file={config}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        am_url = f"http://127.0.0.1:{am_port}"
         try:
-
-            def am_ready() -> bool | None:
-                try:
-                    return httpx.get(f"{am_url}/-/ready", timeout=1).status_code == 200 or None
-                except httpx.TransportError:
-                    return None
-
-            wait_for(am_ready, 30, "Alertmanager to be ready")
             now = dt.datetime.now(dt.UTC)
             sent = {"db-1": "critical", "db-2": "warning", "db-3": "info", "db-4": "P2"}
             alerts = [
@@ -244,4 +221,3 @@ def test_real_alertmanager_severity_labels_reach_the_desk_severity(
         finally:
             am.terminate()
             am.wait(timeout=10)
-            log.close()
