@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dutydesk.alarms.models import Alarm
 from dutydesk.db import transaction
 from dutydesk.intake import logs
-from dutydesk.intake.mail import receive_message
+from dutydesk.intake.mail import MailResult, receive_message
 from dutydesk.intake.models import ErrorGroup, InboxItem, Ping
 from dutydesk.people import service as people
 from dutydesk.tickets import service as tickets
@@ -300,6 +300,20 @@ def test_log_lines_with_nul_and_undecodable_bytes_are_counted_as_u_fffd(
     assert "stored as U+FFFD on lines 1, 2" in (item.reason or "")
 
 
+def mailed(factory: sessionmaker[Session], raw: bytes, sender: str) -> MailResult:
+    """What the SMTP listener answers for `raw` from `sender` to the alerts address."""
+    with transaction(factory, actor="smtp") as session:
+        return receive_message(
+            session,
+            raw,
+            source="smtp",
+            peer="127.0.0.1",
+            mail_from=sender,
+            recipients=["alerts@desk.example"],
+            limit=1_000_000,
+        )
+
+
 def test_mail_with_nul_and_undecodable_bytes_becomes_an_alarm(
     db: Session, factory: sessionmaker[Session]
 ) -> None:
@@ -316,16 +330,7 @@ def test_mail_with_nul_and_undecodable_bytes_becomes_an_alarm(
     )
     replies = []
     for message in (raw, unknown_charset):
-        with transaction(factory, actor="smtp") as session:
-            result = receive_message(
-                session,
-                message,
-                source="smtp",
-                peer="127.0.0.1",
-                mail_from="cron@db-1.example",
-                recipients=["alerts@desk.example"],
-                limit=1_000_000,
-            )
+        result = mailed(factory, message, "cron@db-1.example")
         replies.append(result.reply)
     assert replies == ["250 OK", "250 OK"]
     db.expire_all()
@@ -352,16 +357,7 @@ def test_a_reply_with_nul_in_its_text_becomes_a_note(
         f"Subject: Re: [{ticket.key}] Disk full\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n"
     ).encode() + b"Cleaned \x00 the WAL archive.\r\n"
-    with transaction(factory, actor="smtp") as session:
-        result = receive_message(
-            session,
-            raw,
-            source="smtp",
-            peer="127.0.0.1",
-            mail_from="olga@desk.example",
-            recipients=["alerts@desk.example"],
-            limit=1_000_000,
-        )
+    result = mailed(factory, raw, "olga@desk.example")
     assert result.reply == "250 OK: noted on the ticket"
     db.expire_all()
     (note,) = db.scalars(select(TicketNote))
@@ -380,16 +376,7 @@ def test_a_reply_in_an_unknown_charset_is_refused_and_kept(
         f"Subject: Re: [{ticket.key}] Disk full\r\n"
         "Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nDone.\r\n"
     ).encode()
-    with transaction(factory, actor="smtp") as session:
-        result = receive_message(
-            session,
-            raw,
-            source="smtp",
-            peer="127.0.0.1",
-            mail_from="olga@desk.example",
-            recipients=["alerts@desk.example"],
-            limit=1_000_000,
-        )
+    result = mailed(factory, raw, "olga@desk.example")
     assert result.reply.startswith("550 ") and "cannot be read" in result.reply
     item = inbox_item(db, result.item_id)
     assert item.outcome == "rejected" and "x-no-such-charset" in (item.reason or "")
@@ -431,16 +418,7 @@ def test_a_mail_nested_past_the_parsers_limit_is_refused_and_kept(
         b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (level - 1, level)
         for level in range(1, 3000)
     )
-    with transaction(factory, actor="smtp") as session:
-        result = receive_message(
-            session,
-            raw,
-            source="smtp",
-            peer="127.0.0.1",
-            mail_from="cron@db-1.example",
-            recipients=["alerts@desk.example"],
-            limit=1_000_000,
-        )
+    result = mailed(factory, raw, "cron@db-1.example")
     assert result.reply == "550 5.6.0 the message's MIME parts are nested too deeply to read"
     item = inbox_item(db, result.item_id)
     assert item.outcome == "rejected" and item.body.encode() == raw
