@@ -197,21 +197,17 @@ def _with_body_limit(response: Response) -> Response:
 @router.api_route("/ping/{token}", methods=PING_METHODS, include_in_schema=False)
 async def ping(request: Request, token: str, _who: Hook) -> Response:
     """A success ping (Healthchecks-compatible)."""
-    return _with_body_limit(
-        await receive(
-            request,
-            source="heartbeat",
-            kinds=("heartbeat",),
-            token=token,
-            handler=handle_ping,
-            sample=MAX_RUN_OUTPUT,
-        )
-    )
+    return await _ping(request, token, action="")
 
 
 @router.api_route("/ping/{token}/{action}", methods=PING_METHODS, include_in_schema=False)
 async def ping_action(request: Request, token: str, action: str, _who: Hook) -> Response:
     """A `start`, `fail` or `log` ping, or an exit status (0 succeeds, others fail)."""
+    return await _ping(request, token, action=action)
+
+
+async def _ping(request: Request, token: str, *, action: str) -> Response:
+    """Receive a ping as a heartbeat signal; every answer says how much of a body is kept."""
     return _with_body_limit(
         await receive(
             request,
