@@ -17,7 +17,8 @@ JobFunction = Callable[[Session, dict[str, Any]], Any]
 DueWork = Callable[[Session], None]
 DemoSeeder = Callable[[Session, "DemoContext"], None]
 
-# Domains in the order their demo seeders run and their navigation entries appear.
+# Domains in the order their demo seeders run and their navigation entries appear. A dotted
+# name is a domain inside another (`runbooks.redrive` is the package `runbooks/redrive/`).
 DOMAINS = (
     "people",
     "jobs",
@@ -31,6 +32,11 @@ DOMAINS = (
     "intake",
     "alarms",
     "logs",
+    "backups",
+    "runbooks",
+    "runbooks.redrive",
+    "runbooks.dbchange",
+    "runbooks.releases",
 )
 
 

@@ -16,7 +16,8 @@ from dutydesk.web.csrf import form_token
 from dutydesk.web.words import iso_moment, plural
 
 TEMPLATE_DIRS = [Path(__file__).parent / "templates"] + [
-    Path(__file__).parent.parent / domain / "templates" for domain in registry.DOMAINS
+    Path(__file__).parent.parent.joinpath(*domain.split("."), "templates")
+    for domain in registry.DOMAINS
 ]
 templates = Jinja2Templates(directory=[str(path) for path in TEMPLATE_DIRS if path.exists()])
 templates.env.filters.update(plural=plural, iso=iso_moment)

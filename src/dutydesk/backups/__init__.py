@@ -1,0 +1,1 @@
+"""Backups that prove they restore: targets, backups, restore drills, the freshness gate."""

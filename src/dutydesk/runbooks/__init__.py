@@ -1,0 +1,1 @@
+"""Approval-gated actions: change requests with signoffs, and the kinds that run through them."""

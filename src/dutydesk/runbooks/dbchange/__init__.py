@@ -1,0 +1,1 @@
+"""Database change scripts: targets, a rolled-back dry run as evidence, an approved apply."""

@@ -1,0 +1,1 @@
+"""Re-drive batches: the month's records to export again, approved as one change request."""

@@ -1,0 +1,1 @@
+"""Releases: checklist templates, release runs, release windows and broadcasts."""
