@@ -58,6 +58,16 @@ DOMAINS = {
     "alarms": Domain(
         "dutydesk.alarms.cli", "app", "Alarm rules: test, list, evaluate, seed the defaults."
     ),
+    "release": Domain(
+        "dutydesk.runbooks.releases.cli",
+        "app",
+        "Releases: checklist templates, release runs and release windows.",
+    ),
+    "broadcast": Domain(
+        "dutydesk.runbooks.releases.cli",
+        "broadcast_app",
+        "Broadcasts: messages shown to the application's users and on every console page.",
+    ),
 }
 
 
