@@ -68,6 +68,11 @@ DOMAINS = {
         "broadcast_app",
         "Broadcasts: messages shown to the application's users and on every console page.",
     ),
+    "dbchange": Domain(
+        "dutydesk.runbooks.dbchange.cli",
+        "app",
+        "Database change scripts: targets, dry runs that roll back, reviewed applies.",
+    ),
 }
 
 
