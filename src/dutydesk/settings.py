@@ -305,6 +305,34 @@ class Settings(BaseSettings):
         description="Outside heartbeat URL pinged after each self-check (`/fail` appended on "
         "failure); empty means no ping.",
     )
+    backup_folder: str = Field(
+        default="",
+        description="Where backups of the built-in targets go: a folder or `s3://bucket/prefix`. "
+        "Empty means `$DUTYDESK_HOME/backups`.",
+    )
+    backup_s3_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "DUTYDESK_BACKUP_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"
+        ),
+        description="S3 endpoint for backup destinations (`http://host:port` for MinIO or "
+        "moto); empty means `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` if set, else AWS itself.",
+    )
+    backup_litestream: bool = Field(
+        default=False,
+        description="Replicate SQLite targets marked continuous (the ops database among them) "
+        "with a supervised `litestream replicate`, run by `dutydesk up` and `dutydesk backupd`.",
+    )
+    backup_scratch_postgres_url: str = Field(
+        default="",
+        description="PostgreSQL server where restore drills of PostgreSQL targets make their "
+        "scratch databases; empty means the target's own server.",
+    )
+    backup_postgres_bin: str = Field(
+        default="/usr/lib/postgresql/15/bin",
+        description="Folder of the PostgreSQL client programs backups use (`pg_dump`, "
+        "`pg_restore`, `pg_amcheck`, `initdb`, `pg_ctl`).",
+    )
 
     @field_validator("database_url", "records_url")
     @classmethod
@@ -388,6 +416,11 @@ class Settings(BaseSettings):
     def effective_records_url(self) -> str:
         """The record store URL, defaulting to SQLite in the home."""
         return self.records_url or f"sqlite:///{self.home_path / 'records.sqlite'}"
+
+    @property
+    def effective_backup_folder(self) -> str:
+        """Where backups of the built-in targets go, defaulting to `backups` in the home."""
+        return self.backup_folder or str(self.home_path / "backups")
 
     @property
     def effective_log_roots(self) -> str:
