@@ -228,6 +228,17 @@ class Settings(BaseSettings):
     silence_max_hours: int = Field(
         default=168, ge=1, description="Longest silence or maintenance window one may set."
     )
+    release_commands: dict[str, list[str]] = Field(
+        default={},
+        description="Commands a release's `command` step may run, as JSON mapping a name to "
+        'its argv (`{"deploy": ["/usr/local/bin/deploy", "--prod"]}`); never run by a shell, '
+        "and a step naming any other command is refused.",
+    )
+    broadcast_cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (`https://app.example.org`) whose pages may read "
+        "`GET /api/v1/broadcasts/active` from the browser (CORS); `*` means any.",
+    )
     extra_modules: str = Field(
         default="",
         description="Comma-separated Python modules imported at start, to register your own "
@@ -304,6 +315,11 @@ class Settings(BaseSettings):
         default="",
         description="Outside heartbeat URL pinged after each self-check (`/fail` appended on "
         "failure); empty means no ping.",
+    )
+    change_notice_list: str = Field(
+        default="",
+        description="Contact list (by name) told of every high-risk change at once and of the "
+        "rest in a daily digest; empty means no change notices are sent.",
     )
     backup_folder: str = Field(
         default="",
