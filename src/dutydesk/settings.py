@@ -321,11 +321,6 @@ class Settings(BaseSettings):
         description="Contact list (by name) told of every high-risk change at once and of the "
         "rest in a daily digest; empty means no change notices are sent.",
     )
-    change_notice_list: str = Field(
-        default="",
-        description="Contact list (by name) told of every high-risk change at once and of the "
-        "rest in a daily digest; empty means no change notices are sent.",
-    )
     backup_folder: str = Field(
         default="",
         description="Where backups of the built-in targets go: a folder or `s3://bucket/prefix`. "
