@@ -425,6 +425,23 @@ ROWS: dict[str, dict[str, Any]] = {
         "after": {"username": "ada"},
         "diff": {"username": [None, "ada"]},
     },
+    "change_notices": {
+        "id": 1,
+        "audit_event_id": 1,
+        "risk": "high",
+        "told": "at_once",
+        "list_name": "changes",
+        "digest_day": None,
+        "note": "",
+        "created_at": NOW,
+    },
+    "change_digests": {
+        "day": NOW.date(),
+        "list_name": "changes",
+        "changes": 3,
+        "note": "",
+        "created_at": NOW,
+    },
     "log_counts": {"source": "bridge", "minute": NOW, "level": "ERROR", "count": 3},
     "log_error_groups": {
         "id": 1,
