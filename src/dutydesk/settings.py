@@ -349,6 +349,22 @@ class Settings(BaseSettings):
         description="Folder of the PostgreSQL client programs backups use (`pg_dump`, "
         "`pg_restore`, `pg_amcheck`, `initdb`, `pg_ctl`).",
     )
+    dbchange_tasks_dir: str = Field(
+        default="",
+        description="Checkout of the team's repository whose `tasks/<date>_<name>/<name>.sql` "
+        "scripts database changes may name by path; empty means scripts are pasted or uploaded.",
+    )
+    dbchange_backup_max_age_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Apply needs a verified backup of the target at most this old, else it "
+        "takes one first.",
+    )
+    dbchange_dump_folder: str = Field(
+        default="",
+        description="Where apply keeps the plain dump it takes of a target first (while no "
+        "backup of it is verified); empty means `$DUTYDESK_HOME/dbchange-dumps`.",
+    )
 
     @field_validator("database_url", "records_url")
     @classmethod
