@@ -1,4 +1,5 @@
-"""Reading attachments by id: those the export made itself, then the record store's.
+"""Reading attachments by id (those the export made itself, then the record store's), and
+writing the files a table refers to.
 
 The SQLite scanner reads a whole table to find a few rows, so from SQLite the wanted ids go
 through `sqlite_query` and the primary key index; PostgreSQL's scanner pushes the filter down.
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from dutydesk.export._sql import store_type
+
+if TYPE_CHECKING:
+    from dutydesk.export.warehouse import Warehouse
 
 CHUNK = 500
 
@@ -62,3 +68,45 @@ def _content(content: bytes | None, path: str | None) -> bytes | None:
         return Path(path).read_bytes() if path else None
     except OSError:
         return None  # a missing file reads as no content, as a missing S3 object did
+
+
+@dataclass
+class WrittenAttachments:
+    """What writing a table's attachment files found."""
+
+    found: int = 0  # distinct attachments found in the store (or written before)
+    # By column: the file names of the 0-byte attachments, whose cells must be empty.
+    empty_names: dict[str, set[str]] = field(default_factory=dict)
+
+
+def write_attachment_files(
+    connection: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    referred: Iterable[tuple[str, str, str]],
+    folder: str,
+) -> WrittenAttachments:
+    """Write each attachment of `referred` (column, attachment id, file name) as the file of
+    that name under `folder`, unless it exists. An attachment of 0 bytes gets no file, and
+    its file name is reported by column (spec §6 and §7: "a 0-length object gives null, no
+    handle"; "an empty file gives null, no upload"). One id referred to under two names (a
+    field and rawData) gets both files.
+    """
+    triples = [(column, attachment_id, str(name)) for column, attachment_id, name in referred]
+    targets = {
+        (attachment_id, f"{folder}/{name.replace('/', '_')}") for _, attachment_id, name in triples
+    }
+    missing = {(a, target) for a, target in targets if not warehouse.exists(target)}
+    contents = read_attachments(connection, {attachment_id for attachment_id, _ in missing})
+    missing_ids = {attachment_id for attachment_id, _ in missing}
+    result = WrittenAttachments(
+        found=len({a for a, _ in targets if a in contents or a not in missing_ids})
+    )
+    for attachment_id, target in sorted(missing):
+        data = contents.get(attachment_id)
+        if data:  # an empty or unreadable attachment gives no file, as in Bridge
+            warehouse.write_file(target, data)
+    empty = {attachment_id for attachment_id, data in contents.items() if data == b""}
+    for column, attachment_id, name in triples:
+        if attachment_id in empty:
+            result.empty_names.setdefault(column, set()).add(name)
+    return result

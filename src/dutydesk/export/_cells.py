@@ -15,6 +15,7 @@ from dutydesk.export._columns import (
 )
 from dutydesk.export._values import (
     JsonValue,
+    attachment_handle,
     attachment_id,
     sanitize,
     to_boolean,
@@ -32,11 +33,13 @@ def field_cell(
     source: FieldSource,
     document: JsonValue,
     read_text: Callable[[str], str | None] | None = None,
+    read_content: Callable[[str], bytes | None] | None = None,
 ) -> Cell:
     """The cell of a field column given the parsed record document it reads (data/userMetadata).
 
     A document that is not a JSON object has no fields, so every cell is None. TIMESTAMP
-    cells are epoch ms. `read_text(attachment_id)` gives a LARGE_TEXT_ATTACHMENT's text.
+    cells are epoch ms. `read_text(attachment_id)` gives a LARGE_TEXT_ATTACHMENT's text;
+    `read_content(attachment_id)` an attachment's bytes (a 0-byte one exports as None).
     """
     value = document.get(source.field) if isinstance(document, dict) else None
     if isinstance(source, ChoiceSelected):
@@ -48,11 +51,14 @@ def field_cell(
         if parsed is None:
             return None
         return parsed[0] if isinstance(source, TimestampMillis) else parsed[1]
-    return _converted(source, value, read_text)
+    return _converted(source, value, read_text, read_content)
 
 
 def _converted(
-    source: FieldValue, value: JsonValue, read_text: Callable[[str], str | None] | None
+    source: FieldValue,
+    value: JsonValue,
+    read_text: Callable[[str], str | None] | None,
+    read_content: Callable[[str], bytes | None] | None,
 ) -> Cell:
     match source.conversion:
         case Conversion.BOOLEAN:
@@ -64,7 +70,10 @@ def _converted(
         case Conversion.STRING:
             return to_string_like(value, source.max_length, unbounded=False)
         case Conversion.ATTACHMENT:
-            return attachment_id(value)
+            attachment = attachment_id(value)
+            if attachment is None or read_content is None:
+                return attachment
+            return attachment_handle(attachment, read_content(attachment))
         case Conversion.LARGE_TEXT:
             attachment = attachment_id(value)
             if attachment is None:

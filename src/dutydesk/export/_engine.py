@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from dutydesk.duck import load_extension
 from dutydesk.export import _sql, _surveys, _values
-from dutydesk.export._attachments import read_attachments
+from dutydesk.export._attachments import write_attachment_files
 from dutydesk.export._columns import (
     DEFAULT_TABLE_NAME,
     Column,
@@ -634,7 +634,8 @@ class TableWriter:
         self, columns: list[Column], where: str, table_dir: str, written: str
     ) -> None:
         """Write each attachment a table refers to as a file named by spec §7 (once), before
-        the table file `written` (at its temporary location) takes its name."""
+        the table file `written` (at its temporary location) takes its name; the cells of a
+        0-byte attachment are then emptied in it (spec §6: no handle)."""
         wanted = _sql.attachment_columns(columns)
         if not wanted:
             return
@@ -642,24 +643,34 @@ class TableWriter:
         # reading its attachment columns, where finding the pairs parses every record again.
         present = " OR ".join(f"{_sql.quote_name(column.name)} IS NOT NULL" for column in wanted)
         referred = self.connection.execute(
-            f"SELECT count(*) FROM read_parquet({quote_literal(written)}) WHERE {present}"
+            f"SELECT count(*) FROM read_parquet({quote_literal(written)}, "
+            f"hive_partitioning = false) WHERE {present}"
         ).fetchone()
         if not (referred and referred[0]):
             return
         query = _sql.attachment_pairs(columns, where, self._attachment_parts)
         assert query is not None  # the table has attachment columns
-        folder = f"{table_dir}/attachments"
-        pairs = self.connection.execute(query).fetchall()
-        targets = {
-            attachment_id: f"{folder}/{str(name).replace('/', '_')}"
-            for attachment_id, name in pairs
-        }
-        missing = [key for key, target in targets.items() if not self.warehouse.exists(target)]
-        contents = read_attachments(self.connection, missing)
-        for attachment_id in targets:
-            if attachment_id in contents or attachment_id not in missing:
-                self.attachments += 1
-        for attachment_id in missing:
-            data = contents.get(attachment_id)
-            if data:  # an empty or unreadable attachment gives no file, as in Bridge
-                self.warehouse.write_file(targets[attachment_id], data)
+        found = write_attachment_files(
+            self.connection,
+            self.warehouse,
+            self.connection.execute(query).fetchall(),
+            f"{table_dir}/attachments",
+        )
+        self.attachments += found.found
+        if found.empty_names:
+            # Rare (an upload of nothing): the file is written again without those cells,
+            # rather than every table's rows looking up every attachment's size.
+            self.warehouse.rewrite_parquet(
+                self.connection, written, lambda reader: _emptied(reader, found.empty_names)
+            )
+
+
+def _emptied(reader: str, empty_names: dict[str, set[str]]) -> str:
+    """A SELECT of every row of `reader` with the listed names of each column made NULL."""
+    replaced = ", ".join(
+        f"CASE WHEN list_contains(from_json({quote_literal(json.dumps(sorted(names)))}, "
+        f"'[\"VARCHAR\"]'), {_sql.quote_name(column)}) THEN NULL "
+        f"ELSE {_sql.quote_name(column)} END AS {_sql.quote_name(column)}"
+        for column, names in sorted(empty_names.items())
+    )
+    return f"SELECT * REPLACE ({replaced}) FROM {reader}"

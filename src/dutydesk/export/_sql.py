@@ -37,9 +37,11 @@ from dutydesk.export._columns import (
 # HTML's whitespace plus NBSP, as `_values.collapse_whitespace`.
 _SPACE_RUN = "[\t\n\f\r \u00a0]+"
 # ISO timestamps the SQL cast reads exactly as `_values.parse_timestamp` does: the local
-# stamp and its zone as groups 1 and 2 (anything else goes to the Python parser).
+# stamp and its zone as groups 1 and 2 (anything else goes to the Python parser). Year 0000,
+# which the cast would read as 1 BC, is left to the Python parser, which rejects it. A day
+# past its month's end (2016-02-30) matches, and the cast rejects it.
 _STRICT_TIMESTAMP = (
-    r"^(\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,3})?)"
+    r"^((?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,3})?)"
     r"(Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)$"
 )
 # What `_values.parse_timestamp` reads at all: a text outside it is no timestamp, and the ones
@@ -197,11 +199,13 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             WHEN list_bool_and(list_transform(json_type(s, '$[*]'), e -> e = 'VARCHAR'))
             THEN s ->> '$[*]'
             ELSE dd_choices(s) END END;
-        CREATE OR REPLACE MACRO dd_stamp(t, s) AS CASE WHEN t = 'VARCHAR'
-            THEN regexp_extract(s, '{_STRICT_TIMESTAMP}', ['stamp', 'zone']) END;
+        CREATE OR REPLACE MACRO dd_stamp(t, s) AS CASE WHEN t = 'VARCHAR' THEN dd_let(
+            regexp_extract(s, '{_STRICT_TIMESTAMP}', ['stamp', 'zone']),
+            m -> struct_pack(stamp := m.stamp, zone := m.zone, ms := CASE
+                WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(s AS TIMESTAMPTZ)) END)) END;
         CREATE OR REPLACE MACRO dd_ts_ms(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
-                WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(s AS TIMESTAMPTZ))
+                WHEN m.stamp <> '' THEN m.ms
                 WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timestamp_py(s) END
             WHEN t IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(s AS BIGINT)
             WHEN t = 'DOUBLE' THEN TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT) END;
@@ -209,6 +213,7 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             WHEN t = 'VARCHAR' THEN CASE
                 WHEN m.stamp = '' THEN CASE
                     WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timezone_py(s) END
+                WHEN m.ms IS NULL THEN NULL
                 WHEN m.zone = 'Z' THEN '+0000'
                 ELSE replace(m.zone, ':', '') END
             WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE')
@@ -474,8 +479,8 @@ def attachment_columns(columns: Iterable[Column]) -> list[Column]:
 def attachment_pairs(
     columns: list[Column], where: str, attachment_name: AttachmentName
 ) -> str | None:
-    """A SELECT of the distinct (attachment id, exported file name) pairs a table's rows refer
-    to, ordered by name; None when the table has no attachment column."""
+    """A SELECT of the distinct (column name, attachment id, exported file name) triples a
+    table's rows refer to, ordered by name; None when the table has no attachment column."""
     wanted = attachment_columns(columns)
     if not wanted:
         return None
@@ -489,10 +494,13 @@ def attachment_pairs(
                 named = column_value(column, paths, attachment_name=attachment_name)
             else:
                 attachment = named = "nullif(trim(raw_data_attachment_id), '')"
-            selects.append(f"SELECT {attachment} AS id, {named} AS name FROM $rows")
+            selects.append(
+                f"SELECT {quote_literal(column.name)} AS col, {attachment} AS id, "
+                f"{named} AS name FROM $rows"
+            )
         return (
-            f"SELECT DISTINCT id, name FROM ({' UNION ALL '.join(selects)}) "
-            "WHERE id IS NOT NULL ORDER BY name"
+            f"SELECT DISTINCT col, id, name FROM ({' UNION ALL '.join(selects)}) "
+            "WHERE id IS NOT NULL ORDER BY name, col"
         )
 
     return table_rows(wanted, where, select=pairs)

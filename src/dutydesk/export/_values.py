@@ -162,6 +162,12 @@ def attachment_id(value: JsonValue) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def attachment_handle(attachment: str | None, content: bytes | None) -> str | None:
+    """The attachment exported for an id with the stored `content` (None: not found or not
+    readable): the id, except that a 0-byte object gives None, no handle and no file."""
+    return None if attachment is None or content == b"" else attachment
+
+
 def choice_text(value: JsonValue) -> str:
     """One selected choice as text: a string as is, anything else as compact JSON."""
     return value if isinstance(value, str) else compact_json(value)

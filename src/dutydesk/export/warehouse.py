@@ -92,21 +92,30 @@ class Warehouse:
         else:
             self.attach(connection)
         try:
-            # zstd at level 1: a third faster to write than the default level 3. Format
-            # version 2 (data page v2, delta encodings; read by Arrow, pandas, R's arrow,
-            # DuckDB and Spark): a tenth faster to write than version 1, files 12% smaller.
-            # COPY answers with the number of rows it wrote.
-            row = connection.execute(
-                f"COPY ({select}) TO {quote_literal(temporary)} "
-                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION v2)"
-            ).fetchone()
+            rows = _copy_to_parquet(connection, select, temporary)
             if before_move is not None:
                 before_move(temporary)
             self._move(temporary, target)
         except BaseException:
             self._remove(temporary)
             raise
-        return int(row[0]) if row else 0
+        return rows
+
+    def rewrite_parquet(
+        self, connection: duckdb.DuckDBPyConnection, target: str, select: Callable[[str], str]
+    ) -> None:
+        """Replace the Parquet file `target` by the rows of `select(reader)`, where `reader`
+        is a FROM item reading the file as it is (its folders' names are not read as columns).
+        """
+        folder, _, name = target.rpartition("/")
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        reader = f"read_parquet({quote_literal(target)}, hive_partitioning = false)"
+        try:
+            _copy_to_parquet(connection, select(reader), temporary)
+            self._move(temporary, target)
+        except BaseException:
+            self._remove(temporary)
+            raise
 
     def write_file(self, target: str, data: bytes) -> bool:
         """Write `data` as the file `target` unless it exists; True when it was written."""
@@ -153,3 +162,16 @@ class Warehouse:
                 self.fs.rm(target)
         except OSError:
             pass  # the temporary file is gone already or cannot be seen: nothing to undo
+
+
+def _copy_to_parquet(connection: duckdb.DuckDBPyConnection, select: str, target: str) -> int:
+    """Write the rows of `select` as the Parquet file `target`; returns the rows written."""
+    # zstd at level 1: a third faster to write than the default level 3. Format version 2
+    # (data page v2, delta encodings; read by Arrow, pandas, R's arrow, DuckDB and Spark): a
+    # tenth faster to write than version 1, files 12% smaller. COPY answers with the number
+    # of rows it wrote.
+    row = connection.execute(
+        f"COPY ({select}) TO {quote_literal(target)} "
+        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION v2)"
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,157 @@
+"""Values the spec gives no cell for: a 0-byte attachment and an impossible calendar date.
+
+Each runs on a SQLite and (when configured) a PostgreSQL record store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dutydesk.export import _values
+from dutydesk.export._cells import field_cell
+from dutydesk.export._columns import (
+    Conversion,
+    Document,
+    FieldValue,
+    TimestampMillis,
+    TimestampZone,
+)
+from tests.conftest import fresh_database_url
+from tests.export.store_builder import StoreContent, export_one, fill_store
+
+SCOPE = "ALL_QUALIFIED_RESEARCHERS"
+
+
+def record(record_id: str, uploaded_on: int, **columns: Any) -> dict[str, Any]:
+    """A record of participant `hc` of schema `t` v1, shared with every researcher."""
+    return {
+        "id": record_id,
+        "health_code": "hc",
+        "schema_id": "t",
+        "schema_revision": 1,
+        "uploaded_on": uploaded_on,
+        "user_sharing_scope": SCOPE,
+        "data": {},
+    } | columns
+
+
+def table_rows(path: str) -> dict[str, dict[str, Any]]:
+    """The rows of a table file by record id, timestamps as epoch ms."""
+    relation = duckdb.sql(f"SELECT * FROM read_parquet('{path}', hive_partitioning = false)")
+    stamps = [
+        name
+        for name, kind in zip(relation.columns, relation.types, strict=True)
+        if kind == "TIMESTAMP"
+    ]
+    if stamps:
+        replaced = ", ".join(f'epoch_ms("{name}") AS "{name}"' for name in stamps)
+        relation = duckdb.sql(
+            f"SELECT * REPLACE ({replaced}) FROM read_parquet('{path}', hive_partitioning = false)"
+        )
+    names = relation.columns
+    rows = [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+    return {row["recordId"]: row for row in rows}
+
+
+def test_reference_gives_a_zero_byte_attachment_no_handle() -> None:
+    source = FieldValue(Document.DATA, "file", Conversion.ATTACHMENT)
+    contents = {"empty": b"", "full": b"x"}
+    document = {"file": "empty"}
+    assert field_cell(source, document, read_content=contents.get) is None
+    assert field_cell(source, {"file": "full"}, read_content=contents.get) == "full"
+    # Not in the store: the reference keeps the id (a missing S3 object is no 0-length one).
+    assert field_cell(source, {"file": "gone"}, read_content=contents.get) == "gone"
+    assert _values.attachment_handle("empty", b"") is None
+    assert _values.attachment_handle("r", None) == "r"
+
+
+def test_a_zero_byte_attachment_gives_empty_cells_and_no_file(backend: str, tmp_path: Path) -> None:
+    """A 0-byte attachment, inline or in an empty file, as a field and as rawData: its cells
+    are empty and no file is written; a non-empty attachment that one record names both as a
+    field and as rawData gets both of its files."""
+    empty_file = tmp_path / "empty.bin"
+    empty_file.write_bytes(b"")
+    content = StoreContent(
+        schemas={
+            ("t", 1): [
+                {"name": "file", "type": "ATTACHMENT_V2"},
+                {"name": "table.csv", "type": "ATTACHMENT_CSV"},
+            ]
+        },
+        participants={"hc": SCOPE},
+        attachments={"empty-inline": b"", "empty-path": empty_file, "full": b"hello"},
+        records=[
+            record(
+                "r1",
+                1000,
+                data={"file": "empty-inline", "table.csv": "empty-path"},
+                raw_data_attachment_id="empty-inline",
+            ),
+            record("r2", 1001, data={"file": "full"}, raw_data_attachment_id="empty-path"),
+            record("r3", 1002, data={"table.csv": "full"}, raw_data_attachment_id="full"),
+        ],
+    )
+    url = fresh_database_url(backend, tmp_path, "zero_byte")
+    fill_store(url, content)
+    warehouse = tmp_path / "wh"
+    result = export_one(url, warehouse)
+    [table] = [t for t in result.tables if t.kind == "schema"]
+    assert table.path is not None
+    rows = table_rows(table.path)
+    cells = {rid: (row["file"], row["table.csv"], row["rawData"]) for rid, row in rows.items()}
+    assert cells == {
+        "r1": (None, None, None),
+        "r2": ("file-full", None, None),
+        "r3": (None, "table-full.csv", "full"),
+    }
+    folder = warehouse / "s" / "s-t-v1" / "attachments"
+    written = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert written == {"file-full": b"hello", "table-full.csv": b"hello", "full": b"hello"}
+    assert not list(warehouse.rglob("*.tmp"))
+
+
+def test_an_impossible_calendar_date_gives_no_timestamp_columns(
+    backend: str, tmp_path: Path
+) -> None:
+    """A TIMESTAMP value with a day past its month's end (or year 0000) has neither its time
+    nor its `.timezone` cell, in data and in upload metadata alike; its neighbours have both."""
+    texts = {
+        "bad-feb": "2016-02-30T00:00:00Z",
+        "bad-leap": "2015-02-29T10:00:00+05:30",
+        "bad-april": "2016-04-31T10:09:08.765+0530",
+        "year-zero": "0000-06-01T00:00:00Z",
+        "leap": "2016-02-29T00:00:00Z",
+        "offset": "2016-06-09T10:09:08.765+0530",
+        "lenient-bad": "2016-02-30",
+    }
+    content = StoreContent(
+        schemas={("t", 1): [{"name": "when", "type": "TIMESTAMP"}]},
+        metadata_fields=[{"name": "start", "type": "TIMESTAMP"}],
+        participants={"hc": SCOPE},
+        records=[
+            record(rid, 1000 + n, data={"when": text}, user_metadata={"start": text})
+            for n, (rid, text) in enumerate(texts.items())
+        ],
+    )
+    url = fresh_database_url(backend, tmp_path, "bad_dates")
+    fill_store(url, content)
+    result = export_one(url, tmp_path / "wh")
+    [table] = [t for t in result.tables if t.kind == "schema"]
+    assert table.path is not None
+    rows = table_rows(table.path)
+    for rid, text in texts.items():
+        expected = _values.parse_timestamp(text)
+        for name in ("when", "metadata.start"):
+            cells = (rows[rid][name], rows[rid][f"{name}.timezone"])
+            assert cells == (expected or (None, None)), (rid, name, cells)
+    for rid in ("bad-feb", "bad-leap", "bad-april", "year-zero", "lenient-bad"):
+        assert rows[rid]["when"] is None and rows[rid]["when.timezone"] is None, rid
+    assert rows["leap"]["when.timezone"] == "+0000"
+    assert rows["offset"]["when"] == 1465447148765
+    assert rows["offset"]["when.timezone"] == "+0530"
+    # The reference agrees for both columns of a field.
+    for source in (TimestampMillis(Document.DATA, "when"), TimestampZone(Document.DATA, "when")):
+        assert field_cell(source, {"when": texts["bad-feb"]}) is None
