@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 FINISHED = (RunState.succeeded.value, RunState.partial.value, RunState.failed.value)
 # The job row a run in the foreground heartbeats through (`dutydesk export run` without --queue).
 FOREGROUND_JOB = "export.foreground"
+# Told of every run that ends (status rows, metrics and final line written), in the session
+# that ends it, with the record store's URL: re-drive batches verify their runs here and collect
+# the records a run failed.
+RunListener = Callable[[Session, ExportRun, str], None]
+when_run_ends: list[RunListener] = []
 
 
 class ExportError(ValueError):
@@ -371,6 +376,8 @@ def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
         _log(run, line)
     run.final_line = f"Finished processing request in {seconds} seconds, {run.request_text}"
     _log(run, run.final_line)
+    for listener in when_run_ends:
+        listener(session, run, records_url)
 
 
 def _merge_metrics(parts: list[StudyPart]) -> dict[str, Any]:
