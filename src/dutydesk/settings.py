@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     export_redrive_delay_seconds: float = Field(
         default=900.0, ge=0, description="Wait before a re-drive of failed tables runs."
     )
+    redrive_lists: str = Field(
+        default="",
+        description="Folder (or fsspec URL every worker can read) where re-drive batches write "
+        "their record-ID lists for the export. Empty means `$DUTYDESK_HOME/redrive-lists`.",
+    )
     occurrence_events_keep_days: int = Field(
         default=90,
         ge=0,
