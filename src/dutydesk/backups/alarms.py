@@ -1,0 +1,75 @@
+"""Backup alarms through the alarms domain: a failed drill, and a target with no verified
+backup within its maximum age, each fire an alarm (and so a ticket); a good drill or a fresh
+verified backup resolves it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from dutydesk.alarms.service import Signal, raise_signal
+from dutydesk.backups.models import BackupTarget, DrillState, RestoreDrill
+from dutydesk.db import utcnow
+
+SOURCE = "backups"
+
+
+def drill_fingerprint(target: BackupTarget) -> str:
+    """The alarm of the target's failing restore drill."""
+    return f"backups:{target.name}:drill"
+
+
+def stale_fingerprint(target: BackupTarget) -> str:
+    """The alarm of the target having no fresh verified backup."""
+    return f"backups:{target.name}:stale"
+
+
+def drill_outcome(session: Session, target: BackupTarget, drill: RestoreDrill) -> None:
+    """Fire the drill alarm for a failed drill, resolve it for a passed one (which also
+    makes the target fresh, so its stale alarm resolves)."""
+    failed = drill.state == DrillState.failed.value
+    raise_signal(
+        session,
+        Signal(
+            source=SOURCE,
+            fingerprint=drill_fingerprint(target),
+            title=f"Backup restore drill failed: {target.name}",
+            severity="critical",
+            description=drill.error or "the drill restored the backup and every check held",
+            labels={"target": target.name, "check": "drill"},
+            resolved=not failed,
+            occurred_at=drill.finished_at,
+            payload={"drill": drill.id, "backup": drill.backup_id, "error": drill.error},
+        ),
+    )
+    if not failed:
+        stale_check(session, target)
+
+
+def stale_check(session: Session, target: BackupTarget, at: dt.datetime | None = None) -> bool:
+    """Fire the stale alarm when the target has no verified backup within its maximum age,
+    resolve it otherwise; returns whether the target is fresh."""
+    from dutydesk.backups.service import is_fresh
+
+    at = at or utcnow()
+    fresh = is_fresh(session, target, at)
+    hours = target.max_age_minutes / 60
+    raise_signal(
+        session,
+        Signal(
+            source=SOURCE,
+            fingerprint=stale_fingerprint(target),
+            title=f"No verified backup of {target.name} in the last {hours:g} h",
+            severity="critical",
+            description=(
+                f"{target.name} has no backup verified by a restore drill newer than "
+                f"{hours:g} h: run `dutydesk backup run {target.name}` and "
+                f"`dutydesk backup verify {target.name}`, and check the backup jobs"
+            ),
+            labels={"target": target.name, "check": "fresh"},
+            resolved=fresh,
+            occurred_at=at,
+        ),
+    )
+    return fresh
