@@ -58,6 +58,11 @@ DOMAINS = {
     "alarms": Domain(
         "dutydesk.alarms.cli", "app", "Alarm rules: test, list, evaluate, seed the defaults."
     ),
+    "changes": Domain(
+        "dutydesk.runbooks.cli",
+        "app",
+        "Change requests: list, show, approve, reject, run, comment; signoff rules.",
+    ),
     "release": Domain(
         "dutydesk.runbooks.releases.cli",
         "app",
