@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
+from dutydesk.audit.notices_routes import router as notices_router
 from dutydesk.audit.schemas import AuditEventOut
 from dutydesk.audit.service import audit_query, object_types
 from dutydesk.web.access import Db, Viewer, ViewerPage
@@ -16,6 +17,7 @@ from dutydesk.web.params import Offset
 from dutydesk.web.templating import render
 
 router = APIRouter()
+router.include_router(notices_router)
 registry.add_nav(registry.NavItem("Audit", "/audit", order=850))
 
 Text = Annotated[str | None, Query(max_length=200)]
