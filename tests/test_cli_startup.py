@@ -137,6 +137,29 @@ def test_small_logs_query_loads_no_database_web_or_job_modules(home: Path) -> No
     assert [m for m in unneeded if m in modules] == []
 
 
+@pytest.mark.parametrize(
+    "options",
+    [["--where", "status=404"], ["--group-by", "status,hour", "--out", "json"]],
+)
+def test_small_logs_query_loads_no_duckdb_arrow_numpy_or_settings(
+    home: Path, options: list[str]
+) -> None:
+    # A few small files are answered in Python (logs/_small.py); DuckDB, Arrow and numpy, and
+    # the settings' pydantic-settings, are most of a second of start-up.
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "access.log").write_text(
+        '127.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8"\n'
+        '10.0.0.2 - - [24/Nov/2026:10:01:00 +0000] "GET /b HTTP/1.1" 404 0 "-" "Firefox/120"\n'
+    )
+    output, code, modules = run_command(
+        home, "logs", "query", str(home / "*.log"), "--format", "nginx", *options
+    )
+    assert code == 0, output
+    assert "404" in output
+    heavy = ("duckdb", "pyarrow", "numpy", "pydantic_settings", *HEAVY)
+    assert [m for m in heavy if m in modules] == []
+
+
 def test_misspelt_domain_command_gets_a_suggestion() -> None:
     result = CliRunner().invoke(app, ["user"])
     assert result.exit_code == 2

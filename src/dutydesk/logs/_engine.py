@@ -13,12 +13,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import duckdb
-
-from dutydesk.duck import load_extension
-from dutydesk.logs._sources import Roots
+from dutydesk.logs._files import Roots
 from dutydesk.logs.formats import LogFormat
+
+if TYPE_CHECKING:
+    import duckdb
 
 TIME_BUCKETS = ("minute", "hour", "day")
 PERCENTILES = (50, 90, 95, 99)
@@ -113,10 +114,14 @@ def required_literals(regex: str) -> list[str]:
     return [part for part in re.split(r"\.\*?", regex) if len(part) >= 3]
 
 
-def _prefilters(plan: Plan) -> list[str]:
-    """Conditions on the raw line that every matching event's line meets."""
+LineTest = tuple[Literal["contains", "regex"], str]
+
+
+def line_tests(plan: Plan) -> list[LineTest]:
+    """Tests on the raw line that every matching event's line passes, cheapest first per
+    condition: ("contains", text) or ("regex", pattern). Lines that fail one are not parsed."""
     assert plan.fmt is not None
-    found = []
+    found: list[LineTest] = []
     for condition in plan.where:
         if condition.field in {"ts", "file"} or condition.value in ("", "-"):
             continue
@@ -124,13 +129,19 @@ def _prefilters(plan: Plan) -> list[str]:
             continue
         if condition.op == "~" and not _NOT_LINE_SAFE.search(condition.value):
             for literal in required_literals(condition.value):  # SIMD search, then RE2
-                found.append("contains(line, ?)")
-                plan.params.append(literal)
-            found.append("regexp_matches(line, ?)")
-            plan.params.append(condition.value)
+                found.append(("contains", literal))
+            found.append(("regex", condition.value))
         elif condition.op == "=" and plan.fmt.field_type(condition.field) != "ts":
-            found.append("contains(line, ?)")
-            plan.params.append(condition.value)
+            found.append(("contains", condition.value))
+    return found
+
+
+def _prefilters(plan: Plan) -> list[str]:
+    """`line_tests` as SQL conditions, their values bound as parameters."""
+    found = []
+    for kind, value in line_tests(plan):
+        found.append("contains(line, ?)" if kind == "contains" else "regexp_matches(line, ?)")
+        plan.params.append(value)
     return found
 
 
@@ -290,6 +301,10 @@ def connect(
     read_only: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that may touch only the roots (and `writable`), locked that way."""
+    import duckdb
+
+    from dutydesk.duck import load_extension
+
     connection = duckdb.connect(database, read_only=read_only)
     connection.execute("SET TimeZone = 'UTC'")
     if threads:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from dutydesk.logs import extracts
-from dutydesk.logs._sources import Problem
+from dutydesk.logs._files import Problem
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -47,10 +50,16 @@ class Report:
 
     def add_unparsed(self, files: list[str], bad: pa.Table) -> None:
         """Merge rows (file id, count, sample) of lines that did not parse."""
+        ids, counts, samples = (bad.column(i).to_pylist() for i in range(3))
+        self.add_unparsed_rows(files, zip(ids, counts, samples, strict=True))
+
+    def add_unparsed_rows(
+        self, files: list[str], rows: Iterable[tuple[int | None, int, str | None]]
+    ) -> None:
+        """Merge (file id, count, sample) of lines that did not parse; files stay in order."""
         index = {name: i for i, name in enumerate(files)}
         by_file = {index[item.file]: item for item in self.unparsed if item.file in index}
-        ids, counts, samples = (bad.column(i).to_pylist() for i in range(3))
-        for file_id, count, sample in zip(ids, counts, samples, strict=True):
+        for file_id, count, sample in rows:
             if file_id is None:
                 continue
             entry = by_file.get(file_id)
@@ -59,3 +68,4 @@ class Report:
                 by_file[file_id] = entry
                 self.unparsed.append(entry)
             entry.count += int(count)
+        self.unparsed.sort(key=lambda item: index.get(item.file, len(files)))

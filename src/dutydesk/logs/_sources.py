@@ -1,238 +1,65 @@
-"""Which files a query reads, and their lines as Arrow batches, in bounded memory.
+"""The lines of a query's files as Arrow batches, in bounded memory.
 
-Globs are checked against the allowed roots before anything is listed, and every file found is
-checked again after resolving symlinks. Files are read here rather than by DuckDB's CSV reader:
-the CSV reader spends about 0.2 ms opening each of tens of thousands of small gzip files, and one
-damaged file aborts its whole query. Here each file is read (and un-gzipped) on its own, a file
-that cannot be read is reported and skipped, and the lines reach DuckDB as a stream of Arrow
-batches (`file_id`, `line`) cut at newlines with numpy, without a Python object per line.
+Files are listed and checked against the allowed roots in `_files`. They are read here rather
+than by DuckDB's CSV reader: the CSV reader spends about 0.2 ms opening each of tens of
+thousands of small gzip files, and one damaged file aborts its whole query. Here each file is
+read (and un-gzipped) on its own, a file that cannot be read is reported and skipped, and the
+lines reach DuckDB as a stream of Arrow batches (`file_id`, `line`) cut at newlines with numpy,
+without a Python object per line.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import glob as globbing
 import gzip
-import os
-import re
-import stat
 import sys
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO, cast
+from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-from isal import isal_zlib
 
+from dutydesk.logs._files import (
+    GZIP_MAGIC,
+    STREAM_BYTES,
+    UNREADABLE_GZIP,
+    FileList,
+    Problem,
+    Roots,
+    SourceError,
+    gunzip,
+    list_local,
+    read_small,
+    text_of,
+)
 from dutydesk.logs.formats import JAVA_EVENTS
+
+__all__ = [
+    "GZIP_MAGIC",
+    "SCHEMA",
+    "STREAM_BYTES",
+    "UNREADABLE_GZIP",
+    "FileList",
+    "LineStream",
+    "Problem",
+    "Roots",
+    "SourceError",
+    "gunzip",
+    "lines_batch",
+    "list_local",
+    "read_small",
+    "text_of",
+]
 
 BATCH_BYTES = 2 << 20  # text per Arrow batch: several per window, spread over DuckDB threads
 GROUP_BYTES = 1 << 20  # small files on disk read by one thread task
-STREAM_BYTES = 8 << 20  # files larger than this are read in chunks of this size
 FETCH_GROUP = 32  # small S3 objects fetched together (DuckDB fetches them in parallel)
 SCHEMA = pa.schema([("file_id", pa.int32()), ("line", pa.large_string())])
-GZIP_MAGIC = b"\x1f\x8b"
-# Small files are inflated with ISA-L (isal), about a third faster than zlib on these; what a
-# damaged or truncated gzip file raises (ISA-L's errors are not zlib's).
-UNREADABLE_GZIP: tuple[type[Exception], ...] = (
-    zlib.error,
-    cast("type[Exception]", isal_zlib.error),
-    EOFError,
-)
-
 Progress = Callable[[int], None]
-
-
-class SourceError(ValueError):
-    """A glob that may not or cannot be read (outside the roots, nothing matches)."""
-
-
-@dataclass(frozen=True)
-class Roots:
-    """Where queries may read: local folders (resolved) and S3 prefixes."""
-
-    local: tuple[Path, ...]
-    s3: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> Roots:
-        """Roots from the comma-separated `DUTYDESK_LOG_ROOTS` value."""
-        local, s3 = [], []
-        for item in (part.strip() for part in text.split(",")):
-            if not item:
-                continue
-            if item.startswith("s3://"):
-                s3.append(item.rstrip("/") + "/")
-            else:
-                local.append(Path(item).expanduser().resolve())
-        return cls(tuple(local), tuple(s3))
-
-    def describe(self) -> str:
-        """The roots as the error messages name them."""
-        return ", ".join([*(str(path) for path in self.local), *self.s3]) or "(none)"
-
-    def holds_path(self, path: Path) -> bool:
-        """Whether resolved `path` lies inside a local root."""
-        return any(path == root or path.is_relative_to(root) for root in self.local)
-
-    def holds_url(self, url: str) -> bool:
-        """Whether the S3 `url` lies under an S3 prefix (whole path segments, no `..`)."""
-        if "/../" in url + "/" or "/./" in url + "/":
-            return False
-        return any((url.rstrip("/") + "/").startswith(prefix) for prefix in self.s3)
-
-
-@dataclass
-class Problem:
-    """A file that was not (fully) read, and why."""
-
-    file: str
-    reason: str
-
-
-@dataclass
-class FileList:
-    """The files a query reads: local paths and S3 URLs, with their sizes where known."""
-
-    files: list[str] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    _seen: set[str] = field(default_factory=set, repr=False)
-
-    def add(self, name: str, size: int) -> None:
-        """Add a file once (a glob and a folder, or two globs, may both name it)."""
-        if name not in self._seen:
-            self._seen.add(name)
-            self.files.append(name)
-            self.sizes.append(size)
-
-    @property
-    def total_bytes(self) -> int:
-        """Bytes on disk (S3 objects count 0: their size is not listed)."""
-        return sum(self.sizes)
-
-
-_MAGIC = re.compile(r"[*?\[]")
-
-
-def _literal_base(pattern: str) -> str:
-    """The part of a glob before its first wildcard, cut at a path separator."""
-    match = _MAGIC.search(pattern)
-    if match is None:
-        return pattern
-    return pattern[: match.start()].rsplit("/", 1)[0] or "/"
-
-
-def _walk(folder: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
-    """Every file below `folder` (a resolved path inside the roots), symlinks checked."""
-    if str(folder) in seen:
-        return
-    seen.add(str(folder))
-    try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except OSError as error:
-        found.problems.append(Problem(str(folder), error.strerror or str(error)))
-        return
-    for entry in entries:
-        if entry.is_symlink():
-            _add(Path(entry.path), roots, found, seen)
-        elif entry.is_dir(follow_symlinks=False):
-            _walk(Path(entry.path), roots, found, seen)
-        elif entry.is_file(follow_symlinks=False):
-            found.add(entry.path, entry.stat(follow_symlinks=False).st_size)
-
-
-def _add(path: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
-    """Add `path` (a file, or a folder and all below it) after resolving symlinks."""
-    real = path.resolve()
-    if not roots.holds_path(real):
-        found.problems.append(Problem(str(path), "leads outside the allowed log roots"))
-    elif real.is_dir():
-        _walk(real, roots, found, seen)
-    else:
-        try:
-            size = real.stat().st_size
-        except OSError as error:
-            found.problems.append(Problem(str(path), error.strerror or str(error)))
-            return
-        found.add(str(real), size)
-
-
-def list_local(pattern: str, roots: Roots, found: FileList) -> None:
-    """Add the files `pattern` names (a file, a folder: everything under it, or a glob).
-
-    The glob's fixed part must lie inside a root; every match is resolved (symlinks, `..`)
-    and checked again, folder by folder, so a link cannot lead out.
-    """
-    base = Path(_literal_base(pattern)).expanduser()
-    if not roots.holds_path(base.resolve()):
-        raise SourceError(
-            f"{pattern} is outside the allowed log roots ({roots.describe()}); "
-            "set DUTYDESK_LOG_ROOTS to allow it"
-        )
-    expanded = Path(pattern).expanduser()
-    if _MAGIC.search(pattern):
-        matches = sorted(globbing.glob(str(expanded), recursive=True))
-    else:
-        matches = [str(expanded)] if os.path.lexists(expanded) else []
-    if not matches:
-        raise SourceError(f"no files match {pattern}")
-    seen: set[str] = set()
-    real_folders: dict[str, str] = {}
-    for match in matches:
-        folder, _, _name = match.rpartition("/")
-        if folder not in real_folders:
-            real_folders[folder] = os.path.realpath(folder or "/")
-        try:
-            info = os.lstat(match)
-        except OSError as error:
-            found.problems.append(Problem(match, error.strerror or str(error)))
-            continue
-        if stat.S_ISREG(info.st_mode):
-            real = os.path.join(real_folders[folder], _name)
-            if roots.holds_path(Path(real)):
-                found.add(real, info.st_size)
-            else:
-                found.problems.append(Problem(match, "leads outside the allowed log roots"))
-        else:
-            _add(Path(match), roots, found, seen)
-
-
-def gunzip(raw: bytes) -> bytes:
-    """All members of a gzip stream (rotated logs are often several members concatenated)."""
-    parts: list[bytes] = []
-    while raw:
-        inflater = isal_zlib.decompressobj(47)
-        parts.append(inflater.decompress(raw))
-        if not inflater.eof:
-            raise EOFError("the gzip stream ends early (truncated file)")
-        raw = inflater.unused_data
-        while raw[:1] == b"\x00":  # padding some writers leave between members
-            raw = raw[1:]
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _text_of(raw: bytes) -> bytes:
-    return gunzip(raw) if raw[:2] == GZIP_MAGIC else raw
-
-
-def _read_small(path: str) -> bytes | Problem:
-    try:
-        with open(path, "rb", buffering=0) as handle:  # one read of the whole small file
-            return _text_of(handle.readall())
-    except OSError as error:
-        return Problem(path, error.strerror or str(error))
-    except UNREADABLE_GZIP as error:
-        return Problem(path, f"not a readable gzip file ({error})")
-
-
 Opener = Callable[[str], BinaryIO]
 
 
@@ -374,7 +201,7 @@ class LineStream:
             return
         if self.threads <= 1:
             for i, size in enumerate(self.files.sizes):
-                yield i, (_read_small(files[i]) if size <= STREAM_BYTES else None)
+                yield i, (read_small(files[i]) if size <= STREAM_BYTES else None)
             return
         yield from self._contents_in_threads()
 
@@ -390,7 +217,7 @@ class LineStream:
             for i, content in zip(small, fetch([files[i] for i in small]), strict=True):
                 if isinstance(content, bytes):
                     try:
-                        content = _text_of(content)
+                        content = text_of(content)
                     except UNREADABLE_GZIP as error:
                         content = Problem(files[i], f"not a readable gzip file ({error})")
                 yield i, content
@@ -427,7 +254,7 @@ class LineStream:
 
     def _read_group(self, ids: list[int]) -> list[tuple[int, bytes | Problem | None]]:
         files, sizes = self.files.files, self.files.sizes
-        return [(i, _read_small(files[i]) if sizes[i] <= STREAM_BYTES else None) for i in ids]
+        return [(i, read_small(files[i]) if sizes[i] <= STREAM_BYTES else None) for i in ids]
 
     def _contents_in_threads(self) -> Iterator[tuple[int, bytes | Problem | None]]:
         """As `_contents`, groups of files read by `threads` threads, a few groups ahead."""

@@ -21,7 +21,8 @@ from dutydesk.logs.formats import FORMAT_NAMES
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from dutydesk.logs._sources import FileList
+    from dutydesk.logs._files import FileList
+    from dutydesk.logs._small import SmallResult
 
 app = typer.Typer(
     rich_markup_mode=None, help="Query access and application logs by glob.", no_args_is_help=True
@@ -58,7 +59,6 @@ def write_table(table: pa.Table, out: Out) -> None:
     """Write `table` to stdout as `out` says."""
     import pyarrow as pa
 
-    names = table.column_names
     if out is Out.parquet:
         import pyarrow.parquet as pq
 
@@ -66,7 +66,13 @@ def write_table(table: pa.Table, out: Out) -> None:
             raise fail("--out parquet writes binary data; redirect it to a file")
         pq.write_table(table, sys.stdout.buffer)
         return
-    rows = table.to_pylist()
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
+    write_rows(table.column_names, table.to_pylist(), numeric, out)
+
+
+def write_rows(names: list[str], rows: list[dict[str, Any]], numeric: list[bool], out: Out) -> None:
+    """Write `rows` (dicts by column name) to stdout as `out` says (not Parquet); the columns
+    flagged `numeric` are right-aligned in a table."""
     if out is Out.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(names)
@@ -78,7 +84,6 @@ def write_table(table: pa.Table, out: Out) -> None:
     else:
         texts = [[cell(row[name]) for name in names] for row in rows]
         widths = [max([len(name), *(len(t[i]) for t in texts)]) for i, name in enumerate(names)]
-        numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
 
         def line(values: list[str]) -> str:
             cells = [
@@ -157,7 +162,7 @@ def query(
     ] = None,
 ) -> None:
     """Filter and count log lines; what does not parse is reported on stderr."""
-    from dutydesk.logs import query as log_query  # DuckDB and Arrow load with it
+    from dutydesk.logs import query as log_query
 
     asked = log_query.Query(
         sources=tuple(globs),
@@ -170,15 +175,21 @@ def query(
         percentiles=percentiles,
         save=save,
     )
-    with _progress() as (on_files, progress):
-        try:
-            result = log_query.run(asked, progress=progress, on_files=on_files)
-        except log_query.QueryError as error:
-            raise fail(str(error)) from None
+    result: log_query.QueryResult | SmallResult | None = None
+    try:
+        if out is not Out.parquet:
+            # A few small files: answered without loading DuckDB, Arrow and numpy.
+            result = log_query.run_small(asked)
+        if result is None:
+            with _progress() as (on_files, progress):
+                result = log_query.run(asked, progress=progress, on_files=on_files)
+    except log_query.QueryError as error:
+        raise fail(str(error)) from None
     for line in result.report.lines():
         typer.echo(line, err=True)
     report = result.report
-    if report.files and len(report.problems) >= report.files and not result.table.num_rows:
+    rows = result.table.num_rows if isinstance(result, log_query.QueryResult) else result.num_rows
+    if report.files and len(report.problems) >= report.files and not rows:
         raise fail("none of the files could be read", 1)
     if report.saved is not None:
         saved = report.saved
@@ -187,7 +198,11 @@ def query(
             typer.echo(message)
             return
         typer.echo(message, err=True)
-    write_table(result.table, out)
+    if isinstance(result, log_query.QueryResult):
+        write_table(result.table, out)
+    else:
+        numeric = [column.numeric for column in result.columns]
+        write_rows(result.column_names, result.rows, numeric, out)
 
 
 def _size(count: int) -> str:

@@ -15,18 +15,23 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pyarrow as pa
-
-from dutydesk.logs import _engine, _execute, _sources, extracts
+from dutydesk.logs import _engine, _files, extracts
 from dutydesk.logs._engine import TIME_BUCKETS, Condition, Plan
+from dutydesk.logs._files import FileList, Problem, Roots
 from dutydesk.logs._report import Report
-from dutydesk.logs._s3 import S3
-from dutydesk.logs._sources import FileList, Problem, Roots
 from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat, get_format, sniff
-from dutydesk.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # DuckDB, Arrow and the settings load inside the functions that need them: a small query
+    # (see `run_small`) answers without them.
+    import duckdb
+    import pyarrow as pa
+
+    from dutydesk.logs._s3 import S3
+    from dutydesk.logs._small import SmallResult
+    from dutydesk.settings import Settings
 
 # Threads reading (opening, un-gzipping) small files while DuckDB parses on every core. On two
 # cores one reader keeps DuckDB busy (bench/logs.py: a second one gained nothing); with more
@@ -125,6 +130,8 @@ def parse_where(text: str, columns: tuple[str, ...]) -> Condition:
 
 
 def _check_regexes(conditions: tuple[Condition, ...]) -> None:
+    import duckdb
+
     checker = duckdb.connect()
     try:
         for condition in conditions:
@@ -165,7 +172,7 @@ def _first_lines(files: FileList, s3: S3 | None) -> list[str]:
                     raw = handle.read(65536)
             except OSError:
                 continue
-        if raw[:2] == _sources.GZIP_MAGIC:
+        if raw[:2] == _files.GZIP_MAGIC:
             try:
                 raw = zlib.decompressobj(47).decompress(raw, 65536)
             except zlib.error:
@@ -200,10 +207,16 @@ def _check_names(query: Query, columns: tuple[str, ...], fmt: LogFormat | None) 
         raise QueryError("--top must be at least 1")
 
 
-def _plan(query: Query, fmt: LogFormat | None, columns: tuple[str, ...]) -> Plan:
+def plan_of(
+    query: Query,
+    fmt: LogFormat | None,
+    columns: tuple[str, ...],
+    check_regexes: Callable[[tuple[Condition, ...]], None] = _check_regexes,
+) -> Plan:
+    """The checked plan of `query` over `columns`; QueryError names what is wrong."""
     conditions = tuple(parse_where(item, columns) for item in query.where)
     _check_names(query, columns, fmt)
-    _check_regexes(conditions)
+    check_regexes(conditions)
     since = parse_time(query.since) if query.since else None
     until = parse_time(query.until) if query.until else None
     if (since or until) and "ts" not in columns:
@@ -233,6 +246,10 @@ def run(
     Raises QueryError (outside the roots, unknown format, a malformed --where, ...) before
     reading anything. `on_files` sees the file list before reading (for a progress bar).
     """
+    from dutydesk.logs import _sources
+    from dutydesk.logs._s3 import S3
+    from dutydesk.settings import get_settings
+
     settings = settings or get_settings()
     folder = extracts_folder(settings)
     if not query.sources:
@@ -258,8 +275,8 @@ def run(
                 assert s3 is not None
                 s3.list_into(pattern, files)
             else:
-                _sources.list_local(pattern, roots, files)
-    except _sources.SourceError as error:
+                _files.list_local(pattern, roots, files)
+    except _files.SourceError as error:
         raise QueryError(str(error)) from None
     if not files.files and not files.problems:
         raise QueryError(f"no files in {', '.join(query.sources)} (only empty folders)")
@@ -273,7 +290,7 @@ def run(
             extracts.check_name(query.save)
         except extracts.ExtractError as error:
             raise QueryError(str(error)) from None
-    plan = _plan(query, fmt, _columns_of(fmt))
+    plan = plan_of(query, fmt, _columns_of(fmt))
     if on_files:
         on_files(files)
     stream = _sources.LineStream(
@@ -286,6 +303,8 @@ def run(
     )
     report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
     connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
+    from dutydesk.logs import _execute
+
     try:
         with_file = plan.needs_file or bool(query.save)
         windows = _execute.windows(connection, stream, with_file=with_file)
@@ -315,6 +334,10 @@ def _answer(
     folder: Path,
 ) -> pa.Table:
     """Rows, grouped counts, or the saved extract's summary, as the query asks."""
+    import pyarrow as pa
+
+    from dutydesk.logs import _execute
+
     if query.save:
         assert plan.fmt is not None
         rows_plan = replace(plan, group_by=(), percentiles=None, needs_file=True, params=[])
@@ -343,7 +366,7 @@ def _run_extract(query: Query, settings: Settings, name: str) -> QueryResult:
         raise QueryError(str(error)) from None
     if query.save:
         raise QueryError("--save is for queries over logs; an extract is saved already")
-    plan = _plan(query, None, extract.columns)
+    plan = plan_of(query, None, extract.columns)
     connection = _engine.connect(
         roots_of(settings), [folder], memory_limit=settings.log_query_memory
     )
@@ -354,3 +377,14 @@ def _run_extract(query: Query, settings: Settings, name: str) -> QueryResult:
     finally:
         connection.close()
     return QueryResult(table, report)
+
+
+def run_small(query: Query, settings: Settings | None = None) -> SmallResult | None:
+    """Answer `query` without DuckDB and Arrow when its files are small and it is simple.
+
+    The same answer `run` gives, as rows of Python values (see `_small`); None when the query
+    needs the engine. Raises QueryError as `run` does.
+    """
+    from dutydesk.logs import _small
+
+    return _small.run(query, settings)
