@@ -1,0 +1,51 @@
+"""Releases' background work: each automatic step runs as one `releases.advance` job (which
+queues the next when the run may go on), and the beat tick attaches failed pipeline events
+to the releases that are running."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from dutydesk import registry
+from dutydesk.db import write_phase
+from dutydesk.jobs import service as jobs
+from dutydesk.runbooks.releases import service
+from dutydesk.runbooks.releases.models import Release
+
+PIPELINE_WATCH_EVERY = dt.timedelta(minutes=1)
+
+
+@registry.job_kind(service.ADVANCE_JOB)
+def advance_release(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Run the release's next step (an automatic step here; a manual one starts waiting)."""
+    write_phase(session)
+    release = session.get(Release, int(args["release_id"]))
+    if release is None:
+        return {"release": args["release_id"], "gone": True}
+    more = service.advance(session, release)
+    if more:
+        jobs.enqueue(session, service.ADVANCE_JOB, {"release_id": release.id}, max_attempts=1)
+    return {"release": release.id, "state": release.state, "more": more}
+
+
+@registry.due("releases.pipelines")
+def enqueue_pipeline_watch(session: Session) -> None:
+    """While a release is running: look for failed pipeline events once a minute."""
+    if service.running_releases(session) and jobs.is_due(
+        session, "releases.pipelines", PIPELINE_WATCH_EVERY
+    ):
+        jobs.enqueue(session, "releases.pipelines")
+
+
+@registry.job_kind("releases.pipelines")
+def watch_pipelines(session: Session, _args: dict[str, Any]) -> dict[str, int]:
+    """Attach failed events of each running release's pipelines to it."""
+    write_phase(session)
+    attached = sum(
+        service.attach_failed_pipelines(session, release)
+        for release in service.running_releases(session)
+    )
+    return {"attached": attached}
