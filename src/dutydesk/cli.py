@@ -58,6 +58,11 @@ DOMAINS = {
     "alarms": Domain(
         "dutydesk.alarms.cli", "app", "Alarm rules: test, list, evaluate, seed the defaults."
     ),
+    "backup": Domain(
+        "dutydesk.backups.cli",
+        "app",
+        "Backups: targets, run, list, verify (the restore drill), restore.",
+    ),
     "changes": Domain(
         "dutydesk.runbooks.cli",
         "app",
@@ -253,6 +258,18 @@ def smtp() -> None:
     _start("smtp")
     ready_database()
     run_smtp(get_settings())
+
+
+@app.command()
+def backupd() -> None:
+    """Run the backup daemon alone: Litestream replication of the continuous SQLite targets."""
+    from dutydesk.backups.continuous import run_backupd
+    from dutydesk.commandline import ready_database
+    from dutydesk.settings import get_settings
+
+    _start("backupd")
+    ready_database()
+    raise typer.Exit(run_backupd(get_settings()))
 
 
 @db_app.command("upgrade")

@@ -15,9 +15,11 @@ from dutydesk.db import utcnow
 SOURCE = "backups"
 
 
-def drill_fingerprint(target: BackupTarget) -> str:
-    """The alarm of the target's failing restore drill."""
-    return f"backups:{target.name}:drill"
+def drill_fingerprint(target: BackupTarget, drill: RestoreDrill | None = None) -> str:
+    """The alarm of the target's failing restore drill (its Litestream replica's drill has
+    an alarm of its own)."""
+    replica = drill is not None and (drill.checks or {}).get("method") == "litestream"
+    return f"backups:{target.name}:{'replica' if replica else 'drill'}"
 
 
 def stale_fingerprint(target: BackupTarget) -> str:
@@ -33,8 +35,13 @@ def drill_outcome(session: Session, target: BackupTarget, drill: RestoreDrill) -
         session,
         Signal(
             source=SOURCE,
-            fingerprint=drill_fingerprint(target),
-            title=f"Backup restore drill failed: {target.name}",
+            fingerprint=drill_fingerprint(target, drill),
+            title=f"Backup restore drill failed: {target.name}"
+            + (
+                " (Litestream replica)"
+                if drill_fingerprint(target, drill).endswith("replica")
+                else ""
+            ),
             severity="critical",
             description=drill.error or "the drill restored the backup and every check held",
             labels={"target": target.name, "check": "drill"},

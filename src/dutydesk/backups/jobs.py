@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk import registry
 from dutydesk.backups import alarms, service
+from dutydesk.backups.continuous import drill_replica
 from dutydesk.backups.models import Backup, BackupTarget, RestoreDrill
 from dutydesk.db import utcnow, write_phase
 from dutydesk.jobs import service as jobs
@@ -90,16 +91,26 @@ def verify_newest(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Restore-test the newest backup of `target` (the drill)."""
     target = service.find_target(session, str(args["target"]))
     backup = service.newest_backup(session, target)
-    drill = service.drill_of(target, backup)
+    drills = [service.drill_of(target, backup)] if backup or not target.continuous else []
+    if target.continuous:
+        with service.scratch() as folder:
+            drills.append(drill_replica(target, folder))
     write_phase(session)
     target = session.get(BackupTarget, target.id) or target
     if backup is not None:
         backup = session.get(Backup, backup.id)
-    service.record_drill(session, target, backup, drill)
+    for drill in drills:
+        service.record_drill(session, target, backup if drill.backup_id else None, drill)
     return {
-        "drill": drill.id,
-        "state": drill.state,
-        "rpo_seconds": drill.rpo_seconds,
-        "rto_seconds": drill.rto_seconds,
-        "error": drill.error,
+        "drills": [
+            {
+                "drill": drill.id,
+                "method": drill.checks.get("method", "backup"),
+                "state": drill.state,
+                "rpo_seconds": drill.rpo_seconds,
+                "rto_seconds": drill.rto_seconds,
+                "error": drill.error,
+            }
+            for drill in drills
+        ]
     }
