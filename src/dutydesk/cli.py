@@ -168,7 +168,7 @@ def up(
     from dutydesk import migrations
     from dutydesk.commandline import fail
     from dutydesk.db import redacted
-    from dutydesk.processes import Supervisor, child_commands, port_in_use
+    from dutydesk.processes import Supervisor, child_commands, port_in_use, wants_backupd
     from dutydesk.settings import get_settings
 
     _start("up")
@@ -200,7 +200,9 @@ def up(
         typer.echo(f"dutydesk: console at http://{host}:{port}/ (Ctrl-C stops everything)")
 
     supervisor = Supervisor(
-        child_commands(host, port, demo_mail=demo), ready_address=(host, port), when_ready=announce
+        child_commands(host, port, demo_mail=demo, backupd=wants_backupd(settings)),
+        ready_address=(host, port),
+        when_ready=announce,
     )
     raise typer.Exit(supervisor.run())
 

@@ -168,8 +168,11 @@ class Supervisor:
         log.info("all processes stopped")
 
 
-def child_commands(host: str, port: int, *, demo_mail: bool = False) -> dict[str, list[str]]:
-    """The command lines `dutydesk up` starts (with `demo_mail`, the demo's mail catcher first)."""
+def child_commands(
+    host: str, port: int, *, demo_mail: bool = False, backupd: bool = False
+) -> dict[str, list[str]]:
+    """The command lines `dutydesk up` starts (with `demo_mail`, the demo's mail catcher first;
+    with `backupd`, the backup daemon that runs Litestream)."""
     base = [sys.executable, "-m", "dutydesk"]
     catcher = {"demo-mail": [sys.executable, "-m", "dutydesk.notify.democatcher"]}
     return {
@@ -178,7 +181,14 @@ def child_commands(host: str, port: int, *, demo_mail: bool = False) -> dict[str
         "worker": [*base, "worker"],
         "beat": [*base, "beat"],
         "smtp": [*base, "smtp"],
+        **({"backupd": [*base, "backupd"]} if backupd else {}),
     }
+
+
+def wants_backupd(settings: Settings) -> bool:
+    """Whether `dutydesk up` runs the backup daemon: Litestream is turned on and the ops
+    database is a SQLite file."""
+    return settings.backup_litestream and settings.effective_database_url.startswith("sqlite")
 
 
 def watch_supervisor(supervisor_pid: int) -> threading.Thread:
