@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -10,8 +11,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dutydesk.people.models import User
+from dutydesk.people.service import hash_password
 from dutydesk.runbooks import ChangeKind, ChangeRequest, open_change, register_kind
-from tests.tickets.conftest import add_person
+from tests.conftest import TEST_PASSWORD
 
 KIND = "test_change"
 # Every execute of the test kind, as (change id, data_version); shared by racing threads.
@@ -55,6 +57,20 @@ class People:
     ada: User
     vic: User
     otto: User
+
+
+@functools.cache
+def _password_hash() -> str:
+    # Hashing is slow on purpose; the tests' people share one hash of TEST_PASSWORD.
+    return hash_password(TEST_PASSWORD)
+
+
+def add_person(db: Session, username: str, role: str, email: str) -> User:
+    """A committed active user who signs in with TEST_PASSWORD."""
+    user = User(username=username, role=role, email=email, password_hash=_password_hash())
+    db.add(user)
+    db.commit()
+    return user
 
 
 def make_people(db: Session) -> People:

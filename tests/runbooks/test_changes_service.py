@@ -13,6 +13,7 @@ from dutydesk.notify.models import Delivery
 from dutydesk.runbooks import (
     ChangeRefused,
     ChangeState,
+    _rules,
     cancel_change,
     comment_change,
     evidence_hash,
@@ -24,7 +25,6 @@ from dutydesk.runbooks import (
     submit_change,
     timeline,
 )
-from dutydesk.runbooks import _rules
 from dutydesk.runbooks.service import execute_run
 from tests.runbooks.changes_kit import EXECUTED, KIND, People, make_people, new_change
 
@@ -39,17 +39,16 @@ def refused(status: int, words: str) -> pytest.RaisesExc[ChangeRefused]:
 
 
 def approve(db: Session, change, user) -> None:  # type: ignore[no-untyped-def]
-    sign_off(
-        db, change, user, data_version=change.data_version, evidence_hash=change.evidence_hash
-    )
+    sign_off(db, change, user, data_version=change.data_version, evidence_hash=change.evidence_hash)
 
 
 def test_evidence_hash_is_sha256_of_canonical_json() -> None:
     import hashlib
 
-    assert evidence_hash({"b": 1, "a": [1, "é"]}) == hashlib.sha256(
-        '{"a":[1,"é"],"b":1}'.encode()
-    ).hexdigest()
+    assert (
+        evidence_hash({"b": 1, "a": [1, "é"]})
+        == hashlib.sha256('{"a":[1,"é"],"b":1}'.encode()).hexdigest()
+    )
 
 
 def test_submit_notifies_everyone_whose_signoff_is_needed_but_not_the_author(
@@ -101,7 +100,7 @@ def test_a_signoff_on_a_stale_version_or_evidence_is_refused_with_the_reason(
     submit_change(db, change, people.olga)
     revise_change(db, change, people.olga, evidence={"count": 3, "ids": ["a", "b", "c"]})
     assert change.data_version == 2
-    with pytest.raises(ChangeRefused, match="stale data_version.*version 1.*version 2") as stale:
+    with pytest.raises(ChangeRefused, match=r"stale data_version.*version 1.*version 2") as stale:
         sign_off(db, change, people.abe, data_version=1, evidence_hash=change.evidence_hash)
     assert stale.value.status == 409
     with pytest.raises(ChangeRefused, match="evidence hash") as wrong:
@@ -215,10 +214,10 @@ def test_run_queues_one_job_that_executes_and_marks_the_request_done(
         run_change(db, change, people.olga)
     EXECUTED.clear()
     assert execute_run(db, change.id, 1) == {"state": "done"}
-    assert EXECUTED == [(change.id, 1)]
+    assert list(EXECUTED) == [(change.id, 1)]
     assert change.state == ChangeState.done and change.result == {"done": ["r-1", "r-2"]}
     assert execute_run(db, change.id, 1) == {"skipped": f"change #{change.id} is done"}
-    assert EXECUTED == [(change.id, 1)]
+    assert list(EXECUTED) == [(change.id, 1)]
     states = [e.kind for e in timeline(db, change) if e.kind in ChangeState.__members__]
     assert states == ["pending", "approved", "running", "done"]
     assert db.scalars(select(Delivery.reason).where(Delivery.reason == "change done")).one()
@@ -263,9 +262,7 @@ def test_reject_needs_a_signer_and_a_reason_and_tells_the_author(
         revise_change(db, change, people.olga, payload={"ids": []})
 
 
-def test_cancel_by_the_author_or_an_admin_only_before_running(
-    db: Session, people: People
-) -> None:
+def test_cancel_by_the_author_or_an_admin_only_before_running(db: Session, people: People) -> None:
     change = new_change(db, people.olga)
     with pytest.raises(ChangeRefused, match="only the author or an admin") as refusal:
         cancel_change(db, change, people.abe)
