@@ -147,7 +147,6 @@ def record_notices(session: Session, *, now: dt.datetime | None = None) -> dict[
                         message=text.notice_body(change, risk.value, notices_link()),
                         subject=f"change:{change.id}",
                         reason=NOTICE_REASON,
-                        now=now,
                     )
         except IntegrityError:
             continue  # another recorder took this change
@@ -208,7 +207,6 @@ def send_digest(session: Session, *, now: dt.datetime | None = None) -> ChangeDi
             message=text.digest_body(events, day.isoformat(), notices_link(), DIGEST_LISTED),
             subject=f"change-digest:{day.isoformat()}",
             reason=DIGEST_REASON,
-            now=now,
         )
     return digest
 
@@ -238,7 +236,9 @@ def _note_high_risk(session: Session, _context: UOWTransaction) -> None:
 def _queue_notices_at_commit(session: Session) -> None:
     """A transaction that changed something of high risk adds, before it commits, the job that
     sends its notices; the job row commits with the change, or is rolled back with it."""
-    if not session.info.pop(_HIGH_RISK_CHANGED, False):
+    # Changes still pending are flushed after this hook, so they are looked at here too.
+    flushed = session.info.pop(_HIGH_RISK_CHANGED, False)
+    if not flushed and not _changes_high_risk(session):
         return
     if not get_settings().change_notice_list.strip():
         return

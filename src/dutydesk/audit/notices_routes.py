@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
@@ -59,7 +61,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
 
 
-def _rows(db: Session, found: list[tuple[ChangeNotice, AuditEvent]]) -> list[ChangeNoticeOut]:
+def _rows(db: Session, found: Sequence[Row[ChangeNotice, AuditEvent]]) -> list[ChangeNoticeOut]:
     subjects = [s for notice, _ in found if (s := notices.subject_of(notice))]
     states = notices.delivery_states(db, subjects)
     return [
@@ -106,12 +108,12 @@ def change_notices_page(
         since=_aware(since),
         until=_aware(until),
     )
-    found = db.execute(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).tuples().all()
+    found = db.execute(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
     return render(
         request,
         "audit/change_notices.html",
         {
-            "rows": _rows(db, list(found[:PAGE_SIZE])),
+            "rows": _rows(db, found[:PAGE_SIZE]),
             "has_more": len(found) > PAGE_SIZE,
             "page": page,
             "object_types": notices.object_types(db),
@@ -149,4 +151,4 @@ def list_change_notices(
         since=_aware(since),
         until=_aware(until),
     )
-    return _rows(db, list(db.execute(query.offset(offset).limit(limit)).tuples().all()))
+    return _rows(db, db.execute(query.offset(offset).limit(limit)).all())
