@@ -68,6 +68,11 @@ DOMAINS = {
         "app",
         "Change requests: list, show, approve, reject, run, comment; signoff rules.",
     ),
+    "redrive": Domain(
+        "dutydesk.runbooks.redrive.cli",
+        "app",
+        "Re-drive batches: add record IDs, list, show, submit for signoff, verify.",
+    ),
     "release": Domain(
         "dutydesk.runbooks.releases.cli",
         "app",
