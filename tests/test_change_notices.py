@@ -229,7 +229,7 @@ def test_secrets_never_appear_in_a_notice_the_digest_or_the_api(
 def test_the_risk_table_rates_permissions_and_rules_high_and_the_rest_low() -> None:
     for table in ("users", "api_tokens", "signoff_rules", "alarm_rules", "silences"):
         assert notices.risk_of(table) is notices.Risk.high
-    for table in ("integrations", "notify_channels", "escalation_policies"):
+    for table in ("integrations", "notify_channels", "escalation_policies", "db_change_targets"):
         assert notices.risk_of(table) is notices.Risk.high
     for table in ("contact_lists", "export_schedules", "log_sources", "rotations"):
         assert notices.risk_of(table) is notices.Risk.low

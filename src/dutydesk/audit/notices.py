@@ -24,6 +24,7 @@ from sqlalchemy import Select, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
+from dutydesk import registry
 from dutydesk.audit import _notice_text as text
 from dutydesk.audit.models import AuditEvent, ChangeDigest, ChangeNotice
 from dutydesk.db import utcnow
@@ -63,6 +64,7 @@ HIGH_RISK: dict[str, str] = {
     "silences": "silences and maintenance windows",
     "integrations": "intake integrations and their secrets",
     "notify_channels": "notification channels and their secret URLs",
+    "db_change_targets": "database change targets and their credentials",
     "escalation_policies": "escalation policies",
 }
 
@@ -76,6 +78,7 @@ DIGEST_LISTED = 200
 NOTICE_REASON = "change notice"
 DIGEST_REASON = "change digest"
 _HIGH_RISK_CHANGED = "dutydesk_high_risk_changed"
+_JOB = "audit.change_notices"
 
 
 def risk_of(object_type: str) -> Risk:
@@ -240,11 +243,11 @@ def _queue_notices_at_commit(session: Session) -> None:
     flushed = session.info.pop(_HIGH_RISK_CHANGED, False)
     if not flushed and not _changes_high_risk(session):
         return
-    if not get_settings().change_notice_list.strip():
-        return
+    if not get_settings().change_notice_list.strip() or _JOB not in registry.job_kinds:
+        return  # (without the job kind loaded, the next beat tick sends the notice)
     from dutydesk.jobs.service import enqueue
 
-    enqueue(session, "audit.change_notices", {}, created_by="audit:high-risk change")
+    enqueue(session, _JOB, {}, created_by="audit:high-risk change")
 
 
 @event.listens_for(Session, "after_soft_rollback")
