@@ -8,7 +8,7 @@ from email.message import Message
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.audit import notices
@@ -293,3 +293,27 @@ def test_recording_twice_records_each_change_once(db: Session) -> None:
     assert notices.record_notices(db) == {"at_once": 0, "digest": 0, "none": 0}
     audit_ids = db.scalars(select(AuditEvent.id)).all()
     assert len(db.scalars(select(ChangeNotice)).all()) == len(audit_ids)
+
+
+def test_a_committed_change_whose_job_never_ran_is_still_told_by_the_next_tick(
+    notice_list: str,
+    mail_server: list[Message],  # noqa: F811
+    db: Session,
+    factory: sessionmaker[Session],
+) -> None:
+    make_list(db)
+    token = people.create_token(db, "deploy-bot", ["write"])
+    db.commit()
+    # The job queued by that commit is lost (its worker died with it, say); beat ticks on.
+    db.execute(delete(Job))
+    db.commit()
+
+    jobs.tick(factory)
+    deliver = db.scalars(select(Job).where(Job.kind == "notify.deliver_due")).one()
+    assert jobs.execute(deliver.id, "worker-1", factory) == "succeeded"
+
+    assert [m["Subject"] for m in mail_server] == [
+        f"[dutydesk change] test created api_tokens {token.token.id} (deploy-bot)"
+    ]
+    assert 'scopes: ["write"]' in body(mail_server[0])
+    assert "token_hash: set (secret, not shown)" in body(mail_server[0])
