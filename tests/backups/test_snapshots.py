@@ -135,7 +135,8 @@ def test_the_gate_says_why_when_no_backup_can_be_had(db: Session, tmp_path: Path
 def test_retention_keeps_the_newest_of_each_hour_day_and_week(db: Session, tmp_path: Path) -> None:
     url = make_source(tmp_path / "app.sqlite", rows=5)
     target = service.add_target(db, "app", url, destination=str(tmp_path / "dest"), keep=(2, 2, 1))
-    now = dt.datetime.now(dt.UTC)
+    # Yesterday at 12:30: hours and days fall the same way whenever the test runs.
+    now = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(hour=12, minute=30)
     ages = [dt.timedelta(minutes=m) for m in (0, 10, 70, 130, 60 * 25, 60 * 50)]
     made = []
     for age in ages:

@@ -187,7 +187,7 @@ def amcheck(url: str) -> str:
         return f"skipped: {error}"
     uri, env = libpq(url)
     try:
-        run([tool, "--install-missing", "--heapallindexed", "-d", uri], env)
+        run([tool, "--install-missing", "--heapallindexed", uri], env)
     except ToolFailed as error:
         return str(error)
     return "ok"
