@@ -40,8 +40,8 @@ class FieldChange:
             return f"{self.field}: {self.hidden} (secret, not shown)"
         if self.before is None:
             return f"{self.field}: {self.after}"
-        if self.after is None:
-            return f"{self.field}: {self.before} (deleted)"
+        if self.after is None:  # a deleted object: its last values
+            return f"{self.field}: {self.before}"
         return f"{self.field}: {self.before} → {self.after}"
 
 
