@@ -317,3 +317,29 @@ def test_a_committed_change_whose_job_never_ran_is_still_told_by_the_next_tick(
     ]
     assert 'scopes: ["write"]' in body(mail_server[0])
     assert "token_hash: set (secret, not shown)" in body(mail_server[0])
+
+
+def test_ticks_on_the_next_day_send_the_digest_once(
+    notice_list: str,
+    mail_server: list[Message],  # noqa: F811
+    db: Session,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_list(db)
+    jobs.tick(factory)
+    assert db.scalars(select(ChangeNotice.told)).all() == ["digest"]
+
+    tomorrow = utcnow() + dt.timedelta(days=1)
+    monkeypatch.setattr(notices, "utcnow", lambda: tomorrow)  # the clock moves to tomorrow
+    jobs.tick(factory)
+    jobs.tick(factory)
+    db.expire_all()
+    for job in db.scalars(select(Job).where(Job.kind == "notify.deliver_due")).all():
+        jobs.execute(job.id, "worker-1", factory)
+        jobs.execute(job.id, "worker-2", factory)
+
+    assert [m["Subject"] for m in mail_server] == [
+        f"[dutydesk changes] digest of {(tomorrow - dt.timedelta(days=1)).date()}: 1 change(s)"
+    ]
+    assert len(db.scalars(select(ChangeDigest)).all()) == 1
