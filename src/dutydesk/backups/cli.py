@@ -210,3 +210,29 @@ def restore(
         raise fail(str(error)) from None
     except service.BackupFailed as error:
         raise fail(str(error), 1) from None
+
+
+@app.command("archiving")
+def archiving(target: Annotated[str, typer.Argument(help="A PostgreSQL target's name.")]) -> None:
+    """Check that the PostgreSQL server of TARGET archives WAL (point-in-time recovery) and is
+    current; exit 1 printing exactly what to change when not."""
+    from dutydesk.backups import service
+    from dutydesk.backups._pitr import archiving_problems
+    from dutydesk.db import transaction
+
+    ready_database()
+    try:
+        with transaction() as session:
+            found = service.find_target(session, target)
+            if found.kind != "postgresql":
+                raise service.BackupInputError(f"{found.name} is not a PostgreSQL target")
+            url = found.source_url
+    except service.BackupInputError as error:
+        raise fail(str(error)) from None
+    problems = archiving_problems(url)
+    if not problems:
+        typer.echo(f"ok: {target} archives WAL and the newest archived segment is current")
+        return
+    for problem in problems:
+        typer.echo(f"- {problem}")
+    raise typer.Exit(1)
