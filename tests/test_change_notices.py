@@ -343,3 +343,19 @@ def test_ticks_on_the_next_day_send_the_digest_once(
         f"[dutydesk changes] digest of {(tomorrow - dt.timedelta(days=1)).date()}: 1 change(s)"
     ]
     assert len(db.scalars(select(ChangeDigest)).all()) == 1
+
+
+def test_the_filter_form_as_a_browser_sends_it_is_accepted(
+    db: Session, factory: sessionmaker[Session], client: TestClient
+) -> None:
+    viewer = make_user(db, Role.viewer, "vic")
+    jobs.tick(factory)
+    sign_in(client, db, viewer)
+    blank = {"risk": "", "object_type": "", "actor": "", "since": "", "until": ""}
+    assert "created users" in client.get("/change-notices", params=blank).text
+    today = utcnow().strftime("%Y-%m-%d")
+    chosen = {**blank, "risk": "high", "since": f"{today} 00:00", "actor": "test"}
+    page = client.get("/change-notices", params=chosen)
+    assert page.status_code == 200 and "created users" in page.text
+    bad = client.get("/change-notices", params={**blank, "since": "last week"})
+    assert bad.status_code == 422 and "since" in bad.text
