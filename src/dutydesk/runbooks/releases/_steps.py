@@ -252,6 +252,8 @@ def _notify(session: Session, release: Release, step: StepRun, actor: str) -> Ou
 @_runner(StepKind.broadcast)
 def _broadcast(session: Session, release: Release, step: StepRun, actor: str) -> Outcome:
     if step.params["action"] == "start":
+        # A release shows one broadcast at a time: a new one replaces its earlier one.
+        _end_release_broadcasts(session, release, actor)
         try:
             made = create_broadcast(
                 session,
@@ -263,14 +265,19 @@ def _broadcast(session: Session, release: Release, step: StepRun, actor: str) ->
         except BroadcastError as error:
             raise StepFailed(str(error)) from None
         return Outcome({"summary": f"broadcast {made.id} started", "broadcast": made.id})
+    ended = _end_release_broadcasts(session, release, actor)
+    summary = f"ended broadcast {', '.join(map(str, ended))}" if ended else "no broadcast to end"
+    return Outcome({"summary": summary, "ended": ended})
+
+
+def _end_release_broadcasts(session: Session, release: Release, actor: str) -> list[int]:
     now = utcnow()
     ended = []
     for broadcast in session.scalars(select(Broadcast).where(Broadcast.release_id == release.id)):
         if broadcast.ends_at is None or broadcast.ends_at > now:
             end_broadcast(session, broadcast, actor=actor, at=now)
             ended.append(broadcast.id)
-    summary = f"ended broadcast {', '.join(map(str, ended))}" if ended else "no broadcast to end"
-    return Outcome({"summary": summary, "ended": ended})
+    return ended
 
 
 @_runner(StepKind.backup)
