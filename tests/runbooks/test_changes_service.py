@@ -297,3 +297,28 @@ def test_every_state_change_signoff_and_comment_is_on_the_timeline_and_in_the_au
         ["draft", "pending"],
         ["pending", "approved"],
     ]
+
+
+def test_a_run_whose_worker_stopped_fails_the_request_saying_so(
+    db: Session, people: People
+) -> None:
+    import datetime as dt
+
+    from dutydesk.jobs import service as jobs
+    from dutydesk.jobs.models import JobState
+    from dutydesk.runbooks._run import _claim
+
+    change = new_change(db, people.olga)
+    submit_change(db, change, people.olga)
+    approve(db, change, people.abe)
+    job = db.get(Job, run_change(db, change, people.olga))
+    assert job is not None
+    assert _claim(db, change.id)
+    db.expire(change)  # the claim is a bulk UPDATE, as in a worker's own session
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    job.state, job.attempts, job.heartbeat_at, job.worker = "running", 1, long_ago, "gone"
+    db.flush()
+    assert jobs.sweep(db)["failed"] == 1
+    db.refresh(change)
+    assert job.state == JobState.failed and change.state == ChangeState.failed
+    assert change.error is not None and "stopped without finishing" in change.error

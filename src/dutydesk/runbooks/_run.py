@@ -132,3 +132,16 @@ def execute_run(
     _notices.notify_author(session, change, ChangeState.done.value)
     session.flush()
     return {"state": change.state}
+
+
+def abandon_run(session: Session, change_id: int, why: str) -> None:
+    """A running request whose worker stopped heartbeating is failed, with the reason."""
+    change = session.get(ChangeRequest, change_id)
+    if change is None or change.state != ChangeState.running:
+        return
+    change.error = (
+        f"the run stopped without finishing ({why}); check what it did before asking again"
+    )
+    move(session, change, ChangeState.failed, "run job", error=change.error)
+    _notices.notify_author(session, change, ChangeState.failed.value, change.error)
+    session.flush()

@@ -23,7 +23,7 @@ from dutydesk.runbooks._kinds import (
     register_kind,
 )
 from dutydesk.runbooks._moves import MOVES
-from dutydesk.runbooks._run import RUN_JOB, execute_run, rules_met, run_change
+from dutydesk.runbooks._run import RUN_JOB, abandon_run, execute_run, rules_met, run_change
 from dutydesk.runbooks._steps import (
     MAX_COMMENT,
     check_dict,
@@ -45,6 +45,7 @@ __all__ = [
     "RUN_JOB",
     "ChangeKind",
     "ChangeRefused",
+    "abandon_run",
     "cancel_change",
     "comment_change",
     "evidence_hash",
