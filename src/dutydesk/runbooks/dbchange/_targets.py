@@ -69,11 +69,11 @@ def clean_url(text: str) -> tuple[str, str, str]:
     if backend != "sqlite" and not (url.host and url.database):
         raise ValueError("the URL needs a host and a database name")
     user, password = url.username or "", url.password or ""
-    bare = url.set(username=None, password=None)
-    if backend == "mysql":
-        bare = bare.set(drivername="mysql+pymysql")
-    if backend == "postgresql":
-        bare = bare.set(drivername="postgresql")
+    drivers = {"mysql": "mysql+pymysql", "postgresql": "postgresql", "sqlite": "sqlite"}
+    # URL.set ignores None, so the login is left out by building the URL anew.
+    bare = URL.create(
+        drivers[backend], host=url.host, port=url.port, database=url.database, query=url.query
+    )
     return bare.render_as_string(hide_password=False), user, str(password)
 
 

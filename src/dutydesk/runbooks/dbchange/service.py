@@ -136,8 +136,10 @@ def shown_url(target: DbChangeTarget) -> str:
     """The target's URL with the read-write user and a redacted password, for pages and API."""
     url = make_url(target.url)
     if target.write_user:
-        url = url.set(username=target.write_user, password="***" if target.write_password else None)
-    return url.render_as_string(hide_password=False)
+        url = url.set(username=target.write_user)
+    if target.write_password:
+        url = url.set(password="-")  # noqa: S106 - a stand-in, rendered as ***
+    return url.render_as_string(hide_password=True)
 
 
 def test_target(session: Session, target: DbChangeTarget) -> dict[str, Any]:
