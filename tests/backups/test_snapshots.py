@@ -93,7 +93,10 @@ def test_a_target_without_a_fresh_verified_backup_raises_the_stale_alarm(
     target = service.add_target(
         db, "app", url, destination=str(tmp_path / "dest"), max_age_minutes=60
     )
-    assert stale_check(db, target) is False
+    assert stale_check(db, target) is True  # just added: not stale yet
+    assert alarm(db, "backups:app:stale") is None
+    later = target.created_at + dt.timedelta(minutes=61)
+    assert stale_check(db, target, later) is False
     stale = alarm(db, "backups:app:stale")
     assert stale is not None and stale.state == "firing"
     assert "No verified backup of app in the last 1 h" in stale.title
@@ -104,6 +107,8 @@ def test_a_target_without_a_fresh_verified_backup_raises_the_stale_alarm(
     assert stale.state == "resolved"
     # Two hours later the same backup is too old.
     assert stale_check(db, target, backup.started_at + dt.timedelta(hours=2)) is False
+    db.refresh(stale)
+    assert stale.state == "firing"
 
 
 def test_the_gate_returns_a_fresh_verified_backup_without_taking_another(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dutydesk.alarms.models import Alarm, AlarmState
 from dutydesk.alarms.service import Signal, raise_signal
 from dutydesk.backups.models import BackupTarget, DrillState, RestoreDrill
 from dutydesk.db import utcnow
@@ -27,11 +29,25 @@ def stale_fingerprint(target: BackupTarget) -> str:
     return f"backups:{target.name}:stale"
 
 
+def _send(session: Session, signal: Signal) -> None:
+    """Raise a firing signal; a resolving one only when its alarm is firing (no alarm rows
+    for targets that never had a problem)."""
+    if signal.resolved:
+        firing = session.scalar(
+            select(Alarm.id).where(
+                Alarm.fingerprint == signal.fingerprint, Alarm.state == AlarmState.firing.value
+            )
+        )
+        if firing is None:
+            return
+    raise_signal(session, signal)
+
+
 def drill_outcome(session: Session, target: BackupTarget, drill: RestoreDrill) -> None:
     """Fire the drill alarm for a failed drill, resolve it for a passed one (which also
     makes the target fresh, so its stale alarm resolves)."""
     failed = drill.state == DrillState.failed.value
-    raise_signal(
+    _send(
         session,
         Signal(
             source=SOURCE,
@@ -55,14 +71,14 @@ def drill_outcome(session: Session, target: BackupTarget, drill: RestoreDrill) -
 
 
 def stale_check(session: Session, target: BackupTarget, at: dt.datetime | None = None) -> bool:
-    """Fire the stale alarm when the target has no verified backup within its maximum age,
-    resolve it otherwise; returns whether the target is fresh."""
-    from dutydesk.backups.service import is_fresh
+    """Fire the stale alarm when the target has no verified backup within its maximum age (and
+    has been a target that long), resolve it otherwise; returns whether it is not stale."""
+    from dutydesk.backups.service import is_stale
 
     at = at or utcnow()
-    fresh = is_fresh(session, target, at)
+    fresh = not is_stale(session, target, at)
     hours = target.max_age_minutes / 60
-    raise_signal(
+    _send(
         session,
         Signal(
             source=SOURCE,

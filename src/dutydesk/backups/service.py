@@ -523,3 +523,54 @@ def is_fresh(session: Session, target: BackupTarget, at: dt.datetime | None = No
     """Whether the target has a verified backup within its maximum age."""
     since = (at or utcnow()) - dt.timedelta(minutes=target.max_age_minutes)
     return _verified_since(session, target, since) is not None
+
+
+def is_stale(session: Session, target: BackupTarget, at: dt.datetime | None = None) -> bool:
+    """Whether the target lacks a verified backup within its maximum age although it has been
+    a target that long (a target added an hour ago is not stale yet with a day's maximum)."""
+    at = at or utcnow()
+    old_enough = target.created_at <= at - dt.timedelta(minutes=target.max_age_minutes)
+    return old_enough and not is_fresh(session, target, at)
+
+
+def due_times(
+    session: Session, target: BackupTarget
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """When the next backup and the next drill are due (None: now, nothing yet)."""
+    newest = session.scalar(
+        select(Backup.started_at)
+        .where(Backup.target_id == target.id)
+        .order_by(Backup.started_at.desc())
+        .limit(1)
+    )
+    drilled = session.scalar(
+        select(RestoreDrill.started_at)
+        .where(RestoreDrill.target_id == target.id)
+        .order_by(RestoreDrill.started_at.desc())
+        .limit(1)
+    )
+    return (
+        newest + dt.timedelta(minutes=target.every_minutes) if newest else None,
+        drilled + dt.timedelta(minutes=target.drill_every_minutes) if drilled else None,
+    )
+
+
+def status_of(session: Session, target: BackupTarget) -> dict[str, Any]:
+    """What the Backups page and the overview show of one target; `red` when it has no fresh
+    verified backup or its newest drill failed."""
+    drill = newest_drill(session, target)
+    fresh = is_fresh(session, target)
+    backup_due, drill_due = due_times(session, target)
+    failed_drill = drill is not None and drill.state == DrillState.failed.value
+    stale = is_stale(session, target)
+    return {
+        "target": target,
+        "source": shown_url(target),
+        "newest": newest_backup(session, target),
+        "drill": drill,
+        "fresh": fresh,
+        "stale": stale,
+        "red": failed_drill or stale,
+        "next_backup_due": backup_due,
+        "next_drill_due": drill_due,
+    }

@@ -112,9 +112,11 @@ def logout(request: Request, _who: AnyonePage, db: Db) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
     """The overview: the state of the desk at a glance."""
+    from dutydesk.backups.service import list_targets, status_of
     from dutydesk.notify.watchdog import check
 
     recent = db.scalars(audit_query().limit(10)).all()
+    backups = [status_of(db, target) for target in list_targets(db) if target.enabled]
     return render(
         request,
         "overview.html",
@@ -123,6 +125,7 @@ def overview(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
             "recent_changes": recent,
             "health": _health(request),
             "self_check": check(db),
+            "backups": backups,
         },
     )
 
