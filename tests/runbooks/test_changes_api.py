@@ -226,3 +226,21 @@ def test_pages_by_role(client: TestClient, db: Session, team: People) -> None:
 def test_anonymous_pages_go_to_the_login(client: TestClient) -> None:
     answer = client.get("/changes/1")
     assert answer.status_code in (302, 303, 307) and "/login" in answer.headers["location"]
+
+
+def test_a_request_of_a_kind_this_desk_does_not_know_shows_without_a_server_error(
+    client: TestClient, db: Session, team: People
+) -> None:
+    change = pending(db, team)
+    change.kind = "retired_kind"
+    db.commit()
+    shown = client.get(f"/api/v1/changes/{change.id}", headers=token(db, "vic", "read"))
+    assert shown.status_code == 200
+    assert shown.json()["missing"] == ["the kind 'retired_kind' is not known to this desk"]
+    signed = client.post(
+        f"/api/v1/changes/{change.id}/signoffs", json=signoff(change), headers=token(db, "abe")
+    )
+    assert signed.status_code == 422 and "unknown change kind" in signed.json()["detail"]
+    sign_in(client, db, team.abe)
+    assert client.get(f"/changes/{change.id}").status_code == 200
+    assert client.get("/changes").status_code == 200

@@ -17,7 +17,7 @@ from dutydesk.audit.models import AuditEvent
 from dutydesk.db import utcnow
 from dutydesk.people.models import User
 from dutydesk.runbooks import _notices, _rules
-from dutydesk.runbooks._kinds import ChangeRefused, get_kind
+from dutydesk.runbooks._kinds import ChangeRefused, get_kind, known_kinds
 from dutydesk.runbooks._steps import event, is_operator, move
 from dutydesk.runbooks.models import ChangeRequest, ChangeState
 
@@ -28,6 +28,9 @@ RUN_JOB = "runbooks.run_change"
 
 def rules_met(session: Session, change: ChangeRequest) -> tuple[bool, list[str]]:
     """Whether the signoffs on the current data_version meet every rule; what is missing."""
+    if change.kind not in known_kinds():
+        # A kind whose module this process has not loaded: never met, and said so.
+        return False, [f"the kind {change.kind!r} is not known to this desk"]
     missing = _rules.missing(session, change)
     return not missing, missing
 
