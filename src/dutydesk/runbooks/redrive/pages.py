@@ -99,7 +99,7 @@ def _batch_page(
     )
 
 
-@router.get("/redrives/{batch_id}", response_class=HTMLResponse)
+@router.get("/redrives/{batch_id:int}", response_class=HTMLResponse)
 def batch_page(
     request: Request, _who: ViewerPage, db: Db, batch_id: RowId, page: Page = 1
 ) -> HTMLResponse:
@@ -121,7 +121,7 @@ async def _uploaded_lines(value: Any) -> list[str]:
     return text.splitlines()
 
 
-@router.post("/redrives/{batch_id}/add", response_class=HTMLResponse)
+@router.post("/redrives/{batch_id:int}/add", response_class=HTMLResponse)
 async def add_page(
     request: Request, who: OperatorPage, db: Db, records: RecordsDb, batch_id: RowId
 ) -> HTMLResponse:
@@ -161,7 +161,7 @@ async def add_page(
     return _batch_page(request, db, batch, 1, reports=reports)
 
 
-@router.post("/redrives/{batch_id}/submit")
+@router.post("/redrives/{batch_id:int}/submit")
 async def submit_page(request: Request, who: OperatorPage, db: Db, batch_id: RowId) -> Response:
     """Submit the open batch for signoff."""
     batch = batch_or_404(db, batch_id)
@@ -180,7 +180,7 @@ def _change(db: Db, batch: RedriveBatch) -> Any:
     return get_change(db, batch.change_id)
 
 
-@router.post("/redrives/{batch_id}/approve")
+@router.post("/redrives/{batch_id:int}/approve")
 async def approve_page(request: Request, who: ApproverPage, db: Db, batch_id: RowId) -> Response:
     """Sign off the batch's change request at the version and evidence the page showed."""
     from dutydesk.runbooks import ChangeRefused, sign_off
@@ -206,7 +206,7 @@ async def approve_page(request: Request, who: ApproverPage, db: Db, batch_id: Ro
     return RedirectResponse(f"/redrives/{batch.id}", status_code=303)
 
 
-@router.post("/redrives/{batch_id}/run")
+@router.post("/redrives/{batch_id:int}/run")
 async def run_page(request: Request, who: OperatorPage, db: Db, batch_id: RowId) -> Response:
     """Queue the run of the approved batch (its export, then its verification)."""
     from dutydesk.runbooks import ChangeRefused, run_change
@@ -220,7 +220,7 @@ async def run_page(request: Request, who: OperatorPage, db: Db, batch_id: RowId)
     return RedirectResponse(f"/redrives/{batch.id}", status_code=303)
 
 
-@router.post("/redrives/{batch_id}/verify")
+@router.post("/redrives/{batch_id:int}/verify")
 async def verify_page(
     request: Request, _who: OperatorPage, db: Db, records: RecordsDb, batch_id: RowId
 ) -> Response:
@@ -232,7 +232,7 @@ async def verify_page(
     return RedirectResponse(f"/redrives/{batch.id}", status_code=303)
 
 
-@router.get("/redrives/{batch_id}/report.csv")
+@router.get("/redrives/{batch_id:int}/report.csv")
 def report_page(_who: ViewerPage, db: Db, batch_id: RowId) -> StreamingResponse:
     """The verification report as CSV: every ID with its study, outcome and detail."""
     batch = batch_or_404(db, batch_id)

@@ -92,13 +92,13 @@ def add_to_open_batch(who: Operator, db: Db, records: RecordsDb, body: AddIdsIn)
     return _add(db, records, who, batch, body)
 
 
-@router.get("/api/v1/redrives/{batch_id}")
+@router.get("/api/v1/redrives/{batch_id:int}")
 def get_batch(_who: Viewer, db: Db, batch_id: RowId) -> BatchOut:
     """One batch: evidence, counts per study and reason, signoffs, run and verification."""
     return batch_view(db, batch_or_404(db, batch_id))
 
 
-@router.get("/api/v1/redrives/{batch_id}/items")
+@router.get("/api/v1/redrives/{batch_id:int}/items")
 def list_items(
     _who: Viewer, db: Db, batch_id: RowId, limit: Limit = 100, offset: Offset = 0
 ) -> list[ItemOut]:
@@ -107,7 +107,7 @@ def list_items(
     return [ItemOut.of(item) for item in service.items(db, batch, limit=limit, offset=offset)]
 
 
-@router.post("/api/v1/redrives/{batch_id}/items", responses=answers(409))
+@router.post("/api/v1/redrives/{batch_id:int}/items", responses=answers(409))
 def add_items(
     who: Operator, db: Db, records: RecordsDb, batch_id: RowId, body: AddIdsIn
 ) -> AddReportOut:
@@ -117,7 +117,7 @@ def add_items(
     return _add(db, records, who, batch_or_404(db, batch_id), body)
 
 
-@router.post("/api/v1/redrives/{batch_id}/items/remove", responses=answers(409))
+@router.post("/api/v1/redrives/{batch_id:int}/items/remove", responses=answers(409))
 def remove_items(who: Operator, db: Db, batch_id: RowId, body: RemoveIdsIn) -> BatchOut:
     """Take IDs out of the batch (a submitted one: its change request is revised)."""
     batch = batch_or_404(db, batch_id)
@@ -128,7 +128,7 @@ def remove_items(who: Operator, db: Db, batch_id: RowId, body: RemoveIdsIn) -> B
     return batch_view(db, batch)
 
 
-@router.post("/api/v1/redrives/{batch_id}/submit", responses=answers(409))
+@router.post("/api/v1/redrives/{batch_id:int}/submit", responses=answers(409))
 def submit(who: Operator, db: Db, batch_id: RowId) -> SubmittedOut:
     """Submit the open batch as a `redrive` change request; its signers are notified."""
     batch = batch_or_404(db, batch_id)
@@ -159,7 +159,7 @@ def verify_now(db: Session, records: Session, batch: RedriveBatch) -> None:
         raise change_error(error) from None
 
 
-@router.post("/api/v1/redrives/{batch_id}/verify", responses=answers(409))
+@router.post("/api/v1/redrives/{batch_id:int}/verify", responses=answers(409))
 def verify(_who: Operator, db: Db, records: RecordsDb, batch_id: RowId) -> BatchOut:
     """Check every ID of the batch against its export run again (sharing scopes as they are
     now); the batch becomes done, or failed with a ticket when IDs are missing."""
