@@ -4,24 +4,29 @@ server), a low-risk one only in the daily digest, sent once; secrets never appea
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dutydesk import migrations
 from dutydesk.audit import notices
 from dutydesk.audit.models import AuditEvent, ChangeDigest, ChangeNotice
-from dutydesk.db import utcnow
+from dutydesk.db import build_engine, transaction, utcnow
 from dutydesk.intake import service as intake
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.notify import service as notify
 from dutydesk.notify.jobs import deliver_due_job
+from dutydesk.notify.models import Delivery
 from dutydesk.people import service as people
 from dutydesk.people.models import Role, User
-from tests.conftest import clear_caches, make_user, sign_in
+from tests.conftest import clear_caches, fresh_database_url, make_user, sign_in
 from tests.notify.conftest import mail_server  # noqa: F401 - the real SMTP server fixture
 
 LIST_ADDRESS = "changes@desk.example"
@@ -359,3 +364,55 @@ def test_the_filter_form_as_a_browser_sends_it_is_accepted(
     assert page.status_code == 200 and "created users" in page.text
     bad = client.get("/change-notices", params={**blank, "since": "last week"})
     assert bad.status_code == 422 and "since" in bad.text
+
+
+def test_two_recorders_at_once_tell_each_change_once(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers (their own connections, committing for real) record the same changes and
+    build the same digest at the same moment: one notice per change, one digest, no delivery
+    twice."""
+    monkeypatch.setenv("DUTYDESK_CHANGE_NOTICE_LIST", "change-watchers")
+    clear_caches()
+    url = fresh_database_url(backend, tmp_path, "notices_race")
+    migrations.upgrade(url)
+    engine = build_engine(url)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    try:
+        with transaction(factory, actor="test") as session:
+            notify.create_contact_list(session, name="change-watchers", members=[LIST_ADDRESS])
+            for name in ("ana", "ben", "cy"):
+                people.add_user(session, name, "operator", email=None, password="x" * 12)
+        tomorrow = utcnow() + dt.timedelta(days=1)
+        start = threading.Barrier(2)
+
+        def record() -> None:
+            start.wait()
+            with transaction(factory, immediate=True, actor="worker") as session:
+                notices.record_notices(session)
+            with transaction(factory, immediate=True, actor="worker") as session:
+                notices.send_digest(session, now=tomorrow)
+
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(record), pool.submit(record)]:
+                done.result()
+
+        with factory() as session:
+            changes = session.scalars(select(AuditEvent.id)).all()
+            told = session.scalars(select(ChangeNotice.audit_event_id)).all()
+            assert sorted(told) == sorted(changes) and len(changes) == 4
+            subjects = session.scalars(select(Delivery.subject).order_by(Delivery.subject)).all()
+            assert subjects == sorted(
+                [
+                    *(
+                        f"change:{n.audit_event_id}"
+                        for n in session.scalars(
+                            select(ChangeNotice).where(ChangeNotice.risk == "high")
+                        )
+                    ),
+                    f"change-digest:{utcnow().date().isoformat()}",
+                ]
+            )
+            assert len(session.scalars(select(ChangeDigest)).all()) == 1
+    finally:
+        engine.dispose()
