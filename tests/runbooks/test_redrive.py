@@ -360,3 +360,46 @@ def test_an_export_run_adds_its_failed_records_to_the_open_batch(
     run_id = db.scalars(select(ExportRun.id)).one()
     assert items["r-a5"].reason.startswith(f"failed in export run {run_id}: ")
     assert items["r-a5"].source == "export"
+
+
+def test_a_table_that_cannot_be_redriven_adds_its_records_to_the_open_batch(
+    db: Session, factory: sessionmaker[Session], store: sessionmaker[Session]
+) -> None:
+    from dutydesk.export import service as export_service
+    from dutydesk.export.models import WarehouseTable
+
+    # The registered walk table has a column the schema no longer has: a column conflict,
+    # which the export's own re-drives cannot fix.
+    db.add(
+        WarehouseTable(
+            key="study-a-walk-v1",
+            study_id="study-a",
+            kind="schema",
+            columns=[{"name": "dropped_field", "type": "STRING", "max_length": 100}],
+        )
+    )
+    export_service.start_run(
+        db,
+        {
+            "useLastExportTime": False,
+            "startDateTime": "2026-11-19T00:00:00.000Z",
+            "endDateTime": "2026-11-21T00:00:00.000Z",
+            "studyWhitelist": ["study-a"],
+        },
+        created_by="test",
+    )
+    db.commit()
+    drain(db, factory)
+    run = db.scalars(select(ExportRun)).one()
+    assert run.state == "partial"
+    batch = db.scalars(select(RedriveBatch)).one()
+    items = service.items(db, batch)
+    assert [item.record_id for item in items] == ["r-a1", "r-a2", "r-a3", "r-a4", "r-a5", "r-w1"]
+    assert {item.reason for item in items} == {
+        f"table study-a-walk-v1 failed in export run {run.id} (not retryable): "
+        "Table study-a-walk-v1 has deleted columns: dropped_field"
+    }
+    # Told of the same run again, nothing is added twice.
+    with store() as records:
+        assert _run.collect_failures(db, records, run) == 0
+    assert len(service.items(db, batch)) == 6

@@ -146,3 +146,13 @@ def test_verify_before_any_run_is_a_conflict(db: Session, web: TestClient) -> No
     batch = web.post("/api/v1/redrives", json={}, headers={"X-CSRF-Token": token}).json()
     answer = web.post(f"/api/v1/redrives/{batch['id']}/verify", headers={"X-CSRF-Token": token})
     assert answer.status_code == 409 and "has not run" in answer.json()["detail"]
+    other = web.post(
+        f"/api/v1/redrives/{batch['id']}/items",
+        json={"ids": ["r-a1"], "reason": "x", "batch": batch["id"] + 1},
+        headers={"X-CSRF-Token": token},
+    )
+    assert other.status_code == 422 and "the body names batch" in other.json()["detail"]
+    submit_empty = web.post(
+        f"/api/v1/redrives/{batch['id']}/submit", headers={"X-CSRF-Token": token}
+    )
+    assert submit_empty.status_code == 422 and "is empty" in submit_empty.json()["detail"]
