@@ -250,7 +250,7 @@ def test_without_a_list_changes_are_listed_as_not_sent(
     rows = client.get("/api/v1/change-notices").json()
     assert [(r["summary"], r["told"], r["status"]) for r in rows] == [
         (
-            "test created users 1 (vic)".replace("1", str(viewer.id)),
+            f"test created users {viewer.id} (vic)",
             "none",
             "not sent: DUTYDESK_CHANGE_NOTICE_LIST is empty",
         )
