@@ -295,3 +295,19 @@ def test_a_task_script_is_read_from_the_tasks_folder_and_nothing_outside_it(
     with pytest.raises(service.DbChangeError) as missing:
         service.read_task("tasks/20261207_other/other.sql")
     assert missing.value.status == 404
+
+
+def test_the_demo_has_a_script_dry_run_and_waiting_for_a_signoff_once(
+    db: Session, people: Crew
+) -> None:
+    from dutydesk.registry import DemoContext
+    from dutydesk.runbooks.dbchange.demo import seed_dbchange
+
+    context = DemoContext(password="demo-password", made=[])
+    seed_dbchange(db, context)
+    seed_dbchange(db, context)
+    (change,) = service.list_changes(db)
+    assert change.state == ChangeState.pending and change.author.username == "olga"
+    run = change.evidence["dry_run"]
+    assert run["ok"] and [s["rows"] for s in run["statements"]] == [35, 7]
+    assert len(context.made) == 1
