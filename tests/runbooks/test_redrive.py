@@ -403,3 +403,19 @@ def test_a_table_that_cannot_be_redriven_adds_its_records_to_the_open_batch(
     with store() as records:
         assert _run.collect_failures(db, records, run) == 0
     assert len(service.items(db, batch)) == 6
+
+
+def test_the_demo_opens_this_months_batch_once(
+    db: Session, store: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dutydesk import registry
+    from dutydesk.runbooks.redrive import demo
+
+    monkeypatch.setattr(demo, "DEMO_STUDY", "study-a")
+    context = registry.DemoContext(password="x", made=[])
+    demo.seed_redrive(db, context)
+    demo.seed_redrive(db, context)
+    batch = db.scalars(select(RedriveBatch)).one()
+    assert batch.state == BatchState.open and batch.month == service.month_of()
+    assert len(service.record_ids(db, batch)) == 7
+    assert context.made == [f"re-drive batch {batch.id} ({batch.month}) with 7 IDs"]
