@@ -311,3 +311,33 @@ def test_the_demo_has_a_script_dry_run_and_waiting_for_a_signoff_once(
     run = change.evidence["dry_run"]
     assert run["ok"] and [s["rows"] for s in run["statements"]] == [35, 7]
     assert len(context.made) == 1
+
+
+def test_apply_needs_a_verified_backup_of_its_backup_target_and_takes_one_first(
+    db: Session, factory: sessionmaker[Session], people: Crew, tmp_path: Path
+) -> None:
+    from dutydesk.backups import service as backups
+    from dutydesk.backups.models import Backup
+
+    target_db = TargetDb("sqlite", f"sqlite:///{tmp_path / 't.sqlite'}")
+    target_db.make_items()
+    backups.add_target(db, "items-backup", target_db.url, destination=str(tmp_path / "backups"))
+    target = service.save_target(
+        db, name="items-db", url=target_db.url, backup_target="items-backup"
+    )
+    change = service.new_change(db, target=target, script=SCRIPT, author=people.olga)
+    service.dry_run(db, change, people.olga)
+    db.commit()
+    sign(db, change, people.abe)
+    service.request_apply(db, change, people.olga)
+    db.commit()
+    assert drain(db, factory) == ["succeeded"]
+    db.refresh(change)
+
+    assert change.state == ChangeState.done, change.error
+    assert change.result is not None
+    backup = change.result["apply"]["backup"]
+    assert backup["kind"] == "verified backup" and backup["target"] == "items-backup"
+    taken = db.get(Backup, backup["backup_id"])
+    assert taken is not None and taken.verified_at is not None
+    assert target_db.rows("SELECT count(*) FROM items") == [(ITEMS - 10,)]
