@@ -15,7 +15,6 @@ from dutydesk.people import service as people
 from tests.backups.support import flip_byte, make_source
 from tests.conftest import make_user, sign_in
 
-
 SCOPES = {"viewer": ["read"], "operator": ["read", "write"], "admin": ["admin"]}
 
 

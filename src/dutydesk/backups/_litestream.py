@@ -50,15 +50,15 @@ def binary() -> str:
     return found
 
 
-def _replica(destination: str) -> dict[str, str]:
+def _replica(destination: str) -> dict[str, str | bool]:
     from dutydesk.settings import get_settings
 
     if "://" in destination and not destination.startswith("file://"):
         url = destination.rstrip("/") + "/litestream"
-        replica = {"url": url, "sync-interval": SYNC_INTERVAL}
+        replica: dict[str, str | bool] = {"url": url, "sync-interval": SYNC_INTERVAL}
         endpoint = get_settings().backup_s3_endpoint.strip()
         if url.startswith("s3://") and endpoint:
-            replica.update({"endpoint": endpoint, "force-path-style": "true"})
+            replica.update({"endpoint": endpoint, "force-path-style": True})
         return replica
     folder = Path(destination.removeprefix("file://")).resolve() / "litestream"
     return {"url": folder.as_uri(), "sync-interval": SYNC_INTERVAL}
@@ -83,9 +83,28 @@ def write_config(databases: Sequence[Replicated], path: Path) -> Path:
     return path
 
 
+def environment() -> dict[str, str]:
+    """Litestream's environment: ours, less AWS_CA_BUNDLE when the S3 endpoint is plain
+    http:// (litestream 0.5 then fails with "unable to add custom RootCAs" though no
+    certificate is involved)."""
+    import os
+
+    from dutydesk.settings import get_settings
+
+    env = dict(os.environ)
+    if get_settings().backup_s3_endpoint.strip().startswith("http://"):
+        env.pop("AWS_CA_BUNDLE", None)
+    return env
+
+
 def _run(args: list[str], timeout: float = 3600) -> str:
     done = subprocess.run(  # noqa: S603
-        [binary(), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [binary(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=environment(),
     )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
@@ -145,7 +164,8 @@ class Replicator:
     def start(self) -> subprocess.Popen[bytes]:
         """Start `litestream replicate` (it runs until stopped)."""
         self.child = subprocess.Popen(  # noqa: S603
-            [binary(), "replicate", "-no-expand-env", "-config", str(self.config)]
+            [binary(), "replicate", "-no-expand-env", "-config", str(self.config)],
+            env=environment(),
         )
         log.info("litestream replicate started (pid %s) with %s", self.child.pid, self.config)
         return self.child
