@@ -419,3 +419,21 @@ def test_the_demo_opens_this_months_batch_once(
     assert batch.state == BatchState.open and batch.month == service.month_of()
     assert len(service.record_ids(db, batch)) == 7
     assert context.made == [f"re-drive batch {batch.id} ({batch.month}) with 7 IDs"]
+
+
+def test_a_long_list_is_checked_in_chunks_and_each_bad_line_named(
+    db: Session, records: Session
+) -> None:
+    batch = service.open_batch(db, actor="olga")
+    lines = ["r-a1", *(f"unknown-{number}" for number in range(1, 1201)), "r-a2"]
+    report = service.add_ids(
+        db, records, batch, lines, study=None, reason="bulk", source="file", actor="olga"
+    )
+    assert report.added == ["r-a1", "r-a2"]
+    assert len(report.refused) == 1200
+    assert str(report.refused[-1]) == "line 1201: unknown record ID 'unknown-1200'"
+    again = service.add_ids(
+        db, records, batch, lines, study=None, reason="bulk", source="file", actor="olga"
+    )
+    assert again.added == [] and again.duplicates == ["r-a1", "r-a2"]
+    assert service.remove_ids(db, batch, lines, user=None) == 2

@@ -181,8 +181,12 @@ def _table_records(records: Session, run: ExportRun, part: StudyPart, key: str) 
         )
     listed = (run.metrics.get("record_ids") or {}).get(part.study_id)
     if listed is not None:
-        query = query.where(Record.id.in_(listed))
-    elif part.start_ms is not None and part.end_ms is not None:
+        return [
+            record_id
+            for chunk in service.chunked(listed)
+            for record_id in records.scalars(query.where(Record.id.in_(chunk)).order_by(Record.id))
+        ]
+    if part.start_ms is not None and part.end_ms is not None:
         query = query.where(Record.uploaded_on >= part.start_ms, Record.uploaded_on < part.end_ms)
     return list(records.scalars(query.order_by(Record.id)))
 

@@ -162,23 +162,17 @@ def verify(session: Session, records: Session, batch: RedriveBatch) -> dict[str,
     unseen = [item.record_id for item in items if item.record_id not in written]
     found = {
         record.id: record
-        for start in range(0, len(unseen), service.LOOKUP_CHUNK)
-        for record in records.scalars(
-            select(Record).where(Record.id.in_(unseen[start : start + service.LOOKUP_CHUNK]))
-        )
+        for chunk in service.chunked(unseen)
+        for record in records.scalars(select(Record).where(Record.id.in_(chunk)))
     }
     study_ids = {record.study_id for record in found.values()}
     studies = {
         study.id: study for study in records.scalars(select(Study).where(Study.id.in_(study_ids)))
     }
-    health_codes = {record.health_code for record in found.values()}
+    # A study's participants are a few thousand rows: read them all rather than by code.
     scopes = {
         (p.study_id, p.health_code): p.sharing_scope
-        for p in records.scalars(
-            select(Participant).where(
-                Participant.study_id.in_(study_ids), Participant.health_code.in_(health_codes)
-            )
-        )
+        for p in records.scalars(select(Participant).where(Participant.study_id.in_(study_ids)))
     }
     schemas = {
         (s.study_id, s.schema_id, int(s.revision))

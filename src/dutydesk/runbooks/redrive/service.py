@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -247,12 +247,17 @@ def _parse_lines(lines: Iterable[str]) -> tuple[list[tuple[int, str]], list[Line
     return wanted, refused
 
 
+def chunked(ids: Iterable[str]) -> Iterator[list[str]]:
+    """The distinct IDs, sorted, in lists short enough for one `IN (...)` of any database."""
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), LOOKUP_CHUNK):
+        yield unique[start : start + LOOKUP_CHUNK]
+
+
 def find_records(records: Session, ids: Iterable[str]) -> dict[str, str]:
     """The study of each of these record IDs that the record store has."""
     found: dict[str, str] = {}
-    unique = sorted(set(ids))
-    for start in range(0, len(unique), LOOKUP_CHUNK):
-        chunk = unique[start : start + LOOKUP_CHUNK]
+    for chunk in chunked(ids):
         for record_id, study_id in records.execute(
             select(Record.id, Record.study_id).where(Record.id.in_(chunk))
         ):
@@ -292,10 +297,10 @@ def add_ids(
     found = find_records(records, (record_id for _, record_id in wanted))
     existing = {
         item.record_id: item
+        for chunk in chunked({record_id for _, record_id in wanted})
         for item in session.scalars(
             select(RedriveItem).where(
-                RedriveItem.batch_id == batch.id,
-                RedriveItem.record_id.in_({record_id for _, record_id in wanted}),
+                RedriveItem.batch_id == batch.id, RedriveItem.record_id.in_(chunk)
             )
         )
     }
@@ -348,13 +353,14 @@ def remove_ids(
     """Take IDs out of the batch; a submitted batch's change request is revised."""
     _check_editable(batch, user)
     removed = 0
-    for item in session.scalars(
-        select(RedriveItem).where(
-            RedriveItem.batch_id == batch.id, RedriveItem.record_id.in_(set(ids))
-        )
-    ):
-        session.delete(item)
-        removed += 1
+    for chunk in chunked(ids):
+        for item in session.scalars(
+            select(RedriveItem).where(
+                RedriveItem.batch_id == batch.id, RedriveItem.record_id.in_(chunk)
+            )
+        ):
+            session.delete(item)
+            removed += 1
     if removed:
         session.flush()
         batch.updated_at = utcnow()
