@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
@@ -102,3 +103,38 @@ def test_the_approver_gets_a_mail_with_a_link_when_a_request_is_pending(
     text = to_abe[0].as_string()
     assert f"https://desk.example.org/changes/{change.id}" in text
     assert not [m for m in mail_server if m["X-Rcpt"] == "olga@desk.example"]
+
+
+def test_two_last_signoffs_at_once_approve_the_request(real_engine: Engine) -> None:
+    from dutydesk.runbooks import _rules
+    from tests.runbooks.changes_kit import KIND
+
+    factory = session_factory(real_engine)
+    with transaction(factory) as session:
+        people = make_people(session)
+        _rules.set_rule(session, kind=KIND, role="approver", count=2)
+        change = new_change(session, people.olga)
+        submit_change(session, change, people.olga)
+        change_id, digest = change.id, change.evidence_hash
+    start = threading.Barrier(2)
+
+    def sign(username: str) -> None:
+        start.wait()
+        with transaction(factory, immediate=True, actor=username) as session:
+            from dutydesk.people.service import find_user
+
+            change = get_change(session, change_id)
+            sign_off(
+                session, change, find_user(session, username), data_version=1, evidence_hash=digest
+            )
+            time.sleep(0.2)  # hold the transaction open while the other signs
+
+    threads = [threading.Thread(target=sign, args=(name,)) for name in ("abe", "amy")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with factory() as session:
+        change = get_change(session, change_id)
+        assert len(change.active_signoffs) == 2
+        assert change.state == ChangeState.approved

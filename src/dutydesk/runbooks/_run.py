@@ -18,7 +18,7 @@ from dutydesk.db import utcnow
 from dutydesk.people.models import User
 from dutydesk.runbooks import _notices, _rules
 from dutydesk.runbooks._kinds import ChangeRefused, get_kind, known_kinds
-from dutydesk.runbooks._steps import event, is_operator, move
+from dutydesk.runbooks._steps import event, is_operator, lock, move
 from dutydesk.runbooks.models import ChangeRequest, ChangeState
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def rules_met(session: Session, change: ChangeRequest) -> tuple[bool, list[str]]
 
 def run_change(session: Session, change: ChangeRequest, actor: User) -> int:
     """Queue the run job of an approved request whose rules are met; the job's id."""
+    lock(session, change)
     from dutydesk.jobs.models import Job, JobState
     from dutydesk.jobs.service import enqueue
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dutydesk.db import utcnow
@@ -56,3 +57,12 @@ def check_dict(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ChangeRefused(422, f"{name} must be a JSON object")
     return dict(value)
+
+
+def lock(session: Session, change: ChangeRequest) -> None:
+    """Reload the request holding its row lock until the transaction ends (PostgreSQL's
+    `FOR UPDATE`; SQLite writers hold the whole file already), so two people acting at once
+    (two last signoffs, a revision and a signoff) see each other's work and not a stale state."""
+    session.flush()
+    session.execute(select(ChangeRequest.id).where(ChangeRequest.id == change.id).with_for_update())
+    session.refresh(change)

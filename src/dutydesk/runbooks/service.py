@@ -30,6 +30,7 @@ from dutydesk.runbooks._steps import (
     check_title,
     event,
     is_operator,
+    lock,
     move,
 )
 from dutydesk.runbooks.models import (
@@ -127,6 +128,7 @@ def list_changes(
 
 def submit_change(session: Session, change: ChangeRequest, actor: User) -> None:
     """draft -> pending; everyone whose signoff is needed is notified with a link."""
+    lock(session, change)
     if actor.id != change.author_id and not is_operator(actor):
         raise ChangeRefused(403, "only the author or an operator may submit a change")
     move(session, change, ChangeState.pending, actor.username)
@@ -145,6 +147,7 @@ def revise_change(
     title: str | None = None,
 ) -> None:
     """A new data_version: every signoff is dropped and an approved request is pending again."""
+    lock(session, change)
     if actor.id != change.author_id and not is_operator(actor):
         raise ChangeRefused(403, "only the author or an operator may revise a change")
     if change.state not in (ChangeState.draft, ChangeState.pending, ChangeState.approved):
@@ -208,6 +211,7 @@ def sign_off(
 ) -> None:
     """The actor approves what they saw (data_version and evidence hash); once every rule is
     met the request becomes approved. Nothing is queued: running is a separate step."""
+    lock(session, change)
     if actor is None:
         raise ChangeRefused(403, "a token without a user cannot sign off: a signoff needs a person")
     if actor.id == change.author_id:
@@ -268,6 +272,7 @@ def sign_off(
 
 def reject_change(session: Session, change: ChangeRequest, actor: User, *, comment: str) -> None:
     """pending -> rejected by someone who could have signed it; the author is told why."""
+    lock(session, change)
     if actor.id == change.author_id:
         raise ChangeRefused(403, "the author cancels their own change instead of rejecting it")
     if not _rules.may_sign(session, change, actor):
@@ -285,6 +290,7 @@ def cancel_change(
     session: Session, change: ChangeRequest, actor: User, *, comment: str = ""
 ) -> None:
     """Withdraw a request that has not run (its author, or an admin)."""
+    lock(session, change)
     if actor.id != change.author_id and not Role(actor.role).includes(Role.admin):
         raise ChangeRefused(403, "only the author or an admin may cancel a change")
     if change.state not in (ChangeState.draft, ChangeState.pending, ChangeState.approved):
