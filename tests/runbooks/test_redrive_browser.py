@@ -171,10 +171,14 @@ def test_the_monthly_redrive_walk(
         text = notices[0].get_payload(decode=True)
         body = text.decode() if isinstance(text, bytes) else str(notices[0].get_payload())
         assert "Signoff needed" in str(notices[0]["Subject"]) + body
-        assert "Re-drive batch" in body and re.search(r"/changes/\d+", body)
+        link = re.search(r"https?://\S+(/changes/\d+)", body)
+        assert "Re-drive batch" in body and link, body
 
+        # The approver follows the notice's link to the change, and from it to the batch.
         abe = signed_in(browser, base, "abe")
-        abe.goto(batch_path)
+        abe.goto(link.group(1))
+        abe.locator("#change-detail").click()
+        expect(abe).to_have_url(base + batch_path)
         abe.get_by_role("button", name="Approve version 1").click()
         expect(abe.locator("#batch-state")).to_have_text("approved")
         expect(abe.locator("#signoffs")).to_contain_text("abe")
