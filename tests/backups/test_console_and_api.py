@@ -118,3 +118,15 @@ def test_api_adds_targets_for_admins_only_and_names_bad_input(
     assert queued.status_code == 202 and queued.json()["kind"] == "backups.run"
     viewer = token(db, "viewer")
     assert client.post("/api/v1/backups/targets/study/verify", headers=viewer).status_code == 403
+
+
+def test_metrics_show_each_targets_backup_drill_rpo_rto_and_freshness(
+    client: TestClient, db: Session, tmp_path: Path
+) -> None:
+    drilled_target(db, tmp_path, corrupt=True)
+    viewer = token(db, "viewer")
+    text = client.get("/metrics", headers=viewer).text
+    assert 'dutydesk_backup_drill_ok{target="app"} 0.0' in text
+    assert 'dutydesk_backup_fresh{target="app"} 0.0' in text
+    assert 'dutydesk_backup_drill_rto_seconds{target="app"}' in text
+    assert 'dutydesk_backup_last_size_bytes{target="app"}' in text

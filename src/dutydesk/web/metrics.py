@@ -157,6 +157,7 @@ class DeskStateCollector(Collector):
             )
 
         yield from _export_gauges(session)
+        yield from backup_gauges(session)
 
         jobs = GaugeMetricFamily(
             "dutydesk_jobs", "Jobs by kind and state.", labels=["kind", "state"]
@@ -302,3 +303,64 @@ class _Registered(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._registry.collect()
+
+def backup_gauges(session: Session) -> Iterator[Metric]:
+    """Per backup target: the newest backup, the newest drill's outcome, RPO and RTO, freshness."""
+    from dutydesk.backups import service as backups
+
+    families = {
+        "last_success": GaugeMetricFamily(
+            "dutydesk_backup_last_success_timestamp_seconds",
+            "When the target's newest stored backup was taken (Unix time).",
+            labels=["target"],
+        ),
+        "size": GaugeMetricFamily(
+            "dutydesk_backup_last_size_bytes",
+            "Size of the target's newest stored backup as stored (compressed).",
+            labels=["target"],
+        ),
+        "drill_ok": GaugeMetricFamily(
+            "dutydesk_backup_drill_ok",
+            "1 when the target's newest restore drill passed, 0 when it failed.",
+            labels=["target"],
+        ),
+        "drill_at": GaugeMetricFamily(
+            "dutydesk_backup_drill_last_timestamp_seconds",
+            "When the target's newest restore drill ended (Unix time).",
+            labels=["target"],
+        ),
+        "rpo": GaugeMetricFamily(
+            "dutydesk_backup_drill_rpo_seconds",
+            "Recovery point of the newest drill: age of the newest restorable change.",
+            labels=["target"],
+        ),
+        "rto": GaugeMetricFamily(
+            "dutydesk_backup_drill_rto_seconds",
+            "Recovery time of the newest drill: how long its restore took.",
+            labels=["target"],
+        ),
+        "fresh": GaugeMetricFamily(
+            "dutydesk_backup_fresh",
+            "1 when the target has a verified backup within its maximum age, else 0.",
+            labels=["target"],
+        ),
+    }
+    for target in backups.list_targets(session):
+        name = [target.name]
+        newest = backups.newest_backup(session, target)
+        taken = _seconds(newest.started_at) if newest else None
+        if newest is not None and taken is not None:
+            families["last_success"].add_metric(name, taken)
+            families["size"].add_metric(name, float(newest.size_bytes or 0))
+        drill = backups.newest_drill(session, target)
+        ended = _seconds(drill.finished_at) if drill else None
+        if drill is not None:
+            families["drill_ok"].add_metric(name, 1 if drill.state == "passed" else 0)
+            if ended is not None:
+                families["drill_at"].add_metric(name, ended)
+            if drill.rpo_seconds is not None:
+                families["rpo"].add_metric(name, drill.rpo_seconds)
+            if drill.rto_seconds is not None:
+                families["rto"].add_metric(name, drill.rto_seconds)
+        families["fresh"].add_metric(name, 1 if backups.is_fresh(session, target) else 0)
+    yield from families.values()
