@@ -437,3 +437,73 @@ def test_a_long_list_is_checked_in_chunks_and_each_bad_line_named(
     )
     assert again.added == [] and again.duplicates == ["r-a1", "r-a2"]
     assert service.remove_ids(db, batch, lines, user=None) == 2
+
+
+def test_the_tick_verifies_a_batch_whose_export_run_failed_outright(
+    db: Session, factory: sessionmaker[Session], records: Session
+) -> None:
+    from dutydesk.export import service as export_service
+
+    olga = add_person(db, "olga", "operator", "olga@desk.example")
+    abe = add_person(db, "abe", "approver", "abe@desk.example")
+    batch = service.open_batch(db, actor="olga")
+    service.add_ids(
+        db,
+        records,
+        batch,
+        ["r-a1", "r-a2"],
+        study="study-a",
+        reason="x",
+        source="cli",
+        actor="olga",
+    )
+    change = service.submit(db, batch, olga)
+    approve(db, batch, abe)
+    job_id = run_change(db, change, olga)
+    db.commit()
+    assert jobs.execute(job_id, "test-worker", factory) == "succeeded"
+    db.expire_all()
+    assert batch.state == BatchState.running and batch.export_run_id is not None
+    # The worker exporting it dies: the sweep marks the run failed; its end is never reached.
+    export_service.fail_run(db, batch.export_run_id, "the worker stopped heartbeating")
+    open_month_batch(db)
+    assert batch.state == BatchState.failed
+    assert report_of(batch)["counts"] == {"failed again": 2}
+    ticket = db.get(Ticket, batch.ticket_id)
+    assert ticket is not None and "its export run failed" in ticket.title
+    assert "the worker stopped heartbeating" in ticket.description
+
+
+def test_an_export_run_ends_even_when_its_batch_cannot_be_verified_then_the_tick_does(
+    db: Session,
+    factory: sessionmaker[Session],
+    records: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dutydesk.runbooks.redrive import _verify
+
+    olga = add_person(db, "olga", "operator", "olga@desk.example")
+    abe = add_person(db, "abe", "approver", "abe@desk.example")
+    batch = service.open_batch(db, actor="olga")
+    service.add_ids(
+        db, records, batch, ["r-a1"], study="study-a", reason="x", source="cli", actor="olga"
+    )
+    change = service.submit(db, batch, olga)
+    approve(db, batch, abe)
+    run_change(db, change, olga)
+    db.commit()
+    real_verify = _verify.verify
+
+    def unreadable(*args: object, **kwargs: object) -> dict[str, Any]:
+        raise OSError("the warehouse is not mounted")
+
+    monkeypatch.setattr(_verify, "verify", unreadable)
+    drain(db, factory)
+    db.expire_all()
+    run = db.get(ExportRun, batch.export_run_id)
+    assert run is not None and run.state == "succeeded"
+    assert batch.state == BatchState.running
+    monkeypatch.setattr(_verify, "verify", real_verify)
+    open_month_batch(db)
+    assert batch.state == BatchState.done
+    assert report_of(batch)["counts"] == {"present": 1}

@@ -11,10 +11,13 @@ the run counted as failed, and the records of tables whose automatic re-drives r
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
+import duckdb
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dutydesk.db import engine_for
@@ -25,6 +28,7 @@ from dutydesk.runbooks.redrive import _verify, service
 from dutydesk.runbooks.redrive.models import BatchState, ItemSource, RedriveBatch
 from dutydesk.settings import get_settings
 
+log = logging.getLogger(__name__)
 EXPORT_ACTOR = "export"
 # The part of a table key after `<study>-`: `<schema>-v<revision>`.
 SCHEMA_TABLE = re.compile(r"(.+)-v([0-9]+)")
@@ -149,12 +153,25 @@ def register() -> None:
 
 
 def when_export_ends(session: Session, run: ExportRun, records_url: str) -> None:
-    """An export run ended: verify the batch it re-drove; collect its failures."""
-    with records_session(records_url) as records:
-        batch = session.scalar(select(RedriveBatch).where(RedriveBatch.export_run_id == run.id))
-        if batch is not None and batch.state == BatchState.running.value:
-            _verify.verify(session, records, batch)
-        collect_failures(session, records, run)
+    """An export run ended: verify the batch it re-drove; collect its failures.
+
+    The export's end must not fail for the batches' sake: when the record store or the
+    warehouse cannot be read here, this is logged and left out (the tick verifies the batch
+    later; failed records of this run are then not collected).
+    """
+    try:
+        with session.begin_nested(), records_session(records_url) as records:
+            batch = session.scalar(select(RedriveBatch).where(RedriveBatch.export_run_id == run.id))
+            if batch is not None and batch.state == BatchState.running.value:
+                _verify.verify(session, records, batch)
+            collect_failures(session, records, run)
+    except (SQLAlchemyError, duckdb.Error, OSError) as error:
+        log.warning(
+            "re-drive batches could not look at export run %s (%s); the tick verifies its "
+            "batch later, its failed records are not collected",
+            run.id,
+            error,
+        )
 
 
 def _failed_records(run: ExportRun) -> dict[str, str]:

@@ -218,31 +218,48 @@ def verify(session: Session, records: Session, batch: RedriveBatch) -> dict[str,
     if outcomes[MISSING]:
         batch.state = BatchState.failed.value
         _open_ticket(session, batch, [row for row in rows if row[2] == MISSING])
+    elif run is not None and run.state == RunState.failed.value:
+        # Every ID has its reason (the run's error), but nothing was exported.
+        batch.state = BatchState.failed.value
+        _open_ticket(session, batch, [], run_error=run.error or "no error text")
     else:
         batch.state = BatchState.done.value
     session.flush()
     return report
 
 
-def _open_ticket(session: Session, batch: RedriveBatch, missing: list[list[str]]) -> None:
-    """One ticket per failed batch, listing the IDs missing without a reason."""
+def _open_ticket(
+    session: Session, batch: RedriveBatch, missing: list[list[str]], *, run_error: str = ""
+) -> None:
+    """One ticket per failed batch: the IDs missing without a reason, or the run's error."""
     from dutydesk.tickets import service as tickets
 
-    listed = "\n".join(
-        f"- {record_id} ({study}){': ' + detail if detail else ''}"
-        for record_id, study, _, detail in missing[:LISTED_IN_TICKET]
-    )
-    more = len(missing) - LISTED_IN_TICKET
-    rest = f"… and {more} more (see /redrives/{batch.id}/report.csv)" if more > 0 else ""
-    outcome = tickets.create_ticket(
-        session,
-        title=f"Re-drive batch {batch.id} ({batch.month}): {len(missing)} records missing "
-        "without a reason after the export",
-        description=(
+    if run_error:
+        title = f"Re-drive batch {batch.id} ({batch.month}): its export run failed"
+        description = (
+            f"Export run {batch.export_run_id} of re-drive batch {batch.id} failed: {run_error}\n"
+            "None of the batch's records were exported; run the batch's export again."
+        )
+    else:
+        listed = "\n".join(
+            f"- {record_id} ({study}){': ' + detail if detail else ''}"
+            for record_id, study, _, detail in missing[:LISTED_IN_TICKET]
+        )
+        more = len(missing) - LISTED_IN_TICKET
+        rest = f"… and {more} more (see /redrives/{batch.id}/report.csv)" if more > 0 else ""
+        title = (
+            f"Re-drive batch {batch.id} ({batch.month}): {len(missing)} records missing "
+            "without a reason after the export"
+        )
+        description = (
             f"Verification of re-drive batch {batch.id} found record IDs that are neither in "
             f"the tables of export run {batch.export_run_id} nor excused by a reason:\n\n"
             f"{listed}\n{rest}"
-        ),
+        )
+    outcome = tickets.create_ticket(
+        session,
+        title=title,
+        description=description,
         severity="high",
         fingerprint=f"redrive-batch-{batch.id}",
         actor="redrive",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk import registry
 from dutydesk.export import service as export_service
-from dutydesk.export.models import ExportRun, RunState
+from dutydesk.export.models import ExportRun
 from dutydesk.jobs import service as jobs
 from dutydesk.runbooks.redrive import _run, _verify, service
 from dutydesk.runbooks.redrive.models import BatchState, RedriveBatch
@@ -26,7 +26,8 @@ if _run.when_export_ends not in export_service.when_run_ends:
 @registry.due("redrive.month")
 def open_month_batch(session: Session) -> None:
     """Open this month's batch when there is none (on the 1st, or when the last was submitted
-    in the month); verify running batches whose export run failed without ending normally."""
+    in the month); verify running batches whose export run has ended without verifying them
+    (it failed outright, or the batch could not be verified at its end)."""
     if not jobs.is_due(session, "redrive.month", CHECK_EVERY):
         return
     service.open_batch(session, actor=TICK_ACTOR)
@@ -35,9 +36,9 @@ def open_month_batch(session: Session) -> None:
         .join(ExportRun, ExportRun.id == RedriveBatch.export_run_id)
         .where(
             RedriveBatch.state == BatchState.running.value,
-            ExportRun.state == RunState.failed.value,
+            ExportRun.state.in_(export_service.FINISHED),
         )
     )
-    for batch in stuck:
+    for batch in list(stuck):
         with _run.records_session() as records:
             _verify.verify(session, records, batch)
