@@ -53,12 +53,16 @@ class BackupInputError(ValueError):
 
 def kind_of(url: str) -> TargetKind:
     """The target kind of a database URL (`sqlite:///PATH` or `postgresql...://`)."""
+    if any(ord(character) < 32 for character in url):
+        raise BackupInputError("the database URL holds control characters")
     try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise BackupInputError(f"{url!r} is not a database URL") from None
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        parsed.port  # noqa: B018 - a port that is not a number fails here, not later
+    except (ArgumentError, ValueError):
+        raise BackupInputError(f"{url[:200]!r} is not a database URL") from None
     if backend == "sqlite":
-        if not make_url(url).database or make_url(url).database == ":memory:":
+        if not parsed.database or parsed.database == ":memory:":
             raise BackupInputError("a SQLite target needs a file: sqlite:///PATH")
         return TargetKind.sqlite
     if backend == "postgresql":
@@ -86,6 +90,8 @@ def add_target(
             "starting with a letter or digit"
         )
     kind = kind_of(source_url)
+    if any(ord(character) < 32 for character in destination):
+        raise BackupInputError("the destination holds control characters")
     if continuous and kind is not TargetKind.sqlite:
         raise BackupInputError("continuous replication (Litestream) is for SQLite targets only")
     for label, value in (
