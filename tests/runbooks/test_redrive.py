@@ -507,3 +507,33 @@ def test_an_export_run_ends_even_when_its_batch_cannot_be_verified_then_the_tick
     open_month_batch(db)
     assert batch.state == BatchState.done
     assert report_of(batch)["counts"] == {"present": 1}
+
+
+def test_a_rejected_batch_follows_its_change_and_takes_no_more_ids(
+    db: Session, records: Session
+) -> None:
+    from dutydesk.runbooks import reject_change
+
+    olga = add_person(db, "olga", "operator", "olga@desk.example")
+    abe = add_person(db, "abe", "approver", "abe@desk.example")
+    batch = service.open_batch(db, actor="olga")
+    service.add_ids(
+        db, records, batch, ["r-a1"], study="study-a", reason="x", source="cli", actor="olga"
+    )
+    change = service.submit(db, batch, olga)
+    reject_change(db, change, abe, comment="not this month")
+    assert batch.state == BatchState.rejected
+    with pytest.raises(service.RedriveError, match="is rejected; its IDs can no longer change"):
+        service.add_ids(
+            db,
+            records,
+            batch,
+            ["r-a2"],
+            study=None,
+            reason="x",
+            source="cli",
+            actor="olga",
+            user=olga,
+        )
+    with pytest.raises(service.RedriveError, match="only an open batch is submitted"):
+        service.submit(db, batch, olga)
