@@ -45,6 +45,15 @@ def form(client: TestClient, path: str, csrf: str, **fields: str) -> int:
     return client.post(path, data={"csrf_token": csrf, **fields}).status_code
 
 
+def run_jobs(db: Session, factory: sessionmaker[Session], kind: str) -> list[str]:
+    """Run the queued jobs of `kind` here, as a worker would; the states they ended in."""
+    queued = db.scalars(
+        select(Job.id).where(Job.state == "queued", Job.kind == kind).order_by(Job.id)
+    ).all()
+    db.commit()
+    return [jobs.execute(job_id, "test-worker", factory) for job_id in queued]
+
+
 def url_with_password(target_db: TargetDb) -> str:
     """The target's URL with PASSWORD as the read-write login's password (trust auth on this
     machine's PostgreSQL accepts it; SQLite has no login)."""
@@ -57,6 +66,7 @@ def url_with_password(target_db: TargetDb) -> str:
 def test_a_target_password_never_appears_in_pages_api_logs_or_audit(
     client: TestClient,
     db: Session,
+    factory: sessionmaker[Session],
     crew: Crew,
     target_db: TargetDb,
     caplog: pytest.LogCaptureFixture,
@@ -92,6 +102,8 @@ def test_a_target_password_never_appears_in_pages_api_logs_or_audit(
     assert answer.status_code == 303
     page = answer.headers["location"]
     assert form(client, f"{page}/dry-run", csrf) == 303
+    assert "A dry run is queued as" in client.get(page).text
+    assert run_jobs(db, factory, "dbchange.dry_run") == ["succeeded"]
     seen += [client.get(page).text, client.get("/dbchanges").text]
     change_id = int(page.rsplit("/", 1)[1])
     seen.append(client.get(f"/api/v1/dbchanges/{change_id}").text)
@@ -135,7 +147,11 @@ def test_the_stored_password_column_is_ciphertext_that_only_the_secret_key_opens
 
 
 def test_who_may_add_targets_register_scripts_dry_run_and_apply(
-    client: TestClient, db: Session, crew: Crew, tmp_path: object
+    client: TestClient,
+    db: Session,
+    factory: sessionmaker[Session],
+    crew: Crew,
+    tmp_path: object,
 ) -> None:
     assert client.get("/api/v1/dbchange/targets").status_code == 401
     assert client.get("/dbchanges").status_code in (302, 303, 307)
@@ -167,6 +183,11 @@ def test_who_may_add_targets_register_scripts_dry_run_and_apply(
         ).status_code
         == 409
     )
+    queued = client.post(f"/api/v1/dbchanges/{change_id}/dry-run", headers={"x-csrf-token": csrf})
+    assert queued.status_code == 202 and queued.json()["job_id"] > 0
+    assert run_jobs(db, factory, "dbchange.dry_run") == ["succeeded"]
+    shown = client.get(f"/api/v1/dbchanges/{change_id}").json()
+    assert shown["dry_run"]["ok"] and shown["state"] == "pending"
 
     csrf = sign_in(client, db, crew.vic)
     assert form(client, f"/dbchanges/{change_id}/dry-run", csrf) == 403
@@ -191,6 +212,7 @@ def test_the_reviewer_signs_the_dry_run_they_see_and_an_edit_drops_the_signoff(
 
     csrf = sign_in(client, db, crew.olga)
     assert form(client, f"{page}/dry-run", csrf) == 303
+    assert run_jobs(db, factory, "dbchange.dry_run") == ["succeeded"]
     mine = client.get(page).text
     assert 'id="sign-form"' not in mine  # the author has nothing to sign
     assert '<span style="color' in mine  # the script is highlighted
@@ -233,6 +255,7 @@ def test_the_reviewer_signs_the_dry_run_they_see_and_an_edit_drops_the_signoff(
     assert edited.state == "pending" and edited.active_signoffs == []
     assert form(client, f"{page}/apply", csrf) == 409
     assert form(client, f"{page}/dry-run", csrf) == 303
+    assert run_jobs(db, factory, "dbchange.dry_run") == ["succeeded"]
 
     csrf = sign_in(client, db, crew.abe)
     seen = client.get(page).text
@@ -252,9 +275,7 @@ def test_the_reviewer_signs_the_dry_run_they_see_and_an_edit_drops_the_signoff(
     )
     csrf = sign_in(client, db, crew.olga)
     assert form(client, f"{page}/apply", csrf) == 303
-    (job_id,) = db.scalars(select(Job.id).where(Job.kind == "runbooks.run_change")).all()
-    db.commit()
-    assert jobs.execute(job_id, "test-worker", factory) == "succeeded"
+    assert run_jobs(db, factory, "runbooks.run_change") == ["succeeded"]
     applied = client.get(page).text
     assert "committed" in applied and 'id="apply-result"' in applied
     assert target_db.rows("SELECT count(*) FROM items WHERE status = 'closed'") == [(100,)]

@@ -196,10 +196,18 @@ def dry_run(
     from dutydesk.runbooks.dbchange import service
 
     ready_database()
+    # Three steps, so that no ops-database transaction is open while the script runs.
     with transaction(actor=cli_actor()) as session:
         me = _me(session, user)
         try:
-            figures = service.dry_run(session, service.change_of(session, change_id), me)
+            plan = service.prepare_dry_run(session, service.change_of(session, change_id))
+        except service.DbChangeError as error:
+            raise fail(str(error)) from None
+    figures = service.execute_dry_run(plan)
+    with transaction(actor=session.info["actor"], immediate=True) as session:
+        try:
+            change = service.change_of(session, change_id)
+            service.record_dry_run(session, change, session.merge(me), plan, figures)
         except service.DbChangeError as error:
             raise fail(str(error)) from None
     _print_run(figures)

@@ -190,6 +190,7 @@ def change_page(request: Request, who: ViewerPage, db: Db, change_id: ChangeId) 
             "dry_run": dry_run,
             "apply": apply.figures if apply is not None else None,
             "runs": service.runs(db, change),
+            "queued_dry_run": service.queued_dry_run(db, change),
             "met": met,
             "missing": missing,
             "can_sign": bool(
@@ -218,7 +219,7 @@ async def change_action(
     me = person(db, who)
     try:
         if action == "dry-run":
-            service.dry_run(db, change, me)
+            service.queue_dry_run(db, change, me)
         elif action == "edit":
             service.edit_script(db, change, _text(form, "script", service.MAX_SCRIPT_BYTES), me)
         else:

@@ -12,9 +12,9 @@ from dutydesk.runbooks._web import ChangeId, person
 from dutydesk.runbooks.dbchange import service
 from dutydesk.runbooks.dbchange.pages import router as pages_router
 from dutydesk.runbooks.dbchange.schemas import (
-    ApplyOut,
     DbChangeIn,
     DbChangeOut,
+    QueuedOut,
     ScriptIn,
     TargetIn,
     TargetOut,
@@ -125,26 +125,29 @@ def edit_script(who: Operator, db: Db, change_id: ChangeId, body: ScriptIn) -> D
     return change_out(db, change)
 
 
-@router.post("/api/v1/dbchanges/{change_id}/dry-run", responses=answers(404, 409, 422))
-def dry_run(who: Operator, db: Db, change_id: ChangeId) -> DbChangeOut:
-    """Run the script in a transaction that is rolled back; it becomes the evidence (signoffs
-    on an earlier dry run are dropped). A failed dry run is an answer too (`dry_run.ok`)."""
+@router.post(
+    "/api/v1/dbchanges/{change_id}/dry-run", status_code=202, responses=answers(404, 409, 422)
+)
+def dry_run(who: Operator, db: Db, change_id: ChangeId) -> QueuedOut:
+    """Queue a dry run: the script in a transaction that is rolled back. Once it ran it is the
+    change's evidence (`dry_run`, signoffs on an earlier one are dropped); a failed dry run is
+    an outcome too (`dry_run.ok` false)."""
     change = change_or_404(db, change_id)
     try:
-        service.dry_run(db, change, person(db, who))
+        job_id = service.queue_dry_run(db, change, person(db, who))
     except service.DbChangeError as error:
         raise http_error(error) from None
-    return change_out(db, change)
+    return QueuedOut(change_id=change.id, job_id=job_id)
 
 
 @router.post(
     "/api/v1/dbchanges/{change_id}/apply", status_code=202, responses=answers(404, 409, 422)
 )
-def apply(who: Operator, db: Db, change_id: ChangeId) -> ApplyOut:
+def apply(who: Operator, db: Db, change_id: ChangeId) -> QueuedOut:
     """Queue the apply; refused (409) unless the latest dry run succeeded and is signed off."""
     change = change_or_404(db, change_id)
     try:
         job_id = service.request_apply(db, change, person(db, who))
     except service.DbChangeError as error:
         raise http_error(error) from None
-    return ApplyOut(change_id=change.id, job_id=job_id)
+    return QueuedOut(change_id=change.id, job_id=job_id)

@@ -160,8 +160,8 @@ class DbChangeOut(BaseModel):
         )
 
 
-class ApplyOut(BaseModel):
-    """The queued apply job."""
+class QueuedOut(BaseModel):
+    """A queued job of the change (its dry run or apply); follow it on the change."""
 
     change_id: int
     job_id: int

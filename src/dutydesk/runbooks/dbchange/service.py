@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,13 @@ from dutydesk.runbooks import (
 from dutydesk.runbooks.dbchange import _targets
 from dutydesk.runbooks.dbchange._crypto import encrypt_password
 from dutydesk.runbooks.dbchange._dryrun import run_script
-from dutydesk.runbooks.dbchange._split import split_script
+from dutydesk.runbooks.dbchange._split import Statement, split_script
 from dutydesk.runbooks.dbchange._targets import TargetError
 from dutydesk.runbooks.dbchange.models import DbChangeRun, DbChangeTarget, RunMode
 from dutydesk.settings import get_settings
 
 KIND = "db_change"
+DRY_RUN_JOB = "dbchange.dry_run"
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 # The team convention: tasks/YYYYDDMM_task_name/name_of_task.sql (any 8-digit date).
 TASK_PATH = re.compile(r"^tasks/(\d{8})_([A-Za-z0-9][\w.-]*)/([A-Za-z0-9][\w.-]*)\.sql$")
@@ -283,15 +285,46 @@ def _record_run(
     return run
 
 
-def dry_run(session: Session, change: ChangeRequest, actor: User) -> dict[str, Any]:
-    """Run the script in a transaction that is rolled back; the result becomes the request's
-    evidence (a new data_version: signoffs are dropped). A draft whose dry run succeeded is
-    submitted for signoff."""
+@dataclass(frozen=True)
+class DryRunPlan:
+    """What a dry run needs, read in one short transaction so that none is held while the
+    script runs on the target (a SQLite ops database has one write lock for everyone)."""
+
+    change_id: int
+    data_version: int
+    target: DbChangeTarget  # a copy outside any session
+    statements: list[Statement]
+
+
+def prepare_dry_run(session: Session, change: ChangeRequest) -> DryRunPlan:
+    """Check the change may have a dry run and copy what the run needs."""
     if ChangeState(change.state) not in EDITABLE:
         raise DbChangeError(f"change #{change.id} is {change.state}; it can no longer change", 409)
     target = get_target(session, change.payload["target_id"])
-    statements = split_script(change.payload["script"])
-    figures = run_script(target, statements, RunMode.dry_run)
+    columns = DbChangeTarget.__table__.columns.keys()
+    copy = DbChangeTarget(**{name: getattr(target, name) for name in columns})
+    return DryRunPlan(
+        change_id=change.id,
+        data_version=change.data_version,
+        target=copy,
+        statements=split_script(change.payload["script"]),
+    )
+
+
+def execute_dry_run(plan: DryRunPlan) -> dict[str, Any]:
+    """Run the planned script on its target in a transaction that is rolled back."""
+    return run_script(plan.target, plan.statements, RunMode.dry_run)
+
+
+def record_dry_run(
+    session: Session, change: ChangeRequest, actor: User, plan: DryRunPlan, figures: dict[str, Any]
+) -> None:
+    """Keep the dry run as a run and as the request's evidence (a new data_version: signoffs
+    are dropped); a draft whose dry run succeeded is submitted for signoff."""
+    if change.data_version != plan.data_version:
+        raise DbChangeError(
+            f"change #{change.id} was revised while its dry run ran; run the dry run again", 409
+        )
     _record_run(session, change, figures, actor.username)
     evidence = {"script_sha256": change.payload["script_sha256"], "dry_run": figures}
     try:
@@ -300,7 +333,46 @@ def dry_run(session: Session, change: ChangeRequest, actor: User) -> dict[str, A
             submit_change(session, change, actor)
     except ChangeRefused as error:
         raise DbChangeError(str(error), error.status) from None
+
+
+def dry_run(session: Session, change: ChangeRequest, actor: User) -> dict[str, Any]:
+    """Prepare, run and record a dry run in one go (the session's transaction stays open
+    while the script runs: the job `dbchange.dry_run` and the command do it in three steps)."""
+    plan = prepare_dry_run(session, change)
+    figures = execute_dry_run(plan)
+    record_dry_run(session, change, actor, plan, figures)
     return figures
+
+
+def queue_dry_run(session: Session, change: ChangeRequest, actor: User) -> int:
+    """Queue the job that runs a dry run of the change; its id."""
+    from dutydesk.jobs.service import enqueue
+
+    prepare_dry_run(session, change)  # refuses now what the job would refuse
+    job = enqueue(
+        session,
+        DRY_RUN_JOB,
+        {"change_id": change.id, "user_id": actor.id, "data_version": change.data_version},
+        created_by=actor.username,
+        max_attempts=1,
+    )
+    return job.id
+
+
+def queued_dry_run(session: Session, change: ChangeRequest) -> int | None:
+    """The id of a dry-run job of the change that is queued or running, if there is one."""
+    from dutydesk.jobs.models import Job, JobState
+
+    jobs = session.scalars(
+        select(Job)
+        .where(
+            Job.kind == DRY_RUN_JOB,
+            Job.state.in_([JobState.queued.value, JobState.running.value]),
+        )
+        .order_by(Job.id.desc())
+        .limit(50)
+    )
+    return next((job.id for job in jobs if job.args.get("change_id") == change.id), None)
 
 
 def _latest_dry_run_ok(change: ChangeRequest) -> None:
