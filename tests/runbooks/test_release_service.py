@@ -480,3 +480,78 @@ def test_ci_step_fails_when_the_last_pipeline_event_is_a_failure(db: Session) ->
     drive(db, release)
     assert release.state == "failed"
     assert "is 'failed', not a success" in release.steps[0].output["error"]
+
+
+def _approved_db_change(db: Session, author_name: str) -> Any:
+    import dutydesk.runbooks.dbchange.service  # noqa: F401 - registers the db_change kind
+    from dutydesk.people.service import find_user
+    from dutydesk.runbooks import open_change, sign_off, submit_change
+
+    author = find_user(db, author_name)
+    approver = make_user(db, Role.approver, "ann")
+    assert author is not None
+    change = open_change(
+        db,
+        kind="db_change",
+        title="Add the consent column",
+        payload={"script": "ALTER TABLE t ADD COLUMN consent TEXT"},
+        evidence={"dry_run": "ok"},
+        author=author,
+    )
+    submit_change(db, change, author)
+    sign_off(
+        db, change, approver, data_version=change.data_version, evidence_hash=change.evidence_hash
+    )
+    return change
+
+
+def test_db_change_step_applies_an_approved_change_request_and_waits_for_it(
+    db: Session,
+) -> None:
+    from dutydesk.runbooks import ChangeState
+
+    author = make_user(db, Role.operator, "olga")
+    change = _approved_db_change(db, "olga")
+    assert change.state == ChangeState.approved
+    template = service.save_template(
+        db, spec({"name": "Run migrations", "kind": "db_change", "change_id": change.id}), actor="t"
+    )
+    release = service.create_release(db, template, version="1.1.0", author=author, actor="olga")
+    service.start_release(db, release, actor="olga")
+    drive(db, release)
+    step = release.steps[0]
+    assert step.state == "running" and step.output["change"] == change.id
+    assert change.job_id == step.output["job"]
+    assert service.waits_on_a_change(release)
+    drive(db, release)
+    assert step.state == "running"  # the change's job has not run yet
+
+    change.state, change.result = ChangeState.done.value, {"rows": 3}
+    drive(db, release)
+    assert step.state == "done" and step.output["result"] == {"rows": 3}
+    assert release.state == "done"
+
+
+def test_db_change_step_fails_on_a_change_request_not_approved(db: Session) -> None:
+    import dutydesk.runbooks.dbchange.service  # noqa: F401 - registers the db_change kind
+    from dutydesk.runbooks import open_change
+
+    author = make_user(db, Role.operator, "olga")
+    draft = open_change(
+        db, kind="db_change", title="Drop it", payload={}, evidence={}, author=author
+    )
+    template = service.save_template(
+        db, spec({"name": "Run migrations", "kind": "db_change"}), actor="t"
+    )
+    release = service.create_release(
+        db,
+        template,
+        version="1.1.0",
+        author=author,
+        actor="olga",
+        inputs={"db_change_id": draft.id},
+    )
+    service.start_release(db, release, actor="olga")
+    drive(db, release)
+    assert release.state == "failed"
+    assert "it runs only once approved" in release.steps[0].output["error"]

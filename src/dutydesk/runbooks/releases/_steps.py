@@ -8,7 +8,6 @@ refused there with a message naming it.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import string
 import subprocess
@@ -63,10 +62,13 @@ class StepFailed(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an automatic step produced: done, or skipped (a placeholder, not a success)."""
+    """What an automatic step produced: done, skipped, or still at work elsewhere."""
 
     output: dict[str, Any]
     skipped: bool = False
+    # The step started something that runs on (a change request's job): it stays running
+    # and the release looks again until that has ended.
+    waiting: bool = False
 
 
 # --- parameters ---------------------------------------------------------------------------------
@@ -303,34 +305,50 @@ def _backup(session: Session, release: Release, step: StepRun, actor: str) -> Ou
 
 @_runner(StepKind.db_change)
 def _db_change(session: Session, release: Release, step: StepRun, actor: str) -> Outcome:
-    engine = importlib.import_module("dutydesk.runbooks")
-    run_change = getattr(engine, "run_change", None)
-    get_change = getattr(engine, "get_change", None)
+    from dutydesk.people.models import User
+    from dutydesk.runbooks import ChangeRefused, get_change, run_change
+
     change_id = step.params.get("change_id") or release.inputs.get("db_change_id")
-    if run_change is None or get_change is None:
-        return Outcome(
-            {"summary": "database changes not available: nothing was applied", "placeholder": True},
-            skipped=True,
-        )
     if not change_id:
-        raise StepFailed("no database change named: give the release a db_change_id input")
+        raise StepFailed("no database change named: give the step or the release a change id")
     try:
         change = get_change(session, int(change_id))
     except LookupError as error:
         raise StepFailed(str(error)) from None
     if change.kind != "db_change":
-        raise StepFailed(f"change request {change.id} is a {change.kind}, not a db_change")
-    from dutydesk.people.models import User
-
+        raise StepFailed(f"change request #{change.id} is a {change.kind}, not a db_change")
     author = session.get(User, release.author_id) if release.author_id else None
     if author is None:
-        raise StepFailed("the release has no author to apply the change as")
-    refused = getattr(engine, "ChangeRefused", RuntimeError)
+        raise StepFailed("the release has no author (a person) to apply the change as")
     try:
         job_id = run_change(session, change, author)
-    except refused as error:
-        raise StepFailed(f"change request {change.id}: {error}") from None
-    return Outcome({"summary": f"change request {change.id} queued as job {job_id}", "job": job_id})
+    except ChangeRefused as error:
+        raise StepFailed(f"change request #{change.id}: {error}") from None
+    return Outcome(
+        {
+            "summary": f"change request #{change.id} is being applied (job {job_id})",
+            "change": change.id,
+            "job": job_id,
+        },
+        waiting=True,
+    )
+
+
+def applied_change(session: Session, step: StepRun) -> Outcome | None:
+    """The outcome of a db_change step once its change request has run; None while it runs."""
+    from dutydesk.runbooks import ChangeState, get_change
+
+    change = get_change(session, int(step.output["change"]))
+    if change.state == ChangeState.done:
+        summary = f"change request #{change.id} applied"
+        return Outcome({**step.output, "summary": summary, "result": change.result or {}})
+    if change.state in (ChangeState.failed, ChangeState.cancelled, ChangeState.rejected):
+        detail = (change.result or {}).get("error", "")
+        raise StepFailed(
+            f"change request #{change.id} is {change.state}" + (f": {detail}" if detail else ""),
+            {**step.output, "result": change.result or {}},
+        )
+    return None
 
 
 @_runner(StepKind.http_check)

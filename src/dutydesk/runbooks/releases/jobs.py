@@ -16,6 +16,7 @@ from dutydesk.runbooks.releases import service
 from dutydesk.runbooks.releases.models import Release
 
 PIPELINE_WATCH_EVERY = dt.timedelta(minutes=1)
+CHANGE_POLL_SECONDS = 5.0  # how soon a release looks again at the change request it applies
 
 
 @registry.job_kind(service.ADVANCE_JOB)
@@ -28,6 +29,14 @@ def advance_release(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     more = service.advance(session, release)
     if more:
         jobs.enqueue(session, service.ADVANCE_JOB, {"release_id": release.id}, max_attempts=1)
+    elif service.waits_on_a_change(release):
+        jobs.enqueue(
+            session,
+            service.ADVANCE_JOB,
+            {"release_id": release.id},
+            max_attempts=1,
+            delay_seconds=CHANGE_POLL_SECONDS,
+        )
     return {"release": release.id, "state": release.state, "more": more}
 
 

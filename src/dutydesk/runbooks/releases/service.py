@@ -403,6 +403,8 @@ def advance(session: Session, release: Release, *, actor: str = "release runner"
         rolled = release.state == ReleaseState.rolling_back.value
         _finish(session, release, ReleaseState.rolled_back if rolled else ReleaseState.done, actor)
         return False
+    if step.state == StepState.running.value and step.output.get("change"):
+        return _check_applied(session, release, step, actor)
     if step.state != StepState.pending.value:
         return False  # waiting for people, or its job is at work
     if (
@@ -443,6 +445,16 @@ def advance(session: Session, release: Release, *, actor: str = "release runner"
             session, release, actor, f"step {step.position} ({step.name}) failed: {failure}", step
         )
         return False
+    if outcome.waiting:
+        step.output = outcome.output
+        record(
+            session,
+            release,
+            actor,
+            f"step {step.position} ({step.name}): {outcome.output.get('summary', '')}",
+            step,
+        )
+        return False
     step.state = StepState.skipped.value if outcome.skipped else StepState.done.value
     step.output = outcome.output
     step.actor = actor
@@ -451,6 +463,42 @@ def advance(session: Session, release: Release, *, actor: str = "release runner"
     summary = outcome.output.get("summary", "")
     record(session, release, actor, f"step {step.position} ({step.name}) {verb}: {summary}", step)
     return True
+
+
+def _check_applied(session: Session, release: Release, step: StepRun, actor: str) -> bool:
+    """Finish a db_change step whose change request has run; False while it still runs."""
+    try:
+        outcome = _steps.applied_change(session, step)
+    except _steps.StepFailed as failure:
+        step.state = StepState.failed.value
+        step.output = {**failure.output, "error": str(failure)}
+        step.ended_at = utcnow()
+        release.state = ReleaseState.failed.value
+        record(
+            session, release, actor, f"step {step.position} ({step.name}) failed: {failure}", step
+        )
+        return False
+    if outcome is None:
+        return False
+    step.state = StepState.done.value
+    step.output = outcome.output
+    step.ended_at = utcnow()
+    record(
+        session,
+        release,
+        actor,
+        f"step {step.position} ({step.name}) done: {outcome.output['summary']}",
+        step,
+    )
+    return True
+
+
+def waits_on_a_change(release: Release) -> bool:
+    """Whether the release's current step is applying a change request (look again soon)."""
+    step = next_step(release)
+    return bool(
+        step is not None and step.state == StepState.running.value and step.output.get("change")
+    )
 
 
 def _waiting_step(release: Release, position: int, kind: StepKind) -> StepRun:
