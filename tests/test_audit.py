@@ -156,3 +156,22 @@ def test_audit_page_lists_changes_and_filters_them(client: TestClient, db: Sessi
     assert "listed" in page.text
     assert "role: operator" in page.text
     assert "vera" not in page.text.split('id="audit-events"')[1]
+
+
+def test_audit_page_takes_its_own_form_with_blank_fields(client: TestClient, db: Session) -> None:
+    viewer = make_user(db, "viewer", "vera")
+    db.info["actor"] = "ada"
+    people.add_user(db, "listed", "operator", email=None, password="p" * 12)
+    db.commit()
+    sign_in(client, db, viewer)
+    blank = {"actor": "", "object_type": "", "action": "", "since": "", "until": ""}
+    page = client.get("/audit", params=blank)
+    assert page.status_code == 200
+    assert "listed" in page.text
+    typed = client.get("/audit", params={**blank, "since": "2000-01-01 00:00"})
+    assert typed.status_code == 200
+    assert 'value="2000-01-01 00:00"' in typed.text
+    assert "listed" in typed.text
+    wrong = client.get("/audit", params={**blank, "since": "yesterday"})
+    assert wrong.status_code == 422
+    assert "since" in wrong.text

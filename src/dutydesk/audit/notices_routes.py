@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
@@ -17,7 +17,7 @@ from dutydesk.audit import notices
 from dutydesk.audit.models import AuditEvent, ChangeNotice
 from dutydesk.settings import get_settings
 from dutydesk.web.access import Db, Viewer, ViewerPage
-from dutydesk.web.params import Offset, Page
+from dutydesk.web.params import FormMoment, Offset, Page, form_moment
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -28,7 +28,6 @@ RiskFilter = Annotated[
 Text = Annotated[str | None, Query(max_length=200)]
 When = Annotated[dt.datetime | None, Query(description="UTC when no time zone is given.")]
 # The page's form sends its empty fields too, and a date as `YYYY-MM-DD HH:MM`.
-FormWhen = Annotated[str | None, Query(max_length=40, description="YYYY-MM-DD HH:MM, UTC.")]
 PAGE_SIZE = 50
 
 
@@ -61,18 +60,6 @@ class ChangeNoticeOut(BaseModel):
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
-
-
-def _moment(name: str, value: str | None) -> dt.datetime | None:
-    """A form's date and time (blank: none), or a 422 naming the field."""
-    if not value or not value.strip():
-        return None
-    try:
-        return _aware(dt.datetime.fromisoformat(value.strip()))
-    except ValueError:
-        raise HTTPException(
-            422, f"{name}: {value!r} is not a date and time such as 2026-12-07 09:30"
-        ) from None
 
 
 def _rows(db: Session, found: Sequence[Row[ChangeNotice, AuditEvent]]) -> list[ChangeNoticeOut]:
@@ -109,8 +96,8 @@ def change_notices_page(
     risk: RiskFilter = None,
     object_type: Text = None,
     actor: Text = None,
-    since: FormWhen = None,
-    until: FormWhen = None,
+    since: FormMoment = None,
+    until: FormMoment = None,
     page: Page = 1,
 ) -> HTMLResponse:
     """Every recorded change with its risk level and whether it was sent at once or in which
@@ -119,8 +106,8 @@ def change_notices_page(
         risk=risk or None,
         object_type=object_type or None,
         actor=actor or None,
-        since=_moment("since", since),
-        until=_moment("until", until),
+        since=form_moment("since", since),
+        until=form_moment("until", until),
     )
     found = db.execute(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
     return render(

@@ -13,7 +13,7 @@ from dutydesk.audit.notices_routes import router as notices_router
 from dutydesk.audit.schemas import AuditEventOut
 from dutydesk.audit.service import audit_query, object_types
 from dutydesk.web.access import Db, Viewer, ViewerPage
-from dutydesk.web.params import Offset
+from dutydesk.web.params import FormMoment, Offset, form_moment
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -22,6 +22,8 @@ registry.add_nav(registry.NavItem("Audit", "/audit", order=850))
 
 Text = Annotated[str | None, Query(max_length=200)]
 Action = Annotated[str | None, Query(pattern="^(create|update|delete)$")]
+# The page's form sends its blank fields as '': blank is no filter there.
+FormAction = Annotated[str | None, Query(pattern="^(create|update|delete)?$")]
 When = Annotated[dt.datetime | None, Query()]
 PAGE_SIZE = 100
 
@@ -37,9 +39,9 @@ def audit_page(
     db: Db,
     actor: Text = None,
     object_type: Text = None,
-    action: Action = None,
-    since: When = None,
-    until: When = None,
+    action: FormAction = None,
+    since: FormMoment = None,
+    until: FormMoment = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
     """Every change with who made it, when and the diff, newest first."""
@@ -47,8 +49,8 @@ def audit_page(
         actor=actor or None,
         object_type=object_type or None,
         action=action or None,
-        since=_aware(since),
-        until=_aware(until),
+        since=form_moment("since", since),
+        until=form_moment("until", until),
     )
     events = db.scalars(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
     return render(
@@ -63,8 +65,8 @@ def audit_page(
                 "actor": actor or "",
                 "object_type": object_type or "",
                 "action": action or "",
-                "since": since.isoformat() if since else "",
-                "until": until.isoformat() if until else "",
+                "since": since or "",
+                "until": until or "",
             },
         },
     )

@@ -9,10 +9,11 @@ parameter, before any query runs.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import HTTPException, Path, Query
 
 # PostgreSQL `integer`: ids and the other integer columns of the ops database.
 INT32_MAX = 2**31 - 1
@@ -26,6 +27,9 @@ MAX_PAGE = 100_000
 RowId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The row's id.")]
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Rows to skip.")]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="The page, from 1.")]
+FormMoment = Annotated[
+    str | None, Query(max_length=40, description="YYYY-MM-DD HH:MM (UTC unless it names a zone).")
+]
 Before = Annotated[
     int | None, Query(ge=1, le=INT32_MAX, description="Only rows with a smaller id.")
 ]
@@ -44,3 +48,17 @@ def form_int(form: Mapping[str, str], name: str, default: int, *, low: int, high
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}")
     return value
+
+
+def form_moment(name: str, value: str | None) -> dt.datetime | None:
+    """A date and time typed into a filter form (blank: none; without a zone: UTC), or a 422
+    naming the field: a browser sends every field of a form, the empty ones as ''."""
+    if not value or not value.strip():
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise HTTPException(
+            422, f"{name}: {value!r} is not a date and time such as 2026-12-07 09:30"
+        ) from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
