@@ -315,6 +315,16 @@ steps:
     assert service.template_spec(template)["steps"][0]["skip_for_patch"] is True
     again = service.save_template(db, service.template_spec(template), actor="t")
     assert again.id == template.id and len(again.steps) == 3
+    db.flush()
+    audited = db.scalars(
+        select(AuditEvent).where(
+            AuditEvent.object_type.in_(["release_templates", "release_template_steps"])
+        )
+    ).all()
+    actions = {(event.object_type, event.action) for event in audited}
+    assert ("release_templates", "create") in actions
+    assert ("release_template_steps", "create") in actions
+    assert ("release_template_steps", "delete") in actions  # the replaced steps
     with pytest.raises(service.ReleaseError, match="has no parameter 'colour'"):
         service.load_yaml(
             db, "name: x\nsteps:\n  - {name: a, kind: manual, colour: red}", actor="t"

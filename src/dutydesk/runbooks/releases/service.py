@@ -104,8 +104,10 @@ def save_template(session: Session, spec: dict[str, Any], *, actor: str) -> Rele
         template = ReleaseTemplate(name=name, created_by=actor)
         session.add(template)
     else:
-        template.steps.clear()
+        for old in list(template.steps):
+            session.delete(old)  # deleted explicitly, so the audit log records each one
         session.flush()  # the old positions go before the new ones take them
+        session.expire(template, ["steps"])
     template.description = str(spec.get("description") or "")
     template.pipelines = [p.strip() for p in pipelines if p.strip()]
     template.silence_matchers = {str(k): str(v) for k, v in silence.items()}
