@@ -221,6 +221,13 @@ def test_run_queues_one_job_that_executes_and_marks_the_request_done(
     states = [e.kind for e in timeline(db, change) if e.kind in ChangeState.__members__]
     assert states == ["pending", "approved", "running", "done"]
     assert db.scalars(select(Delivery.reason).where(Delivery.reason == "change done")).one()
+    audited = db.scalars(
+        select(AuditEvent.diff).where(
+            AuditEvent.object_type == "change_requests", AuditEvent.object_id == str(change.id)
+        )
+    ).all()
+    moves = [d["state"] for d in audited if "state" in d and d["state"][0] is not None]
+    assert moves[-2:] == [["approved", "running"], ["running", "done"]]
 
 
 def test_a_kind_that_raises_fails_the_request_and_keeps_the_error(
