@@ -287,14 +287,20 @@ def test_submit_edit_after_approval_run_and_verify(
     assert before["study-a-walk-v1"] == 3
 
     # Running the batch's export again replaces the first run's rows: no duplicates.
-    _run.start_export(db, batch, actor="test")
-    batch.state = BatchState.running.value
+    _run.export_again(db, batch, olga)
+    assert batch.state == BatchState.running
     db.commit()
     drain(db, factory)
     db.refresh(batch)
     assert batch.state == BatchState.done
     assert warehouse_rows(warehouse) == before
     assert len(set(db.scalars(select(ExportRun.run_key)))) == 1
+    assert len(db.scalars(select(ExportRun)).all()) == 2
+    from dutydesk.runbooks import timeline
+
+    assert any(
+        "exported again" in str(event.detail.get("text", "")) for event in timeline(db, change)
+    )
 
 
 def test_a_record_missing_without_a_reason_fails_the_batch_and_opens_a_ticket(
@@ -537,3 +543,5 @@ def test_a_rejected_batch_follows_its_change_and_takes_no_more_ids(
         )
     with pytest.raises(service.RedriveError, match="only an open batch is submitted"):
         service.submit(db, batch, olga)
+    with pytest.raises(service.RedriveError, match="only a batch that has run"):
+        _run.export_again(db, batch, olga)

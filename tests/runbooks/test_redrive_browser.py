@@ -5,6 +5,7 @@ An operator opens this month's batch, pastes IDs, uploads a file with a bad line
 named, the rest kept) and submits; the approver gets the notice by mail and approves; the
 operator runs it; the batch shows `done` with the verification report: every ID present or
 excluded with a reason (one participant withdrew after the upload: "excluded: sharing scope").
+Exporting it again replaces its rows instead of adding any.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from dutydesk.records import service as records_service
 from dutydesk.settings import get_settings
 from tests.browser_support import free_port, launched_chromium
 from tests.conftest import clear_caches
-from tests.runbooks.test_redrive import store  # noqa: F401 (a fixture)
+from tests.runbooks.test_redrive import (
+    store,  # noqa: F401 (a fixture)
+    warehouse_rows,
+)
 
 PASSWORD = "redrive walk password"
 
@@ -211,3 +215,13 @@ def test_the_monthly_redrive_walk(
             "r-a4",
             "r-w1",
         ]
+
+        # Exporting the batch again replaces its rows: no record is in a table twice.
+        before = warehouse_rows(tmp_path / "warehouse")
+        assert before["study-a-walk-v1"] == 4
+        olga.get_by_role("button", name="Export again").click()
+        expect(olga.locator("#batch-state")).to_have_text("running")
+        work(factory)
+        olga.reload()
+        expect(olga.locator("#batch-state")).to_have_text("done")
+        assert warehouse_rows(tmp_path / "warehouse") == before

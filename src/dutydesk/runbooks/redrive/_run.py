@@ -116,6 +116,43 @@ def execute(session: Session, change: Any) -> dict[str, Any]:
     return {"export_run_id": run.id, "ids": proof["count"], "sha256": proof["sha256"]}
 
 
+def export_again(session: Session, batch: RedriveBatch, user: Any) -> ExportRun | None:
+    """Export a batch that has run once more: the approved list, unchanged, so no new
+    signoff (a failed run, or tables fixed since). The same list makes the same request, whose
+    files replace the earlier run's of that export date; noted on the change's timeline."""
+    from dutydesk.runbooks import ChangeState, comment_change, get_change
+
+    if batch.state not in (BatchState.done.value, BatchState.failed.value):
+        raise service.RedriveError(
+            f"batch {batch.id} is {batch.state}; only a batch that has run (done or failed) is "
+            "exported again",
+            409,
+        )
+    if batch.change_id is None:
+        raise service.RedriveError(f"batch {batch.id} has no change request", 409)
+    change = get_change(session, batch.change_id)
+    if change.state != ChangeState.done.value:
+        raise service.RedriveError(
+            f"change #{change.id} is {change.state}; only a batch whose run was carried out is "
+            "exported again",
+            409,
+        )
+    proof = service.evidence(session, batch)
+    if proof["sha256"] != change.evidence.get("sha256"):
+        raise service.RedriveError(
+            f"batch {batch.id}'s IDs differ from the approved list; it cannot run again", 409
+        )
+    batch.state = BatchState.running.value
+    run = start_export(session, batch, actor=f"redrive batch {batch.id}")
+    what = f"export run {run.id}" if run is not None else "no export (no study is exported)"
+    comment_change(session, change, user, f"Re-drive batch {batch.id} exported again: {what}.")
+    if run is None:
+        with records_session() as records:
+            _verify.verify(session, records, batch)
+    session.flush()
+    return run
+
+
 def mirror_state(session: Session, change: Any, state: str) -> None:
     """The batch follows its change request; `done` waits for the export and verification."""
     batch = service.batch_of_change(session, change.id)

@@ -238,7 +238,7 @@ def _open_ticket(
         title = f"Re-drive batch {batch.id} ({batch.month}): its export run failed"
         description = (
             f"Export run {batch.export_run_id} of re-drive batch {batch.id} failed: {run_error}\n"
-            "None of the batch's records were exported; run the batch's export again."
+            "None of the batch's records were exported; use Export again on the batch's page."
         )
     else:
         listed = "\n".join(

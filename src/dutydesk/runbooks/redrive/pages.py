@@ -220,6 +220,21 @@ async def run_page(request: Request, who: OperatorPage, db: Db, batch_id: RowId)
     return RedirectResponse(f"/redrives/{batch.id}", status_code=303)
 
 
+@router.post("/redrives/{batch_id:int}/export-again")
+async def export_again_page(
+    request: Request, who: OperatorPage, db: Db, batch_id: RowId
+) -> Response:
+    """Export the batch's approved list once more (replacing the earlier run's rows)."""
+    from dutydesk.runbooks.redrive import _run
+
+    batch = batch_or_404(db, batch_id)
+    try:
+        _run.export_again(db, batch, person(db, who, "exporting a batch again"))
+    except service.RedriveError as error:
+        raise http_error(error) from None
+    return RedirectResponse(f"/redrives/{batch.id}", status_code=303)
+
+
 @router.post("/redrives/{batch_id:int}/verify")
 async def verify_page(
     request: Request, _who: OperatorPage, db: Db, records: RecordsDb, batch_id: RowId

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from dutydesk.export.models import ExportRun
 from dutydesk.export.service import FINISHED
 from dutydesk.records.deps import RecordsDb
-from dutydesk.runbooks.redrive import _verify, service
+from dutydesk.runbooks.redrive import _run, _verify, service
 from dutydesk.runbooks.redrive._web import (
     batch_or_404,
     batch_view,
@@ -165,4 +165,17 @@ def verify(_who: Operator, db: Db, records: RecordsDb, batch_id: RowId) -> Batch
     now); the batch becomes done, or failed with a ticket when IDs are missing."""
     batch = batch_or_404(db, batch_id)
     verify_now(db, records, batch)
+    return batch_view(db, batch)
+
+
+@router.post("/api/v1/redrives/{batch_id:int}/export-again", responses=answers(409))
+def export_again(who: Operator, db: Db, batch_id: RowId) -> BatchOut:
+    """Export a batch that has run (done or failed) once more, the approved list unchanged:
+    its files replace the earlier run's of that export date; verified when it ends."""
+    batch = batch_or_404(db, batch_id)
+    user = person(db, who, "exporting a batch again")
+    try:
+        _run.export_again(db, batch, user)
+    except service.RedriveError as error:
+        raise http_error(error) from None
     return batch_view(db, batch)
