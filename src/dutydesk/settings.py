@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(
         default=5.0, gt=0, description="How often a running job records that it is alive."
     )
+    process_heartbeat_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often each desk process (web, worker, beat, smtp, backupd) records "
+        "that it is alive; the overview shows one red after 1.5 times this without a word.",
+    )
+    metrics_raw_days: int = Field(
+        default=35, ge=1, description="Metric points are kept this many days as they came."
+    )
+    metrics_hourly_days: int = Field(
+        default=400, ge=1, description="Hourly roll-ups of metric points are kept this many days."
+    )
+    metrics_daily_days: int = Field(
+        default=3650, ge=1, description="Daily roll-ups of metric points are kept this many days."
+    )
     job_stale_seconds: float = Field(
         default=60.0,
         gt=0,
