@@ -27,6 +27,8 @@ def _execute(session: Session, change: ChangeRequest) -> dict[str, Any]:
     time.sleep(float(change.payload.get("sleep", 0)))
     if change.payload.get("fail"):
         raise RuntimeError(str(change.payload["fail"]))
+    if change.payload.get("not_a_dict"):
+        return ["not", "a", "dict"]  # type: ignore[return-value]
     return {"done": change.payload.get("ids", [])}
 
 

@@ -243,6 +243,16 @@ def test_a_kind_that_raises_fails_the_request_and_keeps_the_error(
     assert "bucket not found" in failed.body
 
 
+def test_a_kind_that_returns_no_dict_fails_the_request_instead_of_leaving_it_running(
+    db: Session, people: People
+) -> None:
+    change = new_change(db, people.olga, not_a_dict=True)
+    submit_change(db, change, people.olga)
+    approve(db, change, people.abe)
+    execute_run(db, change.id, 1)
+    assert change.state == ChangeState.failed and change.error is not None
+
+
 def test_the_job_rechecks_the_rules_in_its_own_transaction(db: Session, people: People) -> None:
     change = new_change(db, people.olga)
     submit_change(db, change, people.olga)

@@ -37,10 +37,10 @@ def rules_met(session: Session, change: ChangeRequest) -> tuple[bool, list[str]]
 
 def run_change(session: Session, change: ChangeRequest, actor: User) -> int:
     """Queue the run job of an approved request whose rules are met; the job's id."""
-    lock(session, change)
     from dutydesk.jobs.models import Job, JobState
     from dutydesk.jobs.service import enqueue
 
+    lock(session, change)
     if actor.id != change.author_id and not is_operator(actor):
         raise ChangeRefused(403, "only the author or an operator may run a change")
     if change.state != ChangeState.approved:
@@ -123,7 +123,7 @@ def execute_run(
         kind.on_state(session, change, ChangeState.running.value)
     try:
         with session.begin_nested():
-            result = kind.execute(session, change)
+            result = dict(kind.execute(session, change))
     except Exception as error:  # noqa: BLE001 - any failure of the kind fails the request
         log.warning("change #%s (%s) failed: %s", change_id, change.kind, error)
         change.error = f"{type(error).__name__}: {error}"[:8000]
@@ -131,7 +131,7 @@ def execute_run(
         _notices.notify_author(session, change, ChangeState.failed.value, change.error)
         session.flush()
         return {"state": change.state, "error": change.error}
-    change.result = dict(result)
+    change.result = result
     move(session, change, ChangeState.done, "run job")
     _notices.notify_author(session, change, ChangeState.done.value)
     session.flush()
