@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, delete, insert
+import duckdb
+from sqlalchemy import Table, Text, cast, delete, insert, select
 
 from dutydesk.db import build_engine
 from dutydesk.export import _engine
@@ -37,12 +39,22 @@ class StoreContent:
     attachments: dict[str, bytes | Path] = field(default_factory=dict)
 
 
-def fill_store(url: str, content: StoreContent, *, migrate: bool = True) -> None:
+def fill_store(
+    url: str,
+    content: StoreContent,
+    *,
+    migrate: bool = True,
+    ensure_ascii: bool = True,
+    bad_data: Iterable[str] = (),
+) -> None:
     """Write `content` into the record store at `url` (migrated first unless told), replacing
-    what its study held."""
+    what its study held. JSON is written with non-ASCII escaped unless told; the records of
+    `bad_data` get a data text that is no JSON (SQLite only: PostgreSQL checks JSON)."""
     if migrate:
         upgrade_records(url)
-    engine = build_engine(url)
+    engine = build_engine(
+        url, json_serializer=lambda value: json.dumps(value, ensure_ascii=ensure_ascii)
+    )
     try:
         with engine.begin() as connection:
             study = content.study
@@ -93,6 +105,10 @@ def fill_store(url: str, content: StoreContent, *, migrate: bool = True) -> None
                     delete(attachments).where(attachments.c.id.in_(list(content.attachments)))
                 )
             _insert(connection, "attachments", map(_attachment_row, content.attachments.items()))
+            for record_id in bad_data:
+                connection.exec_driver_sql(
+                    "UPDATE records SET data = '{not json' WHERE id = ?", (record_id,)
+                )
     finally:
         engine.dispose()
 
@@ -118,8 +134,32 @@ def _attachment_row(item: tuple[str, bytes | Path]) -> dict[str, Any]:
 
 
 def export_one(
-    url: str, warehouse: Path, study: str = "s", mode: SharingMode = SharingMode.ALL
+    url: str,
+    warehouse: Path,
+    study: str = "s",
+    mode: SharingMode = SharingMode.ALL,
+    *,
+    database: duckdb.DuckDBPyConnection | None = None,
 ) -> _engine.StudyResult:
-    """Export every record of `study` with the engine, dated EXPORT_DATE."""
-    with _engine.connect(url, threads=1) as connection:
+    """Export every record of `study` with the engine, dated EXPORT_DATE (on `database`, from
+    `_engine.open_database`, when given)."""
+    with _engine.connect(url, threads=1, database=database) as connection:
         return _engine.export_study(connection, whole_window_job(study, mode), warehouse)
+
+
+def stored_texts(url: str, column: str, study: str = "s") -> dict[str, str | None]:
+    """A JSON column's text by record id, as the store gives it back: SQLite keeps a JSON
+    column with NUMERIC affinity, so a document that is a number may come back rewritten
+    (`-4.3e+16` as `-43000000000000000`)."""
+    records = TABLES["records"]
+    engine = build_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(records.c.id, cast(records.c[column], Text)).where(
+                    records.c.study_id == study
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return {record_id: text for record_id, text in rows}

@@ -105,7 +105,7 @@ def expected_cell(column: Column, record: dict[str, Any], store: Path) -> Any:
     if isinstance(source, CommonValue):
         return expected_common(source.name, record)
     if isinstance(source, RawData):
-        return (record["raw_data_attachment_id"] or "").strip() or None
+        return _values.raw_data_attachment_id(record["raw_data_attachment_id"])
     if isinstance(source, RawMetadata):
         document = _json(record["user_metadata"])
         return None if document is None else "present"

@@ -155,3 +155,45 @@ def test_an_impossible_calendar_date_gives_no_timestamp_columns(
     # The reference agrees for both columns of a field.
     for source in (TimestampMillis(Document.DATA, "when"), TimestampZone(Document.DATA, "when")):
         assert field_cell(source, {"when": texts["bad-feb"]}) is None
+
+
+def test_edge_values_found_by_the_property_test_give_the_reference_cells(
+    backend: str, tmp_path: Path
+) -> None:
+    """A timestamp number or createdOn beyond what a timestamp column holds leaves its cells
+    empty (the table is still written); a rawData id of only whitespace is blank (Java's
+    whitespace: tab too); a data group named "" is joined like any other."""
+    content = StoreContent(
+        schemas={("t", 1): [{"name": "when", "type": "TIMESTAMP"}]},
+        participants={"hc": SCOPE},
+        records=[
+            record("far", 1000, data={"when": 10**16}, created_on=-(10**16)),
+            record("near", 1001, data={"when": 10**15}, created_on=10**15),
+            record("tab", 1002, raw_data_attachment_id="\t"),
+            record("spaced", 1003, raw_data_attachment_id=" x "),
+            record("groups", 1004, user_data_groups=["", "b", "a"]),
+            record("one-empty-group", 1005, user_data_groups=[""]),
+            record("no-groups", 1006, user_data_groups=[]),
+        ],
+    )
+    url = fresh_database_url(backend, tmp_path, "edges")
+    fill_store(url, content)
+    result = export_one(url, tmp_path / "wh")
+    [table] = [t for t in result.tables if t.kind == "schema"]
+    assert table.error is None and table.path is not None, table.error
+    rows = table_rows(table.path)
+    assert (rows["far"]["when"], rows["far"]["when.timezone"], rows["far"]["createdOn"]) == (
+        None,
+        None,
+        None,
+    )
+    assert (rows["near"]["when"], rows["near"]["when.timezone"]) == (10**15, "+0000")
+    assert rows["near"]["createdOn"] == 10**15
+    assert rows["tab"]["rawData"] is None
+    assert rows["spaced"]["rawData"] == " x "
+    assert rows["groups"]["dataGroups"] == ",a,b"
+    assert rows["one-empty-group"]["dataGroups"] == ""
+    assert rows["no-groups"]["dataGroups"] is None
+    assert _values.raw_data_attachment_id("\t") is None
+    assert _values.data_groups([""]) == ""
+    assert _values.to_timestamp(10**16) is None

@@ -47,6 +47,8 @@ _STRICT_TIMESTAMP = (
 # What `_values.parse_timestamp` reads at all: a text outside it is no timestamp, and the ones
 # inside it but outside `_STRICT_TIMESTAMP` go to the Python parser.
 _ISO_TIMESTAMP = _values.ISO_TIMESTAMP_PATTERN
+# `_values.JAVA_WHITESPACE` as an RE2 class body: a rawData id of only these is blank.
+_JAVA_WHITESPACE = "".join(f"\\x{{{ord(char):x}}}" for char in _values.JAVA_WHITESPACE)
 DOCUMENT_COLUMNS = {Document.DATA: "data", Document.USER_METADATA: "user_metadata"}
 PARQUET_TYPES = {
     ColumnType.BOOLEAN: "BOOLEAN",
@@ -180,6 +182,8 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             ELSE dd_let(trim(regexp_replace(x, '{_SPACE_RUN}', ' ', 'g'), ' '), c -> dd_cut(c, n))
             END;
         CREATE OR REPLACE MACRO dd_clean(s, n) AS dd_let(s, x -> dd_clean_column(x, n));
+        CREATE OR REPLACE MACRO dd_raw_data(a) AS CASE
+            WHEN regexp_matches(a, '[^{_JAVA_WHITESPACE}]') THEN a END;
         CREATE OR REPLACE MACRO dd_attachment_file(a, field, prefix, suffix) AS CASE
             WHEN a IS NULL THEN NULL WHEN ends_with(a, field) THEN a
             ELSE prefix || a || suffix END;
@@ -199,6 +203,8 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             WHEN list_bool_and(list_transform(json_type(s, '$[*]'), e -> e = 'VARCHAR'))
             THEN s ->> '$[*]'
             ELSE dd_choices(s) END END;
+        CREATE OR REPLACE MACRO dd_ms_in_range(ms) AS CASE
+            WHEN ms BETWEEN {_values.TIMESTAMP_MS_MIN} AND {_values.TIMESTAMP_MS_MAX} THEN ms END;
         CREATE OR REPLACE MACRO dd_stamp(t, s) AS CASE WHEN t = 'VARCHAR' THEN dd_let(
             regexp_extract(s, '{_STRICT_TIMESTAMP}', ['stamp', 'zone']),
             m -> struct_pack(stamp := m.stamp, zone := m.zone, ms := CASE
@@ -207,8 +213,9 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             WHEN t = 'VARCHAR' THEN CASE
                 WHEN m.stamp <> '' THEN m.ms
                 WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timestamp_py(s) END
-            WHEN t IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(s AS BIGINT)
-            WHEN t = 'DOUBLE' THEN TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT) END;
+            WHEN t IN ('BIGINT', 'UBIGINT') THEN dd_ms_in_range(TRY_CAST(s AS BIGINT))
+            WHEN t = 'DOUBLE'
+                THEN dd_ms_in_range(TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT)) END;
         CREATE OR REPLACE MACRO dd_ts_tz(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
                 WHEN m.stamp = '' THEN CASE
@@ -345,8 +352,10 @@ PRECOMPUTED_COMMON: dict[str, str] = {
     "THEN dd_clean(metadata ->> '$.phoneInfo', 48) END",
     "externalId": "dd_clean_column(user_external_id, 128)",
     "validationErrors": "dd_clean_column(validation_errors, NULL)",
-    "dataGroups": "CASE WHEN json_type(user_data_groups) = 'ARRAY' THEN nullif(array_to_string("
-    "list_sort(list_distinct(CAST(user_data_groups AS VARCHAR[]))), ','), '') END",
+    # No groups is None; a group named "" is joined like any other (`_values.data_groups`).
+    "dataGroups": "CASE WHEN json_type(user_data_groups) = 'ARRAY' "
+    "AND json_array_length(user_data_groups) > 0 THEN array_to_string("
+    "list_sort(list_distinct(CAST(user_data_groups AS VARCHAR[]))), ',') END",
     "substudyMemberships": "CASE WHEN json_type(user_substudy_memberships) = 'OBJECT' "
     "AND len(json_keys(user_substudy_memberships)) > 0 THEN '|' || array_to_string(list_sort("
     "list_transform(map_entries(TRY_CAST(user_substudy_memberships AS MAP(VARCHAR, VARCHAR))), "
@@ -387,12 +396,12 @@ COMMON_EXPRESSIONS: dict[str, str] = {
     "recordId": "id",
     "uploadDate": "$export_date",
     "healthCode": "health_code",
-    "createdOn": "TRY_CAST(epoch_ms(created_on) AS TIMESTAMP)",
+    "createdOn": "TRY_CAST(epoch_ms(dd_ms_in_range(created_on)) AS TIMESTAMP)",
     "createdOnTimeZone": "created_on_time_zone",
     "userSharingScope": "user_sharing_scope",
     **{name: precomputed_column(name) for name in PRECOMPUTED_COMMON},
     "dayInStudy": "day_in_study",
-    "recordUploadedOn": "TRY_CAST(epoch_ms(uploaded_on) AS TIMESTAMP)",
+    "recordUploadedOn": "TRY_CAST(epoch_ms(dd_ms_in_range(uploaded_on)) AS TIMESTAMP)",
 }
 # The record columns each kind of column reads, carried from `scored` into a table's rows.
 _SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -493,7 +502,7 @@ def attachment_pairs(
                 attachment = _field_expression(source, paths, column)
                 named = column_value(column, paths, attachment_name=attachment_name)
             else:
-                attachment = named = "nullif(trim(raw_data_attachment_id), '')"
+                attachment = named = "dd_raw_data(raw_data_attachment_id)"
             selects.append(
                 f"SELECT {quote_literal(column.name)} AS col, {attachment} AS id, "
                 f"{named} AS name FROM $rows"
@@ -549,7 +558,7 @@ def column_value(
         else:
             expression = f"dd_ts_tz({parts})"
     elif isinstance(source, RawData):
-        expression = "nullif(trim(raw_data_attachment_id), '')"
+        expression = "dd_raw_data(raw_data_attachment_id)"
     elif isinstance(source, RawMetadata):
         expression = (
             "CASE WHEN json_type(user_metadata) NOT IN ('NULL') THEN user_metadata::VARCHAR END"

@@ -22,6 +22,9 @@ JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, J
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UTC_OFFSET_TEXT = "+0000"
+# The instants a Parquet timestamp (microseconds in an int64) can hold, in epoch ms.
+TIMESTAMP_MS_MAX = INT64_MAX // 1000
+TIMESTAMP_MS_MIN = -TIMESTAMP_MS_MAX
 APP_VERSION_MAX_LENGTH = 48
 PHONE_INFO_MAX_LENGTH = 48
 EXTERNAL_ID_MAX_LENGTH = 128
@@ -247,13 +250,24 @@ def parse_timestamp(text: str) -> tuple[int, str] | None:
     return seconds * 1000 + millis, offset_text(offset_minutes)
 
 
+def timestamp_millis(millis: int | None) -> int | None:
+    """Epoch ms a timestamp column can hold (about ±292,000 years), else None."""
+    if millis is None or not TIMESTAMP_MS_MIN <= millis <= TIMESTAMP_MS_MAX:
+        return None
+    return millis
+
+
 def to_timestamp(value: JsonValue) -> tuple[int, str] | None:
-    """A TIMESTAMP field as (epoch ms, `±HHMM`): ISO text, or a number of ms in UTC."""
+    """A TIMESTAMP field as (epoch ms, `±HHMM`): ISO text, or a number of ms in UTC.
+
+    Departure: a number of ms beyond what a timestamp column holds (about ±292,000 years)
+    gives no cells, as an unreadable text does; Synapse kept any long.
+    """
     if isinstance(value, str):
         return parse_timestamp(value)
     if _number(value) is None:
         return None
-    millis = to_integer(value)
+    millis = timestamp_millis(to_integer(value))
     return None if millis is None else (millis, UTC_OFFSET_TEXT)
 
 
@@ -313,9 +327,22 @@ def validation_errors(value: str | None) -> str | None:
     return sanitize(value, None)
 
 
+# Java's whitespace (`Character.isWhitespace`, which `StringUtils.isBlank` uses): ASCII
+# controls \t-\r and \x1c-\x1f, and the Unicode space separators except the no-break ones.
+JAVA_WHITESPACE = (
+    " \t\n\x0b\f\r\x1c\x1d\x1e\x1f\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
+)
+
+
+def is_blank(value: str | None) -> bool:
+    """Whether `value` is None or only whitespace, as Java's `StringUtils.isBlank` said."""
+    return value is None or all(char in JAVA_WHITESPACE for char in value)
+
+
 def raw_data_attachment_id(value: str | None) -> str | None:
-    """The rawData attachment id when it is not blank, else None."""
-    return value if value is not None and value.strip() else None
+    """The rawData attachment id, as it is, when it is not blank (Java's blank), else None."""
+    return None if is_blank(value) else value
 
 
 def upload_date_text(run_date: dt.date) -> str:
