@@ -107,6 +107,9 @@ def test_dry_run_shows_counts_plans_samples_and_no_change_then_apply_changes_exa
     applied = change.result["apply"]
     assert applied["committed"] and [s["rows"] for s in applied["statements"]] == [1000, 10]
     assert applied["backup"]["kind"] == "dump" and Path(applied["backup"]["path"]).stat().st_size
+    (table,) = applied["tables"]  # the same fingerprint sees the applied change
+    assert (table["before"]["rows"], table["after"]["rows"]) == (ITEMS, ITEMS - 10)
+    assert table["after"]["checksum"] != table["before"]["checksum"]
     after = target_db.rows("SELECT id, n, status FROM items ORDER BY id")
     assert len(after) == ITEMS - 10
     assert [row for row in after if row[2] == "closed"] == [
