@@ -173,7 +173,13 @@ def up(
     from dutydesk import migrations
     from dutydesk.commandline import fail
     from dutydesk.db import redacted
-    from dutydesk.processes import Supervisor, child_commands, port_in_use, wants_backupd
+    from dutydesk.processes import (
+        Supervisor,
+        child_commands,
+        port_in_use,
+        share_metrics,
+        wants_backupd,
+    )
     from dutydesk.settings import get_settings
 
     _start("up")
@@ -200,6 +206,7 @@ def up(
         # The processes started below send their mail to the demo's catcher (see its page).
         os.environ.update(catcher_environment(free_port()))
     typer.echo("dutydesk: starting web, worker, beat and smtp")
+    share_metrics(settings, port)
 
     def announce() -> None:
         typer.echo(f"dutydesk: console at http://{host}:{port}/ (Ctrl-C stops everything)")

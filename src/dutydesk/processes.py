@@ -47,11 +47,13 @@ def run_web(settings: Settings, host: str, port: int, workers: int | None = None
         "h11_max_incomplete_event_size": 4 * MAX_HEADER_BYTES,
     }
     if workers > 1:
-        from dutydesk.web.metrics import use_multiprocess_dir
+        from dutydesk.web.metrics import multiprocess_dir, use_multiprocess_dir
 
         # Each process builds its own app from the same environment, and counts its metrics
-        # into files a scrape of any of them adds up (emptied now, before they start).
-        use_multiprocess_dir(settings.ensure_home() / "metrics" / f"web-{port}")
+        # into files a scrape of any of them adds up (emptied now, before they start), unless
+        # `dutydesk up` (or the operator) named the directory every desk process shares.
+        if multiprocess_dir() is None:
+            use_multiprocess_dir(settings.ensure_home() / "metrics" / f"web-{port}")
         uvicorn.run("dutydesk.web.app:create_app", factory=True, workers=workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)
@@ -183,6 +185,17 @@ def child_commands(
         "smtp": [*base, "smtp"],
         **({"backupd": [*base, "backupd"]} if backupd else {}),
     }
+
+
+def share_metrics(settings: Settings, port: int) -> Path:
+    """Name one empty metrics directory for every process `dutydesk up` starts after this:
+    web workers, worker and smtp count into it, and a scrape of the web adds them all up (the
+    mail the SMTP listener and the IMAP poll take, too)."""
+    from dutydesk.web.metrics import use_multiprocess_dir
+
+    directory = settings.ensure_home() / "metrics" / f"up-{port}"
+    use_multiprocess_dir(directory)
+    return directory
 
 
 def wants_backupd(settings: Settings) -> bool:

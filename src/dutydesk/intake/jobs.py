@@ -20,6 +20,7 @@ from dutydesk.intake import service
 from dutydesk.intake.mail import receive_message
 from dutydesk.jobs import service as jobs
 from dutydesk.settings import get_settings
+from dutydesk.web.metrics import count_mail
 
 log = logging.getLogger(__name__)
 RATE_COUNTS_KEPT = dt.timedelta(days=2)
@@ -66,7 +67,13 @@ def open_mailbox(url: str) -> Iterator[Mailbox]:
             log.warning("IMAP logout failed; the connection is dropped")
 
 
-def poll_mailbox(session: Session, mailbox: Mailbox, *, limit: int) -> int:
+def mailbox_name(url: str) -> str:
+    """The mailbox of an IMAP URL as the mail metrics label it: host/folder, no credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}/{unquote(parts.path.strip('/')) or 'INBOX'}"
+
+
+def poll_mailbox(session: Session, mailbox: Mailbox, *, limit: int, name: str = "imap") -> int:
     """Take the unseen messages: each into the inbox and on to alarms or tickets; once that is
     committed, mark them seen. Returns how many were taken.
 
@@ -84,16 +91,20 @@ def poll_mailbox(session: Session, mailbox: Mailbox, *, limit: int) -> int:
         raw = next((part[1] for part in data if isinstance(part, tuple)), None)
         if not isinstance(raw, bytes):
             continue
-        with session.begin_nested():
-            receive_message(
-                session,
-                raw,
-                source="imap",
-                peer=None,
-                mail_from="",
-                recipients=[],
-                limit=limit,
-            )
+        reply: str | None = None
+        try:
+            with session.begin_nested():
+                reply = receive_message(
+                    session,
+                    raw,
+                    source="imap",
+                    peer=None,
+                    mail_from="",
+                    recipients=[],
+                    limit=limit,
+                ).reply
+        finally:
+            count_mail("imap", name, reply)
         taken_numbers.append(number_text)
     write_phase(session)
     for number_text in taken_numbers:
@@ -118,7 +129,10 @@ def imap_poll(session: Session, _args: dict[str, Any]) -> dict[str, int]:
     if not settings.imap_url:
         return {"taken": 0}
     with open_mailbox(settings.imap_url) as mailbox:
-        return {"taken": poll_mailbox(session, mailbox, limit=settings.inbox_max_bytes)}
+        taken = poll_mailbox(
+            session, mailbox, limit=settings.inbox_max_bytes, name=mailbox_name(settings.imap_url)
+        )
+        return {"taken": taken}
 
 
 @registry.due("intake.heartbeats")

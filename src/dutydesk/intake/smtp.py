@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dutydesk.db import session_factory, transaction
 from dutydesk.intake.mail import receive_message
 from dutydesk.settings import Settings
+from dutydesk.web.metrics import count_mail
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +27,29 @@ log = logging.getLogger(__name__)
 class IntakeHandler:
     """aiosmtpd handler: each message's DATA goes to the inbox and then to alarms or tickets."""
 
-    def __init__(self, factory: sessionmaker[Session], limit: int) -> None:
+    def __init__(self, factory: sessionmaker[Session], limit: int, name: str = "smtp") -> None:
         self.factory = factory
         self.limit = limit
+        self.name = name  # the listener's address, as the mail metrics label it
         # SQLite has one writer; one message at a time per process is plenty for mail.
         self.lock = threading.Lock()
 
     def _handle(self, raw: bytes, peer: str | None, mail_from: str, rcpt: list[str]) -> str:
-        with self.lock, transaction(self.factory, immediate=True, actor="smtp") as session:
-            result = receive_message(
-                session,
-                raw,
-                source="smtp",
-                peer=peer,
-                mail_from=mail_from,
-                recipients=rcpt,
-                limit=self.limit,
-            )
+        reply: str | None = None
+        try:
+            with self.lock, transaction(self.factory, immediate=True, actor="smtp") as session:
+                result = receive_message(
+                    session,
+                    raw,
+                    source="smtp",
+                    peer=peer,
+                    mail_from=mail_from,
+                    recipients=rcpt,
+                    limit=self.limit,
+                )
+            reply = result.reply
+        finally:
+            count_mail("smtp", self.name, reply)
         log.info("mail from %s kept as inbox item %s: %s", mail_from, result.item_id, result.reply)
         return result.reply
 
@@ -64,13 +71,16 @@ def listener(
     settings: Settings, factory: sessionmaker[Session] | None = None, *, port: int | None = None
 ) -> Controller:
     """An SMTP listener on the configured (or given) address; call `.start()` and `.stop()`."""
-    handler = IntakeHandler(factory or session_factory(), settings.inbox_max_bytes)
+    port = settings.smtp_port if port is None else port
+    handler = IntakeHandler(
+        factory or session_factory(), settings.inbox_max_bytes, f"{settings.smtp_host}:{port}"
+    )
     # Messages up to 4x the inbox limit reach the handler (kept truncated, answered 552);
     # aiosmtpd refuses anything larger before it is read.
     return Controller(
         handler,
         hostname=settings.smtp_host,
-        port=settings.smtp_port if port is None else port,
+        port=port,
         data_size_limit=settings.inbox_max_bytes * 4,
     )
 

@@ -5,7 +5,9 @@ that answers. When the web runs several processes (`dutydesk web --workers N`), 
 names a directory under DUTYDESK_HOME in PROMETHEUS_MULTIPROC_DIR before the workers start
 (`use_multiprocess_dir`); prometheus_client then keeps every process's counts in files there, and
 a scrape of any worker adds them all up. A worker that dies leaves its files, so its counts stay
-in the sums and no counter goes backwards. The gauges of the desk's state are read from the
+in the sums and no counter goes backwards. `dutydesk up` names one such directory for every
+process it starts, so the mail counted by the SMTP listener and by the worker's IMAP poll
+(`count_mail`) shows in a scrape of the web too. The gauges of the desk's state are read from the
 database at scrape time (`DeskStateCollector`), so every process tells the same truth.
 """
 
@@ -66,6 +68,44 @@ def intake_outcome(status: int) -> str:
     if status >= 500:
         return "failed"
     return "refused"
+
+
+# Mail is counted where it is taken: in `dutydesk smtp` and in the worker's IMAP poll, not in
+# the web. In one process these counters show through MAIL_REGISTRY; across processes through
+# the shared multiprocess directory.
+MAIL_REGISTRY = CollectorRegistry()
+MAIL_RECEIVED = Counter(
+    "dutydesk_mail_received",
+    "Mail messages received, by source (smtp, imap) and listener (the SMTP listener's "
+    "address, or the IMAP mailbox as host/folder).",
+    ["source", "listener"],
+    registry=MAIL_REGISTRY,
+)
+MAIL_MESSAGES = Counter(
+    "dutydesk_mail_messages",
+    "Mail messages by source, listener and outcome: accepted (an alarm or a ticket note), "
+    "refused (5xx: no integration takes it, too big, unreadable), deferred (4xx: rate limit) "
+    "or failed (an error in the desk).",
+    ["source", "listener", "outcome"],
+    registry=MAIL_REGISTRY,
+)
+
+
+def mail_outcome(reply: str | None) -> str:
+    """What became of a mail message, from the SMTP reply the desk gave (None: it failed)."""
+    if reply is None:
+        return "failed"
+    if reply.startswith("2"):
+        return "accepted"
+    if reply.startswith("4"):
+        return "deferred"
+    return "refused"
+
+
+def count_mail(source: str, listener: str, reply: str | None) -> None:
+    """Count one message taken by `listener` (received, and its outcome from `reply`)."""
+    MAIL_RECEIVED.labels(source, listener).inc()
+    MAIL_MESSAGES.labels(source, listener, mail_outcome(reply)).inc()
 
 
 def _seconds(moment: dt.datetime | None) -> float | None:
@@ -213,8 +253,9 @@ def _export_gauges(session: Session) -> Iterator[Metric]:
 
 
 class WebProcessesCollector(Collector):
-    """process_* of every live web process, labelled by pid (with several processes,
-    prometheus_client's own process collector sees only the one that answers the scrape)."""
+    """process_* of every live process that counts into the shared directory (the web's
+    workers; under `dutydesk up` the worker and the SMTP listener too), labelled by pid
+    (prometheus_client's own process collector sees only the one that answers the scrape)."""
 
     def __init__(self, directory: str) -> None:
         self._directory = directory
@@ -288,6 +329,7 @@ class DeskMetrics:
             scrape.register(WebProcessesCollector(directory))
         else:
             scrape.register(_Registered(self.registry))
+            scrape.register(_Registered(MAIL_REGISTRY))
             ProcessCollector(registry=scrape)
             scrape.register(GC_COLLECTOR)
         PlatformCollector(registry=scrape)
@@ -303,6 +345,7 @@ class _Registered(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._registry.collect()
+
 
 def backup_gauges(session: Session) -> Iterator[Metric]:
     """Per backup target: the newest backup, the newest drill's outcome, RPO and RTO, freshness."""
