@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dutydesk.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 15.0
@@ -31,7 +34,6 @@ def run_web(settings: Settings, host: str, port: int, workers: int | None = None
     (default `DUTYDESK_WEB_WORKERS`)."""
     import uvicorn
 
-    from dutydesk.web.app import create_app
     from dutydesk.web.limits import MAX_HEADER_BYTES
 
     workers = workers or settings.web_workers
@@ -54,9 +56,20 @@ def run_web(settings: Settings, host: str, port: int, workers: int | None = None
         # `dutydesk up` (or the operator) named the directory every desk process shares.
         if multiprocess_dir() is None:
             use_multiprocess_dir(settings.ensure_home() / "metrics" / f"web-{port}")
-        uvicorn.run("dutydesk.web.app:create_app", factory=True, workers=workers, **common)
+        uvicorn.run("dutydesk.processes:served_app", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(served_app(settings), **common)
+
+
+def served_app(settings: Settings | None = None) -> FastAPI:
+    """The web app of a `dutydesk web` process, its broker connection opened aside as it starts
+    (so the first alert's notice job does not wait for it)."""
+    from dutydesk.celery_app import warm_up
+    from dutydesk.web.app import create_app
+
+    app = create_app(settings)
+    threading.Thread(target=warm_up, name="broker-warm-up", daemon=True).start()
+    return app
 
 
 def run_worker(settings: Settings) -> None:
