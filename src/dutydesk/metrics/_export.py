@@ -1,0 +1,81 @@
+"""An export run's metrics as series per study and table, written as the run ends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dutydesk.export.models import ExportRun, StudyPart
+from dutydesk.metrics.models import MetricPoint
+from dutydesk.metrics.service import Point, record
+
+# `accepted[scope]` and `excluded[scope]` count records by the study's sharing scope.
+VERDICT = re.compile(r"^(accepted|excluded)\[(.+)\]$")
+
+
+def run_points(session: Session, run: ExportRun) -> list[Point]:
+    """The run's points: per study its counters (`export.lineCount` and `export.errorCount` by
+    table, `export.accepted`/`export.excluded` by scope, `export.numTotal`, ...), its unique
+    health codes and its duration; the run's duration as `export.duration`."""
+    points: list[Point] = []
+    started = run.started_at
+    for part in session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)):
+        study = {"study": part.study_id}
+        for name, count in (part.metrics or {}).get("counters", {}).items():
+            verdict = VERDICT.match(name)
+            if verdict:
+                scope = {**study, "scope": verdict.group(2)}
+                points.append(Point(f"export.{verdict.group(1)}", float(count), scope))
+            elif name.endswith((".lineCount", ".errorCount")):
+                table, _, counter = name.rpartition(".")
+                points.append(Point(f"export.{counter}", float(count), {**study, "table": table}))
+            elif "[" not in name and "." not in name:
+                points.append(Point(f"export.{name}", float(count), study))
+        unique = (part.metrics or {}).get("uniqueHealthCodes")
+        if unique is not None:
+            points.append(Point("export.uniqueHealthCodes", float(unique), study))
+        if started is not None and part.finished_at is not None:
+            seconds = (part.finished_at - started).total_seconds()
+            points.append(Point("export.studySeconds", seconds, study))
+    if started is not None and run.finished_at is not None:
+        points.append(Point("export.duration", (run.finished_at - started).total_seconds()))
+    return points
+
+
+def record_run(session: Session, run: ExportRun) -> int:
+    """Write the run's points at the time its other points have (its request's end), else at
+    its end; a re-run replaces them. Returns how many."""
+    source = f"export:{run.run_key}"
+    session.flush()
+    at = session.scalar(
+        select(MetricPoint.at).where(MetricPoint.source == source).order_by(MetricPoint.at).limit(1)
+    )
+    at = at or run.finished_at or run.created_at
+    return record(session, source, at, run_points(session, run))
+
+
+def when_run_ends(session: Session, run: ExportRun, _records_url: str) -> None:
+    """The export's run-end listener: write the run's series."""
+    record_run(session, run)
+
+
+def backfill(session: Session, since: dt.datetime) -> int:
+    """Write the points of finished runs since `since` that have none of these series yet (runs
+    written before, such as the demo's month); returns how many runs."""
+    done = set(
+        session.scalars(
+            select(MetricPoint.source).where(MetricPoint.name.like("export.%")).distinct()
+        )
+    )
+    runs = session.scalars(
+        select(ExportRun).where(ExportRun.finished_at >= since, ExportRun.finished_at.is_not(None))
+    )
+    count = 0
+    for run in runs:
+        if f"export:{run.run_key}" not in done:
+            record_run(session, run)
+            count += 1
+    return count
