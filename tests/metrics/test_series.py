@@ -25,6 +25,7 @@ from dutydesk.metrics.jobs import roll_up
 from dutydesk.metrics.models import MetricPoint, MetricRollup, Period
 from dutydesk.metrics.service import Point
 from dutydesk.notify.models import Delivery
+from dutydesk.settings import get_settings
 from dutydesk.tickets.models import Ticket
 from tests.conftest import fresh_database_url
 from tests.export.test_runs import END, START, drain
@@ -97,7 +98,7 @@ def test_retention_deletes_raw_points_and_roll_ups_past_their_days(
 ) -> None:
     monkeypatch.setenv("DUTYDESK_METRICS_RAW_DAYS", "2")
     monkeypatch.setenv("DUTYDESK_METRICS_HOURLY_DAYS", "5")
-    service.get_settings.cache_clear()
+    get_settings.cache_clear()
     for days in (1, 3, 7):
         service.record(db, "s", AT - dt.timedelta(days=days), [Point("x", 1.0)])
     service.roll_up(db, Period.hour, AT - dt.timedelta(days=8), AT)
