@@ -219,6 +219,13 @@ def up(
     raise typer.Exit(supervisor.run())
 
 
+def _heartbeat(process: str) -> None:
+    """Record that this process is alive, now and every DUTYDESK_PROCESS_HEARTBEAT_SECONDS."""
+    from dutydesk.metrics.heartbeats import start
+
+    start(process)
+
+
 @app.command()
 def web(
     host: Host = "127.0.0.1",
@@ -235,6 +242,7 @@ def web(
 
     _start("web")
     ready_database()
+    _heartbeat("web")
     run_web(get_settings(), host, port, workers)
 
 
@@ -247,6 +255,7 @@ def worker() -> None:
 
     _start("worker")
     ready_database()
+    _heartbeat("worker")
     run_worker(get_settings())
 
 
@@ -259,6 +268,7 @@ def beat() -> None:
 
     _start("beat")
     ready_database()
+    _heartbeat("beat")
     run_beat(get_settings())
 
 
@@ -271,6 +281,7 @@ def smtp() -> None:
 
     _start("smtp")
     ready_database()
+    _heartbeat("smtp")
     run_smtp(get_settings())
 
 
@@ -283,6 +294,7 @@ def backupd() -> None:
 
     _start("backupd")
     ready_database()
+    _heartbeat("backupd")
     raise typer.Exit(run_backupd(get_settings()))
 
 
