@@ -344,3 +344,31 @@ def test_apply_needs_a_verified_backup_of_its_backup_target_and_takes_one_first(
     taken = db.get(Backup, backup["backup_id"])
     assert taken is not None and taken.verified_at is not None
     assert target_db.rows("SELECT count(*) FROM items") == [(ITEMS - 10,)]
+
+
+@pytest.mark.parametrize(
+    "target_db",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=TARGETS[1].marks),  # type: ignore[union-attr]
+    ],
+    indirect=True,
+)
+def test_a_statement_running_past_the_statement_timeout_is_stopped_and_named(
+    db: Session, people: Crew, target_db: TargetDb
+) -> None:
+    target_db.make_items()
+    slow = (
+        "SELECT pg_sleep(5)"
+        if target_db.backend == "postgresql"
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+    )
+    script = f"UPDATE items SET status = 'x' WHERE id = 1;\n{slow};\n"
+    target = add_target(db, target_db, statement_timeout_ms=300)
+    change = service.new_change(db, target=target, script=script, author=people.olga)
+    figures = service.dry_run(db, change, people.olga)
+
+    assert figures["statements"][1]["timeout"] == "statement"
+    assert figures["error"].startswith("statement 2 ran longer than the statement timeout (300 ms)")
+    assert figures["statements"][1]["duration_ms"] < 3000
+    assert target_db.rows("SELECT status FROM items WHERE id = 1") == [("new",)]

@@ -280,3 +280,27 @@ def test_the_reviewer_signs_the_dry_run_they_see_and_an_edit_drops_the_signoff(
     assert "committed" in applied and 'id="apply-result"' in applied
     assert target_db.rows("SELECT count(*) FROM items WHERE status = 'closed'") == [(100,)]
     assert people  # the people service is what sign_in uses
+
+
+def test_a_failed_dry_run_shows_the_statement_and_offers_nothing_to_sign(
+    client: TestClient, db: Session, crew: Crew, tmp_path: object
+) -> None:
+    sqlite_url = f"sqlite:///{tmp_path}/t.sqlite"
+    TargetDb("sqlite", sqlite_url).make_items()
+    target = service.save_target(db, name="items-db", url=sqlite_url)
+    script = "UPDATE items SET status = 'a' WHERE n < 5;\nUPDATE nowhere SET x = 1;\nCOMMIT;\n"
+    refused = service.new_change(db, target=target, script=script, author=crew.olga)
+    service.dry_run(db, refused, crew.olga)
+    failing = service.new_change(db, target=target, script=script[:-8], author=crew.olga)
+    service.dry_run(db, failing, crew.olga)
+    db.commit()
+
+    sign_in(client, db, crew.abe)
+    page = client.get(f"/dbchanges/{refused.id}").text
+    assert "statement 3 (COMMIT) ends or opens a transaction" in page
+    assert 'id="sign-form"' not in page and 'id="apply-form"' not in page
+    page = client.get(f"/dbchanges/{failing.id}").text
+    assert "statement 2 failed: no such table: nowhere" in page
+    assert 'id="sign-form"' not in page
+    listing = client.get("/dbchanges").text
+    assert listing.count("<td>failed</td>") == 2
