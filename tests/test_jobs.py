@@ -186,9 +186,15 @@ def test_tick_runs_every_registered_piece_of_due_work(
     ran = service.tick(factory)
     assert {"jobs.sweep", "jobs.prune", "people.prune"} <= set(ran)
     kinds = {job.kind for job in db.scalars(select(Job))}
-    assert kinds == {"jobs.prune", "people.prune", "intake.prune", "tickets.prune"}
+    assert kinds == {
+        "jobs.prune",
+        "people.prune",
+        "intake.prune",
+        "tickets.prune",
+        "metrics.roll_up",
+    }
     service.tick(factory)  # not due again yet
-    assert len(db.scalars(select(Job)).all()) == 4
+    assert len(db.scalars(select(Job)).all()) == 5
 
 
 def test_one_broken_piece_of_due_work_does_not_stop_the_others(
