@@ -156,3 +156,24 @@ def test_verify_before_any_run_is_a_conflict(db: Session, web: TestClient) -> No
         f"/api/v1/redrives/{batch['id']}/submit", headers={"X-CSRF-Token": token}
     )
     assert submit_empty.status_code == 422 and "is empty" in submit_empty.json()["detail"]
+
+
+def test_the_batch_page_pages_its_ids(
+    db: Session, web: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dutydesk.runbooks.redrive import pages
+
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    olga = add_person(db, "olga", "operator", "olga@desk.example")
+    token = sign_in(web, db, olga)
+    added = web.post(
+        "/api/v1/redrives/items",
+        json={"ids": ["r-a3", "r-a1", "r-a2", "r-w1", "r-a4"], "reason": "paging"},
+        headers={"X-CSRF-Token": token},
+    ).json()
+    batch = added["batch"]
+    first = web.get(f"/redrives/{batch}").text
+    assert "r-a1" in first and "r-a2" in first and "r-a3" not in first
+    assert f'href="/redrives/{batch}?page=2" id="next-ids"' in first
+    last = web.get(f"/redrives/{batch}?page=3").text
+    assert "r-w1" in last and "r-a4" not in last and 'id="next-ids"' not in last
