@@ -405,7 +405,7 @@ def test_two_recorders_at_once_tell_each_change_once(
             assert subjects == sorted(
                 [
                     *(
-                        f"change:{n.audit_event_id}"
+                        f"audit:{n.audit_event_id}"
                         for n in session.scalars(
                             select(ChangeNotice).where(ChangeNotice.risk == "high")
                         )

@@ -66,6 +66,9 @@ job_kinds: dict[str, JobFunction] = {}
 due_work: dict[str, DueWork] = {}
 demo_seeders: dict[str, DemoSeeder] = {}
 nav_items: list[NavItem] = []
+# The console page a notice about something other than a ticket links to, by the prefix of its
+# delivery subject: ("change", "/changes/{}") links a notice of subject "change:7" to /changes/7.
+subject_pages: dict[str, str] = {}
 
 
 def job_kind(name: str) -> Callable[[JobFunction], JobFunction]:
@@ -103,6 +106,11 @@ def add_nav(item: NavItem) -> None:
     if all(existing.path != item.path for existing in nav_items):
         nav_items.append(item)
         nav_items.sort(key=lambda entry: entry.order)
+
+
+def subject_page(prefix: str, path: str) -> None:
+    """Link notices whose subject is `prefix:<id>` to `path` with the id in place of {}."""
+    subject_pages[prefix] = path
 
 
 def seeders_in_order() -> list[tuple[str, DemoSeeder]]:

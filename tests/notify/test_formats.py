@@ -162,3 +162,35 @@ def test_slack_and_discord_https_webhook_urls_are_taken_as_slack_and_discord(
     url: str, kind: str
 ) -> None:
     assert notify.check_url(url) == (kind, url)
+
+
+def test_a_notice_about_a_change_request_links_to_its_page_and_threads_with_its_others(
+    db: Session,
+) -> None:
+    import dutydesk.runbooks.service  # noqa: F401  (registers the change page)
+    from dutydesk.notify._send import Notice
+    from dutydesk.notify.models import Delivery
+
+    def notice(subject: str) -> Notice:
+        delivery = Delivery(
+            id=1,
+            subject=subject,
+            target="user:ada",
+            channel="mail",
+            kind="mail",
+            address="ada@desk.example",
+            reason="signoff needed",
+            sequence="v1",
+            title="Signoff needed",
+            body="Review it",
+            created_at=T0,
+        )
+        return notify.notice_for(delivery, None)
+
+    signoff, outcome = notice("change:7"), notice("change:7")
+    assert signoff.link == outcome.link == f"{BASE}/changes/7"
+    assert signoff.thread_id == outcome.thread_id is not None
+    assert notice("change:8").thread_id != signoff.thread_id
+    # A subject no domain gave a page to links to the console, as before.
+    assert notice("override:3").link == f"{BASE}/"
+    assert notice("change:../admin").link == f"{BASE}/"

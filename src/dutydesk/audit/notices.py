@@ -148,7 +148,7 @@ def record_notices(session: Session, *, now: dt.datetime | None = None) -> dict[
                         contact_list,
                         subject_line=f"[dutydesk change] {text.headline(change)}"[:300],
                         message=text.notice_body(change, risk.value, notices_link()),
-                        subject=f"change:{change.id}",
+                        subject=f"audit:{change.id}",
                         reason=NOTICE_REASON,
                     )
         except IntegrityError:
@@ -307,7 +307,7 @@ def delivery_states(session: Session, subjects: Iterable[str]) -> dict[str, dict
 def subject_of(notice: ChangeNotice) -> str | None:
     """The delivery subject that carried (or carries) the notice, if any."""
     if notice.told == Told.at_once.value:
-        return f"change:{notice.audit_event_id}"
+        return f"audit:{notice.audit_event_id}"
     if notice.told == Told.digest.value and notice.digest_day is not None:
         return f"change-digest:{notice.digest_day.isoformat()}"
     return None

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk import clock
+from dutydesk import clock, registry
 from dutydesk.db import transaction, utcnow
 from dutydesk.notify import _send
 from dutydesk.notify.models import (
@@ -397,11 +397,28 @@ def ticket_link(ticket: Ticket | None) -> str:
     return f"{base}/tickets/{ticket.key}" if ticket is not None else f"{base}/"
 
 
+def subject_link(subject: str) -> str | None:
+    """The console page of a notice's subject (`change:7` → /changes/7, `release:3:step:2` →
+    /releases/3) when its domain registered one (`registry.subject_page`)."""
+    prefix, _, rest = subject.partition(":")
+    key = rest.split(":", 1)[0]
+    path = registry.subject_pages.get(prefix)
+    if path is None or not key.isdigit():
+        return None
+    return get_settings().base_url.rstrip("/") + path.format(key)
+
+
 def notice_for(delivery: Delivery, ticket: Ticket | None) -> _send.Notice:
-    """The delivery as every kind of channel renders it: with a link to its ticket, the
-    ticket's facts, and mail headers that thread the ticket's notices."""
+    """The delivery as every kind of channel renders it: with a link to its ticket (or to the
+    page of its subject), the ticket's facts, and mail headers that thread the notices of one
+    ticket or one subject."""
     facts: dict[str, str] = {}
+    link = ticket_link(ticket)
     thread = None
+    page = subject_link(delivery.subject) if ticket is None else None
+    if page is not None:
+        link = page
+        thread = _send.mail_id(f"subject.{delivery.subject}")
     if ticket is not None:
         facts = {
             "Ticket": ticket.key,
@@ -414,7 +431,7 @@ def notice_for(delivery: Delivery, ticket: Ticket | None) -> _send.Notice:
     return _send.Notice(
         title=delivery.title,
         body=delivery.body,
-        link=ticket_link(ticket),
+        link=link,
         at=delivery.created_at,
         severity=ticket.severity if ticket is not None else None,
         facts=facts,

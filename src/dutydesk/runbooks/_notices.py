@@ -5,11 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dutydesk import registry
 from dutydesk.people.models import Role, User
 from dutydesk.runbooks._kinds import get_kind
 from dutydesk.runbooks._rules import unmet
 from dutydesk.runbooks.models import ChangeRequest
 from dutydesk.settings import get_settings
+
+registry.subject_page("change", "/changes/{}")
 
 
 def change_link(change: ChangeRequest) -> str:
