@@ -88,6 +88,11 @@ DOMAINS = {
         "app",
         "Database change scripts: targets, dry runs that roll back, reviewed applies.",
     ),
+    "diagnose": Domain(
+        "dutydesk.diagnose.cli",
+        "app",
+        "Diagnosis: exception projects (Sentry DSNs) and exception groups.",
+    ),
 }
 
 

@@ -37,6 +37,7 @@ DOMAINS = (
     "runbooks.redrive",
     "runbooks.dbchange",
     "runbooks.releases",
+    "diagnose",
 )
 
 

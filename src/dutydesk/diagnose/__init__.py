@@ -1,0 +1,1 @@
+"""Diagnosis: exceptions sent by Sentry SDKs, grouped into exception groups that raise alarms."""

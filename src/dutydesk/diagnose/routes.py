@@ -1,0 +1,15 @@
+"""Every route of diagnose: the Sentry-compatible endpoints, the API and the console."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from dutydesk.diagnose.api import router as api_router
+from dutydesk.diagnose.ingest import router as ingest_router
+from dutydesk.diagnose.pages import router as pages_router
+
+# SDKs send events many times a second: the app matches these before any other route.
+machine_router = ingest_router
+router = APIRouter()
+router.include_router(api_router)
+router.include_router(pages_router)
