@@ -385,6 +385,23 @@ class Settings(BaseSettings):
         description="Where apply keeps the plain dump it takes of a target first (while no "
         "backup of it is verified); empty means `$DUTYDESK_HOME/dbchange-dumps`.",
     )
+    exception_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest body (as sent, compressed or not) the Sentry-compatible store "
+        "and envelope endpoints take, and most bytes it may inflate to; larger ones get 413.",
+    )
+    exception_max_event_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest single event (inflated); a larger envelope item is refused while "
+        "the envelope's other items are kept.",
+    )
+    exception_events_per_group: int = Field(
+        default=100,
+        ge=1,
+        description="Newest events kept per exception group (the group still counts them all).",
+    )
 
     @field_validator("database_url", "records_url")
     @classmethod
