@@ -565,3 +565,33 @@ def test_db_change_step_fails_on_a_change_request_not_approved(db: Session) -> N
     drive(db, release)
     assert release.state == "failed"
     assert "it runs only once approved" in release.steps[0].output["error"]
+
+
+def test_advance_job_runs_commands_and_checks_outside_a_transaction_and_chains_the_next(
+    db: Session, http_server: str, commands: dict[str, list[str]]
+) -> None:
+    from dutydesk.jobs.models import Job
+    from dutydesk.runbooks.releases.jobs import advance_release
+
+    template = service.save_template(
+        db,
+        spec(
+            {"name": "Switch the image", "kind": "command", "command": "deploy"},
+            {"name": "Health check", "kind": "http_check", "url": f"{http_server}/status/500"},
+        ),
+        actor="t",
+    )
+    release = service.create_release(db, template, version="1.0.0", author=None, actor="t")
+    service.start_release(db, release, actor="t")
+    first = advance_release(db, {"release_id": release.id})
+    assert first == {"release": release.id, "state": "running", "more": True}
+    assert release.steps[0].state == "done"
+    assert release.steps[0].output["stdout"] == "image switched\n"
+    queued = db.scalars(select(Job).where(Job.kind == "releases.advance")).all()
+    assert len(queued) == 2  # the start's, and the one chained for the next step
+    second = advance_release(db, {"release_id": release.id})
+    assert second["state"] == "failed" and not second["more"]
+    assert release.steps[1].output["status"] == 500
+    # A job run again (a worker that died) finds nothing to do twice.
+    assert advance_release(db, {"release_id": release.id})["more"] is False
+    assert release.steps[0].attempts == 1

@@ -46,6 +46,9 @@ TEXT_FIELDS = (
 )
 OUTPUT_LIMIT = 20_000  # characters of a command's output kept on the step
 MANUAL_KINDS = frozenset({StepKind.manual.value, StepKind.signoff.value})
+# Steps that only talk to the outside world: the job runs them outside any transaction, so a
+# long command holds no database lock (SQLite has one for the whole file).
+OUTSIDE_KINDS = frozenset({StepKind.http_check.value, StepKind.command.value})
 
 
 class StepError(ValueError):
@@ -351,10 +354,19 @@ def applied_change(session: Session, step: StepRun) -> Outcome | None:
     return None
 
 
+def run_outside(kind: str, params: dict[str, Any]) -> Outcome:
+    """Run an http_check or command step from its parameters alone (no database needed)."""
+    return _http_check_of(params) if kind == StepKind.http_check.value else _command_of(params)
+
+
 @_runner(StepKind.http_check)
 def _http_check(session: Session, release: Release, step: StepRun, actor: str) -> Outcome:
-    url, expected = step.params["url"], step.params["expect_status"]
-    within = float(step.params["within_seconds"])
+    return _http_check_of(step.params)
+
+
+def _http_check_of(params: dict[str, Any]) -> Outcome:
+    url, expected = params["url"], params["expect_status"]
+    within = float(params["within_seconds"])
     started = time.monotonic()
     try:
         response = httpx.get(url, timeout=within, follow_redirects=False)
@@ -388,7 +400,11 @@ def _ci(session: Session, release: Release, step: StepRun, actor: str) -> Outcom
 
 @_runner(StepKind.command)
 def _command(session: Session, release: Release, step: StepRun, actor: str) -> Outcome:
-    name = step.params["command"]
+    return _command_of(step.params)
+
+
+def _command_of(params: dict[str, Any]) -> Outcome:
+    name = params["command"]
     argv = get_settings().release_commands.get(name)
     if not argv:
         raise StepFailed(f"command {name!r} is no longer listed in DUTYDESK_RELEASE_COMMANDS")
@@ -397,12 +413,12 @@ def _command(session: Session, release: Release, step: StepRun, actor: str) -> O
             argv,
             capture_output=True,
             text=True,
-            timeout=step.params["timeout_seconds"],
+            timeout=params["timeout_seconds"],
             check=False,
         )
     except subprocess.TimeoutExpired:
         raise StepFailed(
-            f"command {name!r} ran longer than {step.params['timeout_seconds']} s and was stopped"
+            f"command {name!r} ran longer than {params['timeout_seconds']} s and was stopped"
         ) from None
     except OSError as error:
         raise StepFailed(f"command {name!r} could not start: {error}") from None

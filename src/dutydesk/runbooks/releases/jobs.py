@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from dutydesk import registry
 from dutydesk.db import write_phase
 from dutydesk.jobs import service as jobs
-from dutydesk.runbooks.releases import service
+from dutydesk.runbooks.releases import _steps, service
 from dutydesk.runbooks.releases.models import Release
 
 PIPELINE_WATCH_EVERY = dt.timedelta(minutes=1)
@@ -23,10 +23,32 @@ CHANGE_POLL_SECONDS = 5.0  # how soon a release looks again at the change reques
 def advance_release(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Run the release's next step (an automatic step here; a manual one starts waiting)."""
     write_phase(session)
-    release = session.get(Release, int(args["release_id"]))
+    release_id = int(args["release_id"])
+    release = session.get(Release, release_id)
     if release is None:
-        return {"release": args["release_id"], "gone": True}
-    more = service.advance(session, release)
+        return {"release": release_id, "gone": True}
+    began = service.begin_step(session, release)
+    if isinstance(began, bool):
+        more = began
+    elif began.kind in _steps.OUTSIDE_KINDS:
+        # Commit the step as running, run it with no transaction open (a long command holds
+        # no lock, and a second run of this job finds it running and leaves it), then record.
+        position, kind, params = began.position, began.kind, dict(began.params)
+        session.commit()
+        try:
+            result: _steps.Outcome | _steps.StepFailed = _steps.run_outside(kind, params)
+        except _steps.StepFailed as failure:
+            result = failure
+        write_phase(session)
+        release = session.get(Release, release_id)
+        assert release is not None
+        more = service.complete_step(session, release, service.get_step(release, position), result)
+    else:
+        try:
+            result = _steps.run_automatic(session, release, began, "release runner")
+        except _steps.StepFailed as failure:
+            result = failure
+        more = service.complete_step(session, release, began, result)
     if more:
         jobs.enqueue(session, service.ADVANCE_JOB, {"release_id": release.id}, max_attempts=1)
     elif service.waits_on_a_change(release):

@@ -394,9 +394,12 @@ def next_step(release: Release) -> StepRun | None:
     return None
 
 
-def advance(session: Session, release: Release, *, actor: str = "release runner") -> bool:
-    """Take the release one step further. True when an automatic step ran and the next may
-    follow at once; False when it waits (for people, a window override, a fix) or is over."""
+def begin_step(
+    session: Session, release: Release, *, actor: str = "release runner"
+) -> StepRun | bool:
+    """Take the release to its next step. Returns the automatic step it marked running (the
+    caller runs it, then `complete_step`), True when the caller may look again at once,
+    False when the release waits (for people, a window override, a fix) or is over."""
     if release.state not in (ReleaseState.running.value, ReleaseState.rolling_back.value):
         return False
     attach_failed_pipelines(session, release)
@@ -436,35 +439,60 @@ def advance(session: Session, release: Release, *, actor: str = "release runner"
     step.state = StepState.running.value
     step.attempts += 1
     session.flush()
-    try:
-        outcome = _steps.run_automatic(session, release, step, actor)
-    except _steps.StepFailed as failure:
+    return step
+
+
+def complete_step(
+    session: Session,
+    release: Release,
+    step: StepRun,
+    result: _steps.Outcome | _steps.StepFailed,
+    *,
+    actor: str = "release runner",
+) -> bool:
+    """Record what a running automatic step came to; True when the next may follow at once."""
+    if isinstance(result, _steps.StepFailed):
         step.state = StepState.failed.value
-        step.output = {"error": str(failure), **failure.output}
+        step.output = {"error": str(result), **result.output}
         step.ended_at = utcnow()
         release.state = ReleaseState.failed.value
         record(
-            session, release, actor, f"step {step.position} ({step.name}) failed: {failure}", step
+            session, release, actor, f"step {step.position} ({step.name}) failed: {result}", step
         )
         return False
-    if outcome.waiting:
-        step.output = outcome.output
+    if result.waiting:
+        step.output = result.output
         record(
             session,
             release,
             actor,
-            f"step {step.position} ({step.name}): {outcome.output.get('summary', '')}",
+            f"step {step.position} ({step.name}): {result.output.get('summary', '')}",
             step,
         )
         return False
-    step.state = StepState.skipped.value if outcome.skipped else StepState.done.value
-    step.output = outcome.output
+    step.state = StepState.skipped.value if result.skipped else StepState.done.value
+    step.output = result.output
     step.actor = actor
     step.ended_at = utcnow()
-    verb = "skipped" if outcome.skipped else "done"
-    summary = outcome.output.get("summary", "")
+    verb = "skipped" if result.skipped else "done"
+    summary = result.output.get("summary", "")
     record(session, release, actor, f"step {step.position} ({step.name}) {verb}: {summary}", step)
     return True
+
+
+def advance(session: Session, release: Release, *, actor: str = "release runner") -> bool:
+    """Take the release one step further in this transaction (an automatic step runs here).
+    True when the next step may follow at once; False when it waits or is over."""
+    began = begin_step(session, release, actor=actor)
+    if isinstance(began, bool):
+        return began
+    try:
+        result: _steps.Outcome | _steps.StepFailed = _steps.run_automatic(
+            session, release, began, actor
+        )
+    except _steps.StepFailed as failure:
+        result = failure
+    return complete_step(session, release, began, result, actor=actor)
 
 
 def _check_applied(session: Session, release: Release, step: StepRun, actor: str) -> bool:
