@@ -595,3 +595,24 @@ def test_advance_job_runs_commands_and_checks_outside_a_transaction_and_chains_t
     # A job run again (a worker that died) finds nothing to do twice.
     assert advance_release(db, {"release_id": release.id})["more"] is False
     assert release.steps[0].attempts == 1
+
+
+def test_a_command_step_left_running_by_a_stopped_worker_can_be_skipped(
+    db: Session, commands: dict[str, list[str]]
+) -> None:
+    template = service.save_template(
+        db,
+        spec(
+            {"name": "Switch the image", "kind": "command", "command": "deploy"},
+            {"name": "Tell users", "kind": "manual"},
+        ),
+        actor="t",
+    )
+    release = service.create_release(db, template, version="1.0.0", author=None, actor="t")
+    service.start_release(db, release, actor="t")
+    began = service.begin_step(db, release)
+    assert not isinstance(began, bool) and began.state == "running"  # and the worker died
+    assert service.advance(db, release) is False  # nobody runs it a second time
+    service.skip_step(db, release, 1, actor="olga", reason="switched by hand after a crash")
+    drive(db, release)
+    assert [step.state for step in release.steps] == ["skipped", "waiting"]

@@ -622,9 +622,15 @@ def retry_step(session: Session, release: Release, position: int, *, actor: str)
 def skip_step(
     session: Session, release: Release, position: int, *, actor: str, reason: str
 ) -> None:
-    """Skip a failed, blocked or waiting step with a reason; the run goes on."""
+    """Skip a failed, blocked or waiting step with a reason; the run goes on. A command or
+    HTTP check left running (its worker stopped mid-step) can be skipped too."""
     step = get_step(release, position)
-    if step.state not in (StepState.failed.value, StepState.blocked.value, StepState.waiting.value):
+    stuck = step.state == StepState.running.value and step.kind in _steps.OUTSIDE_KINDS
+    if not stuck and step.state not in (
+        StepState.failed.value,
+        StepState.blocked.value,
+        StepState.waiting.value,
+    ):
         raise ReleaseError(
             f"step {position} ({step.name}) is {step.state}; only a failed, blocked or "
             "waiting step can be skipped",
