@@ -198,3 +198,50 @@ def test_release_pages_refresh_themselves_and_take_forms_with_csrf(
     assert client.get("/releases").status_code == 200
     assert client.get("/releases/templates/new").status_code == 200
     assert client.get("/releases/999999").status_code == 404
+
+
+def test_release_page_shows_its_pipelines_events_and_attaches_a_failure(
+    client: TestClient, db: Session, tokens: dict[str, dict[str, str]]
+) -> None:
+    from dutydesk.intake import service as intake
+
+    hook = intake.create_integration(db, name="jenkins", kind="ci", actor="t")
+    db.commit()
+
+    def pipeline(status: str) -> None:
+        sent = client.post(
+            f"/hooks/ci/{hook.token}",
+            json={"pipeline": "build-app", "status": status, "url": "https://ci.example.org/7"},
+        )
+        assert sent.status_code < 300, sent.text
+
+    pipeline("success")
+    template = {
+        "name": "deploy",
+        "pipelines": ["build-app"],
+        "steps": [
+            {"name": "Build passed", "kind": "ci", "params": {"pipeline": "build-app"}},
+            {"name": "Testers run the acceptance test", "kind": "manual"},
+        ],
+    }
+    client.post("/api/v1/release-templates", json=template, headers=tokens["olga"])
+    ident = client.post(
+        "/api/v1/releases", json={"template": "deploy", "version": "1.0.0"}, headers=tokens["olga"]
+    ).json()["id"]
+    client.post(f"/api/v1/releases/{ident}/start", headers=tokens["olga"])
+    drive(db, ident)
+    pipeline("failed")
+    drive(db, ident)  # each look at the release attaches new failures
+    from dutydesk.runbooks.releases.jobs import watch_pipelines
+
+    assert watch_pipelines(db, {}) == {"attached": 0}  # attached once, not again
+    operator = people.find_user(db, "olga")
+    assert operator is not None
+    sign_in(client, db, operator)
+    page = client.get(f"/releases/{ident}/live").text
+    assert 'id="pipeline-events"' in page
+    assert page.count("build-app") >= 1 and ">failed<" in page
+    assert "1 failed pipeline event(s) attached to this release" in page
+    shown = client.get(f"/api/v1/releases/{ident}", headers=tokens["vic"]).json()
+    assert [event["status"] for event in shown["attached_events"]] == ["failed"]
+    assert shown["steps"][0]["state"] == "done"
