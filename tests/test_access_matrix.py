@@ -143,6 +143,8 @@ TOKEN_IN_URL = {
     ("GET", "/ping/{token}/{action}"),
     ("POST", "/ping/{token}/{action}"),
     ("GET", "/duty/feed/{token}.ics"),
+    ("POST", "/api/{project_id:int}/store/"),
+    ("POST", "/api/{project_id:int}/envelope/"),
 }
 
 

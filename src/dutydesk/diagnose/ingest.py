@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,10 +21,12 @@ from dutydesk.diagnose.models import ExceptionProject
 from dutydesk.settings import get_settings
 from dutydesk.web.access import Principal, TokenInUrl, writer_limiter
 from dutydesk.web.openapi import answers
+from dutydesk.web.params import INT32_MAX
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 Sender = Annotated[Principal, Depends(TokenInUrl())]
+ProjectId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The project's id (in its DSN).")]
 ACTOR = "exceptions"
 _BODY = {
     "requestBody": {
@@ -35,7 +37,8 @@ _BODY = {
         },
     }
 }
-_ANSWERS = answers(400, 401, 403, 413, 415, 429)
+_ANSWERS = answers(400, 401, 403, 413, 429)
+_ANSWERS[415] = {**_ANSWERS[400], "description": "The body's content encoding is not one read."}
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     200: {"description": "Taken in: `id` is the event's id."}
 }
@@ -147,7 +150,7 @@ def _rate_of(factory: sessionmaker[Session], project_id: int) -> str:
     responses={**_ACCEPTED, **_ANSWERS},
     openapi_extra=_BODY,
 )
-async def store_endpoint(request: Request, project_id: int, _who: Sender) -> JSONResponse:
+async def store_endpoint(request: Request, project_id: ProjectId, _who: Sender) -> JSONResponse:
     """One event as JSON (Sentry's store endpoint); gzip or deflate bodies are read."""
     return await _receive(request, project_id, _store)
 
@@ -157,7 +160,7 @@ async def store_endpoint(request: Request, project_id: int, _who: Sender) -> JSO
     responses={**_ACCEPTED, **_ANSWERS},
     openapi_extra=_BODY,
 )
-async def envelope_endpoint(request: Request, project_id: int, _who: Sender) -> JSONResponse:
+async def envelope_endpoint(request: Request, project_id: ProjectId, _who: Sender) -> JSONResponse:
     """An envelope (Sentry's envelope endpoint): `event` items are kept, other items counted
     and skipped; an item that cannot be read is listed in `refused` while the others are kept."""
     return await _receive(request, project_id, _envelope)
