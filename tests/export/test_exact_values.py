@@ -197,3 +197,34 @@ def test_edge_values_found_by_the_property_test_give_the_reference_cells(
     assert _values.raw_data_attachment_id("\t") is None
     assert _values.data_groups([""]) == ""
     assert _values.to_timestamp(10**16) is None
+
+
+def test_fields_differing_only_in_case_fail_their_table_and_name_it(
+    backend: str, tmp_path: Path
+) -> None:
+    """A schema with fields `a` and `A` cannot be one Parquet table that DuckDB, Spark or
+    Synapse read (they match names without case, and DuckDB would write `A` as `A_1`): that
+    table fails, naming the duplicate, and is not re-driven; the summary rows are written."""
+    content = StoreContent(
+        schemas={
+            ("t", 1): [{"name": "a", "type": "INT"}, {"name": "A", "type": "INT"}],
+            ("u", 1): [{"name": "a", "type": "INT"}],
+        },
+        participants={"hc": SCOPE},
+        records=[
+            record("r1", 1000, data={"a": 1, "A": 2}),
+            record("r2", 1001, schema_id="u", data={"a": 3}),
+        ],
+    )
+    url = fresh_database_url(backend, tmp_path, "case_names")
+    fill_store(url, content)
+    result = export_one(url, tmp_path / "wh")
+    tables = {table.key: table for table in result.tables}
+    failed = tables["s-t-v1"]
+    assert failed.error is not None and "duplicate names: A" in failed.error
+    assert failed.retryable is False and failed.path is None
+    assert tables["s-u-v1"].error is None and tables["s-u-v1"].rows == 1
+    summary = tables["s-appVersion"]
+    assert summary.path is not None
+    assert set(table_rows(summary.path)) == {"r1", "r2"}
+    assert not (tmp_path / "wh" / "s" / "s-t-v1").exists()

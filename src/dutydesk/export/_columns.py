@@ -295,15 +295,21 @@ DEFAULT_TABLE_NAME = "Default Health Data Record Table"
 APP_VERSION_TABLE_NAME = "Health Data Summary Table"
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _checked(columns: list[Column]) -> list[Column]:
     # Synapse refused such a table and a Parquet file cannot hold it either; Bridge's schema
     # validation kept them out, so meeting one means the schema or study config needs fixing.
+    # Names that differ only in ASCII case are duplicates too: DuckDB (and Spark) read column
+    # names without case, and would rename the second (`A` as `A_1`).
     seen: set[str] = set()
     duplicates: list[str] = []
     for column in columns:
-        if column.name in seen:
+        folded = column.name.translate(_ASCII_LOWER)
+        if folded in seen:
             duplicates.append(column.name)
-        seen.add(column.name)
+        seen.add(folded)
     if duplicates:
         raise ValueError(f"Columns would have duplicate names: {', '.join(duplicates)}")
     return columns
