@@ -237,3 +237,19 @@ def test_release_and_environment_are_kept_and_a_group_new_in_the_newest_release_
     ]
     stored = db.scalar(select(ExceptionEvent).where(ExceptionEvent.release == "shop@1.0"))
     assert stored is not None and stored.data["tags"] == {"region": "eu"}
+
+
+def test_library_frames_do_not_split_a_group(client: TestClient, db: Session) -> None:
+    project = make_project(db)
+    for lineno in (10, 99):
+        body = event()
+        frames = body["exception"]["values"][0]["stacktrace"]["frames"]
+        frames[0]["lineno"] = lineno  # the library frame (in_app false) moved
+        for frame in frames:
+            frame.pop("in_app")  # as SDKs send frames they cannot place...
+        frames[0]["in_app"] = False  # ...except those they know are libraries
+        assert (
+            client.post(f"/api/{project.id}/store/", json=body, headers=auth(project)).status_code
+            == 200
+        )
+    assert [g.count for g in groups(db)] == [2]

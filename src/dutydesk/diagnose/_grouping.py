@@ -72,6 +72,13 @@ def message_of(event: dict[str, Any]) -> str:
     return text(entry, 1000)
 
 
+def app_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The application's own frames: those marked in-app; else those not marked as library
+    code (SDKs leave `in_app` out where they cannot tell); else all of them."""
+    marked = [frame for frame in frames if frame.get("in_app") is True]
+    return marked or [frame for frame in frames if frame.get("in_app") is not False] or frames
+
+
 def _frame_key(frame: dict[str, Any]) -> str:
     where = text(frame.get("module") or frame.get("filename") or frame.get("abs_path"))
     line = text(frame.get("context_line")) or text(frame.get("lineno"))
@@ -84,7 +91,7 @@ def default_parts(event: dict[str, Any]) -> list[str]:
     if values:
         main = values[-1]
         frames = frames_of(main)
-        in_app = [frame for frame in frames if frame.get("in_app") is True] or frames
+        in_app = app_frames(frames)
         return [text(main.get("type")) or "Error", *map(_frame_key, in_app[-TOP_FRAMES:])]
     return ["message", message_of(event) or text(event.get("transaction")) or "(no message)"]
 
@@ -118,7 +125,7 @@ def culprit_of(event: dict[str, Any]) -> str:
     """Where it happened: the innermost in-app frame's module and function."""
     values = exception_values(event)
     frames = frames_of(values[-1]) if values else []
-    in_app = [frame for frame in frames if frame.get("in_app") is True] or frames
+    in_app = app_frames(frames)
     if not in_app:
         return text(event.get("culprit") or event.get("transaction"))
     top = in_app[-1]
