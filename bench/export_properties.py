@@ -61,8 +61,10 @@ def main() -> int:
     for line in output.splitlines():
         if re.search(r"::test_|during \w+ phase|passing, |Typical runtimes| passed| failed", line):
             print(line)
-    if completed.returncode != 0:
-        print(output[-4000:], file=sys.stderr)
+    if completed.returncode != 0:  # the assertion and the failing case, as pytest gave them
+        for line in output.splitlines():
+            if line.startswith(("E ", ">", "case = ")):
+                print(line[:2000], file=sys.stderr)
     failures = failing or (1 if completed.returncode != 0 else 0)
     print(f"export_property_cases={passing} failures={failures} seconds={seconds:.1f}")
     return completed.returncode
