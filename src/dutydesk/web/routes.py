@@ -110,22 +110,22 @@ def logout(request: Request, _who: AnyonePage, db: Db) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
-    """The overview: the state of the desk at a glance."""
-    from dutydesk.backups.service import list_targets, status_of
+def overview(request: Request, who: ViewerPage, db: Db) -> HTMLResponse:
+    """The overview, the live desk: who is on duty, open tickets, firing alarms, the last
+    export, approvals waiting for me, broadcasts and silences, backups, CI, the processes."""
     from dutydesk.notify.watchdog import check
+    from dutydesk.web.overview import gather
 
     recent = db.scalars(audit_query().limit(10)).all()
-    backups = [status_of(db, target) for target in list_targets(db) if target.enabled]
     return render(
         request,
         "overview.html",
         {
+            **gather(db, who.user.id if who.user else None),
             "job_counts": state_counts(db),
             "recent_changes": recent,
             "health": _health(request),
             "self_check": check(db),
-            "backups": backups,
         },
     )
 
