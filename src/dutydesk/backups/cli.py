@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dutydesk.commandline import cli_actor, fail, ready_database
+
+if TYPE_CHECKING:
+    from dutydesk.backups.models import BackupTarget
 
 app = typer.Typer(
     rich_markup_mode=None,
     help="Backups: targets, run, list, verify (the restore drill), restore.",
     no_args_is_help=True,
 )
+
+
+def _find(target: str) -> BackupTarget:
+    """The target (the built-in ones made on first use), in a short transaction that holds
+    SQLite's write lock from its start and is tried again while another process writes."""
+    from dutydesk.backups import service
+    from dutydesk.db import retry_when_locked, transaction
+
+    def find() -> BackupTarget:
+        with transaction(immediate=True, actor=cli_actor()) as session:
+            return service.find_target(session, target)
+
+    return retry_when_locked(find, what="finding the backup target")
 
 
 def _moment(text: str | None) -> dt.datetime | None:
@@ -35,10 +51,14 @@ def targets() -> None:
     from dutydesk.db import transaction
 
     ready_database()
-    with transaction() as session:
+    with transaction(immediate=True, actor=cli_actor()) as session:
         service.ensure_builtin_targets(session)
         for target in service.list_targets(session):
-            fresh = "fresh" if service.is_fresh(session, target) else "STALE"
+            fresh = (
+                "fresh"
+                if service.is_fresh(session, target)
+                else ("STALE" if service.is_stale(session, target) else "new")
+            )
             newest = service.newest_backup(session, target)
             last = f"{newest.started_at:%Y-%m-%d %H:%M}" if newest else "never"
             mode = "continuous" if target.continuous else f"every {target.every_minutes} min"
@@ -73,7 +93,7 @@ def add(
 
     ready_database()
     try:
-        with transaction(actor=cli_actor()) as session:
+        with transaction(immediate=True, actor=cli_actor()) as session:
             target = service.add_target(
                 session,
                 name,
@@ -94,24 +114,32 @@ def add(
 def run(target: Annotated[str, typer.Argument(help="Target name.")]) -> None:
     """Take a backup of TARGET now (then apply its retention)."""
     from dutydesk.backups import service
-    from dutydesk.db import transaction
+    from dutydesk.backups.models import BackupTarget
+    from dutydesk.db import retry_when_locked, transaction
 
     ready_database()
     try:
-        with transaction(actor=cli_actor()) as session:
-            found = service.find_target(session, target)
-            backup = service.take_backup(session, found)
-            if backup.state == "succeeded":
-                pruned = service.prune(session, found)
-                typer.echo(
-                    f"backup {backup.id} of {found.name}: {backup.size_bytes} bytes, "
-                    f"sha256 {backup.sha256}, at {backup.location}"
-                    + (f" ({len(pruned)} old backups pruned)" if pruned else "")
-                )
+        found = _find(target)
     except service.BackupInputError as error:
         raise fail(str(error)) from None
+    backup = service.produce_backup(found)  # no transaction held while it runs
+
+    def record() -> int:
+        with transaction(immediate=True, actor=cli_actor()) as session:
+            session.add(backup)
+            session.flush()
+            if backup.state != "succeeded":
+                return 0
+            return len(service.prune(session, session.get(BackupTarget, found.id) or found))
+
+    pruned = retry_when_locked(record, what="recording the backup")
     if backup.state != "succeeded":
-        raise fail(f"backup of {target} failed: {backup.error}", 1)
+        raise fail(f"backup of {found.name} failed: {backup.error}", 1)
+    typer.echo(
+        f"backup {backup.id} of {found.name}: {backup.size_bytes} bytes, "
+        f"sha256 {backup.sha256}, at {backup.location}"
+        + (f" ({pruned} old backups pruned)" if pruned else "")
+    )
 
 
 @app.command("list")
@@ -126,8 +154,8 @@ def list_backups(
 
     ready_database()
     try:
+        found = _find(target) if target else None
         with transaction() as session:
-            found = service.find_target(session, target) if target else None
             names = {t.id: t.name for t in session.query(BackupTarget)}
             for backup in service.list_backups(session, found, limit):
                 typer.echo(
@@ -146,30 +174,40 @@ def verify(target: Annotated[str, typer.Argument(help="Target name.")]) -> None:
     replica) into scratch space and check it; exit 1 when a drill fails."""
     from dutydesk.backups import service
     from dutydesk.backups.continuous import drill_replica
-    from dutydesk.db import transaction
+    from dutydesk.backups.models import Backup, BackupTarget
+    from dutydesk.db import retry_when_locked, transaction
 
     ready_database()
-    failed = False
     try:
-        with transaction(actor=cli_actor()) as session:
-            found = service.find_target(session, target)
-            backup = service.newest_backup(session, found)
-            drills = [service.drill_of(found, backup)] if backup or not found.continuous else []
-            if found.continuous:
-                with service.scratch() as folder:
-                    drills.append(drill_replica(found, folder))
-            for drill in drills:
-                service.record_drill(session, found, backup if drill.backup_id else None, drill)
-                what = drill.checks.get("method", f"backup {drill.backup_id}")
-                rpo = f"{drill.rpo_seconds:.1f} s" if drill.rpo_seconds is not None else "-"
-                rto = f"{drill.rto_seconds:.2f} s" if drill.rto_seconds is not None else "-"
-                typer.echo(
-                    f"drill of {found.name} ({what}): {drill.state}; RPO {rpo}, RTO {rto}"
-                    + (f"; {drill.error}" if drill.error else "")
-                )
-                failed = failed or drill.state != "passed"
+        found = _find(target)
     except service.BackupInputError as error:
         raise fail(str(error)) from None
+    with transaction() as session:
+        backup = service.newest_backup(session, found)
+    # The restores run with no transaction held.
+    drills = [service.drill_of(found, backup)] if backup or not found.continuous else []
+    if found.continuous:
+        with service.scratch() as folder:
+            drills.append(drill_replica(found, folder))
+
+    def record() -> None:
+        with transaction(immediate=True, actor=cli_actor()) as session:
+            attached = session.get(BackupTarget, found.id) or found
+            drilled = session.get(Backup, backup.id) if backup is not None else None
+            for drill in drills:
+                service.record_drill(session, attached, drilled if drill.backup_id else None, drill)
+
+    retry_when_locked(record, what="recording the drill")
+    failed = False
+    for drill in drills:
+        what = drill.checks.get("method", f"backup {drill.backup_id}")
+        rpo = f"{drill.rpo_seconds:.1f} s" if drill.rpo_seconds is not None else "-"
+        rto = f"{drill.rto_seconds:.2f} s" if drill.rto_seconds is not None else "-"
+        typer.echo(
+            f"drill of {found.name} ({what}): {drill.state}; RPO {rpo}, RTO {rto}"
+            + (f"; {drill.error}" if drill.error else "")
+        )
+        failed = failed or drill.state != "passed"
     if failed:
         raise typer.Exit(1)
 
@@ -203,8 +241,8 @@ def restore(
         if typed != target:
             raise fail("not confirmed: nothing was restored")
     try:
+        found = _find(target)
         with transaction(actor=cli_actor()) as session:
-            found = service.find_target(session, target)
             typer.echo(restore_target(session, found, to=to, at=moment, replace=replace))
     except service.BackupInputError as error:
         raise fail(str(error)) from None
@@ -218,15 +256,13 @@ def archiving(target: Annotated[str, typer.Argument(help="A PostgreSQL target's 
     current; exit 1 printing exactly what to change when not."""
     from dutydesk.backups import service
     from dutydesk.backups._pitr import archiving_problems
-    from dutydesk.db import transaction
 
     ready_database()
     try:
-        with transaction() as session:
-            found = service.find_target(session, target)
-            if found.kind != "postgresql":
-                raise service.BackupInputError(f"{found.name} is not a PostgreSQL target")
-            url = found.source_url
+        found = _find(target)
+        if found.kind != "postgresql":
+            raise service.BackupInputError(f"{found.name} is not a PostgreSQL target")
+        url = found.source_url
     except service.BackupInputError as error:
         raise fail(str(error)) from None
     problems = archiving_problems(url)

@@ -46,10 +46,14 @@ def continuous_targets(session: Session, settings: Settings) -> list[BackupTarge
 def run_backupd(settings: Settings) -> int:
     """Write the Litestream config for the continuous targets and supervise `litestream
     replicate` until stopped (with none, wait idle so `up` keeps running)."""
-    from dutydesk.db import transaction
+    from dutydesk.db import retry_when_locked, transaction
 
-    with transaction() as session:
-        databases = [replicated(t) for t in continuous_targets(session, settings)]
+    def read_targets() -> list[_litestream.Replicated]:
+        # Reads then writes (the built-in targets): hold SQLite's write lock from the start.
+        with transaction(immediate=True) as session:
+            return [replicated(t) for t in continuous_targets(session, settings)]
+
+    databases = retry_when_locked(read_targets, what="reading the backup targets")
     if not databases:
         log.warning("no continuous backup targets; backupd waits (set DUTYDESK_BACKUP_LITESTREAM)")
         _wait_for_stop()

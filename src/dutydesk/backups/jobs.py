@@ -75,8 +75,9 @@ def enqueue_due_backups(session: Session) -> None:
 def run_backup(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Take a backup of `target`, then apply its retention."""
     target = service.find_target(session, str(args["target"]))
+    session.commit()  # no transaction (nor SQLite's write lock) held while the backup runs
     backup = service.produce_backup(target)
-    write_phase(session)  # the backup took a while: write with a fresh transaction
+    write_phase(session)  # then write with a fresh transaction holding the write lock
     target = session.get(BackupTarget, target.id) or target
     session.add(backup)
     session.flush()
@@ -91,6 +92,7 @@ def verify_newest(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Restore-test the newest backup of `target` (the drill)."""
     target = service.find_target(session, str(args["target"]))
     backup = service.newest_backup(session, target)
+    session.commit()  # nothing held while the restores run
     drills = [service.drill_of(target, backup)] if backup or not target.continuous else []
     if target.continuous:
         with service.scratch() as folder:
