@@ -109,3 +109,22 @@ def test_scratch_folders_belong_to_the_server_user(tmp_path: Path) -> None:
         assert folder.stat().st_mode & 0o777 == 0o700
     finally:
         folder.rmdir()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs DUTYDESK_TEST_POSTGRES_URL")
+def test_the_archiving_command_exits_1_saying_what_to_change(home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dutydesk import migrations
+    from dutydesk.cli import app
+    from dutydesk.settings import get_settings
+
+    migrations.upgrade(get_settings().effective_database_url)
+    runner = CliRunner()
+    added = runner.invoke(app, ["backup", "add", "server", POSTGRES_URL])
+    assert added.exit_code == 0, added.stderr
+    checked = runner.invoke(app, ["backup", "archiving", "server"])
+    assert checked.exit_code == 1
+    assert "- set archive_mode = on in postgresql.conf, then restart the server" in checked.stdout
+    not_pg = runner.invoke(app, ["backup", "archiving", "ops"])
+    assert not_pg.exit_code == 2 and "ops is not a PostgreSQL target" in not_pg.stderr
