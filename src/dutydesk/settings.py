@@ -402,6 +402,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Newest events kept per exception group (the group still counts them all).",
     )
+    supervisor_poll_seconds: float = Field(
+        default=30.0,
+        ge=5,
+        description="How often the registered Supervisor servers are polled for FATAL, BACKOFF "
+        "and unexpectedly EXITED processes.",
+    )
 
     @field_validator("database_url", "records_url")
     @classmethod
