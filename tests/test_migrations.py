@@ -288,6 +288,16 @@ ROWS: dict[str, dict[str, Any]] = {
         "high": 42.0,
         "last": 42.0,
     },
+    "review_marks": {
+        "id": 1,
+        "period_start": NOW,
+        "period_end": NOW,
+        "marked_at": NOW,
+        "marked_by": "ada",
+        "attendees": ["ada", "olga"],
+        "notes": "Export fine.",
+    },
+    "review_actions": {"id": 1, "review_id": 1, "text": "Fix the CI mail", "ticket_id": None},
     "process_heartbeats": {
         "id": 1,
         "role": "worker",

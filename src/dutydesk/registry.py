@@ -38,6 +38,7 @@ DOMAINS = (
     "runbooks.dbchange",
     "runbooks.releases",
     "diagnose",
+    "review",
 )
 
 

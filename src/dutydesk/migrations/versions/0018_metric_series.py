@@ -1,5 +1,5 @@
 """metric series: points get a name and labels; hourly and daily roll-ups; the heartbeats of
-the desk's own processes
+the desk's own processes; review marks and their action items
 
 Revision ID: 0018
 Revises: 0017
@@ -71,9 +71,42 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_process_heartbeats")),
         sa.UniqueConstraint("role", "host", "pid", name="uq_process_heartbeats"),
     )
+    op.create_table(
+        "review_marks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        _moment("period_start"),
+        _moment("period_end"),
+        _moment("marked_at"),
+        sa.Column("marked_by", sa.String(200), nullable=False),
+        sa.Column("attendees", sa.JSON(), nullable=False),
+        sa.Column("notes", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_marks")),
+    )
+    op.create_table(
+        "review_actions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("review_id", sa.Integer(), nullable=False),
+        sa.Column("text", sa.String(300), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["review_id"],
+            ["review_marks.id"],
+            name=op.f("fk_review_actions_review_id_review_marks"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_review_actions_ticket_id_tickets"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_actions")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("review_actions")
+    op.drop_table("review_marks")
     op.drop_table("process_heartbeats")
     op.drop_table("metric_rollups")
     with op.batch_alter_table("metric_points") as batch:
