@@ -76,3 +76,132 @@ def groups(
                 )
     except service.DiagnoseError as error:
         raise fail(str(error)) from None
+
+
+@app.command("supervisor-add")
+def supervisor_add(
+    name: Annotated[str, typer.Argument(help="Unique name (lowercase, digits, . _ -).")],
+    url: Annotated[str, typer.Argument(help="XML-RPC URL: http://host:port/RPC2.")],
+    username: Annotated[str, typer.Option(help="Supervisor's inet_http_server username.")] = "",
+    password_file: Annotated[
+        typer.FileText | None, typer.Option(help="File whose first line is the password.")
+    ] = None,
+) -> None:
+    """Register a Supervisor (the password is read from a file, never from the command line)."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import supervisors
+    from dutydesk.diagnose.service import DiagnoseError
+
+    password = password_file.readline().rstrip("\n") if password_file else ""
+    try:
+        with transaction(actor=cli_actor()) as session:
+            server = supervisors.create_server(
+                session, name=name, url=url, username=username, password=password, actor=cli_actor()
+            )
+            typer.echo(f"registered Supervisor {server.name} (id {server.id})")
+    except DiagnoseError as error:
+        raise fail(str(error)) from None
+
+
+@app.command("supervisor-processes")
+def supervisor_processes(
+    server: Annotated[str, typer.Argument(help="Server name or id.")],
+) -> None:
+    """List a Supervisor's processes: name, state, pid, uptime, exit status."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import supervisors
+    from dutydesk.diagnose.service import DiagnoseError
+
+    try:
+        with transaction() as session:
+            found = supervisors.processes(supervisors.get_server(session, server))
+    except (DiagnoseError, supervisors.SupervisorUnreachable) as error:
+        raise fail(str(error)) from None
+    for process in found:
+        uptime = f"up {process.uptime_seconds} s" if process.uptime_seconds is not None else ""
+        status = f"exit {process.exit_status}" if process.exit_status is not None else ""
+        typer.echo(
+            f"{process.name:<32} {process.state:<9} {process.pid or '':<7} {uptime} {status}"
+        )
+
+
+def _act(server: str, process: str, action: str, reason: str) -> None:
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import supervisors
+    from dutydesk.diagnose.service import DiagnoseError
+
+    try:
+        with transaction(actor=cli_actor()) as session:
+            done = supervisors.act(
+                session,
+                supervisors.get_server(session, server),
+                process,
+                action,
+                reason=reason,
+                actor=cli_actor(),
+            )
+    except (DiagnoseError, supervisors.SupervisorUnreachable) as error:
+        raise fail(str(error)) from None
+    typer.echo(f"{action} {process}: {done.outcome}")
+    if done.outcome != "done":
+        raise typer.Exit(1)
+
+
+Server = Annotated[str, typer.Argument(help="Server name or id.")]
+Process = Annotated[str, typer.Argument(help="Process as group:name.")]
+Reason = Annotated[str, typer.Option(help="Why (kept with the action and audited).")]
+
+
+@app.command("supervisor-start")
+def supervisor_start(server: Server, process: Process, reason: Reason) -> None:
+    """Start a process, with a reason."""
+    _act(server, process, "start", reason)
+
+
+@app.command("supervisor-stop")
+def supervisor_stop(server: Server, process: Process, reason: Reason) -> None:
+    """Stop a process, with a reason."""
+    _act(server, process, "stop", reason)
+
+
+@app.command("supervisor-restart")
+def supervisor_restart(server: Server, process: Process, reason: Reason) -> None:
+    """Restart a process (stop if running, then start), with a reason."""
+    _act(server, process, "restart", reason)
+
+
+@app.command("supervisor-tail")
+def supervisor_tail(
+    server: Server,
+    process: Process,
+    stderr: Annotated[bool, typer.Option(help="The stderr log instead of stdout.")] = False,
+    length: Annotated[int, typer.Option(min=1, max=65_536, help="Bytes from the end.")] = 8192,
+) -> None:
+    """Print the end of a process's log."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import supervisors
+    from dutydesk.diagnose.service import DiagnoseError
+
+    stream = "stderr" if stderr else "stdout"
+    try:
+        with transaction() as session:
+            found = supervisors.get_server(session, server)
+        typer.echo(supervisors.tail(found, process, length, stream), nl=False)
+    except (DiagnoseError, supervisors.SupervisorUnreachable, supervisors.SupervisorFault) as error:
+        raise fail(str(error)) from None
+
+
+@app.command("supervisor-poll")
+def supervisor_poll() -> None:
+    """Poll every enabled Supervisor now (the beat does it every poll interval)."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import supervisors
+
+    with transaction(immediate=True, actor=cli_actor()) as session:
+        totals = supervisors.poll_all(session)
+    typer.echo(", ".join(f"{key}: {value}" for key, value in totals.items()))

@@ -84,3 +84,57 @@ class ExceptionRateCount(Base):
     )
     window_start: Mapped[dt.datetime] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(default=0)
+
+
+class SupervisorServer(Base):
+    """A Supervisor whose processes the desk lists, starts, stops and watches, over XML-RPC at
+    `url` (`http://host:port/RPC2`). The password is never shown nor audited."""
+
+    __tablename__ = "supervisor_servers"
+    __audited__ = True
+    __audit_exclude__ = ("password",)
+    __audit_quiet__ = ("last_polled_at", "last_error")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(300))
+    username: Mapped[str] = mapped_column(String(100), default="")
+    password: Mapped[str] = mapped_column(String(200), default="")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    last_polled_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SupervisedProcess(Base):
+    """A process as the last poll saw it, so the next poll knows what changed."""
+
+    __tablename__ = "supervised_processes"
+    __table_args__ = (UniqueConstraint("server_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("supervisor_servers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))  # group:name
+    state: Mapped[str] = mapped_column(String(16))
+    pid: Mapped[int] = mapped_column(default=0)
+    started: Mapped[int] = mapped_column(default=0)  # Supervisor's start time, epoch seconds
+    exit_status: Mapped[int] = mapped_column(default=0)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SupervisorAction(Base):
+    """A start, stop or restart asked through the desk, with who, why and what came of it
+    (audited: each row is a create in the audit log)."""
+
+    __tablename__ = "supervisor_actions"
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("supervisor_servers.id", ondelete="CASCADE"))
+    process: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(Text)

@@ -7,9 +7,11 @@ from fastapi import APIRouter
 from dutydesk.diagnose.api import router as api_router
 from dutydesk.diagnose.ingest import router as ingest_router
 from dutydesk.diagnose.pages import router as pages_router
+from dutydesk.diagnose.supervisor_routes import router as supervisor_router
 
 # SDKs send events many times a second: the app matches these before any other route.
 machine_router = ingest_router
 router = APIRouter()
 router.include_router(api_router)
 router.include_router(pages_router)
+router.include_router(supervisor_router)

@@ -1,4 +1,5 @@
-"""diagnose: exception projects, exception groups and events, per-project rate counters
+"""diagnose: exception projects, exception groups and events, per-project rate counters;
+Supervisor servers, the processes their last poll saw, and the actions asked of them
 
 Revision ID: 0019
 Revises: 0018
@@ -29,6 +30,15 @@ def _project_fk(table: str) -> sa.ForeignKeyConstraint:
         ["project_id"],
         ["exception_projects.id"],
         name=f"fk_{table}_project_id_exception_projects",
+        ondelete="CASCADE",
+    )
+
+
+def _server_fk(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["server_id"],
+        ["supervisor_servers.id"],
+        name=f"fk_{table}_server_id_supervisor_servers",
         ondelete="CASCADE",
     )
 
@@ -102,8 +112,54 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("project_id", "window_start", name="pk_exception_rate_counts"),
     )
 
+    op.create_table(
+        "supervisor_servers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("url", sa.String(300), nullable=False),
+        sa.Column("username", sa.String(100), nullable=False),
+        sa.Column("password", sa.String(200), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("last_polled_at", dutydesk.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        _moment("created_at"),
+        sa.PrimaryKeyConstraint("id", name="pk_supervisor_servers"),
+        sa.UniqueConstraint("name", name="uq_supervisor_servers_name"),
+    )
+    op.create_table(
+        "supervised_processes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("server_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started", sa.Integer(), nullable=False),
+        sa.Column("exit_status", sa.Integer(), nullable=False),
+        _moment("seen_at"),
+        _server_fk("supervised_processes"),
+        sa.PrimaryKeyConstraint("id", name="pk_supervised_processes"),
+        sa.UniqueConstraint("server_id", "name", name="uq_supervised_processes_server_id_name"),
+    )
+    op.create_table(
+        "supervisor_actions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("server_id", sa.Integer(), nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        _moment("at"),
+        sa.Column("outcome", sa.Text(), nullable=False),
+        _server_fk("supervisor_actions"),
+        sa.PrimaryKeyConstraint("id", name="pk_supervisor_actions"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("supervisor_actions")
+    op.drop_table("supervised_processes")
+    op.drop_table("supervisor_servers")
     op.drop_table("exception_rate_counts")
     op.drop_index("ix_exception_events_group_id_received_at", table_name="exception_events")
     op.drop_table("exception_events")
