@@ -58,3 +58,20 @@ def test_the_freshness_check_raises_the_stale_alarm_for_an_old_target(
     backup_jobs.enqueue_due_backups(db)
     alarm = db.scalar(select(Alarm).where(Alarm.fingerprint == "backups:app:stale"))
     assert alarm is not None and alarm.state == "firing"
+
+
+def test_a_failed_backup_job_keeps_its_row_and_raises_the_backup_alarm(
+    db: Session, tmp_path: Path
+) -> None:
+    source = tmp_path / "app.sqlite"
+    service.add_target(db, "app", f"sqlite:///{source}", destination=str(tmp_path / "dest"))
+    result = registry.job_kinds["backups.run"](db, {"target": "app"})
+    assert result["state"] == "failed" and "no SQLite database at" in result["error"]
+    alarm = db.scalar(select(Alarm).where(Alarm.fingerprint == "backups:app:backup"))
+    assert alarm is not None and alarm.state == "firing"
+    assert [b.state for b in service.list_backups(db)] == ["failed"]
+
+    make_source(source, rows=5)
+    assert registry.job_kinds["backups.run"](db, {"target": "app"})["state"] == "succeeded"
+    db.refresh(alarm)
+    assert alarm.state == "resolved"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk.alarms.models import Alarm, AlarmState
 from dutydesk.alarms.service import Signal, raise_signal
-from dutydesk.backups.models import BackupTarget, DrillState, RestoreDrill
+from dutydesk.backups.models import Backup, BackupState, BackupTarget, DrillState, RestoreDrill
 from dutydesk.db import utcnow
 
 SOURCE = "backups"
@@ -96,3 +96,23 @@ def stale_check(session: Session, target: BackupTarget, at: dt.datetime | None =
         ),
     )
     return fresh
+
+
+def backup_outcome(session: Session, target: BackupTarget, backup: Backup) -> None:
+    """Fire the target's backup alarm when taking a backup failed, resolve it when one
+    succeeds."""
+    failed = backup.state == BackupState.failed.value
+    _send(
+        session,
+        Signal(
+            source=SOURCE,
+            fingerprint=f"backups:{target.name}:backup",
+            title=f"Backup failed: {target.name}",
+            severity="critical",
+            description=backup.error or "the backup was taken and stored",
+            labels={"target": target.name, "check": "backup"},
+            resolved=not failed,
+            occurred_at=backup.finished_at,
+            payload={"backup": backup.id, "error": backup.error},
+        ),
+    )

@@ -114,6 +114,7 @@ def add(
 def run(target: Annotated[str, typer.Argument(help="Target name.")]) -> None:
     """Take a backup of TARGET now (then apply its retention)."""
     from dutydesk.backups import service
+    from dutydesk.backups.alarms import backup_outcome
     from dutydesk.backups.models import BackupTarget
     from dutydesk.db import retry_when_locked, transaction
 
@@ -128,9 +129,11 @@ def run(target: Annotated[str, typer.Argument(help="Target name.")]) -> None:
         with transaction(immediate=True, actor=cli_actor()) as session:
             session.add(backup)
             session.flush()
+            attached = session.get(BackupTarget, found.id) or found
+            backup_outcome(session, attached, backup)
             if backup.state != "succeeded":
                 return 0
-            return len(service.prune(session, session.get(BackupTarget, found.id) or found))
+            return len(service.prune(session, attached))
 
     pruned = retry_when_locked(record, what="recording the backup")
     if backup.state != "succeeded":

@@ -81,10 +81,17 @@ def run_backup(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     target = session.get(BackupTarget, target.id) or target
     session.add(backup)
     session.flush()
+    # A failed backup is kept as a row and raises the backup alarm; the job itself succeeds
+    # (failing it would roll the row back, and retrying at once rarely helps).
+    alarms.backup_outcome(session, target, backup)
     pruned = service.prune(session, target) if backup.state == "succeeded" else []
-    if backup.state != "succeeded":
-        raise RuntimeError(f"backup of {target.name} failed: {backup.error}")
-    return {"backup": backup.id, "size_bytes": backup.size_bytes, "pruned": len(pruned)}
+    return {
+        "backup": backup.id,
+        "state": backup.state,
+        "size_bytes": backup.size_bytes,
+        "pruned": len(pruned),
+        "error": backup.error,
+    }
 
 
 @registry.job_kind("backups.verify")
