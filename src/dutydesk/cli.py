@@ -88,6 +88,9 @@ DOMAINS = {
         "app",
         "Database change scripts: targets, dry runs that roll back, reviewed applies.",
     ),
+    "review": Domain(
+        "dutydesk.review.cli", "app", "The weekly review: its agenda from the desk's data."
+    ),
     "diagnose": Domain(
         "dutydesk.diagnose.cli",
         "app",
