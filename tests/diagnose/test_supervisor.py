@@ -192,3 +192,30 @@ def test_wrong_credentials_or_a_stopped_supervisor_are_named_without_the_passwor
     sign_in(client, db, make_user(db, Role.viewer))
     answer = client.get(f"/api/v1/supervisors/{server.id}/processes")
     assert answer.status_code == 503 and "wrong username or password" in answer.json()["detail"]
+
+
+def test_the_unreachable_alarm_resolves_once_supervisor_answers_again(
+    db: Session, supervisord: Running
+) -> None:
+    server = register(db, supervisord, password="wrong")
+    assert supervisors.poll(db, server).error is not None
+    server.password = PASSWORD
+    result = supervisors.poll(db, server)
+    db.commit()
+    assert result.error is None and result.processes == 2
+    alarm = db.scalar(select(Alarm).where(Alarm.fingerprint == "supervisor:app-1"))
+    assert alarm is not None and alarm.state == "resolved"
+
+
+def test_the_beat_enqueues_a_poll_only_while_a_server_is_enabled(db: Session) -> None:
+    from dutydesk.diagnose.jobs import POLL, enqueue_supervisor_poll
+    from dutydesk.jobs.models import Job
+
+    enqueue_supervisor_poll(db)
+    assert db.scalar(select(Job).where(Job.kind == POLL)) is None
+    supervisors.create_server(
+        db, name="app-1", url="http://127.0.0.1:9/RPC2", username="", password="", actor="test"
+    )
+    enqueue_supervisor_poll(db)
+    enqueue_supervisor_poll(db)  # one is queued already: not due again
+    assert len(db.scalars(select(Job).where(Job.kind == POLL)).all()) == 1
