@@ -4,6 +4,9 @@ database with pg_amcheck, row counts and sampled rows; a flipped byte fails the 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,6 +18,9 @@ from dutydesk.backups.restore import restore_target
 from tests.backups.support import flip_byte
 from tests.conftest import POSTGRES_URL, fresh_postgres_database
 
+# Each pytest-xdist worker gets databases of its own.
+WORKER = re.sub(r"\W", "", os.environ.get("PYTEST_XDIST_WORKER", "main"))
+
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs DUTYDESK_TEST_POSTGRES_URL")
 
 
@@ -23,9 +29,9 @@ def plain(url: str) -> str:
 
 
 @pytest.fixture
-def study_database() -> str:
+def study_database() -> Iterator[str]:
     """A PostgreSQL database with a revision and 300 rows in two tables."""
-    url = fresh_postgres_database("dd_backup_source")
+    url = fresh_postgres_database(f"dd_backup_source_{WORKER}")
     with psycopg.connect(plain(url)) as connection:
         connection.execute("CREATE TABLE alembic_version (version_num text PRIMARY KEY)")
         connection.execute("INSERT INTO alembic_version VALUES ('0042')")
@@ -35,7 +41,15 @@ def study_database() -> str:
         )
         connection.execute("CREATE TABLE notes (body text)")  # no primary key
         connection.execute("INSERT INTO notes SELECT 'n' || n FROM generate_series(1, 50) n")
-    return url
+    yield url
+    drop(url)
+
+
+def drop(url: str) -> None:
+    """Drop a database the test made."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(plain(POSTGRES_URL), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_pg_dump_is_checksummed_restored_and_checked(
@@ -71,8 +85,9 @@ def test_restore_goes_to_a_new_database_and_never_over_the_live_one_unasked(
     service.take_backup(db, target)
     with pytest.raises(service.BackupInputError, match="needs --replace"):
         restore_target(db, target)
-    empty = fresh_postgres_database("dd_backup_restored")
+    empty = fresh_postgres_database(f"dd_backup_restored_{WORKER}")
     line = restore_target(db, target, to=empty)
     assert "into postgresql" in line
     with psycopg.connect(plain(empty)) as connection:
         assert connection.execute("SELECT count(*) FROM samples").fetchone() == (250,)
+    drop(empty)
