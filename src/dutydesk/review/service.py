@@ -254,7 +254,7 @@ def export_section(session: Session, period: Period) -> Section:
 
 def redrive_section(session: Session, period: Period) -> Section:
     """Re-drive batches touched in the period and their state."""
-    section = Section("redrive", "Re-drives", "/redrive")
+    section = Section("redrive", "Re-drives", "/redrives")
     models = _optional("dutydesk.runbooks.redrive.models")
     if models is None:
         section.missing = "Re-drives are not part of this installation."
