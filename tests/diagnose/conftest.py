@@ -4,13 +4,21 @@ Sentry SDKs send them."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import uuid
+import xmlrpc.client
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
 from dutydesk.diagnose import service
 from dutydesk.diagnose.models import ExceptionProject
+from tests.intake.desk_server import free_port
 
 
 def make_project(db: Session, name: str = "shop", **options: Any) -> ExceptionProject:
@@ -79,3 +87,76 @@ def envelope(*items: tuple[dict[str, Any], bytes]) -> bytes:
 def event_item(body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     """An `event` item."""
     return {"type": "event"}, json.dumps(body).encode()
+
+
+PASSWORD = "s3cret-supervisor"
+CONFIG = """
+[inet_http_server]
+port=127.0.0.1:{port}
+username=desk
+password={password}
+
+[supervisord]
+nodaemon=true
+logfile={tmp}/supervisord.log
+pidfile={tmp}/supervisord.pid
+childlogdir={tmp}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[program:web]
+command=/bin/sh -c 'echo serving requests; exec sleep 600'
+startsecs=1
+stopwaitsecs=2
+stdout_logfile={tmp}/web.log
+
+[program:crasher]
+command=/bin/sh -c 'echo cannot connect to the database >&2; exit 3'
+startsecs=1
+startretries=1
+autorestart=true
+stderr_logfile={tmp}/crasher.err
+"""
+
+
+@dataclass
+class Running:
+    """A supervisord of the test: its XML-RPC URL and a client that bypasses the desk."""
+
+    url: str
+    direct: xmlrpc.client.ServerProxy
+
+    def state(self, process: str) -> str:
+        """The process's state name, asked of supervisord directly."""
+        info: Any = self.direct.supervisor.getProcessInfo(process)
+        return str(info["statename"])
+
+
+@pytest.fixture
+def supervisord(tmp_path: Path) -> Iterator[Running]:
+    """A real supervisord on a free loopback port, stopped at teardown."""
+    port = free_port()
+    config = tmp_path / "supervisord.conf"
+    config.write_text(CONFIG.format(port=port, password=PASSWORD, tmp=tmp_path))
+    process = subprocess.Popen(
+        ["/usr/bin/supervisord", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/RPC2"
+    direct = xmlrpc.client.ServerProxy(f"http://desk:{PASSWORD}@127.0.0.1:{port}/RPC2")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if Running(url, direct).state("web:web") == "RUNNING":
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "supervisord did not start web"
+            time.sleep(0.2)
+        yield Running(url, direct)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -162,7 +162,7 @@ def process_action(
 
 
 @router.get(
-    "/api/v1/supervisors/{server_id}/processes/{process}/log",
+    "/api/v1/supervisors/{server_id}/logs/{process}",
     response_class=PlainTextResponse,
     responses=answers(503),
 )
@@ -265,7 +265,7 @@ async def process_action_form(
     return RedirectResponse(f"/supervisors/{server.id}", status_code=303)
 
 
-@router.get("/supervisors/{server_id}/processes/{process}/log", response_class=HTMLResponse)
+@router.get("/supervisors/{server_id}/logs/{process}", response_class=HTMLResponse)
 async def process_log_page(
     request: Request,
     _who: OperatorPage,
