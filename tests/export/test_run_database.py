@@ -161,7 +161,7 @@ def test_attachments_are_looked_up_only_for_tables_that_refer_to_one(
             job("study-a"),
             tmp_path / "wh",
         )
-    lookups = [s for s in recording.statements if "SELECT DISTINCT id, name FROM" in s]
+    lookups = [s for s in recording.statements if "SELECT DISTINCT col, id, name FROM" in s]
     files = list((tmp_path / "wh").rglob("attachments/*"))
     if share:
         assert lookups and files
