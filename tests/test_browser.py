@@ -168,3 +168,38 @@ def test_the_demo_starts_green_and_its_mailbox_shows_a_test_notice(page: Page, d
         page.wait_for_timeout(1000)
         page.reload()
     expect(caught.first).to_be_visible()
+
+
+CANVAS_DRAWN = """canvas => {
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let alpha = 3; alpha < pixels.length; alpha += 4) { if (pixels[alpha]) { return true; } }
+  return false;
+}"""
+
+
+@pytest.mark.browser
+def test_the_overview_draws_the_export_sparkline_and_shows_every_process_alive(
+    page: Page, desk: Desk, broken_assets: list[str], tmp_path: Path
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)
+    expect(page).to_have_url(url(desk, "/"))
+    alive = page.locator("#processes td.ok")
+    # web, worker, beat and smtp record a heartbeat as they start.
+    for _ in range(30):
+        if alive.count() == 4:
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    for role in ("web", "worker", "beat", "smtp"):
+        expect(page.locator(f"#process-{role} td.ok")).to_have_count(1)
+    for width, height in ((1366, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        canvas = page.locator("#export-sparkline canvas")
+        expect(canvas).to_have_count(1)
+        box = canvas.bounding_box()
+        assert box is not None and 0 < box["width"] <= width
+        assert canvas.evaluate(CANVAS_DRAWN), f"the sparkline is blank at {width} px"
+        page.screenshot(path=tmp_path / f"overview-{width}.png", full_page=True)
+    assert broken_assets == [], "stylesheets or scripts failed to load"
