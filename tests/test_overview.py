@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dutydesk.alarms.models import Alarm
 from dutydesk.db import utcnow
 from dutydesk.export.models import ExportRun
+from dutydesk.intake.service import create_integration
 from dutydesk.metrics import heartbeats
 from dutydesk.metrics.models import ProcessHeartbeat
 from dutydesk.people import service as people
@@ -49,6 +50,7 @@ def test_overview_shows_tickets_alarms_the_last_export_and_ci(
     client: TestClient, db: Session
 ) -> None:
     now = utcnow()
+    jenkins = create_integration(db, name="jenkins", kind="ci", actor="test").integration
     db.add_all(
         [
             Ticket(title="disk full", severity="critical"),
@@ -62,9 +64,10 @@ def test_overview_shows_tickets_alarms_the_last_export_and_ci(
                 severity="critical",
             ),
             Alarm(
-                fingerprint="ci:nightly",
+                fingerprint="jenkins:nightly",
                 ticket_key="ci",
-                source="ci",
+                source="jenkins",
+                integration_id=jenkins.id,
                 title="Pipeline nightly-integration failed",
                 severity="warning",
             ),

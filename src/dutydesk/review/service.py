@@ -22,9 +22,9 @@ from dutydesk.metrics.models import MetricPoint
 from dutydesk.review.models import ReviewAction, ReviewMark
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket
+from dutydesk.web.overview import is_pipeline
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-CI_SOURCES = ("github", "gitlab", "ci")
 TOP = 10
 # A series whose mean over the period moved this much against the periods before is listed.
 TREND_MIN_RELATIVE = 0.2
@@ -94,7 +94,7 @@ def ci_section(session: Session, period: Period) -> Section:
     section = Section("ci", "CI and integration tests", "/alarms")
     alarms = session.scalars(
         select(Alarm)
-        .where(Alarm.source.in_(CI_SOURCES), Alarm.last_fired_at >= period.start)
+        .where(is_pipeline(), Alarm.last_fired_at >= period.start)
         .where(Alarm.first_fired_at < period.end)
         .order_by(Alarm.occurrences.desc())
     ).all()

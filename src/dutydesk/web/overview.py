@@ -9,12 +9,13 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from dutydesk.alarms.models import Alarm, AlarmState
 from dutydesk.db import utcnow
 from dutydesk.export.models import ExportRun
+from dutydesk.intake.models import Integration
 from dutydesk.metrics import heartbeats
 from dutydesk.people.models import User
 from dutydesk.settings import get_settings
@@ -180,12 +181,18 @@ def backups(session: Session) -> list[Any] | Missing:
     return [module.status_of(session, t) for t in module.list_targets(session) if t.enabled]
 
 
+def is_pipeline() -> ColumnElement[bool]:
+    """An alarm raised by a CI pipeline event (a GitHub, GitLab or plain CI integration)."""
+    ci = select(Integration.id).where(Integration.kind.in_(CI_SOURCES))
+    return or_(Alarm.source.in_(CI_SOURCES), Alarm.integration_id.in_(ci))
+
+
 def pipelines(session: Session) -> list[Alarm]:
     """The CI pipelines' newest state as their events left it: firing is failing."""
     return list(
         session.scalars(
             select(Alarm)
-            .where(Alarm.source.in_(CI_SOURCES))
+            .where(is_pipeline())
             .order_by(Alarm.last_fired_at.desc())
             .limit(SECTION_LIMIT)
         )
