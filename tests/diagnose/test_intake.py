@@ -4,6 +4,7 @@ envelopes with compressed bodies, and every refusal a 4xx that names what was wr
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 
 import pytest
@@ -253,3 +254,17 @@ def test_library_frames_do_not_split_a_group(client: TestClient, db: Session) ->
             == 200
         )
     assert [g.count for g in groups(db)] == [2]
+
+
+def test_nul_and_lone_surrogates_in_an_event_are_stored_as_replacement_characters(
+    client: TestClient, db: Session
+) -> None:
+    project = make_project(db)
+    # json.dumps writes both as \u escapes, as an SDK would.
+    body = json.dumps(event(value="bad\u0000input", tags={"k\ud800": "v\u0000"})).encode()
+    answer = client.post(f"/api/{project.id}/store/", content=body, headers=auth(project))
+    assert answer.status_code == 200, answer.text
+    (group,) = groups(db)
+    assert group.title == "ValueError: bad\ufffdinput"
+    stored = db.scalar(select(ExceptionEvent))
+    assert stored is not None and stored.data["tags"] == {"k\ufffd": "v\ufffd"}

@@ -235,7 +235,6 @@ async def server_page(request: Request, _who: ViewerPage, db: Db, server_id: Row
             "error": error,
             "actions": supervisors.recent_actions(db, server.id),
         },
-        status_code=503 if error else 200,
     )
 
 
