@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dutydesk.alarms.models import Alarm
 from dutydesk.cli import app
-from dutydesk.metrics.service import Point, record
+from dutydesk.metrics.service import Point, record, record_points
 from dutydesk.review import service
 from dutydesk.review.models import ReviewMark
 from dutydesk.tickets.models import Ticket
@@ -50,8 +50,11 @@ def fill_week(db: Session) -> None:
     for day in range(-28, 7):
         value = 100.0 if day < 0 else 50.0
         at = MONDAY + dt.timedelta(days=day, hours=8)
-        record(db, f"run{day}", at, [Point("export.uniqueHealthCodes", value, {"study": "s1"})])
-        record(db, f"run{day}", at, [Point("export.numTotal", 1000.0, {"study": "s1"})])
+        source = f"export:run{day}"
+        record(db, source, at, [Point("export.uniqueHealthCodes", value, {"study": "s1"})])
+        record(db, source, at, [Point("export.numTotal", 1000.0, {"study": "s1"})])
+        # The run's older key for the same number: the trends list the move once.
+        record_points(db, source, at, {"uniqueHealthCodes[s1]": value})
     db.flush()
 
 
