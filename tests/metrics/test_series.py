@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from dutydesk import migrations
 from dutydesk.alarms import rules
 from dutydesk.alarms.evaluate import decide
+from dutydesk.alarms.models import RuleEvaluation
+from dutydesk.backups.models import BackupTarget, RestoreDrill
 from dutydesk.db import build_engine
 from dutydesk.export import service as export_service
 from dutydesk.export.models import StudyPart
@@ -29,6 +31,7 @@ from dutydesk.settings import get_settings
 from dutydesk.tickets.models import Ticket
 from tests.conftest import fresh_database_url
 from tests.export.test_runs import END, START, drain
+from tests.test_migrations import ROWS
 
 AT = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
 
@@ -151,7 +154,9 @@ def test_an_export_run_writes_its_metrics_per_study_and_table(
     assert len(ats) == 1
 
 
-def test_the_roll_up_job_counts_log_lines_intake_tickets_and_deliveries(db: Session) -> None:
+def test_the_roll_up_job_counts_logs_intake_tickets_deliveries_probes_and_drills(
+    db: Session,
+) -> None:
     hour = AT - dt.timedelta(hours=1)
     db.add_all(
         [
@@ -199,6 +204,34 @@ def test_the_roll_up_job_counts_log_lines_intake_tickets_and_deliveries(db: Sess
             created_at=hour + dt.timedelta(minutes=11),
         )
     )
+    probe = rules.create_rule(
+        db, name="api-up", kind="http_probe", actor="t", params={"url": "http://127.0.0.1:9/"}
+    )
+    db.add_all(
+        RuleEvaluation(
+            rule_id=probe.id,
+            at=hour + dt.timedelta(minutes=minute),
+            firing=False,
+            summary="200",
+            numbers={"latency_ms": latency},
+        )
+        for minute, latency in ((5, 100.0), (35, 300.0))
+    )
+    target = BackupTarget(
+        **{k: v for k, v in ROWS["backup_targets"].items() if k not in ("id", "created_at")}
+    )
+    db.add(target)
+    db.flush()
+    db.add(
+        RestoreDrill(
+            target_id=target.id,
+            state="succeeded",
+            started_at=hour,
+            finished_at=hour + dt.timedelta(minutes=2),
+            rpo_seconds=240.0,
+            rto_seconds=95.0,
+        )
+    )
     db.flush()
     result = roll_up(db, {"now": AT.isoformat()})
     assert result["collected"] >= 6
@@ -208,6 +241,9 @@ def test_the_roll_up_job_counts_log_lines_intake_tickets_and_deliveries(db: Sess
     assert points_of(db, "tickets.mtta_seconds") == {"tickets.mtta_seconds[critical]": 300.0}
     assert points_of(db, "tickets.mttr_seconds") == {"tickets.mttr_seconds[critical]": 1800.0}
     assert points_of(db, "notify.deliveries") == {"notify.deliveries[email,sent]": 1.0}
+    assert points_of(db, "probes.latency_ms") == {"probes.latency_ms[api-up]": 200.0}
+    assert points_of(db, "backups.rpo_seconds") == {"backups.rpo_seconds[ops]": 240.0}
+    assert points_of(db, "backups.rto_seconds") == {"backups.rto_seconds[ops]": 95.0}
     # The hour's roll-ups are there, and running the job again changes no count.
     rolled = db.scalar(select(sa.func.count()).select_from(MetricRollup))
     roll_up(db, {"now": AT.isoformat()})

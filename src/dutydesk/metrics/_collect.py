@@ -1,14 +1,17 @@
 """The desk's own series, counted per clock hour from its tables: log lines per source and
-level, intake items per integration and outcome, tickets opened, MTTA and MTTR, deliveries."""
+level, intake items per integration and outcome, tickets opened, MTTA and MTTR, deliveries,
+HTTP probe latencies, and the RPO and RTO of restore drills."""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections import Counter, defaultdict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dutydesk.alarms.models import AlarmRule, RuleEvaluation, RuleKind
 from dutydesk.intake.models import InboxItem, Integration, LogCount
 from dutydesk.metrics.service import Point, record
 from dutydesk.notify.models import Delivery
@@ -27,6 +30,8 @@ def collect_hour(session: Session, start: dt.datetime) -> int:
         *_intake(session, start, end),
         *_tickets(session, start, end),
         *_deliveries(session, start, end),
+        *_probes(session, start, end),
+        *_drills(session, start, end),
     ]
     return record(session, SOURCE, start, points)
 
@@ -101,3 +106,44 @@ def _deliveries(session: Session, start: dt.datetime, end: dt.datetime) -> list[
         Point("notify.deliveries", n, {"kind": kind, "state": state})
         for (kind, state), n in counts.items()
     ]
+
+
+def _probes(session: Session, start: dt.datetime, end: dt.datetime) -> list[Point]:
+    latencies: dict[str, list[float]] = defaultdict(list)
+    for name, numbers in session.execute(
+        select(AlarmRule.name, RuleEvaluation.numbers)
+        .join(AlarmRule, AlarmRule.id == RuleEvaluation.rule_id)
+        .where(
+            AlarmRule.kind == RuleKind.http_probe.value,
+            RuleEvaluation.at >= start,
+            RuleEvaluation.at < end,
+        )
+    ):
+        latency = (numbers or {}).get("latency_ms")
+        if isinstance(latency, int | float):
+            latencies[name].append(float(latency))
+    return [
+        Point("probes.latency_ms", sum(values) / len(values), {"rule": name})
+        for name, values in latencies.items()
+    ]
+
+
+def _drills(session: Session, start: dt.datetime, end: dt.datetime) -> list[Point]:
+    try:
+        models = importlib.import_module("dutydesk.backups.models")
+    except ModuleNotFoundError:  # an installation without backups has no drills
+        return []
+    drill, target = models.RestoreDrill, models.BackupTarget
+    points = []
+    for name, rpo, rto in session.execute(
+        select(target.name, drill.rpo_seconds, drill.rto_seconds)
+        .join(target, target.id == drill.target_id)
+        .where(drill.finished_at >= start, drill.finished_at < end)
+        .order_by(drill.finished_at)
+    ):
+        # The hour's last drill of a target stands for it.
+        if rpo is not None:
+            points.append(Point("backups.rpo_seconds", float(rpo), {"target": name}))
+        if rto is not None:
+            points.append(Point("backups.rto_seconds", float(rto), {"target": name}))
+    return points
