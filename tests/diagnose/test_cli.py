@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from dutydesk.cli import app
 from dutydesk.db import transaction
 from dutydesk.diagnose import service
+from dutydesk.settings import get_settings
 from tests.diagnose.conftest import PASSWORD, Running, event
 
 
@@ -62,3 +66,62 @@ def test_supervisor_commands_list_stop_and_tail_a_real_supervisord(
     assert tail.exit_code == 0 and "serving requests" in tail.stdout
     polled = dutydesk("diagnose", "supervisor-poll")
     assert polled.exit_code == 0 and "servers: 1" in polled.stdout
+
+
+def test_the_failover_template_stops_the_primary_and_starts_the_failover_through_commands(
+    supervisord: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dutydesk.runbooks.releases import _steps
+    from dutydesk.runbooks.releases import service as releases
+
+    desk = [sys.executable, "-m", "dutydesk", "diagnose"]
+    # One supervisord plays both machines: its `web` is the primary's process.
+    commands = {
+        "stop-primary": [*desk, "supervisor-stop", "app-1", "web:web", "--reason", "failover"],
+        "confirm-primary-stopped": [*desk, "supervisor-expect", "app-1", "web:web", "STOPPED"],
+        "start-failover": [*desk, "supervisor-start", "app-1", "web:web", "--reason", "failover"],
+        "confirm-failover-running": [
+            *desk,
+            "supervisor-expect",
+            "app-1",
+            "web:web",
+            "RUNNING",
+            "--within",
+            "10",
+        ],
+        "start-primary": [*desk, "supervisor-start", "app-1", "web:web", "--reason", "back"],
+    }
+    monkeypatch.setenv("DUTYDESK_RELEASE_COMMANDS", json.dumps(commands))
+    get_settings.cache_clear()
+    assert dutydesk("db", "upgrade").exit_code == 0
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD)
+    assert (
+        dutydesk(
+            "diagnose",
+            "supervisor-add",
+            "app-1",
+            supervisord.url,
+            "--username",
+            "desk",
+            "--password-file",
+            str(secret),
+        ).exit_code
+        == 0
+    )
+    text = (Path(__file__).parents[2] / "docs" / "failover.yaml").read_text()
+    with transaction() as session:
+        template = releases.load_yaml(session, text, actor="test")
+        steps = [(step.name, step.kind, step.params.get("command")) for step in template.steps]
+    assert [command for _, kind, command in steps if kind == "command"] == list(commands)
+
+    stopped = _steps._command_of({"command": "stop-primary", "timeout_seconds": 60})
+    assert "stop web:web: done" in stopped.output["stdout"]
+    assert supervisord.state("web:web") == "STOPPED"
+    confirmed = _steps._command_of({"command": "confirm-primary-stopped", "timeout_seconds": 60})
+    assert "web:web is STOPPED" in confirmed.output["stdout"]
+    with pytest.raises(_steps.StepFailed, match="exited with 1"):
+        _steps._command_of({"command": "confirm-failover-running", "timeout_seconds": 60})
+    _steps._command_of({"command": "start-failover", "timeout_seconds": 60})
+    running = _steps._command_of({"command": "confirm-failover-running", "timeout_seconds": 60})
+    assert "web:web is RUNNING" in running.output["stdout"]

@@ -205,3 +205,41 @@ def supervisor_poll() -> None:
     with transaction(immediate=True, actor=cli_actor()) as session:
         totals = supervisors.poll_all(session)
     typer.echo(", ".join(f"{key}: {value}" for key, value in totals.items()))
+
+
+@app.command("supervisor-expect")
+def supervisor_expect(
+    server: Server,
+    process: Process,
+    state: Annotated[str, typer.Argument(help="The state to wait for: STOPPED, RUNNING, ...")],
+    within: Annotated[float, typer.Option(min=0, max=600, help="Seconds to wait.")] = 30.0,
+) -> None:
+    """Wait until a process is in `state`; exit 1 (saying its state) when it is not in time.
+    A failover checklist's "confirm stopped" and "check" steps."""
+    import time
+
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import supervisors
+    from dutydesk.diagnose.service import DiagnoseError
+
+    wanted = state.strip().upper()
+    deadline = time.monotonic() + within
+    try:
+        with transaction() as session:
+            found = supervisors.get_server(session, server)
+        while True:
+            now = {view.name: view.state for view in supervisors.processes(found)}
+            if process not in now:
+                raise fail(f"Supervisor {found.name} has no process {process!r}")
+            if now[process] == wanted:
+                typer.echo(f"{process} is {wanted}")
+                return
+            if time.monotonic() >= deadline:
+                typer.echo(
+                    f"{process} is {now[process]}, not {wanted}, after {within:g} s", err=True
+                )
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    except (DiagnoseError, supervisors.SupervisorUnreachable) as error:
+        raise fail(str(error)) from None
