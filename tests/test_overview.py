@@ -88,6 +88,17 @@ def test_overview_shows_tickets_alarms_the_last_export_and_ci(
                 metrics={"counters": {"numTotal": 1000 + day}},
             )
         )
+    db.add(
+        ExportRun(
+            request={},
+            request_text="{}",
+            run_key="today",
+            state="running",
+            export_date=now.date().isoformat(),
+            created_by="test",
+            started_at=now,
+        )
+    )
     db.commit()
     sign_in(client, db, make_user(db, "viewer"))
     page = client.get("/").text
@@ -99,7 +110,10 @@ def test_overview_shows_tickets_alarms_the_last_export_and_ci(
     assert "Pipeline nightly-integration failed: failing since" in page
     export = re.search(r'<section id="last-export">(.*?)</section>', page, re.S)
     assert export is not None
-    # The newest run took 130 s against a baseline of 42 s (median of the runs before): red.
+    # Today's run is running; the last finished one took 130 s against a baseline of 42 s (the
+    # median of the runs before it): red.
+    assert '<span class="state-running ">running</span>' in export.group(1)
+    assert "The last finished, <a" in export.group(1)
     assert '<span class="failing">130 s</span> (baseline 42 s)' in export.group(1)
     assert "1001 records" in export.group(1) and 'id="export-sparkline"' in export.group(1)
     assert "uPlot-1.6.32.iife.min.js" in page

@@ -46,9 +46,11 @@ class OnDuty:
 
 @dataclass
 class LastExport:
-    """The newest export run, its duration against the baseline, records, and a sparkline."""
+    """The newest export run; the newest finished one (the same unless one is running) with its
+    duration against the baseline and its records; a sparkline of records per run."""
 
     run: ExportRun
+    measured: ExportRun | None
     seconds: float | None
     baseline: float | None
     records: int | None
@@ -132,19 +134,20 @@ def last_export(session: Session) -> LastExport | None:
         total = (run.metrics or {}).get("counters", {}).get("numTotal")
         return int(total) if total is not None else None
 
-    newest, earlier = runs[0], runs[1:]
-    durations = [s for s in map(seconds, earlier) if s is not None]
-    finished = [r for r in reversed(runs) if r.finished_at is not None]
+    finished = [r for r in runs if r.finished_at is not None]
+    measured = finished[0] if finished else None
+    durations = [s for s in map(seconds, finished[1:]) if s is not None]
     spark = {
-        "x": [r.finished_at.timestamp() for r in finished if r.finished_at],
-        "records": [float(records(r) or 0) for r in finished],
-        "seconds": [seconds(r) or 0.0 for r in finished],
+        "x": [r.finished_at.timestamp() for r in reversed(finished) if r.finished_at],
+        "records": [float(records(r) or 0) for r in reversed(finished)],
+        "seconds": [seconds(r) or 0.0 for r in reversed(finished)],
     }
     return LastExport(
-        newest,
-        seconds(newest),
+        runs[0],
+        measured,
+        seconds(measured) if measured else None,
         statistics.median(durations) if durations else None,
-        records(newest),
+        records(measured) if measured else None,
         spark,
     )
 
