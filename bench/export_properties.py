@@ -9,6 +9,7 @@ of cases each backend ran. The last line is
     export_property_cases=<int> failures=<int> seconds=<float>
 
 Run from the repository root: `.venv/bin/python bench/export_properties.py --examples 2000`.
+pytest's whole output is kept in `bench/out/export_properties.log`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main() -> int:
     )
     seconds = time.perf_counter() - started
     output = completed.stdout + completed.stderr
+    log = ROOT / "bench" / "out" / "export_properties.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(output)  # the whole pytest output, failures in full
     # Per phase: "- 1000 passing, 0 failing, and 12 invalid test cases".
     passing = sum(int(n) for n in re.findall(r"(\d+) passing, \d+ failing", output))
     failing = sum(int(n) for n in re.findall(r"(\d+) failing, and", output))
