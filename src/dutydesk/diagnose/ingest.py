@@ -109,7 +109,7 @@ Handler = Callable[[Session, ExceptionProject, bytes], dict[str, Any]]
 
 async def _receive(request: Request, project_id: int, handle: Handler) -> JSONResponse:
     """Check, count and take in one request: the count is committed on its own first, so a
-    refused request still counts against the rate."""
+    request over the rate, or one whose body is then refused, still counts against it."""
     body, oversized = await _bounded_body(request, _limit())
     factory: sessionmaker[Session] = request.app.state.session_factory
     encoding = request.headers.get("content-encoding", "")
@@ -118,8 +118,7 @@ async def _receive(request: Request, project_id: int, handle: Handler) -> JSONRe
         with transaction(factory, immediate=True, actor=ACTOR) as session:
             wait = _admitted(session, project_id, request, oversized)
         if wait is not None:
-            project = _rate_of(factory, project_id)
-            return _problem(ProtocolError(429, project), wait)
+            return _problem(ProtocolError(429, _rate_of(factory, project_id)), wait)
         plain = decoded(body, encoding, _limit())
         with transaction(factory, immediate=True, actor=ACTOR) as session:
             found = session.get(ExceptionProject, project_id)
