@@ -268,3 +268,14 @@ def test_nul_and_lone_surrogates_in_an_event_are_stored_as_replacement_character
     assert group.title == "ValueError: bad\ufffdinput"
     stored = db.scalar(select(ExceptionEvent))
     assert stored is not None and stored.data["tags"] == {"k\ufffd": "v\ufffd"}
+
+
+def test_a_gzipped_json_event_at_the_store_endpoint_is_read(
+    client: TestClient, db: Session
+) -> None:
+    project = make_project(db)
+    body = gzip.compress(json.dumps(event()).encode())
+    headers = {**auth(project), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    answer = client.post(f"/api/{project.id}/store/", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert [(g.title, g.count) for g in groups(db)] == [("ValueError: bad input", 1)]

@@ -9,6 +9,7 @@ refuses it outright). A JSON body holding one is refused with a 422 that names i
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -20,6 +21,9 @@ MAX_HEADER_BYTES = 16 * 1024
 # Paths whose bodies are not a JSON document for a route to parse: the intake endpoints read
 # theirs as a stream with their own limits and checks, an attachment is kept byte for byte.
 _OWN_BODY_PREFIXES = ("/hooks/", "/ping/", "/api/v1/logs", "/api/v1/records/attachments")
+# Sentry SDKs' store and envelope endpoints (`/api/<project>/store/`): their bodies may be
+# compressed, and the exception intake reads, inflates and checks them itself.
+_SENTRY_PATH = re.compile(r"/api/[0-9]+/(?:store|envelope)/?")
 _NON_FINITE = (b"NaN", b"Infinity")
 
 
@@ -87,7 +91,7 @@ class RequestLimits:
         if scope["method"] in ("GET", "HEAD") or not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        if scope["path"].startswith(_OWN_BODY_PREFIXES):
+        if scope["path"].startswith(_OWN_BODY_PREFIXES) or _SENTRY_PATH.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
         await self._checked_json(scope, receive, send)
