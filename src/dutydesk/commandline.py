@@ -16,8 +16,10 @@ import typer
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
     from dutydesk import migrations
+    from dutydesk.people.models import User
 
 
 def cli_actor() -> str:
@@ -90,3 +92,20 @@ def verify_schema(
     if drift:
         raise fail(f"{prefix}models and database differ: {drift}", 1)
     return f"ok: {prefix}at {at}, matches the models"
+
+
+def desk_user(session: Session, username: str, *, admin: bool = False) -> User:
+    """The desk user who runs a command that acts as a person (a signoff, a submit), after
+    their password, asked for on the terminal and never taken from an option: nobody signs for
+    someone else. With `admin`, only an admin passes. The audit names them and the terminal."""
+    from dutydesk.people.models import Role
+    from dutydesk.people.service import authenticate
+
+    password = str(typer.prompt("Password", hide_input=True, err=True))
+    user = authenticate(session, username, password)
+    if user is None:
+        raise fail(f"wrong username or password for {username!r}")
+    if admin and not Role(user.role).includes(Role.admin):
+        raise fail(f"{username} is a {user.role}; only admins may do this")
+    session.info["actor"] = f"{user.username} ({cli_actor()})"
+    return user

@@ -57,7 +57,7 @@ def test_rules_commands_are_for_admins() -> None:
         make_people(session)
     assert f"{KIND}" in ok("changes", "rules", "list")
     refused = dutydesk("changes", "rules", "set", KIND, "admin", "2", "--user", "otto")
-    assert refused.exit_code == 2 and "signoff rules are for admins" in refused.output
+    assert refused.exit_code == 2 and "only admins may do this" in refused.output
     assert "needs 2 signoff(s) from admin" in ok(
         "changes", "rules", "set", KIND, "admin", "2", "--user", "ada"
     )

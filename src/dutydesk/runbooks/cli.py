@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dutydesk.commandline import cli_actor, fail, ready_database
+from dutydesk.commandline import cli_actor, desk_user, fail, ready_database
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -31,24 +31,6 @@ rules_app = typer.Typer(
 app.add_typer(rules_app, name="rules")
 
 UserOption = Annotated[str, typer.Option("--user", "-u", help="Your desk username.")]
-
-
-def _password() -> str:
-    return str(typer.prompt("Password", hide_input=True, err=True))
-
-
-def _me(session: Session, username: str, *, admin: bool = False) -> User:
-    """The desk user who runs the command, after checking their password."""
-    from dutydesk.people.models import Role
-    from dutydesk.people.service import authenticate
-
-    user = authenticate(session, username, _password())
-    if user is None:
-        raise fail(f"wrong username or password for {username!r}")
-    if admin and not Role(user.role).includes(Role.admin):
-        raise fail(f"{username} is a {user.role}; signoff rules are for admins")
-    session.info["actor"] = f"{user.username} ({cli_actor()})"
-    return user
 
 
 def _change(session: Session, change_id: int) -> ChangeRequest:
@@ -123,7 +105,7 @@ def _act(change_id: int, username: str, what: str, act: Callable[..., object]) -
     ready_database()
     try:
         with transaction(immediate=True, actor=cli_actor()) as session:
-            user = _me(session, username)
+            user = desk_user(session, username)
             return act(session, _change(session, change_id), user)
     except ChangeRefused as error:
         raise fail(f"cannot {what} change #{change_id}: {error}") from None
@@ -213,7 +195,7 @@ def _rule_change(username: str, work: Callable[[Session], object]) -> None:
     ready_database()
     try:
         with transaction(immediate=True, actor=cli_actor()) as session:
-            _me(session, username, admin=True)
+            desk_user(session, username, admin=True)
             work(session)
     except ChangeRefused as error:
         raise fail(str(error)) from None

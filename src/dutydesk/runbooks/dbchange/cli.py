@@ -14,12 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dutydesk.commandline import cli_actor, fail, ready_database
+from dutydesk.commandline import cli_actor, desk_user, fail, ready_database
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from dutydesk.people.models import User
+    pass
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -32,18 +30,6 @@ targets_app = typer.Typer(
 app.add_typer(targets_app, name="targets")
 
 UserOption = Annotated[str, typer.Option("--user", "-u", help="Your desk username.")]
-
-
-def _me(session: Session, username: str) -> User:
-    """The desk user who runs the command, after checking their password."""
-    from dutydesk.people.service import authenticate
-
-    password = str(typer.prompt("Password", hide_input=True, err=True))
-    user = authenticate(session, username, password)
-    if user is None:
-        raise fail(f"wrong username or password for {username!r}")
-    session.info["actor"] = f"{user.username} ({cli_actor()})"
-    return user
 
 
 def _print_run(figures: dict[str, Any]) -> None:
@@ -163,7 +149,7 @@ def new_change(
         raise fail("give a script FILE or --task PATH (one of them)")
     ready_database()
     with transaction(actor=cli_actor()) as session:
-        me = _me(session, user)
+        me = desk_user(session, user)
         try:
             if task is not None:
                 script, source = service.read_task(task)
@@ -198,7 +184,7 @@ def dry_run(
     ready_database()
     # Three steps, so that no ops-database transaction is open while the script runs.
     with transaction(actor=cli_actor()) as session:
-        me = _me(session, user)
+        me = desk_user(session, user)
         try:
             plan = service.prepare_dry_run(session, service.change_of(session, change_id))
         except service.DbChangeError as error:
@@ -225,7 +211,7 @@ def apply(
 
     ready_database()
     with transaction(actor=cli_actor()) as session:
-        me = _me(session, user)
+        me = desk_user(session, user)
         try:
             job_id = service.request_apply(session, service.change_of(session, change_id), me)
         except service.DbChangeError as error:

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dutydesk.commandline import cli_actor, fail, ready_database
+from dutydesk.commandline import cli_actor, desk_user, fail, ready_database
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from dutydesk.people.models import User
     from dutydesk.runbooks.redrive.models import RedriveBatch
 
 app = typer.Typer(
@@ -26,17 +25,6 @@ app = typer.Typer(
 )
 
 BatchArgument = Annotated[int, typer.Argument(min=1, max=2**31 - 1, help="Batch id.")]
-
-
-def _me(session: Session, username: str) -> User:
-    """The desk user who runs the command, after checking their password."""
-    from dutydesk.people.service import authenticate
-
-    user = authenticate(session, username, str(typer.prompt("Password", hide_input=True)))
-    if user is None:
-        raise fail(f"wrong username or password for {username!r}")
-    session.info["actor"] = f"{user.username} ({cli_actor()})"
-    return user
 
 
 def _batch(session: Session, batch_id: int) -> RedriveBatch:
@@ -81,7 +69,7 @@ def add(
             raise fail(f"cannot read {file}: {error}") from None
     ready_database()
     with transaction(actor=cli_actor()) as session, records_session_factory()() as records:
-        person = _me(session, user) if user else None
+        person = desk_user(session, user) if user else None
         target = (
             _batch(session, batch)
             if batch is not None
@@ -164,7 +152,7 @@ def submit(
 
     ready_database()
     with transaction(actor=cli_actor()) as session:
-        person = _me(session, user)
+        person = desk_user(session, user)
         try:
             change = service.submit(session, _batch(session, batch_id), person)
         except service.RedriveError as error:
