@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from dutydesk.people.models import User
 from dutydesk.runbooks.releases import _windows, broadcasts, service
+from dutydesk.runbooks.releases._actions import act_on_release, act_on_step, person
 from dutydesk.runbooks.releases.models import Release
 from dutydesk.runbooks.releases.schemas import (
     ActiveBroadcasts,
@@ -23,7 +23,7 @@ from dutydesk.runbooks.releases.schemas import (
 )
 from dutydesk.settings import get_settings
 from dutydesk.tickets._web import caller_name
-from dutydesk.web.access import Anyone, Db, Need, Operator, Principal, Viewer
+from dutydesk.web.access import Anyone, Db, Operator, Viewer
 from dutydesk.web.openapi import answers
 from dutydesk.web.params import RowId
 
@@ -33,10 +33,6 @@ StepPosition = RowId
 
 def _http(error: service.ReleaseError) -> HTTPException:
     return HTTPException(error.status, str(error))
-
-
-def _user(db: Db, who: Principal) -> User | None:
-    return db.get(User, who.user.id) if who.user is not None else None
 
 
 def _release(db: Db, release_id: int) -> Release:
@@ -209,7 +205,7 @@ def create_release(who: Operator, db: Db, body: ReleaseIn) -> ReleaseOut:
             planned_start=body.planned_start,
             planned_end=body.planned_end,
             inputs={"db_change_id": body.db_change_id} if body.db_change_id else {},
-            author=_user(db, who),
+            author=person(db, who),
             actor=caller_name(who),
         )
     except service.ReleaseError as error:
@@ -232,16 +228,8 @@ def release_action(
 ) -> ReleaseOut:
     """`start`, `rollback` (the text is the reason) or `cancel` a release."""
     release = _release(db, release_id)
-    text = body.text if body else ""
     try:
-        if action == "start":
-            service.start_release(db, release, actor=caller_name(who))
-        elif action == "rollback":
-            service.rollback(db, release, actor=caller_name(who), reason=text)
-        elif action == "cancel":
-            service.cancel_release(db, release, actor=caller_name(who), reason=text)
-        else:
-            raise HTTPException(404, f"no release action {action!r}: start, rollback or cancel")
+        act_on_release(db, release, action, who, body.text if body else "")
     except service.ReleaseError as error:
         raise _http(error) from None
     return ReleaseOut.of(release)
@@ -260,25 +248,8 @@ def step_action(
     failed step, `skip` one (text: the reason), or `override` the release window for a blocked
     step (an approver; text: the reason)."""
     release = _release(db, release_id)
-    text = body.text if body else ""
-    actor = caller_name(who)
     try:
-        if action == "tick":
-            service.tick_step(db, release, position, actor=actor, note=text)
-        elif action == "sign":
-            service.sign_step(db, release, position, _user(db, who), comment=text)
-        elif action == "retry":
-            service.retry_step(db, release, position, actor=actor)
-        elif action == "skip":
-            service.skip_step(db, release, position, actor=actor, reason=text)
-        elif action == "override":
-            if not who.may(Need.approve):
-                raise HTTPException(403, "overriding the release window needs an approver")
-            service.override_window(db, release, position, _user(db, who), reason=text)
-        else:
-            raise HTTPException(
-                404, f"no step action {action!r}: tick, sign, retry, skip or override"
-            )
+        act_on_step(db, release, position, action, who, body.text if body else "")
     except service.ReleaseError as error:
         raise _http(error) from None
     return ReleaseOut.of(release)

@@ -16,11 +16,17 @@ from starlette.responses import HTMLResponse
 
 from dutydesk import registry
 from dutydesk.db import utcnow
-from dutydesk.people.models import User
 from dutydesk.runbooks.releases import _windows, broadcasts, service
+from dutydesk.runbooks.releases._actions import (
+    RELEASE_ACTIONS,
+    STEP_ACTIONS,
+    act_on_release,
+    act_on_step,
+    person,
+)
 from dutydesk.runbooks.releases.models import Broadcast, BroadcastLevel, Release
 from dutydesk.tickets._web import caller_name
-from dutydesk.web.access import Db, Need, OperatorPage, Principal, ViewerPage
+from dutydesk.web.access import Db, OperatorPage, ViewerPage
 from dutydesk.web.params import RowId
 from dutydesk.web.templating import render, templates
 
@@ -63,10 +69,6 @@ def banner_broadcasts(request: Request) -> list[Broadcast]:
 
 
 templates.env.globals["active_broadcasts"] = banner_broadcasts
-
-
-def _user(db: Db, who: Principal) -> User | None:
-    return db.get(User, who.user.id) if who.user is not None else None
 
 
 def _release_or_404(db: Db, release_id: int) -> Release:
@@ -127,7 +129,7 @@ async def create_release_form(request: Request, who: OperatorPage, db: Db) -> Re
             window=str(form.get("window") or "") or None,
             planned_start=_moment(str(form.get("planned_start") or ""), "planned start"),
             planned_end=_moment(str(form.get("planned_end") or ""), "planned end"),
-            author=_user(db, who),
+            author=person(db, who),
             actor=caller_name(who),
         )
     except service.ReleaseError as error:
@@ -224,23 +226,11 @@ async def step_action_form(
 ) -> Response:
     """Tick, sign, retry, skip or override a step (the form's `text` is the note or reason)."""
     release = _release_or_404(db, release_id)
+    if action not in STEP_ACTIONS:
+        raise HTTPException(404, f"no step action {action!r}")
     text = str((await request.form()).get("text") or "")
-    actor = caller_name(who)
     try:
-        if action == "tick":
-            service.tick_step(db, release, position, actor=actor, note=text)
-        elif action == "sign":
-            service.sign_step(db, release, position, _user(db, who), comment=text)
-        elif action == "retry":
-            service.retry_step(db, release, position, actor=actor)
-        elif action == "skip":
-            service.skip_step(db, release, position, actor=actor, reason=text)
-        elif action == "override":
-            if not who.may(Need.approve):
-                raise service.ReleaseError("overriding the release window needs an approver", 403)
-            service.override_window(db, release, position, _user(db, who), reason=text)
-        else:
-            raise HTTPException(404, f"no step action {action!r}")
+        act_on_step(db, release, position, action, who, text)
     except service.ReleaseError as error:
         context = _release_context(db, release)
         return render(
@@ -258,16 +248,11 @@ async def release_action_form(
 ) -> Response:
     """Start, roll back or cancel a release."""
     release = _release_or_404(db, release_id)
+    if action not in RELEASE_ACTIONS:
+        raise HTTPException(404, f"no release action {action!r}")
     text = str((await request.form()).get("text") or "")
     try:
-        if action == "start":
-            service.start_release(db, release, actor=caller_name(who))
-        elif action == "rollback":
-            service.rollback(db, release, actor=caller_name(who), reason=text)
-        elif action == "cancel":
-            service.cancel_release(db, release, actor=caller_name(who), reason=text)
-        else:
-            raise HTTPException(404, f"no release action {action!r}")
+        act_on_release(db, release, action, who, text)
     except service.ReleaseError as error:
         context = _release_context(db, release)
         return render(
