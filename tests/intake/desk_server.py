@@ -27,8 +27,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving_desk(tmp: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """Serve the app on a fresh migrated SQLite database; yields its base URL and sessions."""
+def serving_desk(
+    tmp: Path, records_factory: sessionmaker[Session] | None = None
+) -> Iterator[tuple[str, sessionmaker[Session]]]:
+    """Serve the app on a fresh migrated SQLite database (and the given record store, else the
+    settings'); yields its base URL and sessions."""
     from dutydesk.web.app import create_app
 
     url = f"sqlite:///{tmp / 'desk.sqlite'}"
@@ -36,7 +39,7 @@ def serving_desk(tmp: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
     engine = build_engine(url)
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     port = free_port()
-    app = create_app(get_settings(), factory)
+    app = create_app(get_settings(), factory, records_factory=records_factory)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,19 +9,17 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy.orm import Session
 
 from dutydesk.duty import service as duty
 from dutydesk.duty.models import Rotation
 from dutydesk.people.models import User
-from tests.conftest import clear_caches
+from tests.mail_support import smtp_server
 from tests.tickets.conftest import add_person
 
 # A Wednesday; the rotation below hands off on Mondays at 09:00 Berlin time (08:00 UTC).
@@ -35,30 +33,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content)
-        message["X-Rcpt"] = ", ".join(envelope.rcpt_tos)
-        self.messages.append(message)
-        return "250 OK"
-
-
 @pytest.fixture
 def mail_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Message]]:
     """A real SMTP server on loopback that the desk's outgoing mail settings point at."""
-    inbox = _Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("DUTYDESK_MAIL_HOST", "127.0.0.1")
-    monkeypatch.setenv("DUTYDESK_MAIL_PORT", str(port))
-    monkeypatch.setenv("DUTYDESK_MAIL_STARTTLS", "false")
-    clear_caches()
-    yield inbox.messages
-    controller.stop()
+    with smtp_server(monkeypatch) as inbox:
+        yield inbox.messages
 
 
 @dataclass

@@ -4,22 +4,18 @@ appears for the author."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk import migrations
-from dutydesk.db import build_engine, session_factory, transaction
+from dutydesk.db import transaction
 from dutydesk.runbooks import submit_change
-from dutydesk.settings import get_settings
-from tests.browser_support import free_port, launched_chromium
+from tests.browser_support import launched_chromium
 from tests.conftest import TEST_PASSWORD
+from tests.intake.desk_server import serving_desk
 from tests.runbooks.changes_kit import make_people, new_change
 
 
@@ -28,25 +24,8 @@ def served(
     tmp_path: Path, shared_records_factory: sessionmaker[Session]
 ) -> Iterator[tuple[str, sessionmaker[Session]]]:
     """The web app on a migrated SQLite file, served by uvicorn on a free port."""
-    from dutydesk.web.app import create_app
-
-    url = f"sqlite:///{tmp_path / 'ops.sqlite'}"
-    migrations.upgrade(url)
-    engine = build_engine(url)
-    factory = session_factory(engine)
-    app = create_app(get_settings(), factory, records_factory=shared_records_factory)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", factory
-    server.should_exit = True
-    thread.join(timeout=20)
-    engine.dispose()
+    with serving_desk(tmp_path, shared_records_factory) as served:
+        yield served
 
 
 def sign_in(page: Page, username: str) -> None:

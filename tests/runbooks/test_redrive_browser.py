@@ -11,31 +11,22 @@ Exporting it again replaces its rows instead of adding any.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dutydesk import migrations
-from dutydesk.db import build_engine, transaction, utcnow
+from dutydesk.db import transaction, utcnow
 from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.people import service as people
 from dutydesk.records import service as records_service
-from dutydesk.settings import get_settings
-from tests.browser_support import free_port, launched_chromium
-from tests.conftest import clear_caches
+from tests.browser_support import launched_chromium
+from tests.intake.desk_server import serving_desk
+from tests.mail_support import MailInbox, smtp_server
 from tests.runbooks.test_redrive import (
     store,  # noqa: F401 (a fixture)
     warehouse_rows,
@@ -44,68 +35,27 @@ from tests.runbooks.test_redrive import (
 PASSWORD = "redrive walk password"
 
 
-class Inbox:
-    """What the SMTP server received."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content)
-        message["X-Rcpt"] = ", ".join(envelope.rcpt_tos)
-        self.messages.append(message)
-        return "250 OK"
-
-
 @pytest.fixture
-def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
+def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[MailInbox]:
     """A real SMTP server on loopback that the desk's outgoing mail goes to."""
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("DUTYDESK_MAIL_HOST", "127.0.0.1")
-    monkeypatch.setenv("DUTYDESK_MAIL_PORT", str(port))
-    monkeypatch.setenv("DUTYDESK_MAIL_STARTTLS", "false")
-    clear_caches()
-    yield inbox
-    controller.stop()
+    with smtp_server(monkeypatch) as inbox:
+        yield inbox
 
 
 @pytest.fixture
 def desk(
     tmp_path: Path,
     store: sessionmaker[Session],  # noqa: F811
-    mailbox: Inbox,
+    mailbox: MailInbox,
 ) -> Iterator[tuple[str, sessionmaker[Session]]]:
     """The app under uvicorn on a fresh migrated SQLite database; its URL and sessions."""
-    from dutydesk.web.app import create_app
-
-    url = f"sqlite:///{tmp_path / 'desk.sqlite'}"
-    migrations.upgrade(url)
-    engine = build_engine(url)
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
-    with transaction(factory) as session:
-        people.add_user(session, "olga", "operator", email="olga@desk.example", password=PASSWORD)
-        people.add_user(session, "abe", "approver", email="abe@desk.example", password=PASSWORD)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(get_settings(), factory), host="127.0.0.1", port=port)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    yield base, factory
-    server.should_exit = True
-    thread.join(timeout=10)
-    engine.dispose()
+    with serving_desk(tmp_path) as (base, factory):
+        with transaction(factory) as session:
+            people.add_user(
+                session, "olga", "operator", email="olga@desk.example", password=PASSWORD
+            )
+            people.add_user(session, "abe", "approver", email="abe@desk.example", password=PASSWORD)
+        yield base, factory
 
 
 def work(factory: sessionmaker[Session]) -> None:
@@ -137,7 +87,7 @@ def signed_in(browser: Browser, base: str, username: str) -> Page:
 @pytest.mark.browser
 def test_the_monthly_redrive_walk(
     desk: tuple[str, sessionmaker[Session]],
-    mailbox: Inbox,
+    mailbox: MailInbox,
     store: sessionmaker[Session],  # noqa: F811
     tmp_path: Path,
 ) -> None:
