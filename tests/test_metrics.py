@@ -4,6 +4,7 @@ of the desk's state read from the database, in Prometheus' text format."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -144,3 +145,37 @@ def test_every_series_of_the_desk_is_documented(client: TestClient, db: Session)
     assert "dutydesk_open_tickets" in names
     missing = sorted(name for name in names if f"| `{name}` |" not in documented)
     assert missing == [], f"series not in docs/operations.md's table: {missing}"
+
+
+def test_counters_show_no_created_series_whatever_was_counted_before(
+    client: TestClient, db: Session
+) -> None:
+    from dutydesk.web.metrics import count_mail
+
+    count_mail("smtp", "127.0.0.1:2525", "250 OK")  # a counter with a sample before the scrape
+    made = people.create_token(db, "scraper", ["read"])
+    db.commit()
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {made.secret}"}).text
+    assert "dutydesk_mail_received_total" in text
+    assert "_created" not in text
+
+
+def test_a_killed_process_not_yet_reaped_is_not_scraped_as_alive() -> None:
+    import signal
+    import subprocess
+    import time
+
+    from dutydesk.web.metrics import _alive
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _alive(sleeper.pid)
+        os.kill(sleeper.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while _alive(sleeper.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(sleeper.pid)  # a zombie until waited for
+        assert sleeper.poll() is not None
+    finally:
+        sleeper.kill()
+        sleeper.wait()

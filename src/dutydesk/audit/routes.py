@@ -45,12 +45,13 @@ def audit_page(
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
     """Every change with who made it, when and the diff, newest first."""
+    since_at, until_at = form_moment("since", since), form_moment("until", until)
     query = audit_query(
         actor=actor or None,
         object_type=object_type or None,
         action=action or None,
-        since=form_moment("since", since),
-        until=form_moment("until", until),
+        since=since_at,
+        until=until_at,
     )
     events = db.scalars(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
     return render(
@@ -65,8 +66,8 @@ def audit_page(
                 "actor": actor or "",
                 "object_type": object_type or "",
                 "action": action or "",
-                "since": since or "",
-                "until": until or "",
+                "since": since_at.isoformat() if since_at else "",
+                "until": until_at.isoformat() if until_at else "",
             },
         },
     )

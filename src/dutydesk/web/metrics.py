@@ -30,6 +30,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -39,6 +40,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.jobs.models import DueMark, Job, JobState
+
+# A counter's `_created` series (when it was first counted) is shown by a single process and
+# not in the multiprocess mode `dutydesk up` uses: leave it out everywhere, so a scrape has the
+# same series however the desk runs.
+disable_created_metrics()
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # How long the database gauges of one scrape are reused by the next (a few cheap queries).
@@ -284,13 +290,20 @@ class WebProcessesCollector(Collector):
 
 
 def _alive(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie (a killed web worker stays one until
+    uvicorn's supervisor reaps it, after it has already started the replacement)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: existing is all that can be told
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class DeskMetrics:
