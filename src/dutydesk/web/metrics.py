@@ -44,7 +44,7 @@ from dutydesk.jobs.models import DueMark, Job, JobState
 # A counter's `_created` series (when it was first counted) is shown by a single process and
 # not in the multiprocess mode `dutydesk up` uses: leave it out everywhere, so a scrape has the
 # same series however the desk runs.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # How long the database gauges of one scrape are reused by the next (a few cheap queries).
