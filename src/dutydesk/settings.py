@@ -341,6 +341,20 @@ class Settings(BaseSettings):
         description="Contact list (by name) told of every high-risk change at once and of the "
         "rest in a daily digest; empty means no change notices are sent.",
     )
+    review_mail_list: str = Field(
+        default="",
+        description="Contact list (by name) sent the weekly review as an HTML e-mail with its "
+        "charts; empty means the review is not mailed.",
+    )
+    review_mail_weekday: int = Field(
+        default=1,
+        ge=1,
+        le=7,
+        description="ISO weekday (1 Monday .. 7 Sunday) the review e-mail is sent on, once a week.",
+    )
+    review_mail_hour: int = Field(
+        default=8, ge=0, le=23, description="UTC hour from which the weekly review e-mail is sent."
+    )
     backup_folder: str = Field(
         default="",
         description="Where backups of the built-in targets go: a folder or `s3://bucket/prefix`. "
