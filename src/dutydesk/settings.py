@@ -212,6 +212,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest intake request or e-mail kept whole in the inbox; larger ones "
         "get 413 (SMTP 552) and are kept truncated with the reason.",
+    log_cache_bytes: int = Field(
+        default=2 << 30,
+        ge=0,
+        description="Bytes the parsed cache of log files may take in `$DUTYDESK_HOME/logcache`; "
+        "the least recently used entries go first; 0 turns the cache off.",
+    )
     )
     inbox_keep_days: int = Field(
         default=90,

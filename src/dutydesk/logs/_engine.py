@@ -62,6 +62,7 @@ class Plan:
     percentiles: str | None = None
     needs_file: bool = False
     params: list[object] = field(default_factory=list)
+    parsed: bool = False  # the source holds parsed rows already (`_ok`, `line`, typed fields)
 
     @property
     def aggregates(self) -> bool:
@@ -216,7 +217,9 @@ def build_sql(plan: Plan, source: str) -> str:
     `combine_sql` adds the windows up, and `final_sql` orders and cuts the answer.
     """
     plan.params.clear()
-    if plan.fmt is None:
+    if plan.parsed:
+        base = f"SELECT * FROM {source}"
+    elif plan.fmt is None:
         base = f"SELECT *, true AS _ok, NULL::INTEGER AS file_id, NULL AS line FROM {source}"
     else:
         base = _parsed_source(plan, source)
