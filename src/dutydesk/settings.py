@@ -201,6 +201,12 @@ class Settings(BaseSettings):
         description="S3 endpoint for log queries (`http://host:port` for MinIO or moto); "
         "empty means `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` if set, else AWS itself.",
     )
+    log_cache_bytes: int = Field(
+        default=2 << 30,
+        ge=0,
+        description="Bytes the parsed cache of log files may take in `$DUTYDESK_HOME/logcache`; "
+        "the least recently used entries go first; 0 turns the cache off.",
+    )
     log_query_memory: str = Field(
         default="",
         pattern=r"^([0-9]+(\.[0-9]+)?\s*[KMGT]i?B)?$",
@@ -212,12 +218,6 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest intake request or e-mail kept whole in the inbox; larger ones "
         "get 413 (SMTP 552) and are kept truncated with the reason.",
-    log_cache_bytes: int = Field(
-        default=2 << 30,
-        ge=0,
-        description="Bytes the parsed cache of log files may take in `$DUTYDESK_HOME/logcache`; "
-        "the least recently used entries go first; 0 turns the cache off.",
-    )
     )
     inbox_keep_days: int = Field(
         default=90,
