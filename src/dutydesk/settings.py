@@ -152,6 +152,17 @@ class Settings(BaseSettings):
     export_redrive_delay_seconds: float = Field(
         default=900.0, ge=0, description="Wait before a re-drive of failed tables runs."
     )
+    export_memory_limit: str = Field(
+        default="1GiB",
+        pattern=r"^[0-9]{1,6}(\.[0-9]{1,3})? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Memory one study's DuckDB database may hold (e.g. `1GiB`, `512MiB`); "
+        "beyond it the export spills to disk.",
+    )
+    export_spill_folder: str = Field(
+        default="",
+        description="Local folder the export's DuckDB spills to. Empty means "
+        "`$DUTYDESK_HOME/export-spill`.",
+    )
     redrive_lists: str = Field(
         default="",
         description="Folder (or fsspec URL every worker can read) where re-drive batches write "

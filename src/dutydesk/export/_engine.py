@@ -23,7 +23,7 @@ import duckdb
 from sqlalchemy.engine import make_url
 
 from dutydesk.duck import load_extension
-from dutydesk.export import _sql, _surveys
+from dutydesk.export import _memory, _sql, _surveys
 from dutydesk.export._columns import (
     DEFAULT_TABLE_NAME,
     Column,
@@ -90,6 +90,7 @@ def open_database(records_url: str, *, threads: int | None = None) -> duckdb.Duc
         # 0.5 GB; the page faults of doing so cost a tenth of its time). The memory is
         # returned when the database closes.
         database.execute(f"SET block_allocator_memory = '{KEPT_BLOCK_MEMORY}'")
+        _memory.limit_memory(database)  # DUTYDESK_EXPORT_MEMORY_LIMIT, spilling beyond it
         attach_record_store(database, records_url)
         _sql.install(database)
         if make_url(records_url).get_backend_name() == "sqlite":
