@@ -240,11 +240,14 @@ def run(
     settings: Settings | None = None,
     progress: Callable[[int], None] | None = None,
     on_files: Callable[[FileList], None] | None = None,
+    cache: bool = True,
 ) -> QueryResult:
     """Answer `query`: counts or rows as an Arrow table, and a report of what was not read.
 
     Raises QueryError (outside the roots, unknown format, a malformed --where, ...) before
     reading anything. `on_files` sees the file list before reading (for a progress bar).
+    Grouped counts over local files go through the parsed cache (see `_cache`) unless `cache`
+    is false or DUTYDESK_LOG_CACHE_BYTES is 0.
     """
     from dutydesk.logs import _sources
     from dutydesk.logs._s3 import S3
@@ -293,18 +296,37 @@ def run(
     plan = plan_of(query, fmt, _columns_of(fmt))
     if on_files:
         on_files(files)
-    stream = _sources.LineStream(
-        files,
-        multiline=fmt.multiline,
-        progress=progress,
-        threads=READ_THREADS,
-        fetch=s3.fetch if s3 else None,
-        opener=s3.open if s3 else None,
-    )
+    stream_options: dict[str, Any] = {
+        "multiline": fmt.multiline,
+        "progress": progress,
+        "threads": READ_THREADS,
+        "fetch": s3.fetch if s3 else None,
+        "opener": s3.open if s3 else None,
+    }
+    stream = _sources.LineStream(files, **stream_options)
     report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
     connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
-    from dutydesk.logs import _execute
+    from dutydesk.logs import _cache, _execute
 
+    if cache and settings.log_cache_bytes > 0 and _cache.usable(plan, files, bool(query.save)):
+        try:
+            cached = _cache.answer(
+                settings,
+                connection,
+                plan,
+                query.top,
+                files,
+                _sources.LineStream,
+                stream_options,
+                report,
+                roots,
+                query.sources,
+            )
+        finally:
+            connection.close()
+        if cached is not None:
+            return QueryResult(cached, report)
+        connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
     try:
         with_file = plan.needs_file or bool(query.save)
         windows = _execute.windows(connection, stream, with_file=with_file)
