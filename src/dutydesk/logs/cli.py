@@ -160,6 +160,9 @@ def query(
     save: Annotated[
         str | None, typer.Option(help="Save the filtered rows as extract NAME.")
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Parse every file; neither read nor fill the cache.")
+    ] = False,
 ) -> None:
     """Filter and count log lines; what does not parse is reported on stderr."""
     from dutydesk.logs import query as log_query
@@ -182,7 +185,9 @@ def query(
             result = log_query.run_small(asked)
         if result is None:
             with _progress() as (on_files, progress):
-                result = log_query.run(asked, progress=progress, on_files=on_files)
+                result = log_query.run(
+                    asked, progress=progress, on_files=on_files, cache=not no_cache
+                )
     except log_query.QueryError as error:
         raise fail(str(error)) from None
     for line in result.report.lines():
@@ -212,6 +217,44 @@ def _size(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+cache_app = typer.Typer(
+    rich_markup_mode=None, help="The parsed cache of log files.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """Files and bytes in the parsed cache (files that are gone are forgotten first)."""
+    from dutydesk.logs import _cache
+    from dutydesk.settings import get_settings
+
+    settings = get_settings()
+    cache = _cache.open_cache(settings)
+    try:
+        stats = cache.stats()
+    finally:
+        cache.close()
+    typer.echo(f"folder    {stats.folder}")
+    typer.echo(f"files     {stats.files}")
+    typer.echo(f"segments  {stats.segments}")
+    typer.echo(f"size      {_size(stats.bytes)} of {_size(stats.limit)}")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Empty the parsed cache."""
+    from dutydesk.logs import _cache
+    from dutydesk.settings import get_settings
+
+    cache = _cache.open_cache(get_settings())
+    try:
+        freed = cache.clear()
+    finally:
+        cache.close()
+    typer.echo(f"cleared the log cache ({_size(freed)})")
 
 
 @app.command("extracts")
