@@ -175,3 +175,20 @@ def test_audit_page_takes_its_own_form_with_blank_fields(client: TestClient, db:
     wrong = client.get("/audit", params={**blank, "since": "yesterday"})
     assert wrong.status_code == 422
     assert "since" in wrong.text
+
+
+def test_audit_page_shows_each_change_as_field_before_and_after(
+    client: TestClient, db: Session
+) -> None:
+    viewer = make_user(db, "viewer", "vera")
+    db.info["actor"] = "ada"
+    user = people.add_user(db, "promoted", "viewer", email=None, password="p" * 12)
+    db.commit()
+    user.role = "operator"
+    db.commit()
+    sign_in(client, db, viewer)
+    page = client.get("/audit", params={"actor": "ada", "action": "update"})
+    table = page.text.split('id="audit-events"')[1]
+    assert "role: <del>viewer</del> → <ins>operator</ins>" in table
+    # No raw dictionaries or lists of the stored diff, and no password hash.
+    assert "['viewer'" not in table and "{&#39;" not in table and "argon2" not in table

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
+from dutydesk.audit._notice_text import field_changes
 from dutydesk.audit.notices_routes import router as notices_router
 from dutydesk.audit.schemas import AuditEventOut
 from dutydesk.audit.service import audit_query, object_types
@@ -59,6 +60,8 @@ def audit_page(
         "audit/audit.html",
         {
             "events": events[:PAGE_SIZE],
+            # Each change as field: before → after lines, secrets hidden, as its notice reads.
+            "changes": {event.id: field_changes(event) for event in events[:PAGE_SIZE]},
             "has_more": len(events) > PAGE_SIZE,
             "page": page,
             "object_types": object_types(db),
