@@ -165,6 +165,22 @@ ROWS: dict[str, dict[str, Any]] = {
         "at": NOW,
         "outcome": "done",
     },
+    "diagnose_services": {
+        "id": 1,
+        "name": "shop",
+        "config": {"databases": [{"name": "main", "url": "postgresql://db.example/shop"}]},
+        "db_passwords": {},
+        "created_by": "test",
+        "created_at": NOW,
+    },
+    "diagnoses": {
+        "id": 1,
+        "service_id": 1,
+        "ticket_id": 1,
+        "actor": "test",
+        "at": NOW,
+        "lines": [{"key": "alarms", "verdict": "ok", "evidence": []}],
+    },
     "backup_targets": {
         "id": 1,
         "name": "ops",

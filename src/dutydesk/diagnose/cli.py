@@ -243,3 +243,69 @@ def supervisor_expect(
             time.sleep(0.5)
     except (DiagnoseError, supervisors.SupervisorUnreachable) as error:
         raise fail(str(error)) from None
+
+
+from dutydesk.diagnose import scrape_cli as _scrape_cli  # noqa: E402,F401  (its commands)
+
+
+@app.command("service-add")
+def service_add(
+    description: Annotated[
+        typer.FileText, typer.Argument(help="YAML or JSON file describing the service.")
+    ],
+) -> None:
+    """Make a service to diagnose from its description: name, hosts, databases (name, url),
+    log_sources, projects, pipelines, supervisors (server, processes), checklist."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import services
+    from dutydesk.diagnose.service import DiagnoseError
+
+    try:
+        with transaction(actor=cli_actor()) as session:
+            made = services.create_service(
+                session, services.parse_description(description.read()), actor=cli_actor()
+            )
+            typer.echo(f"made service {made.name} (id {made.id})")
+    except DiagnoseError as error:
+        raise fail(str(error)) from None
+
+
+@app.command("services")
+def services_list() -> None:
+    """List the services to diagnose with their checklist lines."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import services
+
+    with transaction() as session:
+        for found in services.list_services(session):
+            typer.echo(f"{found.id:<4} {found.name:<24} {', '.join(found.config['checklist'])}")
+
+
+@app.command("run")
+def run(
+    service_name: Annotated[str, typer.Argument(metavar="SERVICE", help="Service name or id.")],
+    ticket: Annotated[
+        str | None, typer.Option(help="Ticket key or id to keep the result on as a note.")
+    ] = None,
+) -> None:
+    """Run the service's debug checklist: a verdict (ok, unusual, failing, unknown) per line
+    with its evidence. Exit 0 whatever the verdicts; a line that cannot be read says unknown."""
+    ready_database()
+    from dutydesk.db import transaction
+    from dutydesk.diagnose import checks, services
+    from dutydesk.diagnose.service import DiagnoseError
+    from dutydesk.tickets.service import TicketError
+
+    try:
+        with transaction(actor=cli_actor()) as session:
+            found = services.get_service(session, service_name)
+            kept, lines = checks.diagnose(session, found, actor=cli_actor(), ticket_key=ticket)
+            typer.echo(f"diagnosis {kept.id} of {found.name} at {kept.at:%Y-%m-%d %H:%M} UTC")
+    except (DiagnoseError, TicketError) as error:
+        raise fail(str(error)) from None
+    for line in lines:
+        typer.echo(f"{line.verdict.value.upper():<8} {line.title}")
+        for item in line.evidence:
+            typer.echo(f"         {item.text}" + (f"  <{item.link}>" if item.link else ""))
