@@ -20,6 +20,7 @@ router = APIRouter()
 registry.add_nav(registry.NavItem("Jobs", "/jobs", order=800))
 
 StateFilter = Annotated[JobState | None, Query()]
+PAGE_SIZE = 50
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -29,13 +30,19 @@ def jobs_page(
     db: Db,
     state: StateFilter = None,
     kind: Annotated[str | None, Query(max_length=100)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    """Recent jobs with their state; operators can start one."""
+    """Recent jobs with their state, a page at a time; operators can start one."""
+    jobs = service.list_jobs(
+        db, state=state, kind=kind or None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
+    )
     return render(
         request,
         "jobs/jobs.html",
         {
-            "jobs": service.list_jobs(db, state=state, kind=kind or None),
+            "jobs": jobs[:PAGE_SIZE],
+            "page": page,
+            "has_more": len(jobs) > PAGE_SIZE,
             "counts": service.state_counts(db),
             "kinds": sorted(registry.job_kinds),
             "states": list(JobState),

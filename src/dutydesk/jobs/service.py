@@ -389,10 +389,15 @@ def _run_due(factory: sessionmaker[Session] | None, name: str, work: registry.Du
 
 
 def list_jobs(
-    session: Session, *, state: str | None = None, kind: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[Job]:
-    """The newest jobs, optionally of one state or kind."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    """The newest jobs (after skipping `offset`), optionally of one state or kind."""
+    query = select(Job).order_by(Job.id.desc()).offset(offset).limit(limit)
     if state:
         query = query.where(Job.state == state)
     if kind:
