@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dutydesk import registry
-from dutydesk.diagnose import supervisors
+from dutydesk.diagnose import scrape, supervisors
 from dutydesk.diagnose.models import SupervisorServer
 from dutydesk.jobs import service as jobs
 from dutydesk.settings import get_settings
@@ -33,3 +33,20 @@ def enqueue_supervisor_poll(session: Session) -> None:
 def poll_supervisors(session: Session, _args: dict[str, Any]) -> dict[str, int]:
     """Poll every enabled Supervisor server; its process-state troubles become signals."""
     return supervisors.poll_all(session)
+
+
+SCRAPE = "diagnose.scrape"
+
+
+@registry.due(SCRAPE)
+def enqueue_scrapes(session: Session) -> None:
+    """While any scrape target is due, enqueue one scrape of the due targets (at most one a
+    few seconds, since targets' intervals are 5 seconds or more)."""
+    if scrape.due_targets(session) and jobs.is_due(session, SCRAPE, dt.timedelta(seconds=5)):
+        jobs.enqueue(session, SCRAPE)
+
+
+@registry.job_kind(SCRAPE)
+def scrape_targets(session: Session, _args: dict[str, Any]) -> dict[str, int]:
+    """Scrape every due target into the metric series; one that fails keeps its error."""
+    return scrape.scrape_due(session)
