@@ -217,8 +217,9 @@ def build_sql(plan: Plan, source: str) -> str:
     `combine_sql` adds the windows up, and `final_sql` orders and cuts the answer.
     """
     plan.params.clear()
-    if plan.parsed:
-        base = f"SELECT * FROM {source}"
+    if plan.parsed:  # lines that did not parse count as the raw lines' tests would have
+        prefilter = " AND ".join(_prefilters(plan)) or "true"
+        base = f"SELECT * FROM {source} WHERE _ok OR ({prefilter})"
     elif plan.fmt is None:
         base = f"SELECT *, true AS _ok, NULL::INTEGER AS file_id, NULL AS line FROM {source}"
     else:
