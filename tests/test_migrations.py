@@ -351,6 +351,15 @@ ROWS: dict[str, dict[str, Any]] = {
         "high": 42.0,
         "last": 42.0,
     },
+    "dashboards": {
+        "id": 1,
+        "name": "export",
+        "description": "",
+        "panels": [{"title": "rows", "series": "export.lineCount[*", "step": "day"}],
+        "range_days": 30,
+        "created_by": "ann",
+        "created_at": NOW,
+    },
     "review_marks": {
         "id": 1,
         "period_start": NOW,

@@ -82,3 +82,18 @@ class ProcessHeartbeat(Base):
     pid: Mapped[int]
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     beat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Dashboard(Base):
+    """A saved dashboard: a name, its panels (each a series pattern) and a time range."""
+
+    __tablename__ = "dashboards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    # [{"title": "Rows", "series": "export.lineCount[*", "step": "day"}, ...]: a pattern each
+    panels: Mapped[list[Any]] = mapped_column(default=list)
+    range_days: Mapped[int] = mapped_column(default=30)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
