@@ -246,6 +246,9 @@ def test_the_beat_enqueues_a_scrape_while_a_target_is_due(db: Session, node_expo
     assert db.scalar(select(Job).where(Job.kind == diagnose_jobs.SCRAPE)) is not None
     assert diagnose_jobs.scrape_targets(db, {}) == {"host-1": target.last_series}
     assert target.last_series > 0
+    instance = node_exporter.split("/")[2]
+    assert target.labels == {"instance": instance}
+    assert metrics.series(db, f"node_load1[{instance}]")
     assert scrape.due_targets(db) == []  # scraped just now; due again in 30 s
     later = target.last_scraped_at + dt.timedelta(seconds=30)
     assert scrape.due_targets(db, now=later) == [target]

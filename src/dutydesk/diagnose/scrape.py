@@ -88,7 +88,8 @@ def create_target(
     bad = [metric for metric in kept if not METRIC_NAME.fullmatch(metric) or len(metric) > 200]
     if bad or len(kept) > 200:
         raise DiagnoseError(f"metric names to keep must be Prometheus names (not {bad[:3]})")
-    added = dict(labels or {})
+    # Unlabelled, a target's series carry its `instance` (host:port), as Prometheus does.
+    added = dict(labels or {}) or {"instance": parts.netloc}
     if any(
         not LABEL_NAME.fullmatch(k) or len(k) > 50 or len(str(v)) > 100 for k, v in added.items()
     ):
