@@ -167,3 +167,12 @@ def test_the_cache_checks_the_roots_itself(log_root: Path, logs: list[Path], hom
         assert not served
     finally:
         cache.close()
+
+
+def test_rows_come_from_the_cache_in_file_order(log_root: Path, logs: list[Path]) -> None:
+    args = ("query", str(log_root), "--where", "status=500", "--out", "csv")
+    cold = ok(*args, "--no-cache").stdout
+    assert ok(*args).stdout == cold  # fills the cache
+    assert stats()["files"] == str(len(logs))
+    assert ok(*args).stdout == cold  # served from it
+    assert ok(*args, "--top", "3").stdout.splitlines() == cold.splitlines()[:4]

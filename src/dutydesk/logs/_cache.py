@@ -16,6 +16,7 @@ Segments are evicted least recently used first when the cache grows beyond
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -210,10 +211,9 @@ def clear_folder(settings: Settings) -> None:
 
 
 def usable(plan: Plan, files: FileList, save: bool) -> bool:
-    """Whether the cache can answer: grouped counts over local files of a parsed format."""
+    """Whether the cache can answer: counts or rows over local files of a parsed format."""
     return (
         plan.fmt is not None
-        and plan.aggregates
         and not save
         and bool(files.files)
         and not any(path.startswith("s3://") for path in files.files)
@@ -314,6 +314,24 @@ def _cached_windows(
         yield CACHED
 
 
+def _in_file_order(served: dict[str, list[str]], files: list[str]) -> bool:
+    """Whether reading the segments one after the other gives the files in list order (and
+    put `served` in that order)."""
+    index = {path: i for i, path in enumerate(files)}
+    spans = sorted(
+        (min(index[p] for p in paths), max(index[p] for p in paths), name)
+        for name, paths in served.items()
+        if paths
+    )
+    for (_, last, _), (first, _, _) in itertools.pairwise(spans):
+        if first < last:
+            return False
+    ordered = {name: sorted(served[name], key=index.__getitem__) for _, _, name in spans}
+    served.clear()
+    served.update(ordered)
+    return True
+
+
 def answer(
     settings: Settings,
     connection: duckdb.DuckDBPyConnection,
@@ -326,8 +344,9 @@ def answer(
     roots: Roots,
     patterns: tuple[str, ...],
 ) -> pa.Table | None:
-    """Grouped counts of `plan` over `files`, parsing only the files not cached yet; None
-    when no file could be read (the caller reads them as without the cache)."""
+    """Grouped counts or rows of `plan` over `files`, parsing only the files not cached yet;
+    None when no file could be read, or rows would not come out in file order (the caller then
+    reads the files as without the cache)."""
     from dutydesk.logs import _execute
 
     assert plan.fmt is not None
@@ -345,9 +364,13 @@ def answer(
             fresh = [path for path in part.files if path not in bad]
             if not served and not fresh:
                 return None
-            files.problems.extend(part.problems)
             if name is not None:
                 served.setdefault(name, []).extend(fresh)
+            if not plan.aggregates and not _in_file_order(served, files.files):
+                return None  # rows go out in file order; these segments would mix them
+            files.problems.extend(part.problems)
+        elif not plan.aggregates and not _in_file_order(served, files.files):
+            return None
         folders = sorted({str(Path(_literal_base(p)).expanduser().resolve()) for p in patterns})
         cache.drop_gone(folders, set(files.files))
         served = {
@@ -356,6 +379,8 @@ def answer(
         }
         cached_plan = replace(plan, parsed=True, params=[])
         sources = _cached_windows(cache, connection, cached_plan, served, files.files)
-        return _execute.aggregate(connection, cached_plan, top, sources, files.files, report)
+        if plan.aggregates:
+            return _execute.aggregate(connection, cached_plan, top, sources, files.files, report)
+        return _execute.rows(connection, cached_plan, top, sources, files.files, report)
     finally:
         cache.close()
