@@ -70,14 +70,16 @@ class ExportRun(Base):
 
 
 class StudyPart(Base):
-    """The part of a run that exports one study (one job each; the run ends when all have)."""
+    """The part of a run that exports one study, or one slice of it (one job each; the run
+    ends when all have). `slice_no` is 0 for a study exported whole."""
 
     __tablename__ = "export_study_parts"
-    __table_args__ = (UniqueConstraint("run_id", "study_id"),)
+    __table_args__ = (UniqueConstraint("run_id", "study_id", "slice_no"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("export_runs.id", ondelete="CASCADE"))
     study_id: Mapped[str] = mapped_column(String(100))
+    slice_no: Mapped[int] = mapped_column(default=0, server_default="0")
     start_ms: Mapped[int | None] = mapped_column(BigInteger)
     end_ms: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default=RunState.queued.value)
