@@ -121,6 +121,11 @@ class Cache:
             self.db.execute("UPDATE segments SET used = ? WHERE name = ?", (now, name))
         return served, missing, keys
 
+    def files_in(self, segment: str) -> int:
+        """How many files segment `segment` serves."""
+        found = self.db.execute("SELECT count(*) FROM entries WHERE segment = ?", (segment,))
+        return int(found.fetchone()[0])
+
     def add(self, name: str, paths: list[str], keys: dict[str, tuple[int, int]], fmt: str) -> None:
         """Record segment `name` as holding the rows of `paths`."""
         size = self.segment_path(name).stat().st_size
@@ -297,11 +302,13 @@ def _cached_windows(
     schema: pa.Schema | None = None
     for segment, paths in served.items():
         wanted = pa.array(paths, pa.string())
+        whole = len(paths) == cache.files_in(segment)  # every file of it: nothing to cut
         parquet = pq.ParquetFile(cache.segment_path(segment))
         schema = parquet.schema_arrow
         for group in range(parquet.num_row_groups):
             table = parquet.read_row_group(group, columns=columns)
-            table = table.filter(pc.is_in(table.column("file"), value_set=wanted))
+            if not whole:
+                table = table.filter(pc.is_in(table.column("file"), value_set=wanted))
             ids = pc.index_in(table.column("file"), value_set=names).cast(pa.int32())
             table = table.append_column("file_id", ids)
             connection.register(CACHED, table)
