@@ -210,3 +210,33 @@ def test_diagnose_run_on_the_demo_service_prints_a_verdict_per_line_with_evidenc
     assert "export-worker: 0 group(s) seen in 24 h" in result.stdout
     missing = runner.invoke(app, ["diagnose", "run", "nothing"])
     assert missing.exit_code == 2 and "no service 'nothing'" in missing.stderr
+
+
+def test_host_load_and_5xx_are_weighed_against_their_weeks_baseline(db: Session) -> None:
+    from dutydesk.metrics import service as metrics
+
+    now = utcnow()
+    labels = {"instance": "shop-vm1:9100"}
+    for hours in range(48, 1, -1):
+        at = now - dt.timedelta(hours=hours)
+        metrics.record(db, "scrape", at, [metrics.Point("node_load5", 0.5, labels)])
+        metrics.record(db, "scrape", at, [metrics.Point("http.5xx", 2.0, {"source": "shop"})])
+    metrics.record(
+        db,
+        "scrape",
+        now - dt.timedelta(minutes=1),
+        [
+            metrics.Point("node_load5", 3.5, labels),
+            metrics.Point("http.5xx", 1.0, {"source": "shop"}),
+        ],
+    )
+    made = services.create_service(
+        db,
+        {"name": "shop", "hosts": ["shop-vm1"], "checklist": ["host_load", "responses"]},
+        actor="test",
+    )
+    host, responses = checks.run_checklist(db, made, now=now)
+    assert host.verdict is Verdict.unusual
+    assert texts(host) == "node_load5[shop-vm1:9100]: 3.5 now against a baseline of 0.5"
+    assert responses.verdict is Verdict.ok
+    assert texts(responses) == "http.5xx[shop]: 1 now against a baseline of 2"
