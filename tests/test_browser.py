@@ -208,3 +208,45 @@ def test_the_overview_draws_the_export_sparkline_and_shows_every_process_alive(
         assert canvas.evaluate(CANVAS_DRAWN), f"the sparkline is blank at {width} px"
         page.screenshot(path=tmp_path / f"overview-{width}.png", full_page=True)
     assert broken_assets == [], "stylesheets or scripts failed to load"
+
+
+NAV_FITS = """() => {
+  const nav = document.querySelector('body > header nav');
+  const width = window.innerWidth;
+  const outside = [...nav.querySelectorAll('a, button')]
+    .map(el => [el.textContent.trim(), el.getBoundingClientRect()])
+    .filter(([, box]) => box.width > 0 && (box.left < 0 || box.right > width))
+    .map(([label]) => label);
+  return {page: document.documentElement.scrollWidth, nav: nav.scrollWidth, width, outside,
+          height: nav.getBoundingClientRect().height};
+}"""
+
+
+@pytest.mark.browser
+def test_the_navigation_fits_a_laptop_screen_and_a_phone(
+    page: Page, desk: Desk, tmp_path: Path
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)  # the admin sees every entry
+    expect(page).to_have_url(url(desk, "/"))
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto("/jobs")
+    fit = page.evaluate(NAV_FITS)
+    page.screenshot(path=tmp_path / "nav-1366.png")
+    assert fit["outside"] == [] and fit["page"] <= 1366, fit
+    # Every entry shows, in a header that leaves most of the screen to the page.
+    expect(page.get_by_role("link", name="Audit", exact=True)).to_be_visible()
+    expect(page.get_by_text("Menu", exact=True)).to_be_hidden()
+    assert fit["height"] <= 768 / 4, f"the navigation is {fit['height']} px tall at 1366 px"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/jobs")
+    folded = page.evaluate(NAV_FITS)
+    page.screenshot(path=tmp_path / "nav-390.png")
+    assert folded["page"] <= 390 and folded["height"] <= 844 / 8, folded
+    expect(page.get_by_role("link", name="Audit", exact=True)).to_be_hidden()
+    page.get_by_text("Menu", exact=True).click()
+    opened = page.evaluate(NAV_FITS)
+    page.screenshot(path=tmp_path / "nav-390-open.png")
+    assert opened["outside"] == [] and opened["nav"] <= 390 and opened["page"] <= 390, opened
+    page.get_by_role("link", name="Audit", exact=True).click()
+    expect(page).to_have_url(url(desk, "/audit"))
