@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import json
 import subprocess
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,6 +25,7 @@ from dutydesk.cli import app
 from dutydesk.db import transaction
 from dutydesk.diagnose import jobs as diagnose_jobs
 from dutydesk.diagnose import scrape
+from dutydesk.intake import log_sources
 from dutydesk.jobs.models import Job
 from dutydesk.metrics import service as metrics
 from dutydesk.people.models import Role
@@ -273,3 +276,59 @@ def test_scrape_commands_add_list_and_scrape_a_real_node_exporter(node_exporter:
     assert dutydesk("scrape-add", "bad", "http://h/m", "--label", "oops").exit_code == 2
     with transaction() as session:
         assert metrics.series(session, "node_load1[h1]")
+
+
+def _json_lines(hour: int, statuses_and_times: list[tuple[int, float]]) -> str:
+    return "".join(
+        json.dumps(
+            {
+                "ts": f"2026-12-07T{hour:02d}:{index % 60:02d}:00Z",
+                "method": "GET",
+                "path": "/cart",
+                "status": status,
+                "request_time": seconds,
+            }
+        )
+        + "\n"
+        for index, (status, seconds) in enumerate(statuses_and_times)
+    )
+
+
+def test_an_access_log_source_gives_hourly_requests_5xx_and_p95(
+    db: Session, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(_json_lines(3, [(200, 0.02)] * 90 + [(502, 0.4)] * 10))
+    source = log_sources.create_log_source(
+        db, name="shop-web", glob=str(tmp_path / "*.log"), actor="test", fmt="json"
+    )
+    log_sources.scan_source(db, source, T0)
+    hour = dt.datetime(2026, 12, 7, 3, tzinfo=dt.UTC)
+    assert metrics.series(db, "http.requests[shop-web]") == [(hour, 100.0)]
+    assert metrics.series(db, "http.5xx[shop-web]") == [(hour, 10.0)]
+    # 95th of 100: 5 of the 10 in (0.25, 0.5] -> halfway through that bucket.
+    assert metrics.series(db, "http.response_time.p95[shop-web]") == [(hour, pytest.approx(0.375))]
+    # The next scan adds its new lines to the same hour and starts the next.
+    with log.open("a") as handle:
+        handle.write(_json_lines(3, [(500, 3.0)] * 100) + _json_lines(4, [(200, 0.01)]))
+    log_sources.scan_source(db, source, T0)
+    assert metrics.series(db, "http.requests[shop-web]") == [
+        (hour, 200.0),
+        (hour + dt.timedelta(hours=1), 1.0),
+    ]
+    assert metrics.series(db, "http.5xx[shop-web]")[0] == (hour, 110.0)
+    assert metrics.series(db, "http.response_time.p95[shop-web]")[0][1] == pytest.approx(4.75)
+
+
+def test_an_access_log_without_request_times_gives_counts_only(db: Session, tmp_path: Path) -> None:
+    (tmp_path / "access.log").write_text(
+        '10.0.0.1 - - [07/Dec/2026:03:10:00 +0000] "GET / HTTP/1.1" 200 5 "-" "x"\n'
+        '10.0.0.1 - - [07/Dec/2026:03:11:00 +0000] "GET /pay HTTP/1.1" 503 5 "-" "x"\n'
+    )
+    source = log_sources.create_log_source(
+        db, name="edge", glob=str(tmp_path / "*.log"), actor="test", fmt="nginx"
+    )
+    log_sources.scan_source(db, source, T0)
+    assert [v for _, v in metrics.series(db, "http.requests[edge]")] == [2.0]
+    assert [v for _, v in metrics.series(db, "http.5xx[edge]")] == [1.0]
+    assert metrics.series(db, "http.response_time.p95[edge]") == []

@@ -6,9 +6,10 @@ not answer keeps its error and leaves a gap in its series, nothing worse."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -17,6 +18,7 @@ from dutydesk.db import Base, utcnow
 from dutydesk.diagnose import _exposition
 from dutydesk.diagnose.service import NAME_PATTERN, DiagnoseError
 from dutydesk.metrics import service as metrics
+from dutydesk.metrics.models import MetricPoint, Period
 
 # What a node exporter says about load, memory, disk, CPU and network (the default `keep`).
 NODE_EXPORTER_DEFAULT = (
@@ -35,6 +37,9 @@ METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_SERIES_KEY = 300
+
+if TYPE_CHECKING:
+    from dutydesk.logs.formats import LogFormat
 
 
 class ScrapeTarget(Base):
@@ -236,3 +241,89 @@ def scrape_due(session: Session, *, now: dt.datetime | None = None) -> dict[str,
     return {
         target.name: scrape(session, target, now=now) for target in due_targets(session, now=now)
     }
+
+
+# Upper bounds (seconds) of the request-time buckets an access log's hour is counted into.
+REQUEST_TIME_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def access_series(
+    session: Session, source: str, text: str, fmt: LogFormat, *, now: dt.datetime | None = None
+) -> int:
+    """Add the access-log lines of `text` (new lines of the log source `source`) to its
+    per-hour series: `http.requests`, `http.5xx` and, when the format has a request time,
+    `http.response_time.p95` (from per-hour bucket counts kept as `http.request_time.bucket`).
+    Does nothing for a format without a status. Returns how many lines were counted."""
+    from dutydesk.logs.formats import parse_line
+
+    if "status" not in fmt.types or fmt.multiline:
+        return 0
+    timed = "request_time" in fmt.types
+    hours: dict[dt.datetime, dict[str, float]] = {}
+    counted = 0
+    for line in text.splitlines():
+        fields = parse_line(fmt, line)
+        if not fields or not isinstance(fields.get("status"), int):
+            continue
+        at = fields.get("ts")
+        hour = metrics.bucket_start(
+            at if isinstance(at, dt.datetime) else (now or utcnow()), Period.hour
+        )
+        counts = hours.setdefault(hour, {})
+        counts["requests"] = counts.get("requests", 0.0) + 1
+        if 500 <= int(fields["status"]) <= 599:  # type: ignore[call-overload]
+            counts["5xx"] = counts.get("5xx", 0.0) + 1
+        seconds = fields.get("request_time")
+        if timed and isinstance(seconds, int | float) and seconds >= 0:
+            bound = next((b for b in REQUEST_TIME_BOUNDS if seconds <= b), math.inf)
+            counts[f"le={bound!r}"] = counts.get(f"le={bound!r}", 0.0) + 1
+        counted += 1
+    labels = {"source": source}
+    name = f"log:{source}"
+    for hour, counts in hours.items():
+        had = _hour_points(session, name, hour)
+        points = [
+            metrics.Point(
+                "http.requests", had.get("http.requests", 0.0) + counts.get("requests", 0.0), labels
+            ),
+            metrics.Point("http.5xx", had.get("http.5xx", 0.0) + counts.get("5xx", 0.0), labels),
+        ]
+        buckets: dict[float, float] = {}
+        for key, count in counts.items():
+            if key.startswith("le="):
+                buckets[float(key[3:])] = count
+        for bound_text, count in had.items():
+            if bound_text.startswith("le="):
+                bound = float(bound_text[3:])
+                buckets[bound] = buckets.get(bound, 0.0) + count
+        for bound, count in buckets.items():
+            points.append(
+                metrics.Point("http.request_time.bucket", count, {**labels, "le": repr(bound)})
+            )
+        cumulative: dict[float, float] = {}
+        running = 0.0
+        # Every bound, empty ones too: a quantile interpolates from the bucket below.
+        for bound in (*REQUEST_TIME_BOUNDS, math.inf):
+            running += buckets.get(bound, 0.0)
+            cumulative[bound] = running
+        p95 = _exposition.quantile(cumulative)
+        if p95 is not None:
+            points.append(metrics.Point("http.response_time.p95", p95, labels))
+        metrics.record(session, name, hour, points)
+    return counted
+
+
+def _hour_points(session: Session, source: str, hour: dt.datetime) -> dict[str, float]:
+    """What `source` wrote at `hour` already: counts by name, buckets as `le=BOUND`."""
+    found: dict[str, float] = {}
+    rows = session.execute(
+        select(MetricPoint.name, MetricPoint.labels, MetricPoint.value).where(
+            MetricPoint.source == source, MetricPoint.at == hour
+        )
+    )
+    for name, labels, value in rows:
+        if name == "http.request_time.bucket":
+            found[f"le={(labels or {}).get('le')}"] = value
+        else:
+            found[name] = value
+    return found

@@ -87,6 +87,7 @@ def _new_text(path: Path, seen: dict[str, Any] | None, size: int) -> tuple[str, 
 def scan_source(session: Session, source: LogSource, now: dt.datetime) -> dict[str, Any]:
     """Count the new lines of the source's files; returns what was scanned."""
     from dutydesk.alarms.watch import log_deadline_rules, note_log_lines
+    from dutydesk.diagnose.scrape import access_series
 
     scanned = dict(source.scanned)
     files = events = 0
@@ -107,6 +108,7 @@ def scan_source(session: Session, source: LogSource, now: dt.datetime) -> dict[s
             fmt = logs.pick_format(source.format, text)
             batch = logs.count_text(text, fmt, now, keep=watched)
             events += logs.store_counts(session, source.name, batch)["events"]
+            access_series(session, source.name, text, fmt, now=now)  # requests, 5xx, p95
             if watched:
                 note_log_lines(session, source.name, batch.messages)
             files += 1
