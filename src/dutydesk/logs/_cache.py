@@ -47,9 +47,19 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_segment ON entries (segment);
 CREATE TABLE IF NOT EXISTS segments (
-    name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL
+    name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL, files INTEGER NOT NULL
 );
 """
+
+
+def _prefixes(roots: Roots) -> tuple[str, ...]:
+    """The local roots (resolved) as path prefixes."""
+    return tuple(str(root).rstrip("/") + "/" for root in roots.local)
+
+
+def _inside(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether resolved local `path` lies inside a root (as `Roots.holds_path`, on text)."""
+    return path.startswith(prefixes)
 
 
 def folder_of(settings: Settings) -> Path:
@@ -100,6 +110,7 @@ class Cache:
         served: dict[str, list[str]] = {}
         missing: list[int] = []
         keys: dict[str, tuple[int, int]] = {}
+        prefixes = _prefixes(roots)
         for i, path in enumerate(files.files):
             try:
                 stat = os.stat(path)
@@ -111,7 +122,7 @@ class Cache:
             if (
                 entry is not None
                 and entry[:3] == (stat.st_size, stat.st_mtime_ns, fmt)
-                and roots.holds_path(Path(path))
+                and _inside(path, prefixes)
             ):
                 served.setdefault(entry[3], []).append(path)
             else:
@@ -122,18 +133,21 @@ class Cache:
         return served, missing, keys
 
     def files_in(self, segment: str) -> int:
-        """How many files segment `segment` serves."""
-        found = self.db.execute("SELECT count(*) FROM entries WHERE segment = ?", (segment,))
-        return int(found.fetchone()[0])
+        """How many files segment `segment` was written with (some may be served elsewhere)."""
+        found = self.db.execute("SELECT files FROM segments WHERE name = ?", (segment,))
+        row = found.fetchone()
+        return int(row[0]) if row else -1
 
-    def add(self, name: str, paths: list[str], keys: dict[str, tuple[int, int]], fmt: str) -> None:
-        """Record segment `name` as holding the rows of `paths`."""
+    def add(
+        self, name: str, paths: list[str], keys: dict[str, tuple[int, int]], fmt: str, read: int
+    ) -> None:
+        """Record segment `name` as serving the rows of `paths` (of the `read` files in it)."""
         size = self.segment_path(name).stat().st_size
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
-                "INSERT INTO segments (name, bytes, used) VALUES (?, ?, ?)",
-                (name, size, time.time()),
+                "INSERT INTO segments (name, bytes, used, files) VALUES (?, ?, ?, ?)",
+                (name, size, time.time(), read),
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO entries (path, size, mtime_ns, format, segment) "
@@ -280,7 +294,8 @@ def _fill(
         return None
     temporary.replace(target)
     bad = {problem.file for problem in stream.files.problems}
-    cache.add(name, [path for path in stream.files.files if path not in bad], keys, plan.fmt.name)
+    read = len(stream.files.files)
+    cache.add(name, [p for p in stream.files.files if p not in bad], keys, plan.fmt.name, read)
     return name
 
 
@@ -303,13 +318,18 @@ def _cached_windows(
     for segment, paths in served.items():
         wanted = pa.array(paths, pa.string())
         whole = len(paths) == cache.files_in(segment)  # every file of it: nothing to cut
-        parquet = pq.ParquetFile(cache.segment_path(segment))
+        parquet = pq.ParquetFile(cache.segment_path(segment), read_dictionary=["file"])
         schema = parquet.schema_arrow
         for group in range(parquet.num_row_groups):
             table = parquet.read_row_group(group, columns=columns)
+            # `file` comes dictionary-encoded: look the paths up once per distinct path.
+            file = table.column("file").combine_chunks()
             if not whole:
-                table = table.filter(pc.is_in(table.column("file"), value_set=wanted))
-            ids = pc.index_in(table.column("file"), value_set=names).cast(pa.int32())
+                keep = pc.is_in(file.dictionary, value_set=wanted)
+                table = table.filter(pc.take(keep, file.indices))
+                file = table.column("file").combine_chunks()
+            ids = pc.take(pc.index_in(file.dictionary, value_set=names), file.indices)
+            ids = ids.cast(pa.int32())
             table = table.append_column("file_id", ids)
             connection.register(CACHED, table)
             seen = True
@@ -381,7 +401,7 @@ def answer(
         folders = sorted({str(Path(_literal_base(p)).expanduser().resolve()) for p in patterns})
         cache.drop_gone(folders, set(files.files))
         served = {
-            segment: [path for path in paths if roots.holds_path(Path(path))]
+            segment: [path for path in paths if _inside(path, _prefixes(roots))]
             for segment, paths in served.items()
         }
         cached_plan = replace(plan, parsed=True, params=[])
