@@ -170,9 +170,9 @@ def test_a_symlink_leading_out_of_the_roots_is_not_read(log_root: Path, tmp_path
 
 
 def test_an_unknown_format_names_the_known_ones(log_root: Path, generated: list[Path]) -> None:
-    result = dutydesk("query", str(log_root), "--format", "syslog")
+    result = dutydesk("query", str(log_root), "--format", "syslogd")
     assert result.exit_code == 2
-    assert "unknown format 'syslog'" in result.stderr
+    assert "unknown format 'syslogd'" in result.stderr
     assert "nginx|" not in result.stderr and "nginx, apache" in result.stderr
 
 

@@ -24,7 +24,6 @@ from dutydesk.intake._payload import storable
 from dutydesk.intake.models import ErrorGroup, ErrorGroupCount, LogCount
 from dutydesk.logs.formats import (
     FORMATS,
-    JAVA_EVENTS,
     LogFormat,
     parse_fields,
     parse_line,
@@ -157,7 +156,7 @@ def pick_format(name: str, text: str) -> LogFormat:
 
 def _events(fmt: LogFormat, text: str) -> Iterator[str]:
     if fmt.multiline:
-        yield from JAVA_EVENTS.split(text)
+        yield from fmt.events().split(text)
     else:
         yield from text.split("\n")
 

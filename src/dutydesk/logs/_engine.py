@@ -92,6 +92,8 @@ def _typed(fmt: LogFormat, name: str, text: str) -> str:
     if kind == "ts":
         if fmt.ts_formats:
             formats = ", ".join(quote_literal(item) for item in fmt.ts_formats)
+            if fmt.ts_without_year:  # syslog: the current year
+                text = f"strftime(current_date, '%Y') || ' ' || {text}"
             return f"CAST(try_strptime({text}, [{formats}]) AS TIMESTAMPTZ)"
         cleaned = f"replace({text}, ',', '.')"
         return (
@@ -229,6 +231,10 @@ def build_sql(plan: Plan, source: str) -> str:
     if plan.aggregates:
         keys = [_key(name) for name in plan.group_by]
         measures = ["count(*) AS count"]
+        if plan.fmt is not None and plan.fmt.multiline:
+            # An unparsed block (lines that start no event) counts as the lines it holds.
+            lines = "length(line) - length(replace(line, chr(10), '')) + 1"
+            measures = [f"CAST(sum(CASE WHEN _ok THEN 1 ELSE {lines} END) AS BIGINT) AS count"]
         if plan.percentiles:
             value = quote_name(plan.percentiles)
             measures.append(

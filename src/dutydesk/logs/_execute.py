@@ -134,10 +134,11 @@ def _split(table: pa.Table, columns: tuple[str, ...]) -> tuple[pa.Table, pa.Tabl
     good = table.filter(ok).select(list(columns))
     bad = table.filter(pc.invert(ok))
     if bad.num_rows:
-        bad = bad.group_by("file_id", use_threads=False).aggregate(
-            [("_line", "count"), ("_line", "first")]
-        )
-        bad = bad.select(["file_id", "_line_count", "_line_first"])
+        # An unparsed block of a multiline format counts as the lines it holds.
+        lines = pc.add(pc.count_substring(bad.column("_line"), "\n"), 1)
+        bad = bad.append_column("_lines", lines).group_by("file_id", use_threads=False)
+        bad = bad.aggregate([("_lines", "sum"), ("_line", "first")])
+        bad = bad.select(["file_id", "_lines_sum", "_line_first"])
     return good, bad
 
 

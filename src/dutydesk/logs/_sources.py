@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import gzip
+import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -165,12 +166,14 @@ def _events_batch(events: list[str], file_id: int) -> pa.RecordBatch:
     )
 
 
-def _java_events(chunks: Iterator[bytes], file_id: int) -> Iterator[pa.RecordBatch]:
-    """Java events: a line that does not start with a timestamp joins the event above."""
+def _java_events(
+    chunks: Iterator[bytes], file_id: int, splitter: re.Pattern[str] = JAVA_EVENTS
+) -> Iterator[pa.RecordBatch]:
+    """Java events: a line that does not start an event (`splitter`) joins the event above."""
     carry = ""
     for chunk in chunks:
         text = carry + _utf8(chunk).decode("utf-8").replace("\r\n", "\n")
-        events = JAVA_EVENTS.split(text.rstrip("\n"))
+        events = splitter.split(text.rstrip("\n"))
         carry = events.pop() + "\n"
         if events:
             yield _events_batch(events, file_id)
@@ -184,6 +187,7 @@ class LineStream:
 
     files: FileList
     multiline: bool = False
+    events: re.Pattern[str] = JAVA_EVENTS  # where a multiline format's events start
     progress: Progress | None = None
     threads: int = 1  # threads reading small local files
     fetch: Callable[[list[str]], list[bytes | Problem]] | None = None  # reads S3 objects
@@ -293,7 +297,7 @@ class LineStream:
             if self.progress:
                 self.progress(self.files.sizes[i] if i < len(self.files.sizes) else len(content))
             if self.multiline:
-                yield from _java_events(iter([content]), i)
+                yield from _java_events(iter([content]), i, self.events)
                 continue
             texts.append(content)
             ids.append(i)
@@ -306,7 +310,7 @@ class LineStream:
 
     def _file_batches(self, chunks: Iterator[bytes], file_id: int) -> Iterator[pa.RecordBatch]:
         if self.multiline:
-            yield from _java_events(chunks, file_id)
+            yield from _java_events(chunks, file_id, self.events)
             return
         for chunk in chunks:
             yield lines_batch([chunk], [file_id])

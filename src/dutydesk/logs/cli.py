@@ -143,6 +143,10 @@ def query(
     format: Annotated[
         str, typer.Option("--format", help=f"Log format: {'|'.join(FORMAT_NAMES)}.")
     ] = "auto",
+    layout: Annotated[
+        str | None,
+        typer.Option(help="A log4j/logback pattern the lines follow (instead of --format)."),
+    ] = None,
     since: Annotated[str | None, typer.Option(help="From (ISO 8601 or 30m, 2h, 1d).")] = None,
     until: Annotated[str | None, typer.Option(help="Until, exclusive (same forms).")] = None,
     where: Annotated[
@@ -169,7 +173,7 @@ def query(
 
     asked = log_query.Query(
         sources=tuple(globs),
-        format=format,
+        format=f"layout:{layout}" if layout else format,
         since=since,
         until=until,
         where=tuple(where or ()),

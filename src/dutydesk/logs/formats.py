@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dutydesk.logs._layouts import PRESETS, Layout, LayoutError, compile_layout
+
 FieldType = Literal["text", "int", "float", "ts"]
 
 # Pieces shared by the formats.
@@ -50,6 +52,20 @@ class LogFormat:
     multiline: bool = False
     # JSON lines: each field is the first of these keys the object has.
     json_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Multiline: where an event starts (a line this matches at its start); "" for Java's.
+    event_start: str = ""
+    # Python strptime formats of the `ts` text (layouts), in `ts_formats`' order.
+    python_ts: tuple[str, ...] = ()
+    # The `ts` text has no year (syslog): the current year is assumed.
+    ts_without_year: bool = False
+
+    def events(self) -> re.Pattern[str]:
+        """Where a text splits into this multiline format's events: before each start."""
+        if not (self.multiline and self.event_start):
+            return JAVA_EVENTS  # Java's, or unused: each line is an event
+        if self.name not in _SPLITTERS:
+            _SPLITTERS[self.name] = re.compile(r"\n(?=" + self.event_start + ")")
+        return _SPLITTERS[self.name]
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -228,6 +244,34 @@ JAVA_EVENT_START = re.compile(
 # Where a text splits into Java events: before each line that starts one.
 JAVA_EVENTS = re.compile(r"\n(?=" + JAVA_EVENT_START.pattern.removeprefix("^") + ")")
 
+_SPLITTERS: dict[str, re.Pattern[str]] = {}
+
+
+def layout_format(name: str, description: str, layout: Layout) -> LogFormat:
+    """The `LogFormat` of a compiled layout (a preset or `--layout`)."""
+    return LogFormat(
+        name,
+        description,
+        layout.pieces,
+        layout.types,
+        layout.ts_formats,
+        witness=layout.witness,
+        multiline=layout.multiline,
+        event_start=layout.event_start,
+        python_ts=layout.python_ts,
+        ts_without_year=layout.ts_without_year,
+    )
+
+
+def format_of_layout(pattern: str) -> LogFormat:
+    """A format read by the log4j/logback layout `pattern`; UnknownFormat says what is wrong."""
+    try:
+        layout = compile_layout(pattern)
+    except LayoutError as error:
+        raise UnknownFormat(str(error)) from None
+    return layout_format(f"layout:{pattern}", f"layout {pattern}", layout)
+
+
 FORMATS: dict[str, LogFormat] = {
     "nginx": LogFormat(
         "nginx",
@@ -288,6 +332,12 @@ FORMATS: dict[str, LogFormat] = {
         },
     ),
 }
+FORMATS.update(
+    {
+        name: layout_format(name, description, layout)
+        for name, (description, layout) in PRESETS.items()
+    }
+)
 FORMAT_NAMES = (*FORMATS, "auto")
 
 
@@ -296,7 +346,10 @@ class UnknownFormat(ValueError):
 
 
 def get_format(name: str) -> LogFormat:
-    """The format called `name`; a clear error naming the known ones otherwise."""
+    """The format called `name` (`layout:PATTERN` compiles a log4j/logback layout); a clear
+    error naming the known ones otherwise."""
+    if name.startswith("layout:"):
+        return format_of_layout(name.removeprefix("layout:"))
     try:
         return FORMATS[name]
     except KeyError:
@@ -320,6 +373,17 @@ def parse_timestamp(fmt: LogFormat, text: str) -> dt.datetime | None:
     value: dt.datetime | None = None
     if fmt.name in {"nginx", "apache"}:
         value = dt.datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z")
+    elif fmt.python_ts:
+        if fmt.ts_without_year:
+            text = f"{dt.datetime.now(dt.UTC).year} {text}"
+        for layout in fmt.python_ts:
+            try:
+                value = dt.datetime.strptime(text, layout)
+                break
+            except ValueError:
+                continue
+        else:
+            return None
     else:
         cleaned = text.replace(",", ".")
         try:
@@ -392,16 +456,39 @@ def parse_fields(fmt: LogFormat | str, line: str) -> dict[str, str | None] | Non
     return None if match is None else match.groupdict()
 
 
+# The formats `auto` tries, the more specific first (the first of equals wins).
+SNIFF_ORDER = (
+    "nginx",
+    "alb",
+    "elb",
+    "json",
+    "zookeeper",
+    "hadoop",
+    "spark",
+    "java",
+    "hdfs-compact",
+    "log4j",
+    "log4j1",
+    "python",
+    "syslog5424",
+    "syslog",
+    "apache-error",
+)
+
+
 def sniff(lines: list[str]) -> str:
     """The format most of `lines` parse in (the first lines of a file), or raise UnknownFormat."""
     sample = [line for line in lines if line.strip()][:50]
     if not sample:
         raise UnknownFormat("cannot tell the format of empty files; give --format")
     best, best_share = "", 0.0
-    for name in ("nginx", "alb", "elb", "json", "java"):
+    for name in SNIFF_ORDER:
         events = sample
-        if name == "java":  # a stack trace's lines belong to the event above
-            events = [e for e in JAVA_EVENTS.split("\n".join(sample)) if e.strip()]
+        if FORMATS[name].multiline:  # a stack trace's lines belong to the event above
+            splitter = FORMATS[name].events()
+            events = [e for e in splitter.split("\n".join(sample)) if e.strip()]
+            if not events:
+                continue
         share = sum(parse_line(name, line) is not None for line in events) / len(events)
         if share > best_share:
             best, best_share = name, share

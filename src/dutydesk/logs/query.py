@@ -298,6 +298,7 @@ def run(
         on_files(files)
     stream_options: dict[str, Any] = {
         "multiline": fmt.multiline,
+        "events": fmt.events(),
         "progress": progress,
         "threads": READ_THREADS,
         "fetch": s3.fetch if s3 else None,
