@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dutydesk.logs._engine import Plan
-from dutydesk.logs._files import FileList, Roots, _literal_base
+from dutydesk.logs._files import STREAM_BYTES, FileList, Roots, _literal_base
 
 if TYPE_CHECKING:
     import duckdb
@@ -230,12 +230,15 @@ def clear_folder(settings: Settings) -> None:
 
 
 def usable(plan: Plan, files: FileList, save: bool) -> bool:
-    """Whether the cache can answer: counts or rows over local files of a parsed format."""
+    """Whether the cache can answer: counts or rows over local files of a parsed format, none
+    of them bigger than STREAM_BYTES."""
     return (
         plan.fmt is not None
         and not save
         and bool(files.files)
         and not any(path.startswith("s3://") for path in files.files)
+        # A big file is streamed in bounded memory; the cache is for the many small ones.
+        and max(files.sizes, default=0) <= STREAM_BYTES
     )
 
 
