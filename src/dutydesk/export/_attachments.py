@@ -95,7 +95,17 @@ def write_attachment_files(
     targets = {
         (attachment_id, f"{folder}/{name.replace('/', '_')}") for _, attachment_id, name in triples
     }
-    missing = {(a, target) for a, target in targets if not warehouse.exists(target)}
+    # One listing of a local folder instead of a look-up per file: thousands of files a table.
+    present = warehouse.local_file_names(folder)
+    missing = {
+        (a, target)
+        for a, target in targets
+        if (
+            target.rpartition("/")[2] not in present
+            if present is not None
+            else not warehouse.exists(target)
+        )
+    }
     contents = read_attachments(connection, {attachment_id for attachment_id, _ in missing})
     missing_ids = {attachment_id for attachment_id, _ in missing}
     result = WrittenAttachments(
@@ -104,7 +114,7 @@ def write_attachment_files(
     for attachment_id, target in sorted(missing):
         data = contents.get(attachment_id)
         if data:  # an empty or unreadable attachment gives no file, as in Bridge
-            warehouse.write_file(target, data)
+            warehouse.write_file(target, data, known_missing=True)
     empty = {attachment_id for attachment_id, data in contents.items() if data == b""}
     for column, attachment_id, name in triples:
         if attachment_id in empty:

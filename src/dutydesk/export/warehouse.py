@@ -117,9 +117,13 @@ class Warehouse:
             self._remove(temporary)
             raise
 
-    def write_file(self, target: str, data: bytes) -> bool:
-        """Write `data` as the file `target` unless it exists; True when it was written."""
-        if self.exists(target):
+    def write_file(self, target: str, data: bytes, *, known_missing: bool = False) -> bool:
+        """Write `data` as the file `target` unless it exists; True when it was written.
+
+        `known_missing`: the caller has just seen that `target` does not exist (one look at
+        its folder for many files), so it is not looked up again.
+        """
+        if not known_missing and self.exists(target):
             return False
         folder, _, name = target.rpartition("/")
         temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
@@ -140,6 +144,17 @@ class Warehouse:
     def exists(self, target: str) -> bool:
         """Whether the file `target` exists."""
         return Path(target).exists() if self.is_local else bool(self.fs.exists(target))
+
+    def local_file_names(self, folder: str) -> set[str] | None:
+        """The names of the files in the local `folder` (empty when it does not exist); None
+        for a remote warehouse, whose files are looked up one by one."""
+        if not self.is_local:
+            return None
+        try:
+            with os.scandir(folder) as entries:
+                return {entry.name for entry in entries}
+        except FileNotFoundError:
+            return set()
 
     def has_parquet(self, folder: str) -> bool:
         """Whether `folder` holds any Parquet file (at any depth)."""
