@@ -161,3 +161,14 @@ def test_unparsed_lines_are_counted_as_lines_not_blocks(log_root: Path) -> None:
     assert rows.report.unparsed_lines == 2000
     result = dutydesk("query", str(log_root), "--format", "hadoop", "--group-by", "level")
     assert "unparsed: 2000 line(s) of " in result.stderr
+    assert result.exit_code == 0
+
+
+def test_when_no_line_of_any_file_parses_the_command_says_so(log_root: Path) -> None:
+    (log_root / "a.log").write_text("just words\nmore words\n")
+    (log_root / "b.log").write_text((LAYOUTS / "syslog.log").read_text())
+    result = dutydesk("query", str(log_root), "--format", "spark", "--group-by", "level")
+    assert result.exit_code == 1
+    assert "unparsed: 2 line(s) of " in result.stderr
+    assert "unparsed: 4 line(s) of " in result.stderr
+    assert "no line of any file reads as spark" in result.stderr

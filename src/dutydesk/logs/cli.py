@@ -200,6 +200,9 @@ def query(
     rows = result.table.num_rows if isinstance(result, log_query.QueryResult) else result.num_rows
     if report.files and len(report.problems) >= report.files and not rows:
         raise fail("none of the files could be read", 1)
+    if report.unparsed and not rows and not (asked.where or asked.since or asked.until):
+        # Nothing was filtered out, so no line of any file parsed.
+        raise fail(f"no line of any file reads as {report.format}; give --format or --layout", 1)
     if report.saved is not None:
         saved = report.saved
         message = f"saved {saved.rows} row(s) as extract {saved.name} ({saved.path})"
