@@ -403,8 +403,9 @@ def answer(
             return None
         folders = sorted({str(Path(_literal_base(p)).expanduser().resolve()) for p in patterns})
         cache.drop_gone(folders, set(files.files))
+        prefixes = _prefixes(roots)
         served = {
-            segment: [path for path in paths if _inside(path, _prefixes(roots))]
+            segment: [path for path in paths if _inside(path, prefixes)]
             for segment, paths in served.items()
         }
         cached_plan = replace(plan, parsed=True, params=[])
