@@ -1,0 +1,66 @@
+"""The export dashboard in a real Chromium on the demo desk: its charts are drawn (a canvas that
+is not blank) at 1366 and 390 px wide, without page-wide horizontal scrolling; screenshots kept
+under the test's tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests import browser_support
+from tests.browser_support import Desk, desk_context, launched_chromium, start_desk, stop_desk
+from tests.test_browser import CANVAS_DRAWN, sign_in
+
+DEMO_PASSWORD = "dashboards-demo-password-1"
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One `dutydesk up --demo` for this module, in a home of its own (given longer to start:
+    the demo month is seeded first, slow on a busy machine)."""
+    waited = browser_support.wait_until_healthy
+
+    def patient(desk: Desk, timeout: float = 240.0) -> None:
+        waited(desk, timeout)
+
+    browser_support.wait_until_healthy = patient
+    try:
+        running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD)
+    finally:
+        browser_support.wait_until_healthy = waited
+    yield running
+    print(stop_desk(running))
+
+
+@pytest.fixture
+def page(desk: Desk) -> Iterator[Page]:
+    """A fresh browser context on the desk, in Debian's headless Chromium."""
+    browser: Browser
+    with launched_chromium() as browser, desk_context(browser, desk) as context:
+        yield context.new_page()
+
+
+@pytest.mark.browser
+def test_the_export_dashboard_draws_its_charts_at_desk_and_phone_widths(
+    page: Page, desk: Desk, tmp_path: Path
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)
+    page.get_by_role("navigation").get_by_role("link", name="Dashboards", exact=True).click()
+    page.get_by_role("link", name="export", exact=True).click()
+    expect(page.get_by_role("heading", name="export", level=1)).to_be_visible()
+    for width, height in ((1366, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        canvases = page.locator("div.chart canvas")
+        expect(canvases.first).to_be_visible()
+        assert canvases.count() >= 2, "the export dashboard should draw at least two charts"
+        for index in range(canvases.count()):
+            canvas = canvases.nth(index)
+            box = canvas.bounding_box()
+            assert box is not None and 0 < box["width"] <= width
+            assert canvas.evaluate(CANVAS_DRAWN), f"chart {index} is blank at {width} px"
+        page.screenshot(path=tmp_path / f"dashboard-export-{width}.png", full_page=True)
