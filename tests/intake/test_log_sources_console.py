@@ -80,7 +80,7 @@ def test_a_relative_glob_is_shown_with_400_and_adds_nothing(
     assert 'value="logs/*.log"' in refused.text  # what was typed is kept
     unknown = client.post(
         "/log-sources",
-        data={"csrf_token": csrf, "name": "web", "glob": "/var/log/*.log", "format": "syslog"},
+        data={"csrf_token": csrf, "name": "web", "glob": "/var/log/*.log", "format": "syslogd"},
     )
     assert unknown.status_code == 400 and "unknown format" in unknown.text
     assert names(db) == []
@@ -163,8 +163,8 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     assert dutydesk("db", "upgrade").exit_code == 0
     relative = dutydesk("log-sources", "add", "web", "logs/*.log")
     assert relative.exit_code == 2 and "error: the glob must be an absolute path" in relative.stderr
-    wrong = dutydesk("log-sources", "add", "web", "/var/log/*.log", "--format", "syslog")
-    assert wrong.exit_code == 2 and "unknown format 'syslog'" in wrong.stderr
+    wrong = dutydesk("log-sources", "add", "web", "/var/log/*.log", "--format", "syslogd")
+    assert wrong.exit_code == 2 and "unknown format 'syslogd'" in wrong.stderr
     assert dutydesk("log-sources", "add", "web", "/var/log/*.log").exit_code == 0
     again = dutydesk("log-sources", "add", "web", "/var/log/x/*.log")
     assert again.exit_code == 2 and "exists" in again.stderr
