@@ -191,6 +191,28 @@ KNOWN: dict[tuple[str, str], Need] = {
     ("POST", "/api/v1/backups/targets"): Need.admin,
     ("POST", "/api/v1/backups/targets/{name}/run"): Need.operate,
     ("POST", "/api/v1/backups/targets/{name}/verify"): Need.operate,
+    # Dashboards: anyone signed in reads them; operators save them.
+    ("GET", "/dashboards"): Need.view,
+    ("GET", "/dashboards/{ident}"): Need.view,
+    ("POST", "/dashboards"): Need.operate,
+    ("GET", "/api/v1/series"): Need.view,
+    ("GET", "/api/v1/series/chart"): Need.view,
+    ("POST", "/api/v1/dashboards"): Need.operate,
+    # Diagnosis: exception projects (their DSNs), Supervisors and scrape targets are the
+    # admins'; operators run diagnoses and start or stop processes.
+    ("GET", "/exceptions"): Need.view,
+    ("POST", "/exceptions/projects"): Need.admin,
+    ("POST", "/api/v1/exception-projects"): Need.admin,
+    ("POST", "/supervisors"): Need.admin,
+    ("POST", "/api/v1/supervisors"): Need.admin,
+    ("POST", "/api/v1/supervisors/{server_id}/processes/{process}/{action}"): Need.operate,
+    ("POST", "/supervisors/{server_id}/processes/{process}/{action}"): Need.operate,
+    ("POST", "/api/v1/scrape-targets"): Need.admin,
+    ("POST", "/api/v1/scrape-targets/{target_id}/scrape"): Need.admin,
+    ("POST", "/scrape-targets"): Need.admin,
+    ("POST", "/diagnose"): Need.operate,
+    ("POST", "/api/v1/diagnose/services/{service}/run"): Need.operate,
+    ("GET", "/api/v1/diagnoses/{diagnosis_id}"): Need.view,
 }
 # Intake endpoints: no sign-in and no CSRF token; the secret token in the URL is the
 # credential (or, for Alertmanager, the same token as a bearer token), so a token that names no
