@@ -1,7 +1,7 @@
 """services to diagnose: their checklist lines and sources, and diagnosis results
 
 Revision ID: 0024
-Revises: 0023
+Revises: 0022
 Create Date: 2026-12-07 04:30:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import dutydesk.db
 
 revision: str = "0024"
-down_revision: str | None = "0023"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
