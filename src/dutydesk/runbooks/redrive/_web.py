@@ -36,11 +36,6 @@ def batch_or_404(db: Session, batch_id: int) -> RedriveBatch:
         raise http_error(error) from None
 
 
-def caller_name(who: Principal) -> str:
-    """How the batch names who added IDs."""
-    return who.user.username if who.user else who.name
-
-
 def person(db: Session, who: Principal, doing: str) -> User:
     """The caller as a user; a token without a user is refused (403) for `doing`."""
     user = db.get(User, who.user.id) if who.user else None

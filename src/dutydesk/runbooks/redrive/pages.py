@@ -18,7 +18,6 @@ from dutydesk.runbooks.redrive._verify import OUTCOMES
 from dutydesk.runbooks.redrive._web import (
     batch_or_404,
     batch_view,
-    caller_name,
     change_error,
     http_error,
     maybe_person,
@@ -26,6 +25,7 @@ from dutydesk.runbooks.redrive._web import (
     report_csv,
 )
 from dutydesk.runbooks.redrive.models import EDITABLE, RedriveBatch
+from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import ApproverPage, Db, OperatorPage, ViewerPage
 from dutydesk.web.params import Page, RowId
 from dutydesk.web.templating import render

@@ -14,7 +14,6 @@ from dutydesk.runbooks.redrive import _run, _verify, service
 from dutydesk.runbooks.redrive._web import (
     batch_or_404,
     batch_view,
-    caller_name,
     change_error,
     http_error,
     maybe_person,
@@ -32,6 +31,7 @@ from dutydesk.runbooks.redrive.schemas import (
     RemoveIdsIn,
     SubmittedOut,
 )
+from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import Db, Operator, Principal, Viewer
 from dutydesk.web.openapi import answers
 from dutydesk.web.params import Offset, RowId
