@@ -40,3 +40,28 @@ def test_the_jobs_page_shows_a_page_of_jobs_and_links_to_the_older_ones(
     assert 'href="/jobs?page=2&amp;kind=jobs.prune" rel="next"' in filtered.text
     assert client.get("/jobs", params={"page": 0}).status_code == 422
     assert client.get("/jobs", params={"page": "x"}).status_code == 422
+
+
+def test_the_audit_page_links_to_older_changes_and_back_keeping_the_filter(
+    client: TestClient, db: Session
+) -> None:
+    from dutydesk.audit.models import AuditEvent
+    from dutydesk.audit.routes import PAGE_SIZE as AUDIT_PAGE
+
+    viewer = make_user(db, "viewer")
+    for n in range(AUDIT_PAGE + 3):
+        db.add(
+            AuditEvent(
+                actor="ada", action="update", object_type="widgets", object_id=str(n), diff={}
+            )
+        )
+    db.commit()
+    sign_in(client, db, viewer)
+    first = client.get("/audit", params={"actor": "ada"})
+    assert first.status_code == 200
+    assert "Older</a>" in first.text and "Newer</a>" not in first.text
+    older = re.search(r'<a href="\?([^"]*)">Older</a>', first.text)
+    assert older is not None and "actor=ada" in older.group(1)
+    second = client.get("/audit?" + older.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200
+    assert "Newer</a>" in second.text and "Older</a>" not in second.text
