@@ -7,6 +7,7 @@ them all so the web app, the worker and beat see the same registrations.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,8 +123,19 @@ def seeders_in_order() -> list[tuple[str, DemoSeeder]]:
     return sorted(demo_seeders.items(), key=lambda item: rank.get(item[0], len(DOMAINS)))
 
 
+# One thread at a time imports the domains: a process's heartbeat thread may ask for a session
+# while its main thread is still loading them, and two threads importing the same circle of
+# modules (a package whose __init__ imports its own service) deadlock or see it half made.
+_loading = threading.RLock()
+
+
 def load_domains() -> None:
     """Import every domain's models and registrations, then the operator's extra modules."""
+    with _loading:
+        _load_domains()
+
+
+def _load_domains() -> None:
     from dutydesk.settings import get_settings
 
     for domain in DOMAINS:
