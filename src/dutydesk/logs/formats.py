@@ -143,10 +143,18 @@ _ACCESS_PIECES: tuple[Piece, ...] = (
     ("user_agent", _QUOTED),
     '(?:"|$)(?: "',
     ("forwarded_for", _QUOTED),
-    '")?)?(?: .*)?',
+    # A number next is nginx's $request_time (seconds), as `log_format` lines add it.
+    '")?(?: ',
+    ("request_time", r"[0-9]+(?:\.[0-9]+)?"),
+    ")?)?(?: .*)?",
 )
 _ACCESS_TAIL = _ACCESS_PIECES.index('(?: "')
-_ACCESS_TYPES: dict[str, FieldType] = {"ts": "ts", "status": "int", "bytes": "int"}
+_ACCESS_TYPES: dict[str, FieldType] = {
+    "ts": "ts",
+    "status": "int",
+    "bytes": "int",
+    "request_time": "float",
+}
 _ACCESS_TS = ("%d/%b/%Y:%H:%M:%S %z",)
 
 _ELB_PIECES: tuple[Piece, ...] = (
