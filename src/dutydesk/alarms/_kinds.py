@@ -7,7 +7,6 @@ rule itself) with the numbers behind it; nothing here writes or fires.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 import statistics
 import time
@@ -32,9 +31,9 @@ from dutydesk.intake.models import (
     PingCheck,
 )
 from dutydesk.metrics.models import MetricPoint
+from dutydesk.metrics.shift import MAD_SCALE as MAD_SCALE  # read from here by the dashboards
+from dutydesk.metrics.shift import shift_of
 from dutydesk.web.words import plural
-
-MAD_SCALE = 1.4826  # makes the MAD of normal data comparable to a standard deviation
 
 
 @dataclass
@@ -266,32 +265,6 @@ def deadline(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Decisio
 def series_pattern(pattern: str) -> re.Pattern[str]:
     """A series name pattern where `*` is any text and everything else is literal."""
     return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
-
-
-def shift_of(
-    current: float, history: list[float], *, k: float, min_relative: float, direction: str
-) -> tuple[bool, dict[str, Any]]:
-    """Whether `current` is beyond k scaled MADs and the relative floor of the history's
-    median, in the rule's direction; with the numbers."""
-    median = statistics.median(history)
-    mad = statistics.median(abs(x - median) for x in history) * MAD_SCALE
-    change = current - median
-    z = abs(change) / mad if mad > 0 else (math.inf if change else 0.0)
-    relative = abs(change) / abs(median) if median else (math.inf if change else 0.0)
-    direction_ok = direction == "both" or (change < 0 if direction == "drop" else change > 0)
-    firing = direction_ok and z > k and relative >= min_relative
-    numbers = {
-        "value": current,
-        "median": median,
-        "mad": round(mad, 4),
-        "change": change,
-        "mads": None if math.isinf(z) else round(z, 2),
-        "relative": None if math.isinf(relative) else round(relative, 4),
-        "k": k,
-        "min_relative": min_relative,
-        "direction": direction,
-    }
-    return firing, numbers
 
 
 def metric_shift(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Decision]:
