@@ -94,7 +94,7 @@ DOMAINS = {
     "diagnose": Domain(
         "dutydesk.diagnose.cli",
         "app",
-        "Diagnosis: exception projects (Sentry DSNs) and exception groups.",
+        "Diagnose SERVICE; exceptions, processes, scrapes.",
     ),
 }
 

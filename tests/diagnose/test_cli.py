@@ -125,3 +125,99 @@ def test_the_failover_template_stops_the_primary_and_starts_the_failover_through
     _steps._command_of({"command": "start-failover", "timeout_seconds": 60})
     running = _steps._command_of({"command": "confirm-failover-running", "timeout_seconds": 60})
     assert "web:web is RUNNING" in running.output["stdout"]
+
+
+def verdict_titles(output: str) -> list[str]:
+    return [
+        title for _, title in re.findall(r"^(OK|UNUSUAL|FAILING|UNKNOWN)\s+(.+)$", output, re.M)
+    ]
+
+
+def test_diagnose_service_runs_the_checklist_as_diagnose_run_does() -> None:
+    from dutydesk import registry
+    from dutydesk.diagnose import checks, services
+    from dutydesk.diagnose.demo import seed_diagnose
+
+    assert dutydesk("db", "upgrade").exit_code == 0
+    with transaction() as session:
+        seed_diagnose(session, registry.DemoContext(password="x", made=[]))
+    every_line = [checks.TITLES[key] for key in services.DEFAULT_CHECKLIST]
+    short = dutydesk("diagnose", "export")
+    assert short.exit_code == 0, short.output
+    assert short.stdout.startswith("diagnosis ") and " of export at " in short.stdout
+    assert verdict_titles(short.stdout) == every_line
+    long = dutydesk("diagnose", "run", "export")
+    assert long.exit_code == 0 and verdict_titles(long.stdout) == every_line
+    # The run's options follow the service's name in the short form too.
+    with transaction() as session:
+        from dutydesk.tickets import service as tickets
+
+        ticket = tickets.create_ticket(session, title="export is slow", actor="test").ticket
+        assert ticket is not None
+        key, ticket_id = ticket.key, ticket.id
+    noted = dutydesk("diagnose", "export", "--ticket", key)
+    assert noted.exit_code == 0, noted.output
+    with transaction() as session:
+        from sqlalchemy import select
+
+        from dutydesk.tickets.models import TicketNote
+
+        notes = session.scalars(select(TicketNote).where(TicketNote.ticket_id == ticket_id)).all()
+        assert [note.body.splitlines()[0][:24] for note in notes] == ["**Diagnosis of export** "]
+
+
+def test_an_unknown_service_is_named_and_exits_non_zero_in_both_forms() -> None:
+    assert dutydesk("db", "upgrade").exit_code == 0
+    for args in (["diagnose", "nothing"], ["diagnose", "run", "nothing"]):
+        missing = dutydesk(*args)
+        assert missing.exit_code == 2, missing.output
+        assert "error: no service 'nothing'" in missing.stderr
+    typo = dutydesk("diagnose", "servces")
+    assert typo.exit_code == 2 and "no service 'servces' (the command 'services'?)" in typo.stderr
+    # Options before the service are the group's, which has none: a usage error, not a run.
+    wrong = dutydesk("diagnose", "--ticket", "DD-1", "export")
+    assert wrong.exit_code == 2 and "No such option" in wrong.output
+
+
+def test_a_service_named_like_a_command_is_reached_with_diagnose_run(tmp_path: Path) -> None:
+    assert dutydesk("db", "upgrade").exit_code == 0
+    description = tmp_path / "services.yaml"
+    description.write_text("name: services\nchecklist: [changes]\n")
+    assert dutydesk("diagnose", "service-add", str(description)).exit_code == 0
+    listed = dutydesk("diagnose", "services")
+    assert listed.exit_code == 0 and re.search(r"^\d+\s+services\s+changes$", listed.stdout, re.M)
+    ran = dutydesk("diagnose", "run", "services")
+    assert ran.exit_code == 0, ran.output
+    assert verdict_titles(ran.stdout) == ["Releases and change requests in the last 24 hours"]
+
+
+def test_diagnose_help_says_a_service_name_runs_its_checklist() -> None:
+    shown = dutydesk("diagnose", "--help")
+    assert shown.exit_code == 0
+    assert "Usage: dutydesk diagnose [OPTIONS] SERVICE [--ticket KEY] | COMMAND" in shown.stdout
+    assert "`dutydesk diagnose SERVICE [--ticket KEY]` runs the service's checklist" in " ".join(
+        shown.stdout.split()
+    )
+    assert "`dutydesk diagnose run NAME`" in " ".join(shown.stdout.split())
+    assert dutydesk("diagnose").exit_code in (0, 2)  # no arguments: the help, not a run
+
+
+def test_diagnose_service_in_a_fresh_process(tmp_path: Path) -> None:
+    import subprocess
+
+    assert dutydesk("db", "upgrade").exit_code == 0
+    description = tmp_path / "shop.yaml"
+    description.write_text("name: shop\nchecklist: [alarms, changes]\n")
+    assert dutydesk("diagnose", "service-add", str(description)).exit_code == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "dutydesk", "diagnose", "shop"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert verdict_titles(done.stdout) == [
+        "Monitoring warnings: open alarms",
+        "Releases and change requests in the last 24 hours",
+    ]

@@ -1,16 +1,43 @@
-"""`dutydesk diagnose project-add NAME | projects | groups`: exception projects and groups."""
+"""`dutydesk diagnose SERVICE` runs a service's debug checklist; `dutydesk diagnose COMMAND`
+manages what it reads: exception projects and groups, Supervisors, services."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from dutydesk.commandline import cli_actor, fail, ready_database
 
+if TYPE_CHECKING:
+    from typer._click import Command, Context
+
+RUN = "run"
+
+
+class DiagnoseGroup(TyperGroup):
+    """`dutydesk diagnose`: a first word that is not one of its commands is a service's name,
+    and the group runs `run` with it (`dutydesk diagnose shop` is `dutydesk diagnose run shop`).
+    """
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        """The command the first word names or, for any other word, `run` given every word."""
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            return RUN, self.get_command(ctx, RUN), args
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
+    cls=DiagnoseGroup,
     rich_markup_mode=None,
-    help="Diagnosis: exception projects (Sentry DSNs) and exception groups.",
+    help="Diagnose SERVICE; exceptions, processes, scrapes.\n\n"
+    "`dutydesk diagnose SERVICE [--ticket KEY]` runs the service's checklist (the same as "
+    "`dutydesk diagnose run SERVICE`): a verdict per line with its evidence. A service named "
+    "like one of the commands below is reached with `dutydesk diagnose run NAME`.",
+    subcommand_metavar="SERVICE [--ticket KEY] | COMMAND [ARGS]...",
     no_args_is_help=True,
 )
 
@@ -283,15 +310,26 @@ def services_list() -> None:
             typer.echo(f"{found.id:<4} {found.name:<24} {', '.join(found.config['checklist'])}")
 
 
-@app.command("run")
+def _no_service(ctx: typer.Context, name: str, error: Exception) -> str:
+    """The error for an unknown service, naming a command the word may have been meant as."""
+    import difflib
+
+    commands = list(getattr(ctx.parent.command, "commands", {})) if ctx.parent else []
+    close = difflib.get_close_matches(name, commands, n=1)
+    return f"{error} (the command {close[0]!r}?)" if close else str(error)
+
+
+@app.command(RUN)
 def run(
+    ctx: typer.Context,
     service_name: Annotated[str, typer.Argument(metavar="SERVICE", help="Service name or id.")],
     ticket: Annotated[
         str | None, typer.Option(help="Ticket key or id to keep the result on as a note.")
     ] = None,
 ) -> None:
     """Run the service's debug checklist: a verdict (ok, unusual, failing, unknown) per line
-    with its evidence. Exit 0 whatever the verdicts; a line that cannot be read says unknown."""
+    with its evidence. Exit 0 whatever the verdicts; a line that cannot be read says unknown.
+    `dutydesk diagnose SERVICE` is the same."""
     ready_database()
     from dutydesk.db import transaction
     from dutydesk.diagnose import checks, services
@@ -300,7 +338,10 @@ def run(
 
     try:
         with transaction(actor=cli_actor()) as session:
-            found = services.get_service(session, service_name)
+            try:
+                found = services.get_service(session, service_name)
+            except DiagnoseError as error:
+                raise fail(_no_service(ctx, service_name, error)) from None
             kept, lines = checks.diagnose(session, found, actor=cli_actor(), ticket_key=ticket)
             typer.echo(f"diagnosis {kept.id} of {found.name} at {kept.at:%Y-%m-%d %H:%M} UTC")
     except (DiagnoseError, TicketError) as error:
