@@ -217,6 +217,106 @@ def query(
         write_rows(result.column_names, result.rows, numeric, out)
 
 
+@app.command("report")
+def report(
+    globs: Annotated[
+        list[str], typer.Argument(help="Access log files, folders (all below), globs, s3:// URLs.")
+    ],
+    html: Annotated[
+        Path | None, typer.Option(help="Write the report to this self-contained HTML file.")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="nginx|apache|alb|elb, or auto to tell from the lines.")
+    ] = "auto",
+    since: Annotated[str | None, typer.Option(help="From (ISO 8601 or 30m, 2h, 1d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Until, exclusive (same forms).")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="FIELD~REGEX or FIELD=VALUE (repeatable).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Rows of each top list.")] = 20,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Parse every file; neither read nor fill the cache.")
+    ] = False,
+) -> None:
+    """A report of access logs like GoAccess's: requests and visitors over time, statuses, top
+    paths, referrers, agents and bots, bytes, slowest requests; the totals on stdout."""
+    from dutydesk.logs import _htmlreport
+
+    ask = _htmlreport.ReportAsk(
+        sources=tuple(globs),
+        format=format,
+        since=since,
+        until=until,
+        where=tuple(where or ()),
+        top=top,
+    )
+    try:
+        with _report_progress() as (on_step, progress):
+            made = _htmlreport.build(ask, cache=not no_cache, progress=progress, on_step=on_step)
+    except _htmlreport.ReportError as error:
+        raise fail(str(error)) from None
+    for problem in made.problems:
+        typer.echo(f"unreadable: {problem.file}: {problem.reason}", err=True)
+    if made.unparsed_lines:
+        typer.echo(f"unparsed: {made.unparsed_lines} line(s) are not {made.format}", err=True)
+    if made.files and len(made.problems) >= made.files:
+        raise fail("none of the files could be read", 1)
+    if not made.requests and made.unparsed_lines and not (where or since or until):
+        raise fail(f"no line of any file reads as {made.format}; give --format", 1)
+    cached = (
+        "all from the parsed cache"
+        if made.cache and made.parsed_bytes == 0
+        else f"{_size(made.parsed_bytes)} parsed"
+    )
+    typer.echo(
+        f"{made.requests} requests, {made.visitors} unique visitors, {_size(made.bytes)} sent, "
+        f"{made.files} file(s) of {made.format} ({cached}, {made.seconds:.1f} s)"
+    )
+    if made.paths:
+        typer.echo(f"top path: {made.paths[0].name} ({made.paths[0].hits} hits)")
+    if html is not None:
+        try:
+            _htmlreport.render_file(made, html)
+        except OSError as error:
+            raise fail(f"cannot write {html}: {error.strerror}") from None
+        typer.echo(f"wrote {html}")
+
+
+@contextmanager
+def _report_progress() -> Iterator[tuple[Any, Any]]:
+    """Progress on stderr when it is a terminal: a bar per query of the report that reads."""
+    if not sys.stderr.isatty():
+        yield None, None
+        return
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def on_step(step: str, files: FileList) -> None:
+        if bar:
+            bar.pop().close()
+        bar.append(
+            tqdm(
+                total=files.total_bytes or None,
+                unit="B",
+                unit_scale=True,
+                desc=f"{step}: {len(files.files)} file(s)",
+                file=sys.stderr,
+                leave=False,
+            )
+        )
+
+    def progress(done: int) -> None:
+        if bar:
+            bar[0].update(done)
+
+    try:
+        yield on_step, progress
+    finally:
+        if bar:
+            bar[0].close()
+
+
 def _size(count: int) -> str:
     size = float(count)
     for unit in ("B", "KB", "MB", "GB"):

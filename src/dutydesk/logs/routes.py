@@ -220,6 +220,47 @@ def save_extract(
     return RedirectResponse(target, status_code=303)
 
 
+@router.get("/logs/report", response_class=HTMLResponse)
+def report_page(
+    request: Request,
+    who: ViewerPage,
+    glob: Text = "",
+    format: Text = "auto",
+    since: Text = "",
+    until: Text = "",
+    where: Text = "",
+) -> HTMLResponse:
+    """A report of the access logs a glob (within the log roots) names, as `logs report`
+    writes it: requests, visitors, statuses, paths, referrers, agents, bytes, slow requests."""
+    from dutydesk.logs import _htmlreport
+
+    context: dict[str, Any] = {
+        "glob": glob,
+        "format": format,
+        "since": since,
+        "until": until,
+        "formats": [*_htmlreport.ACCESS_FORMATS, "auto"],
+        "errors": [],
+        "report": None,
+        "human_bytes": _htmlreport.human_bytes,
+    }
+    if not glob.strip():
+        return render(request, "logs/report.html", context)
+    ask = _htmlreport.ReportAsk(
+        sources=(glob.strip(),),
+        format=format or "auto",
+        since=since.strip() or None,
+        until=until.strip() or None,
+        where=tuple(line.strip() for line in where.splitlines() if line.strip()),
+    )
+    try:
+        context["report"] = _htmlreport.build(ask, settings=get_settings())
+    except _htmlreport.ReportError as error:
+        context["errors"].append(str(error))
+        return render(request, "logs/report.html", context, status_code=422)
+    return render(request, "logs/report.html", context)
+
+
 def raw_sql_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB that may read only the log roots and the extracts."""
     folder = settings.ensure_home() / "logs-sql"
