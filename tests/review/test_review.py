@@ -22,6 +22,10 @@ from tests.conftest import make_user, sign_in
 
 WEEK = "2026-W48"  # Monday 2026-11-23 to Monday 2026-11-30
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+HALVED = (
+    "export.uniqueHealthCodes[s1]: 50 on 2026-11-23 08:00 against a baseline median of 100 "
+    "(spread 0, 14 points): -50, -50%, inf MADs"
+)
 
 
 def fill_week(db: Session) -> None:
@@ -75,8 +79,9 @@ def test_the_review_writes_each_section_from_the_desks_data(db: Session) -> None
     ]
     assert sections["tickets"].lines[0] == "1 opened, 0 closed; MTTA 10 min, MTTR n/a"
     # The halved series comes first in the trends; the steady one is not listed.
-    assert sections["trends"].lines == [
-        "export.uniqueHealthCodes[s1]: 50 against a usual 100 (-50%)"
+    assert sections["trends"].lines == [HALVED]
+    assert sections["trends"].links == [
+        "/dashboards/series?series=export.uniqueHealthCodes%5Bs1%5D&days=30"
     ]
     assert "Records: s1 7000" in sections["export"].lines
     assert all(s.link.startswith("/") for s in sections.values())
@@ -92,7 +97,8 @@ def test_page_markdown_and_cli_show_the_same_sections(client: TestClient, db: Se
     assert len(titles) == len(service.SECTIONS)
     markdown = client.get(f"/review.md?week={WEEK}").text
     assert re.findall(r"^## (.+)$", markdown, re.M) == titles
-    assert "- export.uniqueHealthCodes[s1]: 50 against a usual 100 (-50%)" in markdown
+    chart = "http://127.0.0.1:8000/dashboards/series?series=export.uniqueHealthCodes%5Bs1%5D"
+    assert f"- {HALVED} ([chart]({chart}&days=30))" in markdown
     # The command reads the desk's own database (DUTYDESK_HOME's, migrated here).
     assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
     printed = CliRunner().invoke(app, ["review", "show", "--week", WEEK, "--markdown"])

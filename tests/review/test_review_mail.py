@@ -44,7 +44,8 @@ def test_the_review_mail_arrives_as_html_with_its_sections_and_charts(
     titles = re.findall(r"<h2><a href=\"[^\"]+\">([^<]+)</a></h2>", page)
     period = service.period_for(db, None, now=SEND_AT)
     assert titles == [s.title for s in service.agenda(db, period)]
-    assert "export.uniqueHealthCodes[s1]: 50 against a usual 100 (-50%)" in page
+    # The mail covers the 7 days before it, from Monday 08:30: its first point is Tuesday's.
+    assert "export.uniqueHealthCodes[s1]: 50 on 2026-11-24 08:00 against a baseline" in page
     # Every image the HTML refers to by cid: is attached as a PNG with that Content-ID.
     images = [p for p in message.walk() if p.get_content_type() == "image/png"]
     referred = re.findall(r'src="cid:([^"]+)"', page)

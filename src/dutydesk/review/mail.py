@@ -33,7 +33,7 @@ def moved_series(sections: list[service.Section]) -> list[str]:
     trends = next((s for s in sections if s.key == "trends" and not s.missing), None)
     if trends is None:
         return []
-    return [line.rsplit(": ", 1)[0] for line in trends.lines if ": " in line]
+    return [line.partition(": ")[0] for line, link in trends.linked() if link]
 
 
 def charts(session: Session, period: service.Period, keys: list[str]) -> dict[str, bytes]:
@@ -65,8 +65,9 @@ def _html(
     for section in sections:
         link = html.escape(base + section.link)
         parts.append(f'<h2><a href="{link}">{html.escape(section.title)}</a></h2><ul>')
-        for line in [section.missing] if section.missing else section.lines:
-            parts.append(f"<li>{html.escape(line)}</li>")
+        for line, page in [(section.missing, "")] if section.missing else section.linked():
+            chart = f' <a href="{html.escape(base + page)}">chart</a>' if page else ""
+            parts.append(f"<li>{html.escape(line)}{chart}</li>")
         parts.append("</ul>")
         if section.key == "trends":
             for key, cid in cids.items():

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dutydesk.alarms.models import Alarm
@@ -19,15 +19,16 @@ from dutydesk.db import utcnow
 from dutydesk.export.models import ExportRun
 from dutydesk.intake.models import InboxItem
 from dutydesk.metrics.models import MetricPoint
+from dutydesk.review import _trends
 from dutydesk.review.models import ReviewAction, ReviewMark
+from dutydesk.settings import get_settings
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket
 from dutydesk.web.overview import is_pipeline
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 TOP = 10
-# A series whose mean over the period moved this much against the periods before is listed.
-TREND_MIN_RELATIVE = 0.2
+# The review e-mail's trend charts show this many periods before the reviewed one.
 TREND_PERIODS_BEFORE = 4
 STALE_DAYS = 7
 
@@ -54,6 +55,15 @@ class Section:
     link: str
     lines: list[str] = field(default_factory=list)
     missing: str | None = None
+    # A page per line (`/dashboards/series?...`), or "" where a line has none; may be shorter.
+    links: list[str] = field(default_factory=list)
+
+    def linked(self) -> list[tuple[str, str]]:
+        """Each line with its page ("" for none)."""
+        return [
+            (line, self.links[i] if i < len(self.links) else "")
+            for i, line in enumerate(self.lines)
+        ]
 
 
 def period_for(session: Session, week: str | None, *, now: dt.datetime | None = None) -> Period:
@@ -175,38 +185,16 @@ def inbox_section(session: Session, period: Period) -> Section:
 
 
 def trends_section(session: Session, period: Period) -> Section:
-    """Series whose mean over the period moved against the median of the periods before,
-    largest move first, whether or not an alarm fired."""
-    section = Section("trends", "Trends", "/alarms")
-    length = period.end - period.start
-    since = period.start - length * TREND_PERIODS_BEFORE
-    values: dict[str, list[list[float]]] = {}
-    for key, at, value in session.execute(
-        select(MetricPoint.series, MetricPoint.at, MetricPoint.value).where(
-            MetricPoint.at >= since,
-            MetricPoint.at < period.end,
-            # An export run's older keys (`study-a-default.lineCount`) repeat its labelled
-            # `export.*` series: each move is listed once.
-            or_(~MetricPoint.source.like("export:%"), MetricPoint.name.like("export.%")),
-        )
-    ):
-        slot = int((at - since) / length)
-        values.setdefault(key, [[] for _ in range(TREND_PERIODS_BEFORE + 1)])[slot].append(value)
-    moves = []
-    for key, slots in values.items():
-        before = [statistics.mean(s) for s in slots[:-1] if s]
-        if not slots[-1] or not before:
-            continue
-        now_mean, usual = statistics.mean(slots[-1]), statistics.median(before)
-        if usual == 0:
-            continue
-        relative = (now_mean - usual) / abs(usual)
-        if abs(relative) >= TREND_MIN_RELATIVE:
-            moves.append((abs(relative), key, now_mean, usual, relative))
-    for _, key, now_mean, usual, relative in sorted(moves, reverse=True)[:TOP]:
-        section.lines.append(f"{key}: {now_mean:.4g} against a usual {usual:.4g} ({relative:+.0%})")
-    if not moves:
-        section.lines.append("No series moved by 20 % or more.")
+    """Series that moved in the period against their baseline before it, by the shift rules'
+    test, largest relative change first, whether or not an alarm fired (silenced ones say so);
+    each with its numbers and a link to its chart."""
+    section = Section("trends", "Trends", "/dashboards")
+    for trend in _trends.trends(session, period.start, period.end, limit=TOP):
+        section.lines.append(trend.line())
+        section.links.append(trend.link)
+    if not section.lines:
+        section.lines.append("No series moved beyond its baseline band.")
+        section.links.append("")
     return section
 
 
@@ -371,9 +359,13 @@ def to_markdown(period: Period, sections: list[Section]) -> str:
     """The review as Markdown: the same sections, in the same order, as the page."""
     start, end = period.start.strftime("%Y-%m-%d %H:%M"), period.end.strftime("%Y-%m-%d %H:%M")
     lines = [f"# Weekly review: {period.label}", "", f"{start} to {end} UTC", ""]
+    base = get_settings().base_url.rstrip("/")
     for section in sections:
         lines += [f"## {section.title}", ""]
-        lines += [f"- {line}" for line in ([section.missing] if section.missing else section.lines)]
+        if section.missing:
+            lines.append(f"- {section.missing}")
+        for line, link in [] if section.missing else section.linked():
+            lines.append(f"- {line} ([chart]({base}{link}))" if link else f"- {line}")
         lines.append("")
     return "\n".join(lines)
 
