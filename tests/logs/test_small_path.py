@@ -174,3 +174,49 @@ def test_small_path_reads_the_log_roots_as_the_settings_do(
         monkeypatch.setenv(name, value)
     clear_caches()
     assert log_roots_text(None) == get_settings().effective_log_roots
+
+
+@pytest.fixture
+def mixed_folder(log_root: Path) -> Path:
+    """nginx (one file with bad lines), ALB, ELB and a garbage file in one folder."""
+    rng = random.Random(17)
+    folder = log_root / "mixed"
+    folder.mkdir()
+    lines = [access_line(rng) for _ in range(50)]
+    lines[3] = "not an access line at all\n"
+    (folder / "a.log").write_text("".join(lines))
+    shutil.copy(FIXTURES / "alb.log", folder / "b-alb.log")
+    shutil.copy(FIXTURES / "elb.log", folder / "c-elb.log")
+    (folder / "d.txt").write_text("".join(f"garbage {i} zz\n" for i in range(20)))
+    with gzip.open(folder / "e.log.gz", "wt") as handle:
+        handle.writelines(access_line(rng) for _ in range(30))
+    return folder
+
+
+MIXED_QUERIES = [
+    {},
+    {"top": 60},
+    {"where": ("status=200",)},
+    {"where": ("type~^http",)},  # ALB's own field: the other formats are skipped
+    {"group_by": ("status",)},
+    {"group_by": ("status",), "top": 2},
+    {"group_by": ("hour", "status")},
+    {"group_by": ("client",), "where": ("bytes=-",)},
+    {"group_by": ("file",)},
+    {"group_by": ("elb", "status")},
+]
+
+
+@pytest.mark.parametrize(
+    "asked", MIXED_QUERIES, ids=[str(sorted(q.items())) for q in MIXED_QUERIES]
+)
+def test_small_path_gives_the_engines_answer_on_a_mixed_folder(
+    mixed_folder: Path, asked: dict[str, Any]
+) -> None:
+    query = Query(sources=(str(mixed_folder),), format="auto", **asked)
+    engine, small = both(query)
+    assert small == engine
+    said = "skipped: " if "where" in asked and "type" in asked["where"][0] else "format alb: "
+    assert any(line.startswith(said) for line in engine[3])
+    if "where" not in asked:  # a --where's raw-line test may leave the garbage unlooked at
+        assert any("cannot tell its format" in line for line in engine[3])

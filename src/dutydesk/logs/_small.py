@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dutydesk.logs import _files
+from dutydesk.logs import _auto, _files
 from dutydesk.logs._engine import TIME_BUCKETS, Condition, Plan, line_tests
 from dutydesk.logs._files import FileList, Problem, Roots
 from dutydesk.logs._report import Report
-from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat, sniff
+from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat
 
 if TYPE_CHECKING:
     from dutydesk.logs.query import Query
@@ -132,7 +132,7 @@ def run(query: Query, settings: Settings | None = None) -> SmallResult | None:
 
 
 def _run(query: Query, settings: Settings | None) -> SmallResult:
-    from dutydesk.logs.query import QueryError, _columns_of, _first_lines, plan_of
+    from dutydesk.logs.query import QueryError, first_format_of
 
     if not query.sources or query.save or query.percentiles:
         raise NotSmall
@@ -148,11 +148,23 @@ def _run(query: Query, settings: Settings | None) -> SmallResult:
         raise QueryError(f"no files in {', '.join(query.sources)} (only empty folders)")
     if files.total_bytes > SMALL_BYTES:
         raise NotSmall
-    fmt = FORMATS[query.format] if query.format != "auto" else None
-    if fmt is None:
-        fmt = FORMATS[sniff(_first_lines(files, None))]
-        if fmt.name not in SMALL_FORMATS:
-            raise NotSmall
+    if query.format == "auto":
+        first = first_format_of(files.files, _auto.head_lines)
+        return _run_auto(query, files, first)
+    fmt = FORMATS[query.format]
+    plan = _plan(query, fmt)
+    report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
+    matching = _matching_rows(plan, fmt, files, report)
+    return _result(query, [(plan, fmt, matching)], report)
+
+
+Matched = tuple[Plan, LogFormat, list[dict[str, Any]]]
+
+
+def _plan(query: Query, fmt: LogFormat) -> Plan:
+    """`query`'s plan over `fmt`, or NotSmall when the engine could answer it differently."""
+    from dutydesk.logs.query import _columns_of, plan_of
+
     plan = plan_of(query, fmt, _columns_of(fmt), check_regexes=_check_plain_regexes)
     if len(set(plan.group_by)) != len(plan.group_by):
         raise NotSmall
@@ -160,13 +172,64 @@ def _run(query: Query, settings: Settings | None) -> SmallResult:
         kind = "text" if condition.field == "file" else fmt.field_type(condition.field)
         if kind not in {"text", "int"}:
             raise NotSmall
-    report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
-    matching = _matching_rows(plan, fmt, files, report)
+    return plan
+
+
+def _run_auto(query: Query, files: FileList, first: str) -> SmallResult:
+    """`query` with each file read in its own format, as `query.run` reads them (`_auto`)."""
+    from dutydesk.logs.query import Query, QueryError, _columns_of, lacks, plan_of
+
+    sizes = dict(zip(files.files, files.sizes, strict=True))
+
+    def read(name: str, members: list[str], alone: bool) -> _auto.Group[Matched]:
+        if name not in SMALL_FORMATS:
+            raise NotSmall
+        fmt = FORMATS[name]
+        part = FileList()
+        for path in members:
+            part.add(path, sizes[path])
+        report = Report(format=name, files=len(members), problems=part.problems)
+        reason = lacks(query, fmt)
+        if reason:
+            probe = Query(query.sources, name, group_by=("file",))
+            probe_plan = plan_of(probe, fmt, _columns_of(fmt), check_regexes=_check_plain_regexes)
+            _matching_rows(probe_plan, fmt, part, report)
+            return _auto.Group(None, report, reason)
+        plan = _plan(query, fmt)
+        return _auto.Group((plan, fmt, _matching_rows(plan, fmt, part, report)), report)
+
+    outcome = _auto.per_file(files.files, first, read, _auto.head_lines)
+    report = outcome.report
+    report.files = len(files.files)
+    report.problems[:0] = files.problems
+    if not outcome.answers:
+        if outcome.first_skipped:
+            raise QueryError(outcome.first_skipped)
+        empty = read(first, [], True).answer
+        assert empty is not None
+        return _result(query, [empty], report)
+    return _result(query, [matched for _, matched in outcome.answers], report)
+
+
+def _result(query: Query, answers: list[Matched], report: Report) -> SmallResult:
+    """The answer from each format's matching rows: rows one format after the other (columns
+    by name, first seen first), or counts over all of them, as the engine combines them."""
+    plan, fmt, _ = answers[0]
     if plan.aggregates:
-        return _grouped(plan, fmt, query.top, matching, report)
-    columns = [Column(name, _numeric(fmt, name)) for name in plan.columns]
-    rows = matching[: query.top] if query.top is not None else matching
-    return SmallResult(columns, rows, report)
+        every = [row for _, _, rows in answers for row in rows]
+        return _grouped(plan, fmt, query.top, every, report)
+    columns: dict[str, Column] = {}
+    for each_plan, each_fmt, _ in answers:
+        for name in each_plan.columns:
+            columns.setdefault(name, Column(name, _numeric(each_fmt, name)))
+    rows = [
+        {name: row.get(name) for name in columns} if len(answers) > 1 else row
+        for _, _, matching in answers
+        for row in matching
+    ]
+    if query.top is not None:
+        rows = rows[: query.top]
+    return SmallResult(list(columns.values()), rows, report)
 
 
 def _check_plain_regexes(conditions: tuple[Condition, ...]) -> None:

@@ -167,6 +167,10 @@ def query(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Parse every file; neither read nor fill the cache.")
     ] = False,
+    file_formats: Annotated[
+        bool,
+        typer.Option("--file-formats", help="With auto: each file's format, on stderr."),
+    ] = False,
 ) -> None:
     """Filter and count log lines; what does not parse is reported on stderr."""
     from dutydesk.logs import query as log_query
@@ -195,6 +199,8 @@ def query(
     except log_query.QueryError as error:
         raise fail(str(error)) from None
     for line in result.report.lines():
+        typer.echo(line, err=True)
+    for line in result.report.file_formats() if file_formats else ():
         typer.echo(line, err=True)
     report = result.report
     rows = result.table.num_rows if isinstance(result, log_query.QueryResult) else result.num_rows

@@ -11,17 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dutydesk.logs import _engine, _files, extracts
+from dutydesk.logs import _auto, _engine, _files, extracts
 from dutydesk.logs._engine import TIME_BUCKETS, Condition, Plan
 from dutydesk.logs._files import FileList, Problem, Roots
 from dutydesk.logs._report import Report
-from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat, get_format, sniff
+from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat, get_format
 
 if TYPE_CHECKING:
     # DuckDB, Arrow and the settings load inside the functions that need them: a small query
@@ -158,34 +157,6 @@ def extracts_folder(settings: Settings) -> Path:
     return settings.home_path / "extracts"
 
 
-def _first_lines(files: FileList, s3: S3 | None) -> list[str]:
-    for path in files.files[:5]:
-        if path.startswith("s3://"):
-            assert s3 is not None
-            content = s3.fetch([path])[0]
-            if isinstance(content, Problem):
-                continue
-            raw = content[: 65536 * 4]
-        else:
-            try:
-                with open(path, "rb") as handle:
-                    raw = handle.read(65536)
-            except OSError:
-                continue
-        if raw[:2] == _files.GZIP_MAGIC:
-            try:
-                raw = zlib.decompressobj(47).decompress(raw, 65536)
-            except zlib.error:
-                continue
-        lines = (
-            raw.decode("utf-8", "replace").splitlines()[:-1]
-            or raw.decode("utf-8", "replace").splitlines()
-        )
-        if lines:
-            return list(lines)
-    return []
-
-
 def _columns_of(fmt: LogFormat) -> tuple[str, ...]:
     return ("file", *fmt.fields)
 
@@ -197,6 +168,8 @@ def _check_names(query: Query, columns: tuple[str, ...], fmt: LogFormat | None) 
                 f"--group-by {name}: no such field; use one of {', '.join(columns)} "
                 f"or {'|'.join(TIME_BUCKETS)}"
             )
+        if name in TIME_BUCKETS and "ts" not in columns:
+            raise QueryError(f"--group-by {name} needs a `ts` field, which this source lacks")
     if query.percentiles is not None:
         numeric = fmt is None or fmt.field_type(query.percentiles) in {"int", "float"}
         if query.percentiles not in columns or not numeric:
@@ -247,14 +220,13 @@ def run(
     Raises QueryError (outside the roots, unknown format, a malformed --where, ...) before
     reading anything. `on_files` sees the file list before reading (for a progress bar).
     Grouped counts over local files go through the parsed cache (see `_cache`) unless `cache`
-    is false or DUTYDESK_LOG_CACHE_BYTES is 0.
+    is false or DUTYDESK_LOG_CACHE_BYTES is 0. With `--format auto` each file is read in its
+    own format (see `_auto`).
     """
-    from dutydesk.logs import _sources
     from dutydesk.logs._s3 import S3
     from dutydesk.settings import get_settings
 
     settings = settings or get_settings()
-    folder = extracts_folder(settings)
     if not query.sources:
         raise QueryError("give at least one GLOB (or @NAME of an extract)")
     named = [source for source in query.sources if source.startswith("@")]
@@ -273,67 +245,34 @@ def run(
     files = FileList()
     s3 = S3(settings, roots) if any(s.startswith("s3://") for s in query.sources) else None
     try:
-        for pattern in query.sources:
-            if pattern.startswith("s3://"):
-                assert s3 is not None
-                s3.list_into(pattern, files)
-            else:
-                _files.list_local(pattern, roots, files)
-    except _files.SourceError as error:
-        raise QueryError(str(error)) from None
-    if not files.files and not files.problems:
-        raise QueryError(f"no files in {', '.join(query.sources)} (only empty folders)")
-    if fmt is None:
         try:
-            fmt = FORMATS[sniff(_first_lines(files, s3))]
-        except UnknownFormat as error:
+            for pattern in query.sources:
+                if pattern.startswith("s3://"):
+                    assert s3 is not None
+                    s3.list_into(pattern, files)
+                else:
+                    _files.list_local(pattern, roots, files)
+        except _files.SourceError as error:
             raise QueryError(str(error)) from None
-    if query.save:
-        try:
-            extracts.check_name(query.save)
-        except extracts.ExtractError as error:
-            raise QueryError(str(error)) from None
-    plan = plan_of(query, fmt, _columns_of(fmt))
-    if on_files:
-        on_files(files)
-    stream_options: dict[str, Any] = {
-        "multiline": fmt.multiline,
-        "events": fmt.events(),
-        "progress": progress,
-        "threads": READ_THREADS,
-        "fetch": s3.fetch if s3 else None,
-        "opener": s3.open if s3 else None,
-    }
-    stream = _sources.LineStream(files, **stream_options)
-    report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
-    connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
-    from dutydesk.logs import _cache, _execute
-
-    if cache and settings.log_cache_bytes > 0 and _cache.usable(plan, files, bool(query.save)):
-        try:
-            cached = _cache.answer(
-                settings,
-                connection,
-                plan,
-                query.top,
-                files,
-                _sources.LineStream,
-                stream_options,
-                report,
-                roots,
-                query.sources,
-            )
-        finally:
-            connection.close()
-        if cached is not None:
-            return QueryResult(cached, report)
-        connection = _engine.connect(roots, [folder], memory_limit=settings.log_query_memory)
-    try:
-        with_file = plan.needs_file or bool(query.save)
-        windows = _execute.windows(connection, stream, with_file=with_file)
-        table = _answer(connection, query, plan, windows, files.files, report, folder)
+        if not files.files and not files.problems:
+            raise QueryError(f"no files in {', '.join(query.sources)} (only empty folders)")
+        reader = _Reader(query, settings, roots, files, s3, progress, cache)
+        if fmt is None:
+            first = first_format_of(files.files, reader.head)
+            if not query.save:  # an extract holds one format's columns
+                return _run_auto(query, reader, first, on_files)
+            fmt = FORMATS[first]
+        if query.save:
+            try:
+                extracts.check_name(query.save)
+            except extracts.ExtractError as error:
+                raise QueryError(str(error)) from None
+        plan = plan_of(query, fmt, _columns_of(fmt))
+        if on_files:
+            on_files(files)
+        report = Report(format=fmt.name, files=len(files.files), problems=files.problems)
+        table = reader.read(plan, files, report, query.top)
     finally:
-        connection.close()
         if s3 is not None:
             s3.connection.close()
     if query.save and plan.aggregates:
@@ -345,6 +284,176 @@ def run(
         )
         table = _run_extract(follow, settings, query.save).table
     return QueryResult(table, report)
+
+
+def first_format_of(files: list[str], head: Callable[[str], list[str] | Problem]) -> str:
+    """The glob's format under `auto`: what the first files' first lines tell (QueryError if
+    they tell none)."""
+    try:
+        return _auto.first_format(files, head)
+    except UnknownFormat as error:
+        raise QueryError(str(error)) from None
+
+
+@dataclass
+class _Reader:
+    """Reads a plan over some of a query's files, through the cache where it can."""
+
+    query: Query
+    settings: Settings
+    roots: Roots
+    files: FileList
+    s3: S3 | None
+    progress: Callable[[int], None] | None
+    cache: bool
+
+    def head(self, path: str) -> list[str] | Problem:
+        """A file's first lines, to tell its format."""
+        return _auto.head_lines(path, self.s3)
+
+    def subset(self, paths: list[str]) -> FileList:
+        """The files `paths` (some of the query's), with their listed sizes."""
+        sizes = dict(zip(self.files.files, self.files.sizes, strict=True))
+        part = FileList()
+        for path in paths:
+            part.add(path, sizes[path])
+        return part
+
+    def read(self, plan: Plan, files: FileList, report: Report, top: int | None) -> pa.Table:
+        """`plan`'s answer over `files` (cut to `top`); what was not read goes to `report`."""
+        from dutydesk.logs import _cache, _execute, _sources
+
+        query, settings, s3 = self.query, self.settings, self.s3
+        fmt = plan.fmt
+        assert fmt is not None
+        folder = extracts_folder(settings)
+        stream_options: dict[str, Any] = {
+            "multiline": fmt.multiline,
+            "events": fmt.events(),
+            "progress": self.progress,
+            "threads": READ_THREADS,
+            "fetch": s3.fetch if s3 else None,
+            "opener": s3.open if s3 else None,
+        }
+        stream = _sources.LineStream(files, **stream_options)
+        memory = settings.log_query_memory
+        connection = _engine.connect(self.roots, [folder], memory_limit=memory)
+        use_cache = self.cache and settings.log_cache_bytes > 0
+        if use_cache and _cache.usable(plan, files, bool(query.save)):
+            try:
+                cached = _cache.answer(
+                    settings,
+                    connection,
+                    plan,
+                    top,
+                    files,
+                    _sources.LineStream,
+                    stream_options,
+                    report,
+                    self.roots,
+                    query.sources,
+                )
+            finally:
+                connection.close()
+            if cached is not None:
+                return cached
+            connection = _engine.connect(self.roots, [folder], memory_limit=memory)
+        try:
+            with_file = plan.needs_file or bool(query.save)
+            windows = _execute.windows(connection, stream, with_file=with_file)
+            query = replace(query, top=top)
+            return _answer(connection, query, plan, windows, files.files, report, folder)
+        finally:
+            connection.close()
+
+
+def lacks(query: Query, fmt: LogFormat) -> str:
+    """Why `fmt` cannot answer `query` (it lacks a field the query names), or "".
+
+    Other mistakes (a malformed --where, a bad regex or time) raise QueryError."""
+    columns = _columns_of(fmt)
+    named = {match.group(1) for item in query.where if (match := _WHERE.match(item))}
+    named |= {name for name in query.group_by if name not in TIME_BUCKETS}
+    if query.percentiles:
+        named.add(query.percentiles)
+    if query.since or query.until or any(name in TIME_BUCKETS for name in query.group_by):
+        named.add("ts")
+    numeric = query.percentiles is None or fmt.field_type(query.percentiles) in {"int", "float"}
+    if named <= set(columns) and numeric:
+        return ""
+    try:
+        plan_of(query, fmt, columns, check_regexes=lambda conditions: None)
+    except QueryError as error:
+        return str(error)
+    missing = sorted(named - set(columns))
+    return f"{fmt.name} has no field {', '.join(missing)}"
+
+
+def _run_auto(
+    query: Query, reader: _Reader, first: str, on_files: Callable[[FileList], None] | None
+) -> QueryResult:
+    """`query` with each file read in its own format (`_auto.per_file`), answers combined."""
+    files = reader.files
+
+    def read(name: str, members: list[str], alone: bool) -> _auto.Group[pa.Table]:
+        fmt = FORMATS[name]
+        part = reader.subset(members)
+        report = Report(format=name, files=len(members), problems=part.problems)
+        reason = lacks(query, fmt)
+        if reason:
+            # Read with no field but `file`, to find the files of other formats among these.
+            probe = plan_of(Query(query.sources, name, group_by=("file",)), fmt, _columns_of(fmt))
+            reader.read(probe, part, report, None)
+            return _auto.Group(None, report, reason)
+        plan = plan_of(query, fmt, _columns_of(fmt))
+        return _auto.Group(reader.read(plan, part, report, query.top if alone else None), report)
+
+    if on_files:
+        on_files(files)
+    outcome = _auto.per_file(files.files, first, read, reader.head)
+    report = outcome.report
+    report.files = len(files.files)
+    report.problems[:0] = files.problems
+    if not outcome.answers:
+        if outcome.first_skipped:
+            raise QueryError(outcome.first_skipped)
+        empty = read(first, [], True)  # every file unreadable: the columns, no rows
+        assert empty.answer is not None
+        return QueryResult(empty.answer, report)
+    if len(outcome.answers) == 1:
+        return QueryResult(outcome.answers[0][1], report)
+    return QueryResult(_combined(query, reader, outcome, report), report)
+
+
+def _combined(
+    query: Query, reader: _Reader, outcome: _auto.Outcome[pa.Table], report: Report
+) -> pa.Table:
+    """The answers of several formats as one: rows one after the other (columns by name),
+    counts added up per group, percentiles over every format's values."""
+    from dutydesk.logs import _mixed
+
+    tables = [table for _, table in outcome.answers]
+    if not (query.group_by or query.percentiles):
+        table = _mixed.union(tables)
+        return table if query.top is None else table.slice(0, query.top)
+    first = FORMATS[outcome.answers[0][0]]
+    plan = plan_of(query, first, _columns_of(first))
+    if query.percentiles:
+        # Percentiles do not add up: count each value per group in each format instead.
+        keys = tuple(dict.fromkeys((*query.group_by, query.percentiles)))
+        counted = replace(query, group_by=keys, percentiles=None, top=None)
+        tables = []
+        for name, _ in outcome.answers:
+            fmt = FORMATS[name]
+            part = reader.subset(report.formats[name])
+            tables.append(
+                reader.read(plan_of(counted, fmt, _columns_of(fmt)), part, Report(), None)
+            )
+    connection = _engine.connect(reader.roots, memory_limit=reader.settings.log_query_memory)
+    try:
+        return _mixed.counts(connection, plan, query.top, tables)
+    finally:
+        connection.close()
 
 
 def _answer(
