@@ -147,8 +147,8 @@ def test_users_list_shows_each_user_with_role_and_email(migrated: Path) -> None:
     ok("users", "add", "bob", "--role", "viewer")
 
     listing = ok("users", "list").stdout
-    assert re.search(r"^alice\s+admin\s+alice@example\.org$", listing, re.MULTILINE), listing
-    assert re.search(r"^bob\s+viewer\s+-$", listing, re.MULTILINE), listing
+    assert re.search(r"^alice\s+admin\s+UTC\s+alice@example\.org$", listing, re.MULTILINE), listing
+    assert re.search(r"^bob\s+viewer\s+UTC\s+-$", listing, re.MULTILINE), listing
 
 
 @pytest.mark.parametrize(

@@ -31,10 +31,13 @@ def test_counts_take_the_singular_for_exactly_one() -> None:
     assert plural(3, "entry", "entries") == "3 entries"
 
 
-def test_moments_are_iso_in_utc() -> None:
+def test_moments_are_iso_with_their_offset_in_utc_by_default() -> None:
     paris = dt.timezone(dt.timedelta(hours=1))
-    assert iso_moment(dt.datetime(2026, 11, 2, 10, 30, 5, tzinfo=paris)) == "2026-11-02 09:30"
-    assert iso_moment(dt.datetime(2026, 11, 2, 9, 30, 5), seconds=True) == "2026-11-02 09:30:05"
+    moment = dt.datetime(2026, 11, 2, 10, 30, 5, tzinfo=paris)
+    assert iso_moment(moment) == "2026-11-02 09:30+00:00"
+    assert (
+        iso_moment(dt.datetime(2026, 11, 2, 9, 30, 5), seconds=True) == "2026-11-02 09:30:05+00:00"
+    )
     assert iso_moment(None) == ""
 
 

@@ -22,6 +22,9 @@ def add(
     name: Annotated[str, typer.Argument(help="Username (lower-case letters, digits, . _ -).")],
     role: Annotated[str, typer.Option(help="viewer, operator, approver or admin.")],
     email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
+    time_zone: Annotated[
+        str, typer.Option(help="IANA time zone the console shows their dates in.")
+    ] = "UTC",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
@@ -32,7 +35,9 @@ def add(
     password = sys.stdin.readline().rstrip("\n") if password_stdin else service.generate_password()
     try:
         with transaction(actor=cli_actor()) as session:
-            user = service.add_user(session, name, role, email=email, password=password)
+            user = service.add_user(
+                session, name, role, email=email, password=password, time_zone=time_zone
+            )
             username, user_role = user.username, user.role
     except service.PeopleError as error:
         raise fail(str(error)) from None
@@ -49,7 +54,28 @@ def list_users() -> None:
     with transaction() as session:
         for user in service.list_users(session):
             state = "" if user.active else "  (disabled)"
-            typer.echo(f"{user.username:<24} {user.role:<9} {user.email or '-'}{state}")
+            zone, email = user.time_zone, user.email or "-"
+            typer.echo(f"{user.username:<24} {user.role:<9} {zone:<20} {email}{state}")
+
+
+@users_app.command("time-zone")
+def set_time_zone(
+    name: Annotated[str, typer.Argument(help="Username.")],
+    zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Europe/Berlin or UTC.")],
+) -> None:
+    """Choose the time zone the console shows a user's dates in (and reads typed ones in)."""
+
+    ready_database()
+    try:
+        with transaction(actor=cli_actor()) as session:
+            user = service.find_user(session, name.strip())
+            if user is None:
+                raise service.PeopleError(f"no user named {name!r}")
+            service.set_time_zone(user, zone)
+            username, chosen = user.username, user.time_zone
+    except service.PeopleError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"{username}: dates shown in {chosen}")
 
 
 @tokens_app.command("create")

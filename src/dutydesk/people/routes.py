@@ -9,12 +9,14 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
+from dutydesk.db import utcnow
 from dutydesk.people import service
 from dutydesk.people.models import Role, Scope
 from dutydesk.people.schemas import MeOut, NewTokenOut, TokenIn, TokenOut, UserOut
-from dutydesk.web.access import Admin, AdminPage, Db, Viewer
+from dutydesk.web.access import Admin, AdminPage, Db, Principal, Viewer, ViewerPage
 from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
+from dutydesk.web.words import iso_moment, time_zone_names
 
 router = APIRouter()
 registry.add_nav(registry.NavItem("People", "/users", min_role="admin", order=900))
@@ -25,7 +27,12 @@ def _users_page(request: Request, db: Db, **extra: object) -> HTMLResponse:
     return render(
         request,
         "people/users.html",
-        {"users": service.list_users(db), "roles": list(Role), **extra},
+        {
+            "users": service.list_users(db),
+            "roles": list(Role),
+            "time_zones": sorted(time_zone_names()),
+            **extra,
+        },
         status_code=400 if extra.get("error") else 200,
     )
 
@@ -44,12 +51,18 @@ def add_user(
     username: Annotated[str, Form(max_length=64)],
     role: Annotated[str, Form()],
     email: Annotated[str, Form(max_length=254)] = "",
+    time_zone: Annotated[str, Form(max_length=64)] = "UTC",
 ) -> HTMLResponse:
     """Add a user with a generated password, shown once on the page."""
     password = service.generate_password()
     try:
         user = service.add_user(
-            db, username.strip().lower(), role, email=email.strip() or None, password=password
+            db,
+            username.strip().lower(),
+            role,
+            email=email.strip() or None,
+            password=password,
+            time_zone=time_zone or "UTC",
         )
     except service.PeopleError as error:
         return _users_page(request, db, error=str(error))
@@ -63,17 +76,59 @@ def edit_user(
     user_id: RowId,
     role: Annotated[str, Form()],
     active: Annotated[bool, Form()] = False,
+    time_zone: Annotated[str | None, Form(max_length=64)] = None,
 ) -> Response:
-    """Change a user's role or switch their access off."""
+    """Change a user's role, time zone, or switch their access off."""
     try:
         user = service.get_user(db, user_id)
     except service.PeopleError as error:
         raise HTTPException(404, str(error)) from None
     try:
-        service.update_user(db, user, role=role, active=active)
+        service.update_user(db, user, role=role, active=active, time_zone=time_zone)
     except service.PeopleError as error:
         raise HTTPException(400, str(error)) from None
     return RedirectResponse("/users", status_code=303)
+
+
+def _account_page(request: Request, db: Db, who: Principal, **extra: object) -> HTMLResponse:
+    if who.user is None:
+        raise HTTPException(404, "a token without a person has no account page")
+    user = service.get_user(db, who.user.id)
+    return render(
+        request,
+        "people/account.html",
+        {
+            "account": user,
+            "time_zones": sorted(time_zone_names()),
+            "example": iso_moment(utcnow(), zone=user.time_zone),
+            **extra,
+        },
+        status_code=400 if extra.get("error") else 200,
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, who: ViewerPage, db: Db) -> HTMLResponse:
+    """The signed-in person's own account: who they are and the time zone dates are shown in."""
+    return _account_page(request, db, who)
+
+
+@router.post("/account", response_class=HTMLResponse)
+def set_own_time_zone(
+    request: Request,
+    who: ViewerPage,
+    db: Db,
+    time_zone: Annotated[str, Form(max_length=200)],
+) -> Response:
+    """Choose the time zone the console shows (and reads typed) dates in for oneself."""
+    if who.user is None:
+        raise HTTPException(404, "a token without a person has no account page")
+    user = service.get_user(db, who.user.id)
+    try:
+        service.set_time_zone(user, time_zone)
+    except service.PeopleError as error:
+        return _account_page(request, db, who, error=str(error), typed=time_zone)
+    return RedirectResponse("/account?saved=1", status_code=303)
 
 
 def _tokens_page(request: Request, db: Db, **extra: object) -> HTMLResponse:
@@ -129,6 +184,7 @@ def me(who: Viewer) -> MeOut:
     return MeOut(
         username=who.user.username if who.user else None,
         role=who.user.role if who.user else None,
+        time_zone=who.user.time_zone if who.user else None,
         token=who.token.name if who.token else None,
         grants=sorted(need.value for need in who.grants),
     )

@@ -18,6 +18,7 @@ class UserOut(BaseModel):
     role: str
     active: bool
     created_at: dt.datetime
+    time_zone: str = Field(description="IANA zone the console shows this person's dates in.")
 
 
 class TokenOut(BaseModel):
@@ -56,5 +57,8 @@ class MeOut(BaseModel):
 
     username: str | None
     role: str | None
+    time_zone: str | None = Field(
+        default=None, description="IANA zone of the console's dates; the API's are always UTC."
+    )
     token: str | None
     grants: list[str]

@@ -16,6 +16,7 @@ from sqlalchemy.sql import ColumnElement
 
 from dutydesk.db import utcnow
 from dutydesk.people.models import ApiToken, LoginFailure, Role, Scope, User, WebSession
+from dutydesk.web.words import is_time_zone
 
 _hasher = PasswordHasher()
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -67,6 +68,23 @@ def parse_scopes(values: list[str]) -> list[str]:
     return sorted(set(names), key=[s.value for s in Scope].index)
 
 
+def parse_time_zone(value: str) -> str:
+    """The IANA time zone named `value` (`Europe/Berlin`, `UTC`), or an error naming the field."""
+    name = value.strip()
+    if not is_time_zone(name):
+        raise PeopleError(
+            f"time_zone {value[:64]!r} is not a time zone this desk knows; "
+            "give an IANA name such as Europe/Berlin, America/New_York or UTC"
+        )
+    return name
+
+
+def set_time_zone(user: User, value: str) -> User:
+    """Show (and read) the console's moments for `user` in the time zone named `value`."""
+    user.time_zone = parse_time_zone(value)
+    return user
+
+
 def find_user(session: Session, username: str) -> User | None:
     """The user with this username, if any."""
     return session.scalar(select(User).where(User.username == username))
@@ -81,9 +99,15 @@ def active_user(session: Session, username: str) -> User:
 
 
 def add_user(
-    session: Session, username: str, role: str, *, email: str | None, password: str
+    session: Session,
+    username: str,
+    role: str,
+    *,
+    email: str | None,
+    password: str,
+    time_zone: str = "UTC",
 ) -> User:
-    """Create a user; the username must be new and well-formed."""
+    """Create a user; the username must be new and well-formed, the time zone an IANA name."""
     if not USERNAME_PATTERN.match(username):
         raise PeopleError(
             "username must be 2-64 characters of lower-case letters, digits, '.', '_' or '-'"
@@ -99,6 +123,7 @@ def add_user(
         role=parse_role(role).value,
         email=email,
         password_hash=hash_password(password),
+        time_zone=parse_time_zone(time_zone),
     )
     session.add(user)
     session.flush()
@@ -280,9 +305,13 @@ def get_user(session: Session, user_id: int) -> User:
     return user
 
 
-def update_user(session: Session, user: User, *, role: str, active: bool) -> User:
-    """Change a user's role and whether they may sign in; the last admin stays an admin."""
+def update_user(
+    session: Session, user: User, *, role: str, active: bool, time_zone: str | None = None
+) -> User:
+    """Change a user's role, whether they may sign in and (given) their time zone; the last
+    admin stays an admin."""
     new_role = parse_role(role)
+    zone = parse_time_zone(time_zone) if time_zone is not None else user.time_zone
     losing_admin = user.role == Role.admin.value and (new_role is not Role.admin or not active)
     if losing_admin:
         admins = session.scalar(
@@ -292,6 +321,7 @@ def update_user(session: Session, user: User, *, role: str, active: bool) -> Use
             raise PeopleError("the desk needs at least one active admin")
     user.role = new_role.value
     user.active = active
+    user.time_zone = zone
     if not active:
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return user

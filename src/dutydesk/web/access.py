@@ -20,6 +20,7 @@ from dutydesk.db import is_sqlite, transaction
 from dutydesk.people.models import ApiToken, Role, Scope, User
 from dutydesk.people.service import token_for_secret, user_for_session
 from dutydesk.web.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token_for
+from dutydesk.web.words import UTC_NAME, show_in
 
 SESSION_COOKIE = "dutydesk_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -71,11 +72,12 @@ class Person:
     id: int
     username: str
     role: str
+    time_zone: str = "UTC"
 
     @classmethod
     def of(cls, user: User) -> Person:
         """A copy of the user's identity."""
-        return cls(id=user.id, username=user.username, role=user.role)
+        return cls(id=user.id, username=user.username, role=user.role, time_zone=user.time_zone)
 
     @property
     def role_enum(self) -> Role:
@@ -240,6 +242,8 @@ class Access:
             await check_csrf(request)
         db.info["actor"] = principal.name
         request.state.principal = principal
+        # Moments typed into this request's forms are read in the caller's zone.
+        show_in(principal.user.time_zone if principal.user else UTC_NAME)
         if principal.may(self.need):
             return principal
         if principal.user is None and principal.token is None:

@@ -15,6 +15,8 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Query
 
+from dutydesk.web.words import as_typed_in_zone
+
 # PostgreSQL `integer`: ids and the other integer columns of the ops database.
 INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
@@ -28,7 +30,11 @@ RowId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The row's id.")]
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Rows to skip.")]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="The page, from 1.")]
 FormMoment = Annotated[
-    str | None, Query(max_length=40, description="YYYY-MM-DD HH:MM (UTC unless it names a zone).")
+    str | None,
+    Query(
+        max_length=40,
+        description="YYYY-MM-DD HH:MM, in the signed-in person's time zone unless it names one.",
+    ),
 ]
 Before = Annotated[
     int | None, Query(ge=1, le=INT32_MAX, description="Only rows with a smaller id.")
@@ -51,8 +57,9 @@ def form_int(form: Mapping[str, str], name: str, default: int, *, low: int, high
 
 
 def form_moment(name: str, value: str | None) -> dt.datetime | None:
-    """A date and time typed into a filter form (blank: none; without a zone: UTC), or a 422
-    naming the field: a browser sends every field of a form, the empty ones as ''."""
+    """A date and time typed into a filter form (blank: none; without an offset: in the
+    signed-in person's time zone), or a 422 naming the field: a browser sends every field of a
+    form, the empty ones as ''."""
     if not value or not value.strip():
         return None
     try:
@@ -61,4 +68,4 @@ def form_moment(name: str, value: str | None) -> dt.datetime | None:
         raise HTTPException(
             422, f"{name}: {value!r} is not a date and time such as 2026-12-07 09:30"
         ) from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return as_typed_in_zone(moment)
