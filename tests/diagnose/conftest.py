@@ -9,6 +9,7 @@ import time
 import uuid
 import xmlrpc.client
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,22 @@ class Running:
 @pytest.fixture
 def supervisord(tmp_path: Path) -> Iterator[Running]:
     """A real supervisord on a free loopback port, stopped at teardown."""
+    with running_supervisord(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def failover_supervisord(tmp_path: Path) -> Iterator[Running]:
+    """A second real supervisord (the failover machine's), with the same programs."""
+    folder = tmp_path / "failover"
+    folder.mkdir()
+    with running_supervisord(folder) as running:
+        yield running
+
+
+@contextmanager
+def running_supervisord(tmp_path: Path) -> Iterator[Running]:
+    """Start supervisord with CONFIG in `tmp_path` and wait until its `web` runs."""
     port = free_port()
     config = tmp_path / "supervisord.conf"
     config.write_text(CONFIG.format(port=port, password=PASSWORD, tmp=tmp_path))

@@ -279,3 +279,48 @@ def test_a_gzipped_json_event_at_the_store_endpoint_is_read(
     answer = client.post(f"/api/{project.id}/store/", content=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert [(g.title, g.count) for g in groups(db)] == [("ValueError: bad input", 1)]
+
+
+def test_each_groups_events_per_hour_are_written_as_a_series(
+    client: TestClient, db: Session
+) -> None:
+    import datetime as dt
+
+    from dutydesk.diagnose import service
+    from dutydesk.metrics import service as metrics
+
+    project = make_project(db)
+    store = f"/api/{project.id}/store/"
+    assert client.post(store, json=event(), headers=auth(project)).status_code == 200
+    other = event("KeyError", "'sku'", "price = prices[sku]")
+    two = envelope(event_item(event()), event_item(other))
+    sent = client.post(f"/api/{project.id}/envelope/", content=two, headers=auth(project))
+    assert sent.status_code == 200 and sent.json()["events"] == 2
+    assert client.post(store, json=event(), headers=auth(project)).status_code == 200
+    value_error, key_error = groups(db)
+    assert (value_error.count, key_error.count) == (3, 1)
+    hour = metrics.bucket_start(value_error.last_seen, metrics.Period.hour)
+    names = dict(metrics.series_names(db, "exceptions.events"))
+    assert names == {
+        f"exceptions.events[shop,{value_error.id}]": {
+            "project": "shop",
+            "group": str(value_error.id),
+        },
+        f"exceptions.events[shop,{key_error.id}]": {"project": "shop", "group": str(key_error.id)},
+    }
+    since = hour - dt.timedelta(hours=1)
+    assert metrics.series(db, f"exceptions.events[shop,{value_error.id}]", since=since) == [
+        (hour, 3.0)
+    ]
+    assert metrics.series(db, f"exceptions.events[shop,{key_error.id}]", since=since) == [
+        (hour, 1.0)
+    ]
+    # The next hour's events start a new point of the same series.
+    later = hour + dt.timedelta(hours=1, minutes=5)
+    service.count_in_series(db, project, value_error, later)
+    service.count_in_series(db, project, value_error, later)
+    db.commit()
+    assert metrics.series(db, f"exceptions.events[shop,{value_error.id}]", since=since) == [
+        (hour, 3.0),
+        (hour + dt.timedelta(hours=1), 2.0),
+    ]

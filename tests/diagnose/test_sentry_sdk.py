@@ -107,7 +107,8 @@ def test_sentry_sdk_events_group_open_tickets_and_show_stack_traces(
             assert sorted(titles) == ["[shop] ZeroDivisionError: division by zero"] * 2
             first_id, second_id = groups[0].id, groups[1].id
 
-        with httpx.Client(base_url=base, cookies={SESSION_COOKIE: cookie}) as browser:
+        # A loaded machine renders the first page slowly: more than httpx's default 5 s.
+        with httpx.Client(base_url=base, cookies={SESSION_COOKIE: cookie}, timeout=60) as browser:
             page = browser.get(f"/exceptions/{first_id}")
             assert page.status_code == 200
             assert (

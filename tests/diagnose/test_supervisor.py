@@ -142,3 +142,86 @@ def test_the_beat_enqueues_a_poll_only_while_a_server_is_enabled(db: Session) ->
     enqueue_supervisor_poll(db)
     enqueue_supervisor_poll(db)  # one is queued already: not due again
     assert len(db.scalars(select(Job).where(Job.kind == POLL)).all()) == 1
+
+
+def test_the_instances_line_flags_a_process_running_on_both_supervisors_and_not_on_one(
+    db: Session, supervisord: Running, failover_supervisord: Running
+) -> None:
+    from dutydesk.diagnose import checks, services
+    from dutydesk.diagnose.checks import Verdict
+
+    primary = register(db, supervisord)
+    failover = supervisors.create_server(
+        db,
+        name="app-2",
+        url=failover_supervisord.url,
+        username="desk",
+        password=PASSWORD,
+        actor="test",
+    )
+    shop = services.create_service(
+        db,
+        {
+            "name": "shop",
+            "supervisors": [
+                {"server": "app-1", "processes": ["web:web"]},
+                {"server": "app-2", "processes": ["web:web"]},
+            ],
+            "checklist": ["instances"],
+        },
+        actor="test",
+    )
+    db.commit()
+
+    (both,) = checks.run_checklist(db, shop)
+    evidence = [item.text for item in both.evidence]
+    assert both.verdict is Verdict.unusual, evidence
+    assert "web:web runs on 2 servers: app-1, app-2" in evidence
+    assert any(text.startswith("app-1 web:web: RUNNING pid") for text in evidence), evidence
+    assert any(text.startswith("app-2 web:web: RUNNING pid") for text in evidence), evidence
+    assert {item.link for item in both.evidence if item.link} == {
+        f"/supervisors/{primary.id}",
+        f"/supervisors/{failover.id}",
+    }
+
+    # Stopped on the failover, as the failover checklist says: one instance is fine.
+    stopped = supervisors.act(db, failover, "web:web", "stop", reason="failback", actor="test")
+    db.commit()
+    assert stopped.outcome == "done" and failover_supervisord.state("web:web") == "STOPPED"
+    (one,) = checks.run_checklist(db, shop)
+    evidence = [item.text for item in one.evidence]
+    assert one.verdict is Verdict.ok, evidence
+    assert any(text.startswith("app-1 web:web: RUNNING") for text in evidence), evidence
+    assert any(text.startswith("app-2 web:web: STOPPED") for text in evidence), evidence
+    assert not any("runs on" in text for text in evidence)
+
+
+def test_the_instances_line_fails_while_a_process_of_the_service_crashes(
+    db: Session, supervisord: Running
+) -> None:
+    from dutydesk.diagnose import checks, services
+    from dutydesk.diagnose.checks import Verdict
+
+    register(db, supervisord)
+    shop = services.create_service(
+        db,
+        {
+            "name": "shop",
+            "supervisors": [{"server": "app-1", "processes": ["web:web", "crasher:crasher"]}],
+            "checklist": ["instances"],
+        },
+        actor="test",
+    )
+    db.commit()
+    deadline = time.monotonic() + 30
+    while supervisord.state("crasher:crasher") not in ("BACKOFF", "FATAL"):
+        assert time.monotonic() < deadline, supervisord.state("crasher:crasher")
+        time.sleep(0.2)
+    (line,) = checks.run_checklist(db, shop)
+    evidence = [item.text for item in line.evidence]
+    assert line.verdict is Verdict.failing, evidence
+    assert any(
+        text.startswith(("app-1 crasher:crasher: BACKOFF", "app-1 crasher:crasher: FATAL"))
+        for text in evidence
+    ), evidence
+    assert any(text.startswith("app-1 web:web: RUNNING") for text in evidence), evidence

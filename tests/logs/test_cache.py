@@ -110,14 +110,14 @@ def test_the_least_recently_used_files_are_evicted(
     log_root: Path, logs: list[Path], home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     by_status(str(log_root / "part0"))
-    one = sum(path.stat().st_size for path in (home / "logcache").glob("*.parquet"))
+    one = sum(path.stat().st_size for path in (home / "logcache").glob("*.arrow"))
     assert one > 0
     monkeypatch.setenv("DUTYDESK_LOG_CACHE_BYTES", str(one * 3 // 2))
     clear_caches()
     assert by_status(str(log_root / "part1")) == independent(logs[1::2])
     # Two segments do not fit: the one used least recently (part0's) went.
     assert stats()["files"] == str(len(logs) // 2)
-    assert len(list((home / "logcache").glob("*.parquet"))) == 1
+    assert len(list((home / "logcache").glob("*.arrow"))) == 1
     assert by_status(str(log_root / "part0")) == independent(logs[0::2])
     assert stats()["files"] == str(len(logs) // 2)
 

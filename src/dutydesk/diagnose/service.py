@@ -27,9 +27,13 @@ from dutydesk.diagnose.models import (
     ExceptionProject,
     ExceptionRateCount,
 )
+from dutydesk.metrics import service as metrics
+from dutydesk.metrics.models import MetricPoint, Period
 from dutydesk.settings import get_settings
 
 SOURCE = "exceptions"
+# Each group's events per clock hour (UTC): `exceptions.events[<project>,<group id>]`.
+RATE_SERIES = "exceptions.events"
 MAX_ID = 2**31 - 1
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._\-]{0,99}")
 EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -210,6 +214,7 @@ def take_event(
     )
     session.flush()
     _prune(session, group)
+    count_in_series(session, project, group, at)
     signal = Signal(
         source=SOURCE,
         fingerprint=group.alarm_fingerprint,
@@ -231,6 +236,25 @@ def take_event(
         landed.new_groups.append(group.id)
     if told.told and told.ticket_id is not None and told.ticket_id not in landed.ticket_ids:
         landed.ticket_ids.append(told.ticket_id)
+
+
+def count_in_series(
+    session: Session, project: ExceptionProject, group: ExceptionGroup, at: dt.datetime
+) -> None:
+    """Add one event to the group's count for the hour of `at` in the series
+    `exceptions.events` (labels project and group): a group's rate as a series."""
+    hour = metrics.bucket_start(at, Period.hour)
+    labels = {"project": project.name, "group": str(group.id)}
+    key = metrics.series_key(RATE_SERIES, labels)
+    # One indexed update per event; the group's row, locked by `_group_for`, keeps two
+    # requests from making the hour's point twice.
+    bump = (
+        update(MetricPoint)
+        .where(MetricPoint.series == key, MetricPoint.at == hour, MetricPoint.source == SOURCE)
+        .values(value=MetricPoint.value + 1)
+    )
+    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+        metrics.record(session, SOURCE, hour, [metrics.Point(RATE_SERIES, 1.0, labels)])
 
 
 def _prune(session: Session, group: ExceptionGroup) -> None:

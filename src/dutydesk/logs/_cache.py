@@ -1,33 +1,42 @@
 """The parsed cache of log files: ask again, answer at once.
 
 A query over local files parses each file once: its parsed rows (every field of its format,
-typed, with `_ok` and the raw line of rows that did not parse) go to Parquet segments under
-`$DUTYDESK_HOME/logcache`, and an index (SQLite) keys each file by its resolved path, size,
-mtime and format to the segment holding its rows. The next query over the same files reads
-only the columns it uses from the segments, without reading or parsing a line.
+typed, with `_ok` and the raw line of rows that did not parse) go to segments under
+`$DUTYDESK_HOME/logcache` (Arrow IPC files, see `_segments`), and an index (SQLite) keys each
+file by its resolved path, size, mtime and format to the segment holding its rows. The next
+query over the same files maps only the columns it uses from the segments, without reading
+or parsing a line.
 
-A file whose size or mtime changed, or that is new, is parsed again (its old rows are no longer
-served); a file that is gone drops out of the index when it is next listed under a query's
-folder or when the cache is pruned (`stats` prunes). The cache serves only files a query has
-listed, which `_files` checks against `DUTYDESK_LOG_ROOTS`, and checks each again itself.
-Segments are evicted least recently used first when the cache grows beyond
+The common case, the same glob asked again with nothing changed, is checked whole: each fill
+records its files in order with their sizes and mtimes, and a query whose listing (sizes and
+mtimes from the listing's own `stat`) is exactly a fill's is answered from that fill's
+segments without any per-file work in Python. Otherwise each file is looked up: a file whose
+size or mtime changed, or that is new, is parsed again into a new segment (its old rows are no
+longer served); a file that is gone drops out of the index when it is next listed under a
+query's folder or when the cache is pruned (`stats` prunes). The cache serves only files a
+query has listed, which `_files` checks against `DUTYDESK_LOG_ROOTS`, and checks each again
+itself. Segments are evicted least recently used first when the cache grows beyond
 `DUTYDESK_LOG_CACHE_BYTES`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import operator
 import os
 import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dutydesk.logs._engine import Plan
+from dutydesk.logs import _segments
+from dutydesk.logs._engine import TIME_BUCKETS, Plan
 from dutydesk.logs._files import STREAM_BYTES, FileList, Roots, _literal_base
 
 if TYPE_CHECKING:
@@ -40,6 +49,9 @@ if TYPE_CHECKING:
     from dutydesk.settings import Settings
 
 CACHED = "log_cached"
+VERSION = 2  # of the index and segments; a cache of another version is emptied
+USED_EVERY = 60.0  # seconds: a segment's last use is written at most this often (a write is slow)
+FILL_BYTES = 32 << 20  # files (bytes on disk) parsed into one segment, held in memory meanwhile
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -47,9 +59,15 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_segment ON entries (segment);
 CREATE TABLE IF NOT EXISTS segments (
-    name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL, files INTEGER NOT NULL
+    name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL, files INTEGER NOT NULL,
+    format TEXT NOT NULL, fill TEXT NOT NULL, seq INTEGER NOT NULL,
+    paths BLOB NOT NULL, sizes BLOB NOT NULL, mtimes BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS segments_fill ON segments (fill);
 """
+
+
+_S3_URL = operator.methodcaller("startswith", "s3://")
 
 
 def _prefixes(roots: Roots) -> tuple[str, ...]:
@@ -60,6 +78,30 @@ def _prefixes(roots: Roots) -> tuple[str, ...]:
 def _inside(path: str, prefixes: tuple[str, ...]) -> bool:
     """Whether resolved local `path` lies inside a root (as `Roots.holds_path`, on text)."""
     return path.startswith(prefixes)
+
+
+def _joined(paths: Sequence[str]) -> bytes:
+    return "\0".join(paths).encode("utf-8", "surrogateescape")
+
+
+def _packed(numbers: Sequence[int]) -> bytes:
+    return array("q", numbers).tobytes()
+
+
+def _fill_key(paths: Sequence[str], fmt: str) -> str:
+    """What names a fill: its files in order and its format."""
+    return hashlib.sha256(_joined([*paths, fmt])).hexdigest()
+
+
+def _all_inside(joined: bytes, count: int, prefixes: tuple[str, ...]) -> bool:
+    """Whether each of the `count` paths joined by NUL in `joined` lies inside a root, counted
+    without a Python step per path (roots inside roots: per path)."""
+    starts = [b"\0" + prefix.encode("utf-8", "surrogateescape") for prefix in prefixes]
+    nested = any(a != b and b.startswith(a) for a in starts for b in starts)
+    if nested:
+        paths = joined.decode("utf-8", "surrogateescape").split("\0")
+        return all(_inside(path, prefixes) for path in paths)
+    return sum((b"\0" + joined).count(start) for start in starts) == count
 
 
 def folder_of(settings: Settings) -> Path:
@@ -78,6 +120,15 @@ class Stats:
     limit: int
 
 
+@dataclass(frozen=True)
+class Part:
+    """Rows of one segment a query reads: `ids` maps the segment's file ids to the query's
+    (-1: not served); None when they are the same and every row is served."""
+
+    segment: str
+    ids: list[int] | None
+
+
 class Cache:
     """The index and segments of one cache folder."""
 
@@ -86,15 +137,75 @@ class Cache:
         self.limit = limit
         folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(folder / "index.sqlite", timeout=30, isolation_level=None)
-        self.db.executescript(_SCHEMA)
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            self._start_over()
+
+    def _start_over(self) -> None:
+        """An empty cache of this version (an older one's index and segments removed)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+                self.db.execute("DROP TABLE IF EXISTS entries")
+                self.db.execute("DROP TABLE IF EXISTS segments")
+                for pattern in ("*.parquet", f"*{_segments.SUFFIX}"):
+                    for path in self.folder.glob(pattern):
+                        path.unlink(missing_ok=True)
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the index."""
         self.db.close()
 
     def segment_path(self, name: str) -> Path:
-        """The Parquet file of segment `name`."""
-        return self.folder / f"{name}.parquet"
+        """The file of segment `name`."""
+        return self.folder / f"{name}{_segments.SUFFIX}"
+
+    def whole(self, files: FileList, fmt: str, roots: Roots) -> list[tuple[str, int]] | None:
+        """The segments (and their file counts) of the fill whose files are exactly `files`
+        (same order, sizes and mtimes as listed, every file still served from it, inside the
+        roots), in order; None when there is none."""
+        if not files.files or len(files.mtimes) != len(files.files) or -1 in files.mtimes:
+            return None
+        joined = _joined(files.files)
+        rows = self.db.execute(
+            "SELECT name, files, paths, sizes, mtimes, used FROM segments WHERE fill = ? "
+            "AND format = ? ORDER BY seq",
+            (hashlib.sha256(joined + b"\0" + fmt.encode()).hexdigest(), fmt),
+        ).fetchall()
+        if not rows or sum(row[1] for row in rows) != len(files.files):
+            return None
+        if (
+            b"\0".join(row[2] for row in rows) != joined
+            or b"".join(row[3] for row in rows) != _packed(files.sizes)
+            or b"".join(row[4] for row in rows) != _packed(files.mtimes)
+            or not _all_inside(joined, len(files.files), _prefixes(roots))
+        ):
+            return None
+        names = [row[0] for row in rows]
+        marks = ", ".join("?" * len(names))
+        live = self.db.execute(
+            f"SELECT count(*) FROM entries WHERE segment IN ({marks})",  # noqa: S608
+            names,
+        ).fetchone()[0]
+        if live != len(files.files):
+            return None
+        if min(row[5] for row in rows) < time.time() - USED_EVERY:
+            self._used(names)
+        return [(row[0], row[1]) for row in rows]
+
+    def _used(self, names: Sequence[str]) -> None:
+        """Mark segments `names` as used now (for least-recently-used eviction)."""
+        now = time.time()
+        self.db.executemany(
+            "UPDATE segments SET used = ? WHERE name = ?", [(now, n) for n in names]
+        )
 
     def lookup(
         self, files: FileList, fmt: str, roots: Roots
@@ -111,48 +222,67 @@ class Cache:
         missing: list[int] = []
         keys: dict[str, tuple[int, int]] = {}
         prefixes = _prefixes(roots)
+        mtimes = files.mtimes if len(files.mtimes) == len(files.files) else []
         for i, path in enumerate(files.files):
-            try:
-                stat = os.stat(path)
-            except OSError:
-                missing.append(i)  # reading it reports the problem
-                continue
-            keys[path] = (stat.st_size, stat.st_mtime_ns)
+            size, mtime = (files.sizes[i], mtimes[i]) if mtimes else (-1, -1)
+            if mtime < 0:
+                try:
+                    stat = os.stat(path)
+                except OSError:
+                    missing.append(i)  # reading it reports the problem
+                    continue
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            keys[path] = (size, mtime)
             entry = known.get(path)
-            if (
-                entry is not None
-                and entry[:3] == (stat.st_size, stat.st_mtime_ns, fmt)
-                and _inside(path, prefixes)
-            ):
+            if entry is not None and entry[:3] == (size, mtime, fmt) and _inside(path, prefixes):
                 served.setdefault(entry[3], []).append(path)
             else:
                 missing.append(i)
-        now = time.time()
-        for name in served:
-            self.db.execute("UPDATE segments SET used = ? WHERE name = ?", (now, name))
+        self._used(list(served))
         return served, missing, keys
 
-    def files_in(self, segment: str) -> int:
-        """How many files segment `segment` was written with (some may be served elsewhere)."""
-        found = self.db.execute("SELECT files FROM segments WHERE name = ?", (segment,))
+    def paths_of(self, segment: str) -> list[str]:
+        """The files segment `segment` was written with, in the order of its file ids."""
+        found = self.db.execute("SELECT paths FROM segments WHERE name = ?", (segment,))
         row = found.fetchone()
-        return int(row[0]) if row else -1
+        if row is None:
+            return []
+        return bytes(row[0]).decode("utf-8", "surrogateescape").split("\0")
 
     def add(
-        self, name: str, paths: list[str], keys: dict[str, tuple[int, int]], fmt: str, read: int
+        self,
+        name: str,
+        fill: tuple[str, int],
+        part: FileList,
+        keys: dict[str, tuple[int, int]],
+        fmt: str,
+        served: list[str],
     ) -> None:
-        """Record segment `name` as serving the rows of `paths` (of the `read` files in it)."""
+        """Record segment `name` (number `fill[1]` of fill `fill[0]`) as holding the rows of
+        `part`'s files, serving those of `served`."""
         size = self.segment_path(name).stat().st_size
+        known = [keys.get(path, (-1, -1)) for path in part.files]
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
-                "INSERT INTO segments (name, bytes, used, files) VALUES (?, ?, ?, ?)",
-                (name, size, time.time(), read),
+                "INSERT INTO segments (name, bytes, used, files, format, fill, seq, paths, "
+                "sizes, mtimes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    size,
+                    time.time(),
+                    len(part.files),
+                    fmt,
+                    *fill,
+                    _joined(part.files),
+                    _packed([key[0] for key in known]),
+                    _packed([key[1] for key in known]),
+                ),
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO entries (path, size, mtime_ns, format, segment) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(path, *keys[path], fmt, name) for path in paths if path in keys],
+                [(path, *keys[path], fmt, name) for path in served if path in keys],
             )
             self.db.execute("COMMIT")
         except BaseException:
@@ -214,7 +344,7 @@ class Cache:
         size = self.db.execute("SELECT coalesce(sum(bytes), 0) FROM segments").fetchone()[0]
         self.db.execute("DELETE FROM entries")
         self.db.execute("DELETE FROM segments")
-        for path in self.folder.glob("*.parquet"):
+        for path in self.folder.glob(f"*{_segments.SUFFIX}"):
             path.unlink(missing_ok=True)
         return int(size)
 
@@ -236,112 +366,186 @@ def usable(plan: Plan, files: FileList, save: bool) -> bool:
         plan.fmt is not None
         and not save
         and bool(files.files)
-        and not any(path.startswith("s3://") for path in files.files)
+        and not any(map(_S3_URL, files.files))
         # A big file is streamed in bounded memory; the cache is for the many small ones.
         and max(files.sizes, default=0) <= STREAM_BYTES
     )
 
 
 def _parse_plan(plan: Plan) -> Plan:
-    """The plan that parses every field of every line (rows, no filter)."""
+    """The plan that parses every field of every line (rows, no filter, no file names)."""
     return replace(
         plan,
+        columns=tuple(name for name in plan.columns if name != "file"),
         where=(),
         since=None,
         until=None,
         group_by=(),
         percentiles=None,
-        needs_file=True,
+        needs_file=False,
         params=[],
     )
+
+
+def _chunks(part: FileList) -> Iterator[FileList]:
+    """`part` cut into runs of about FILL_BYTES on disk, in order."""
+    chunk, size = FileList(), 0
+    for i, path in enumerate(part.files):
+        if chunk.files and size + part.sizes[i] > FILL_BYTES:
+            yield chunk
+            chunk, size = FileList(), 0
+        chunk.add(path, part.sizes[i], mtime_ns=part.mtimes[i] if part.mtimes else -1)
+        size += part.sizes[i]
+    if chunk.files:
+        yield chunk
 
 
 def _fill(
     cache: Cache,
     connection: duckdb.DuckDBPyConnection,
     plan: Plan,
-    stream: LineStream,
+    part: FileList,
+    stream_of: type[LineStream],
+    stream_options: dict[str, object],
     keys: dict[str, tuple[int, int]],
-) -> str | None:
-    """Parse the files of `stream` into a new segment; its name (None when nothing was read)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+) -> list[tuple[str, FileList]]:
+    """Parse the files of `part` into new segments: [(segment, the files it holds)]; the files
+    that could not be read go to `part.problems`."""
     from dutydesk.logs import _engine, _execute
 
     assert plan.fmt is not None
     parse = _parse_plan(plan)
-    name = uuid.uuid4().hex
-    target = cache.segment_path(name)
-    temporary = target.with_name(f".{name}.tmp")
-    writer: pq.ParquetWriter | None = None
-    try:
-        for source in _execute.windows(connection, stream, with_file=True):
-            table = connection.execute(_engine.build_sql(parse, source), parse.params)
-            result = table.to_arrow_table().drop_columns(["file_id"])
-            result = result.set_column(
-                result.schema.get_field_index("file"),
-                "file",
-                result.column("file").cast(pa.string()),
-            )
-            result = result.rename_columns(
-                ["line" if column == "_line" else column for column in result.column_names]
-            )
-            if writer is None:
-                writer = pq.ParquetWriter(temporary, result.schema, compression="zstd")
-            writer.write_table(result, row_group_size=256_000)
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        return None
-    temporary.replace(target)
-    bad = {problem.file for problem in stream.files.problems}
-    read = len(stream.files.files)
-    cache.add(name, [p for p in stream.files.files if p not in bad], keys, plan.fmt.name, read)
-    return name
+    fill = _fill_key(part.files, plan.fmt.name)
+    written: list[tuple[str, FileList]] = []
+    for seq, chunk in enumerate(_chunks(part)):
+        stream = stream_of(chunk, **stream_options)  # type: ignore[arg-type]
+        parts = []
+        for source in _execute.windows(connection, stream, with_file=False):
+            result = connection.execute(_engine.build_sql(parse, source), parse.params)
+            parts.append(result.to_arrow_table().rename_columns({"_line": "line"}))
+        part.problems.extend(chunk.problems)
+        bad = {problem.file for problem in chunk.problems}
+        served = [path for path in chunk.files if path not in bad]
+        if not served:
+            continue
+        name = uuid.uuid4().hex
+        _segments.write(cache.segment_path(name), parts)
+        cache.add(name, (fill, seq), chunk, keys, plan.fmt.name, served)
+        written.append((name, chunk))
+    return written
 
 
-def _cached_windows(
-    cache: Cache,
+def _query(
     connection: duckdb.DuckDBPyConnection,
     plan: Plan,
-    served: dict[str, list[str]],
+    top: int | None,
+    table: pa.Table,
     files: list[str],
-) -> Iterator[str]:
-    """Each row group of the segments, cut to the files served from it, as CACHED."""
+    report: Report,
+) -> pa.Table:
+    """`plan`'s answer over the parsed rows `table` (`file_id` the query's file ids)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    names = pa.array(files, pa.string())
-    columns = ["_ok", "file", "line", *plan.used_fields()]
-    seen = False
-    schema: pa.Schema | None = None
-    for segment, paths in served.items():
-        wanted = pa.array(paths, pa.string())
-        whole = len(paths) == cache.files_in(segment)  # every file of it: nothing to cut
-        parquet = pq.ParquetFile(cache.segment_path(segment), read_dictionary=["file"])
-        schema = parquet.schema_arrow
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=columns)
-            # `file` comes dictionary-encoded: look the paths up once per distinct path.
-            file = table.column("file").combine_chunks()
-            if not whole:
-                keep = pc.is_in(file.dictionary, value_set=wanted)
-                table = table.filter(pc.take(keep, file.indices))
-                file = table.column("file").combine_chunks()
-            ids = pc.take(pc.index_in(file.dictionary, value_set=names), file.indices)
-            ids = ids.cast(pa.int32())
-            table = table.append_column("file_id", ids)
-            connection.register(CACHED, table)
-            seen = True
-            yield CACHED
-            connection.unregister(CACHED)
-    if not seen and schema is not None:
-        empty = schema.empty_table().select(columns)
-        connection.register(CACHED, empty.append_column("file_id", pa.array([], pa.int32())))
-        yield CACHED
+    from dutydesk.logs import _execute
+
+    cached_plan = replace(plan, parsed=True, params=[])
+    table = _segments.prefiltered(connection, cached_plan, table)
+    if top is not None and plan.percentiles and len(plan.group_by) == 1:
+        table = _top_groups_only(connection, cached_plan, top, table, files)
+    table = _segments.decoded_when_few(table)
+    if plan.needs_file:
+        names = pa.array(files, pa.string())
+        ids = table.column("file_id")
+        if len(files) > table.num_rows:  # few rows: their names, not a dictionary of all
+            table = table.append_column("file", pc.take(names, ids))
+        else:
+            table = table.append_column(
+                "file",
+                pa.chunked_array(
+                    [pa.DictionaryArray.from_arrays(chunk, names) for chunk in ids.chunks],
+                    pa.dictionary(pa.int32(), pa.string()),
+                ),
+            )
+    connection.register(CACHED, table)
+    try:
+        if plan.aggregates:
+            return _execute.aggregate(connection, cached_plan, top, iter([CACHED]), files, report)
+        return _execute.rows(connection, cached_plan, top, iter([CACHED]), files, report)
+    finally:
+        connection.unregister(CACHED)
+
+
+def _top_groups_only(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    top: int,
+    table: pa.Table,
+    files: list[str],
+) -> pa.Table:
+    """The rows of the `top` groups by count of a one-key plan with percentiles (and every
+    row that did not parse): the percentiles are taken over those groups' values only.
+
+    The groups are those the whole answer names: counted first over every row, they keep
+    all their rows, so their counts, order and percentiles come out the same."""
+    import pyarrow.compute as pc
+
+    from dutydesk.logs import _execute
+    from dutydesk.logs._report import Report
+
+    counted = replace(plan, percentiles=None, params=[])
+    connection.register(CACHED, table)
+    try:
+        groups = _execute.aggregate(connection, counted, top, iter([CACHED]), files, Report())
+    finally:
+        connection.unregister(CACHED)
+    key = plan.group_by[0]
+    if key in TIME_BUCKETS:
+        return table
+    kept = _segments.member(table.column(key), groups.column(key).combine_chunks())
+    return table.filter(pc.or_(kept, pc.invert(table.column("_ok"))))
+
+
+def _columns(plan: Plan) -> list[str]:
+    return ["file_id", "_ok", "line", *plan.used_fields()]
+
+
+def _read_whole(cache: Cache, plan: Plan, segments: list[tuple[str, int]]) -> pa.Table | None:
+    """The rows of a whole fill's segments, their file ids made the query's; None when a
+    segment is gone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tables = []
+    offset = 0
+    for name, count in segments:
+        table = _segments.read(cache.segment_path(name), _columns(plan))
+        if table is None:
+            return None
+        if offset:
+            ids = pc.add(table.column("file_id"), pa.scalar(offset, pa.int32()))
+            table = table.set_column(0, "file_id", ids)
+        offset += count
+        tables.append(table)
+    return pa.concat_tables(tables)
+
+
+def _read_parts(cache: Cache, plan: Plan, parts: list[Part]) -> pa.Table | None:
+    """The served rows of `parts`, their file ids made the query's; None when a segment is
+    gone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tables = []
+    for part in parts:
+        table = _segments.read(cache.segment_path(part.segment), _columns(plan))
+        if table is None:
+            return None
+        if part.ids is not None:
+            ids = pc.take(pa.array(part.ids, pa.int32()), table.column("file_id"))
+            table = table.set_column(0, "file_id", ids).filter(pc.greater_equal(ids, 0))
+        tables.append(table)
+    return pa.concat_tables(tables)
 
 
 def _in_file_order(served: dict[str, list[str]], files: list[str]) -> bool:
@@ -362,6 +566,18 @@ def _in_file_order(served: dict[str, list[str]], files: list[str]) -> bool:
     return True
 
 
+def _parts(cache: Cache, served: dict[str, list[str]], files: list[str]) -> list[Part]:
+    """How each segment's file ids map to the query's, for the files served from it."""
+    index = {path: i for i, path in enumerate(files)}
+    parts = []
+    for segment, paths in served.items():
+        wanted = set(paths)
+        held = cache.paths_of(segment)
+        ids = [index[path] if path in wanted else -1 for path in held]
+        parts.append(Part(segment, ids))
+    return parts
+
+
 def answer(
     settings: Settings,
     connection: duckdb.DuckDBPyConnection,
@@ -377,30 +593,31 @@ def answer(
     """Grouped counts or rows of `plan` over `files`, parsing only the files not cached yet;
     None when no file could be read, or rows would not come out in file order (the caller then
     reads the files as without the cache)."""
-    from dutydesk.logs import _execute
-
     assert plan.fmt is not None
     fmt: LogFormat = plan.fmt
     cache = open_cache(settings)
     try:
+        whole = cache.whole(files, fmt.name, roots)
+        if whole is not None:
+            table = _read_whole(cache, plan, whole)
+            if table is not None:
+                return _query(connection, plan, top, table, files.files, report)
         served, missing, keys = cache.lookup(files, fmt.name, roots)
         if missing:
             part = FileList()
             for i in missing:
-                part.add(files.files[i], files.sizes[i])
-            stream = stream_of(part, **stream_options)  # type: ignore[arg-type]
-            name = _fill(cache, connection, plan, stream, keys)
+                part.add(
+                    files.files[i], files.sizes[i], mtime_ns=keys.get(files.files[i], (0, -1))[1]
+                )
+            written = _fill(cache, connection, plan, part, stream_of, stream_options, keys)
             bad = {problem.file for problem in part.problems}
-            fresh = [path for path in part.files if path not in bad]
-            if not served and not fresh:
+            if not served and not written:
                 return None
-            if name is not None:
-                served.setdefault(name, []).extend(fresh)
-            if not plan.aggregates and not _in_file_order(served, files.files):
-                return None  # rows go out in file order; these segments would mix them
+            for name, chunk in written:
+                served.setdefault(name, []).extend(p for p in chunk.files if p not in bad)
             files.problems.extend(part.problems)
-        elif not plan.aggregates and not _in_file_order(served, files.files):
-            return None
+        if not plan.aggregates and not _in_file_order(served, files.files):
+            return None  # rows go out in file order; these segments would mix them
         folders = sorted({str(Path(_literal_base(p)).expanduser().resolve()) for p in patterns})
         cache.drop_gone(folders, set(files.files))
         prefixes = _prefixes(roots)
@@ -408,10 +625,9 @@ def answer(
             segment: [path for path in paths if _inside(path, prefixes)]
             for segment, paths in served.items()
         }
-        cached_plan = replace(plan, parsed=True, params=[])
-        sources = _cached_windows(cache, connection, cached_plan, served, files.files)
-        if plan.aggregates:
-            return _execute.aggregate(connection, cached_plan, top, sources, files.files, report)
-        return _execute.rows(connection, cached_plan, top, sources, files.files, report)
+        table = _read_parts(cache, plan, _parts(cache, served, files.files))
+        if table is None:
+            return None
+        return _query(connection, plan, top, table, files.files, report)
     finally:
         cache.close()

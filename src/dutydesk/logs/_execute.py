@@ -121,9 +121,9 @@ def aggregate(
     connection.register("log_partials", pa.concat_tables(partials))
     grouped = connection.execute(_engine.combine_sql(plan)).to_arrow_table()
     ok = grouped.column("_ok")
-    report.add_unparsed(
-        files, grouped.filter(pc.invert(ok)).select(["_bad_file", "count", "_sample"])
-    )
+    bad = grouped.filter(pc.invert(ok))
+    if bad.num_rows:
+        report.add_unparsed(files, bad.select(["_bad_file", "count", "_sample"]))
     connection.register("log_groups", grouped.filter(ok))
     return connection.execute(_engine.final_sql(plan, top)).to_arrow_table()
 

@@ -8,6 +8,7 @@ checked again after resolving symlinks. The line stream (`_sources`) and the sma
 from __future__ import annotations
 
 import glob as globbing
+import operator
 import os
 import re
 import stat
@@ -82,24 +83,43 @@ class FileList:
 
     files: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    # Local files' modification times (ns) as listed, -1 where not known: the parsed cache
+    # checks a file by its size and mtime without a second `stat`.
+    mtimes: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    etags: dict[str, str] = field(default_factory=dict)  # S3 objects' ETags, by URL
 
     _seen: set[str] = field(default_factory=set, repr=False)
 
-    def add(self, name: str, size: int) -> None:
+    def add(self, name: str, size: int, etag: str = "", *, mtime_ns: int = -1) -> None:
         """Add a file once (a glob and a folder, or two globs, may both name it)."""
         if name not in self._seen:
             self._seen.add(name)
             self.files.append(name)
             self.sizes.append(size)
+            self.mtimes.append(mtime_ns)
+            if etag:
+                self.etags[name] = etag
+
+    def extend(self, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
+        """Add local files (with their sizes and mtimes), each once."""
+        if not self._seen.isdisjoint(names):
+            for name, size, mtime in zip(names, sizes, mtimes, strict=True):
+                self.add(name, size, mtime_ns=mtime)
+            return
+        self._seen.update(names)
+        self.files += names
+        self.sizes += sizes
+        self.mtimes += mtimes
 
     @property
     def total_bytes(self) -> int:
-        """Bytes on disk (S3 objects count 0: their size is not listed)."""
+        """Bytes on disk or in the bucket (as listed)."""
         return sum(self.sizes)
 
 
 _MAGIC = re.compile(r"[*?\[]")
+_BY_NAME = operator.attrgetter("name")
 
 
 def _literal_base(pattern: str) -> str:
@@ -116,17 +136,30 @@ def _walk(folder: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
         return
     seen.add(str(folder))
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=_BY_NAME)
     except OSError as error:
         found.problems.append(Problem(str(folder), error.strerror or str(error)))
         return
+    # Plain files (nearly all) are added a run at a time: a folder of 20,000 small logs is
+    # listed again on every query, the cached ones too.
+    names: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
     for entry in entries:
+        if entry.is_file(follow_symlinks=False):
+            info = entry.stat(follow_symlinks=False)
+            names.append(entry.path)
+            sizes.append(info.st_size)
+            mtimes.append(info.st_mtime_ns)
+            continue
+        found.extend(names, sizes, mtimes)
+        names, sizes, mtimes = [], [], []
         if entry.is_symlink():
             _add(Path(entry.path), roots, found, seen)
         elif entry.is_dir(follow_symlinks=False):
             _walk(Path(entry.path), roots, found, seen)
-        elif entry.is_file(follow_symlinks=False):
-            found.add(entry.path, entry.stat(follow_symlinks=False).st_size)
+    found.extend(names, sizes, mtimes)
 
 
 def _add(path: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
@@ -138,11 +171,11 @@ def _add(path: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
         _walk(real, roots, found, seen)
     else:
         try:
-            size = real.stat().st_size
+            info = real.stat()
         except OSError as error:
             found.problems.append(Problem(str(path), error.strerror or str(error)))
             return
-        found.add(str(real), size)
+        found.add(str(real), info.st_size, mtime_ns=info.st_mtime_ns)
 
 
 def list_local(pattern: str, roots: Roots, found: FileList) -> None:
@@ -178,7 +211,7 @@ def list_local(pattern: str, roots: Roots, found: FileList) -> None:
         if stat.S_ISREG(info.st_mode):
             real = os.path.join(real_folders[folder], _name)
             if roots.holds_path(Path(real)):
-                found.add(real, info.st_size)
+                found.add(real, info.st_size, mtime_ns=info.st_mtime_ns)
             else:
                 found.problems.append(Problem(match, "leads outside the allowed log roots"))
         else:
