@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dutydesk.alarms import sentences
 from dutydesk.alarms._cron import parse_cron
 from dutydesk.alarms.models import AlarmRule, RuleKind
 from dutydesk.intake.models import (
@@ -33,7 +34,6 @@ from dutydesk.intake.models import (
 from dutydesk.metrics.models import MetricPoint
 from dutydesk.metrics.shift import MAD_SCALE as MAD_SCALE  # read from here by the dashboards
 from dutydesk.metrics.shift import shift_of
-from dutydesk.web.words import plural
 
 
 @dataclass
@@ -137,13 +137,6 @@ def log_threshold(session: Session, rule: AlarmRule, at: dt.datetime) -> list[De
             )
         top = sorted(matched, key=lambda item: -item[1])[:5]
         firing = count >= p["threshold"] or any(i["exceeded"] for i in ignored)
-        what = f"matching /{p['regex']}/" if p.get("regex") else "/".join(levels) or "any"
-        summary = (
-            f"{source}: {plural(count, what + ' line')} in {p['window_minutes']} min "
-            f"({'>=' if count >= p['threshold'] else '<'} {p['threshold']})"
-        )
-        if any(i["exceeded"] for i in ignored):
-            summary += "; an ignored pattern exceeded its own threshold"
         numbers = {
             "source": source,
             "window_start": since.isoformat(),
@@ -157,6 +150,7 @@ def log_threshold(session: Session, rule: AlarmRule, at: dt.datetime) -> list[De
                 {"id": g.id, "level": g.level, "template": g.template, "count": n} for g, n in top
             ],
         }
+        summary = sentences.log_threshold_sentence(p, source, numbers)
         decisions.append(Decision(source, firing, summary, numbers, {"source": source}))
     return decisions
 
@@ -242,20 +236,7 @@ def deadline(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Decisio
         numbers.update(
             duration_s=latest, baseline_s=baseline, slow_factor=p["slow_factor"], slow=slow
         )
-    if missed:
-        summary = (
-            f"expected event missing: none since {scheduled:%Y-%m-%d %H:%M} UTC "
-            f"(due by {(scheduled + grace):%H:%M}); last at {_iso(last) or 'never'}"
-            if scheduled
-            else "expected event missing"
-        )
-    elif slow:
-        summary = (
-            f"slow: took {numbers['duration_s']:.0f} s, over {p['slow_factor']} x the "
-            f"baseline of {numbers['baseline_s']:.0f} s"
-        )
-    else:
-        summary = f"on time: last event at {_iso(last) or 'never'}"
+    summary = sentences.deadline_sentence(p, numbers, at=at, last=last, scheduled=scheduled)
     return [Decision("", missed or slow, summary, numbers)]
 
 
@@ -296,8 +277,7 @@ def metric_shift(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Dec
         labels = {"series": name}
         if len(history) < p["min_history"]:
             numbers = {"value": current, "history": len(history), "min_history": p["min_history"]}
-            earlier_points = plural(len(history), "earlier point")
-            summary = f"{name}: {earlier_points}, fewer than {p['min_history']}"
+            summary = sentences.shift_sentence(p, name, numbers, firing=False)
             decisions.append(Decision(name, False, summary, numbers, labels))
             continue
         firing, numbers = shift_of(
@@ -307,14 +287,10 @@ def metric_shift(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Dec
         if abs(numbers["median"]) < p["min_baseline"]:
             # Counts this small move by half on their own (1 against 2): not a shift.
             numbers["min_baseline"] = p["min_baseline"]
-            summary = f"{name}: median {numbers['median']:g} is under {p['min_baseline']:g}"
+            summary = sentences.shift_sentence(p, name, numbers, firing=False)
             decisions.append(Decision(name, False, summary, numbers, labels))
             continue
-        summary = (
-            f"{name} = {current:g} at {current_at:%Y-%m-%d %H:%M}, median {numbers['median']:g} "
-            f"of {len(history)} points: {numbers['mads'] if numbers['mads'] is not None else 'inf'}"
-            f" MADs (k {p['k']}), {numbers['relative']} relative (floor {p['min_relative']})"
-        )
+        summary = sentences.shift_sentence(p, name, numbers, firing=firing)
         decisions.append(Decision(name, firing, summary, numbers, labels))
     return decisions
 
@@ -331,17 +307,13 @@ def http_probe(_session: Session, rule: AlarmRule, _at: dt.datetime) -> list[Dec
         response = httpx.get(p["url"], timeout=p["timeout_seconds"], follow_redirects=False)
     except httpx.HTTPError as error:
         numbers["error"] = f"{type(error).__name__}: {error}"
-        return [Decision("", True, f"{p['url']}: {numbers['error']}", numbers)]
+        return [Decision("", True, sentences.probe_sentence(p, numbers), numbers)]
     latency = (time.perf_counter() - started) * 1000
     numbers.update(status=response.status_code, latency_ms=round(latency, 1))
     numbers["latency_threshold_ms"] = p["latency_ms"]
     bad_status = response.status_code != p["expected_status"]
     slow = latency > p["latency_ms"]
-    summary = f"{p['url']}: status {response.status_code}, {latency:.0f} ms"
-    if bad_status:
-        summary += f" (expected {p['expected_status']})"
-    if slow:
-        summary += f" (over {p['latency_ms']} ms)"
+    summary = sentences.probe_sentence(p, numbers)
     return [Decision("", bad_status or slow, summary, numbers)]
 
 
@@ -351,7 +323,7 @@ def ci_silence(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Decis
     integration = session.scalar(select(Integration).where(Integration.name == p["integration"]))
     if integration is None:
         numbers = {"integration": p["integration"], "problem": "no such integration"}
-        return [Decision("", False, f"no integration {p['integration']!r}", numbers)]
+        return [Decision("", False, sentences.ci_silence_sentence(p, numbers), numbers)]
     last = session.scalar(
         select(func.max(InboxItem.received_at)).where(
             InboxItem.integration_id == integration.id,
@@ -368,12 +340,7 @@ def ci_silence(session: Session, rule: AlarmRule, at: dt.datetime) -> list[Decis
         "hours_since": round(hours, 2),
         "hours": p["hours"],
     }
-    summary = (
-        f"{p['integration']}: no pipeline event for {hours:.1f} h (limit {p['hours']} h)"
-        if firing
-        else f"{p['integration']}: last pipeline event {hours:.1f} h ago"
-    )
-    return [Decision("", firing, summary, numbers)]
+    return [Decision("", firing, sentences.ci_silence_sentence(p, numbers), numbers)]
 
 
 EVALUATORS: dict[str, Callable[[Session, AlarmRule, dt.datetime], list[Decision]]] = {

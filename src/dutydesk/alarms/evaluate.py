@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from dutydesk.alarms import silences
 from dutydesk.alarms._kinds import EVALUATORS, Decision
 from dutydesk.alarms.models import AlarmRule, RuleEvaluation
+from dutydesk.alarms.sentences import explain
 from dutydesk.alarms.service import Signal, raise_signal
 from dutydesk.db import utcnow
 from dutydesk.intake.models import Integration
@@ -51,9 +52,18 @@ def _signal(
     return Signal(
         source=source,
         fingerprint=silences.fingerprint(rule, decision.instance),
-        title=f"{rule.name}: {decision.summary}",
+        title=decision.summary,
         severity=rule.severity,
-        description=f"{rule.description}\n\n{decision.summary}\n\n{numbers}".strip(),
+        description="\n\n".join(
+            part
+            for part in (
+                decision.summary,
+                f"Rule {rule.name}: {explain(rule)}",
+                rule.description,
+                f"The numbers behind it:\n{numbers}",
+            )
+            if part
+        ),
         labels=silences.rule_labels(rule, {"instance": decision.instance, **decision.labels}),
         annotations={"rule_id": rule.id, "numbers": decision.numbers},
         resolved=resolved,

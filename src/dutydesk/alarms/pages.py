@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
-from dutydesk.alarms import rules, silences
+from dutydesk.alarms import rules, sentences, silences
 from dutydesk.alarms.api import get_rule_or_404, try_rule
 from dutydesk.alarms.evaluate import evaluations_of_alarm, evaluations_of_rule
 from dutydesk.alarms.models import Alarm, RuleKind, Silence, SilenceKind
@@ -22,10 +22,13 @@ from dutydesk.intake import logs
 from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import Db, OperatorPage, ViewerPage
 from dutydesk.web.params import RowId
-from dutydesk.web.templating import render
+from dutydesk.web.templating import render, templates
+from dutydesk.web.words import as_typed_in_zone
 
 router = APIRouter()
 registry.add_nav(registry.NavItem("Alarms", "/alarms", order=57))
+# What a rule checks, as a sentence from its settings (the rules list and a rule's page).
+templates.env.globals["explain_rule"] = sentences.explain
 
 
 def _alarms_page(request: Request, db: Db, **extra: Any) -> HTMLResponse:
@@ -156,9 +159,8 @@ async def rule_action(
                 )
             else:
                 at_text = str(form.get("at") or "").strip()
-                at = dt.datetime.fromisoformat(at_text) if at_text else None
-                if at is not None and at.tzinfo is None:
-                    at = at.replace(tzinfo=dt.UTC)
+                # Typed without an offset: in the tester's own time zone.
+                at = as_typed_in_zone(dt.datetime.fromisoformat(at_text)) if at_text else None
                 extra["decisions"] = try_rule(db, rule, at)
         except (rules.RuleError, ValueError) as error:
             extra["error"] = str(error)
