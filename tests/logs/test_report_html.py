@@ -298,3 +298,30 @@ def test_lines_of_another_format_in_the_glob_are_reported_not_counted(
     check_totals(page, expected)
     (summary,) = page.having("data-unparsed")
     assert summary["data-unparsed"] == "4"
+
+
+def alb_line(second: int, seconds: float, status: int, path: str) -> str:
+    return (
+        f"https 2026-11-23T10:00:{second:02d}.000000Z app/my-lb/50dc 192.0.2.{second}:2817 "
+        f"10.0.0.1:80 0.000 {seconds:.3f} 0.000 {status} {status} 34 366 "
+        f'"GET https://www.example.com:443{path} HTTP/1.1" "curl/8.5.0" ECDHE TLSv1.2 '
+        'arn:aws:elasticloadbalancing:tg "Root=1-58337262" "www.example.com" "-" 0\n'
+    )
+
+
+def test_an_alb_report_has_slowest_requests_but_no_referrers(
+    log_root: Path, tmp_path: Path
+) -> None:
+    lines = [alb_line(i, (i * 7 % 30) / 10, 200 if i % 5 else 502, f"/p{i % 3}") for i in range(30)]
+    (log_root / "alb.log").write_text("".join(lines))
+    target = tmp_path / "alb.html"
+    result = dutydesk("report", str(log_root), "--html", str(target), "--top", "3")
+    assert result.exit_code == 0, result.output
+    page = parsed(target.read_text())
+    (summary,) = page.having("data-format")
+    assert (summary["data-format"], summary["data-requests"]) == ("alb", "30")
+    assert [attrs["data-missing"] for attrs in page.having("data-missing")] == ["referrers"]
+    slowest = [float(attrs["data-seconds"] or 0) for attrs in page.having("data-seconds")]
+    assert slowest == [2.9, 2.8, 2.7]
+    codes = {attrs["data-status"]: attrs["data-count"] for attrs in page.having("data-status")}
+    assert codes == {"200": "24", "502": "6"}
