@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         description="S3 endpoint for log queries (`http://host:port` for MinIO or moto); "
         "empty means `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` if set, else AWS itself.",
     )
+    log_s3_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="S3 requests a log query keeps in flight at once (objects fetched, folders "
+        "listed); a bucket far away answers each after tens of milliseconds.",
+    )
     log_cache_bytes: int = Field(
         default=2 << 30,
         ge=0,

@@ -93,17 +93,19 @@ def test_a_big_s3_object_is_streamed_not_fetched_whole(
     monkeypatch.setattr(_sources, "STREAM_BYTES", 16 * 1024)
     fetched: list[str] = []
     opened: list[str] = []
-    fetch, open_ = _s3.S3.fetch, _s3.S3.open
+    fetch, open_ = _s3.S3.fetch_each, _s3.S3.open
 
-    def spy_fetch(self: _s3.S3, urls: list[str]) -> list[bytes | _sources.Problem]:
+    def spy_fetch(
+        self: _s3.S3, urls: list[str], sizes: list[int]
+    ) -> Iterator[bytes | _sources.Problem]:
         fetched.extend(urls)
-        return fetch(self, urls)
+        return fetch(self, urls, sizes)
 
     def spy_open(self: _s3.S3, url: str) -> object:
         opened.append(url)
         return open_(self, url)
 
-    monkeypatch.setattr(_s3.S3, "fetch", spy_fetch)
+    monkeypatch.setattr(_s3.S3, "fetch_each", spy_fetch)
     monkeypatch.setattr(_s3.S3, "open", spy_open)
     result = run(Query((f"s3://{BUCKET}/web/*.gz",), format="nginx", group_by=("status",)))
     counts = dict(

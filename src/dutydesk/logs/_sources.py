@@ -58,10 +58,11 @@ __all__ = [
 
 BATCH_BYTES = 2 << 20  # text per Arrow batch: several per window, spread over DuckDB threads
 GROUP_BYTES = 1 << 20  # small files on disk read by one thread task
-FETCH_GROUP = 32  # small S3 objects fetched together (DuckDB fetches them in parallel)
 SCHEMA = pa.schema([("file_id", pa.int32()), ("line", pa.large_string())])
 Progress = Callable[[int], None]
 Opener = Callable[[str], BinaryIO]
+# Fetches objects (URLs, listed sizes): each one's text, un-gzipped, or why not, in that order.
+Fetch = Callable[[list[str], list[int]], Iterator[bytes | Problem]]
 
 
 def _read_chunks(
@@ -190,7 +191,7 @@ class LineStream:
     events: re.Pattern[str] = JAVA_EVENTS  # where a multiline format's events start
     progress: Progress | None = None
     threads: int = 1  # threads reading small local files
-    fetch: Callable[[list[str]], list[bytes | Problem]] | None = None  # reads S3 objects
+    fetch: Fetch | None = None  # reads S3 objects, many at once (`_s3.S3.fetch_each`)
     opener: Opener | None = None  # opens a big S3 object to stream it
 
     def _contents(self) -> Iterator[tuple[int, bytes | Problem | None]]:
@@ -209,33 +210,21 @@ class LineStream:
             return
         yield from self._contents_in_threads()
 
-    def _fetched(
-        self, fetch: Callable[[list[str]], list[bytes | Problem]]
-    ) -> Iterator[tuple[int, bytes | Problem | None]]:
-        """As `_contents`, for objects fetched (S3): small ones whole, several at once; a big
-        one (listed with its size) left to stream."""
+    def _fetched(self, fetch: Fetch) -> Iterator[tuple[int, bytes | Problem | None]]:
+        """As `_contents`, for objects fetched (S3): small ones whole, many at once, as the
+        fetcher hands them on in order; a big one (by its listed size) left to stream."""
         files, sizes = self.files.files, self.files.sizes
-        small: list[int] = []
-
-        def flush() -> Iterator[tuple[int, bytes | Problem | None]]:
-            for i, content in zip(small, fetch([files[i] for i in small]), strict=True):
-                if isinstance(content, bytes):
-                    try:
-                        content = text_of(content)
-                    except UNREADABLE_GZIP as error:
-                        content = Problem(files[i], f"not a readable gzip file ({error})")
-                yield i, content
-            small.clear()
-
+        streamed = self.opener is not None
+        small = [i for i in range(len(files)) if not (streamed and sizes[i] > STREAM_BYTES)]
+        contents = fetch([files[i] for i in small], [sizes[i] for i in small])
+        next_small = iter(small)
+        upcoming = next(next_small, None)
         for i in range(len(files)):
-            if sizes[i] > STREAM_BYTES and self.opener is not None:
-                yield from flush()
+            if i == upcoming:
+                yield i, next(contents)
+                upcoming = next(next_small, None)
+            else:
                 yield i, None
-                continue
-            small.append(i)
-            if len(small) == FETCH_GROUP:
-                yield from flush()
-        yield from flush()
 
     def _groups(self) -> Iterator[list[int]]:
         """File ids in order, grouped to about GROUP_BYTES on disk; a big file alone."""

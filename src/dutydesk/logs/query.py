@@ -274,7 +274,7 @@ def run(
         table = reader.read(plan, files, report, query.top)
     finally:
         if s3 is not None:
-            s3.connection.close()
+            s3.close()
     if query.save and plan.aggregates:
         follow = Query(
             sources=(f"@{query.save}",),
@@ -332,7 +332,7 @@ class _Reader:
             "events": fmt.events(),
             "progress": self.progress,
             "threads": READ_THREADS,
-            "fetch": s3.fetch if s3 else None,
+            "fetch": s3.fetch_each if s3 else None,
             "opener": s3.open if s3 else None,
         }
         stream = _sources.LineStream(files, **stream_options)
