@@ -66,8 +66,8 @@ def _html(
         link = html.escape(base + section.link)
         parts.append(f'<h2><a href="{link}">{html.escape(section.title)}</a></h2><ul>')
         for line, page in [(section.missing, "")] if section.missing else section.linked():
-            chart = f' <a href="{html.escape(base + page)}">chart</a>' if page else ""
-            parts.append(f"<li>{html.escape(line)}{chart}</li>")
+            more = f' <a href="{html.escape(base + page)}">{section.link_text}</a>' if page else ""
+            parts.append(f"<li>{html.escape(line)}{more}</li>")
         parts.append("</ul>")
         if section.key == "trends":
             for key, cid in cids.items():

@@ -19,6 +19,7 @@ from dutydesk.db import utcnow
 from dutydesk.export.models import ExportRun
 from dutydesk.intake.models import InboxItem
 from dutydesk.metrics.models import MetricPoint
+from dutydesk.notify.models import Delivery
 from dutydesk.review import _trends
 from dutydesk.review.models import ReviewAction, ReviewMark
 from dutydesk.settings import get_settings
@@ -57,6 +58,12 @@ class Section:
     missing: str | None = None
     # A page per line (`/dashboards/series?...`), or "" where a line has none; may be shorter.
     links: list[str] = field(default_factory=list)
+    link_text: str = "open"
+
+    def add(self, line: str, link: str = "") -> None:
+        """Append a line, with the page behind it."""
+        self.links += [""] * (len(self.lines) - len(self.links)) + [link]
+        self.lines.append(line)
 
     def linked(self) -> list[tuple[str, str]]:
         """Each line with its page ("" for none)."""
@@ -161,6 +168,17 @@ def tickets_section(session: Session, period: Period) -> Section:
     section.lines.append(
         f"Still open and unassigned: {unassigned}; stale (quiet {STALE_DAYS} days): {stale}"
     )
+    notices = Counter(
+        dict(
+            session.execute(
+                select(Delivery.state, func.count())
+                .where(Delivery.created_at >= period.start, Delivery.created_at < period.end)
+                .group_by(Delivery.state)
+            ).all()
+        )
+    )
+    states = ", ".join(f"{n} {state}" for state, n in sorted(notices.items())) or "none"
+    section.add(f"Notices: {sum(notices.values())} ({states})", "/notify/deliveries")
     return section
 
 
@@ -188,13 +206,11 @@ def trends_section(session: Session, period: Period) -> Section:
     """Series that moved in the period against their baseline before it, by the shift rules'
     test, largest relative change first, whether or not an alarm fired (silenced ones say so);
     each with its numbers and a link to its chart."""
-    section = Section("trends", "Trends", "/dashboards")
+    section = Section("trends", "Trends", "/dashboards", link_text="chart")
     for trend in _trends.trends(session, period.start, period.end, limit=TOP):
-        section.lines.append(trend.line())
-        section.links.append(trend.link)
+        section.add(trend.line(), trend.link)
     if not section.lines:
-        section.lines.append("No series moved beyond its baseline band.")
-        section.links.append("")
+        section.add("No series moved beyond its baseline band.")
     return section
 
 
@@ -365,7 +381,7 @@ def to_markdown(period: Period, sections: list[Section]) -> str:
         if section.missing:
             lines.append(f"- {section.missing}")
         for line, link in [] if section.missing else section.linked():
-            lines.append(f"- {line} ([chart]({base}{link}))" if link else f"- {line}")
+            lines.append(f"- {line} ([{section.link_text}]({base}{link}))" if link else f"- {line}")
         lines.append("")
     return "\n".join(lines)
 
