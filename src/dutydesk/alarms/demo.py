@@ -1,5 +1,7 @@
 """Demo: the seeded rules, a few days of log counts and error groups, a heartbeat check with
-pings, CI events, and a replay of the metric rules over the export's month of history.
+pings, CI events, a silence over the export demo's data-loss day, and a replay of the metric
+rules over the export's month of history (the loss day's shift is stored as silenced, so it
+opens no ticket, yet the dashboards and the review show it).
 
 `demo_metric_history` generates the same shape of series as the export demo (three studies of
 60 participants, 120 records a day, 60% of study-a's participants missing on the loss day), for
@@ -15,9 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dutydesk import registry
-from dutydesk.alarms import rules
-from dutydesk.alarms.models import AlarmRule
+from dutydesk.alarms import rules, silences
+from dutydesk.alarms.models import AlarmRule, Silence
 from dutydesk.db import utcnow
+from dutydesk.export.demo import LOSS_DAYS_AGO, LOSS_STUDY
 from dutydesk.intake import logs
 from dutydesk.intake.models import Integration, LogCount, Ping, PingCheck
 from dutydesk.jobs import service as jobs
@@ -27,9 +30,8 @@ DEMO_SOURCE = "bridge-worker"
 STUDIES = ("study-a", "study-b", "study-c")
 PARTICIPANTS = 60
 RECORDS_PER_DAY = 120
-LOSS_STUDY = "study-a"
-LOSS_DAYS_AGO = 6
 LOSS_SHARE = 0.6
+LOSS_RULE = "shift-unique-health-codes"
 REPLAY_DELAY_SECONDS = 300
 
 
@@ -79,6 +81,26 @@ def _demo_lines(day: dt.datetime, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+def silence_loss_day(session: Session, now: dt.datetime) -> Silence:
+    """Silence the unique-participants shift rule for the loss study over the export demo's
+    loss day (its point is dated at the day's end), as the team would for a known gap."""
+    loss_day = now.date() - dt.timedelta(days=LOSS_DAYS_AGO)
+    starts = dt.datetime.combine(loss_day, dt.time(6), dt.UTC)
+    return silences.create_silence(
+        session,
+        starts_at=starts,
+        ends_at=starts + dt.timedelta(hours=30),
+        reason=(
+            f"Known gap: {LOSS_STUDY}'s participants still on app 2.x cannot upload on "
+            f"{loss_day} (server certificate rotation); their uploads are re-driven once the "
+            "app update is out, so the drop in unique participants is expected."
+        ),
+        actor=DEMO_ACTOR,
+        matchers={"series": f"uniqueHealthCodes[{LOSS_STUDY}]"},
+        rule=rules.get_rule(session, LOSS_RULE),
+    )
+
+
 @registry.demo_seeder("alarms")
 def seed_alarms(session: Session, context: registry.DemoContext) -> None:
     """Seed rules, three days of log counts, a heartbeat with pings, and a metric replay."""
@@ -88,6 +110,7 @@ def seed_alarms(session: Session, context: registry.DemoContext) -> None:
         return
     made = rules.seed_default_rules(session, DEMO_ACTOR)
     now = utcnow()
+    silence_loss_day(session, now)
     rules.create_rule(
         session,
         name="nightly-export-finished",
@@ -153,5 +176,6 @@ def seed_alarms(session: Session, context: registry.DemoContext) -> None:
     counted = session.scalar(select(func.sum(LogCount.count)).where(LogCount.source == DEMO_SOURCE))
     context.note(
         f"{len(made) + 1} alarm rules, {counted} log lines counted from {DEMO_SOURCE}; "
+        f"{LOSS_RULE} silenced for {LOSS_STUDY} over its loss day; "
         "the metric rules replay the export month once its runs are done"
     )
