@@ -49,6 +49,16 @@ def independent(files: list[Path]) -> dict[str, int]:
     return dict(counts)
 
 
+def key_of(name: str) -> str:
+    """How the cache keys files read in format `name` (its name and how it parses)."""
+    from dutydesk.logs import _cache
+    from dutydesk.logs._engine import Plan
+    from dutydesk.logs.formats import get_format
+
+    fmt = get_format(name)
+    return _cache.format_key(Plan(fmt=fmt, columns=("file", *fmt.fields)))
+
+
 def stats() -> dict[str, str]:
     result = ok("cache", "stats")
     return dict(line.split(None, 1) for line in result.stdout.strip().splitlines())
@@ -159,11 +169,11 @@ def test_the_cache_checks_the_roots_itself(log_root: Path, logs: list[Path], hom
         files.add(str(path), path.stat().st_size)
     cache = _cache.open_cache(get_settings())
     try:
-        served, missing, _ = cache.lookup(files, "nginx", Roots.parse(str(log_root)))
+        served, missing, _ = cache.lookup(files, key_of("nginx"), Roots.parse(str(log_root)))
         assert sum(len(paths) for paths in served.values()) == len(logs) and not missing
-        served, missing, _ = cache.lookup(files, "nginx", Roots.parse(str(home)))
+        served, missing, _ = cache.lookup(files, key_of("nginx"), Roots.parse(str(home)))
         assert not served and len(missing) == len(logs)
-        served, missing, _ = cache.lookup(files, "apache", Roots.parse(str(log_root)))
+        served, missing, _ = cache.lookup(files, key_of("apache"), Roots.parse(str(log_root)))
         assert not served
     finally:
         cache.close()

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from dutydesk.cli import app
 from tests.logs.conftest import write_access_logs
+from tests.logs.test_cache import key_of
 
 
 def query(*args: str) -> str:
@@ -37,7 +38,7 @@ def whole_fill(root: Path) -> list[tuple[str, int]] | None:
     list_local(str(root), roots, files)
     cache = _cache.open_cache(get_settings())
     try:
-        return cache.whole(files, "nginx", roots)
+        return cache.whole(files, key_of("nginx"), roots)
     finally:
         cache.close()
 
@@ -103,9 +104,10 @@ def test_the_whole_fill_is_not_served_outside_the_roots(
     list_local(str(log_root), Roots.parse(str(log_root)), files)
     cache = _cache.open_cache(get_settings())
     try:
-        assert cache.whole(files, "nginx", Roots.parse(str(log_root))) is not None
-        assert cache.whole(files, "nginx", Roots.parse(str(home / "elsewhere"))) is None
-        assert cache.whole(files, "apache", Roots.parse(str(log_root))) is None
+        assert cache.whole(files, key_of("nginx"), Roots.parse(str(log_root))) is not None
+        assert cache.whole(files, key_of("nginx"), Roots.parse(str(home / "elsewhere"))) is None
+        assert cache.whole(files, key_of("apache"), Roots.parse(str(log_root))) is None
+        assert cache.whole(files, "nginx:parsed-otherwise", Roots.parse(str(log_root))) is None
     finally:
         cache.close()
 

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
     from dutydesk.logs._report import Report
     from dutydesk.logs._sources import LineStream
-    from dutydesk.logs.formats import LogFormat
     from dutydesk.settings import Settings
 
 CACHED = "log_cached"
@@ -387,6 +386,19 @@ def _parse_plan(plan: Plan) -> Plan:
     )
 
 
+def format_key(plan: Plan) -> str:
+    """The format as the cache keys files by it: its name and a digest of how its lines are
+    parsed (the parsing SQL, how events are cut), so rows parsed otherwise, by another
+    version of the format, are not served."""
+    from dutydesk.logs import _engine
+
+    fmt = plan.fmt
+    assert fmt is not None
+    events = fmt.events().pattern if fmt.multiline else ""
+    parsing = f"{_engine.build_sql(_parse_plan(plan), 'lines')}\0{events}"
+    return f"{fmt.name}:{hashlib.sha256(parsing.encode()).hexdigest()[:16]}"
+
+
 def _chunks(part: FileList) -> Iterator[FileList]:
     """`part` cut into runs of about FILL_BYTES on disk, in order."""
     chunk, size = FileList(), 0
@@ -408,6 +420,7 @@ def _fill(
     stream_of: type[LineStream],
     stream_options: dict[str, object],
     keys: dict[str, tuple[int, int]],
+    key: str,
 ) -> list[tuple[str, FileList]]:
     """Parse the files of `part` into new segments: [(segment, the files it holds)]; the files
     that could not be read go to `part.problems`."""
@@ -415,7 +428,7 @@ def _fill(
 
     assert plan.fmt is not None
     parse = _parse_plan(plan)
-    fill = _fill_key(part.files, plan.fmt.name)
+    fill = _fill_key(part.files, key)
     written: list[tuple[str, FileList]] = []
     for seq, chunk in enumerate(_chunks(part)):
         stream = stream_of(chunk, **stream_options)  # type: ignore[arg-type]
@@ -430,7 +443,7 @@ def _fill(
             continue
         name = uuid.uuid4().hex
         _segments.write(cache.segment_path(name), parts)
-        cache.add(name, (fill, seq), chunk, keys, plan.fmt.name, served)
+        cache.add(name, (fill, seq), chunk, keys, key, served)
         written.append((name, chunk))
     return written
 
@@ -594,22 +607,22 @@ def answer(
     None when no file could be read, or rows would not come out in file order (the caller then
     reads the files as without the cache)."""
     assert plan.fmt is not None
-    fmt: LogFormat = plan.fmt
+    key = format_key(plan)
     cache = open_cache(settings)
     try:
-        whole = cache.whole(files, fmt.name, roots)
+        whole = cache.whole(files, key, roots)
         if whole is not None:
             table = _read_whole(cache, plan, whole)
             if table is not None:
                 return _query(connection, plan, top, table, files.files, report)
-        served, missing, keys = cache.lookup(files, fmt.name, roots)
+        served, missing, keys = cache.lookup(files, key, roots)
         if missing:
             part = FileList()
             for i in missing:
                 part.add(
                     files.files[i], files.sizes[i], mtime_ns=keys.get(files.files[i], (0, -1))[1]
                 )
-            written = _fill(cache, connection, plan, part, stream_of, stream_options, keys)
+            written = _fill(cache, connection, plan, part, stream_of, stream_options, keys, key)
             bad = {problem.file for problem in part.problems}
             if not served and not written:
                 return None

@@ -62,6 +62,13 @@ def read(path: Path, columns: Sequence[str]) -> pa.Table | None:
         return None
 
 
+def _filled(chunk: pa.DictionaryArray) -> pa.Array:
+    """The indices of `chunk`, a missing value pointing one past its dictionary."""
+    if chunk.indices.null_count == 0:
+        return chunk.indices
+    return chunk.indices.fill_null(len(chunk.dictionary))
+
+
 def _value_mask(
     connection: duckdb.DuckDBPyConnection, condition: _engine.Condition, values: pa.Array
 ) -> pa.Array:
@@ -100,8 +107,7 @@ def prefiltered(connection: duckdb.DuckDBPyConnection, plan: Plan, table: pa.Tab
             key = (chunk.dictionary.buffers()[1].address, len(chunk.dictionary))
             if key not in masks:
                 masks[key] = _value_mask(connection, condition, chunk.dictionary)
-            indices = chunk.indices.fill_null(len(chunk.dictionary))
-            chunks.append(pc.take(masks[key], indices))
+            chunks.append(pc.take(masks[key], _filled(chunk)))
         holds = pa.chunked_array(chunks, pa.bool_())
         keep = holds if keep is None else pc.and_(keep, holds)
     if keep is None:
@@ -118,7 +124,7 @@ def member(column: pa.ChunkedArray, wanted: pa.Array) -> pa.ChunkedArray:
         if pa.types.is_dictionary(chunk.type):
             values = wanted.cast(chunk.dictionary.type)
             hits = pa.concat_arrays([pc.is_in(chunk.dictionary, value_set=values), missing])
-            chunks.append(pc.take(hits, chunk.indices.fill_null(len(chunk.dictionary))))
+            chunks.append(pc.take(hits, _filled(chunk)))
         else:
             chunks.append(pc.is_in(chunk, value_set=wanted.cast(chunk.type), skip_nulls=False))
     return pa.chunked_array(chunks, pa.bool_())
