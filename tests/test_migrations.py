@@ -351,6 +351,12 @@ ROWS: dict[str, dict[str, Any]] = {
         "high": 42.0,
         "last": 42.0,
     },
+    "metric_series": {
+        "id": 1,
+        "key": "uniqueHealthCodes[study-a]",
+        "name": "uniqueHealthCodes",
+        "labels": {"key": "study-a"},
+    },
     "dashboards": {
         "id": 1,
         "name": "export",

@@ -22,7 +22,9 @@ class MetricPoint(Base):
     """
 
     __tablename__ = "metric_points"
-    __table_args__ = (Index("ix_metric_points_series_at", "series", "at"),)
+    # The value is in the index so that reading a series' range never visits the table: its
+    # points are scattered across it, written hour by hour with every other series'.
+    __table_args__ = (Index("ix_metric_points_series_at_value", "series", "at", "value"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     series: Mapped[str] = mapped_column(String(300))
@@ -31,6 +33,21 @@ class MetricPoint(Base):
     at: Mapped[dt.datetime]
     value: Mapped[float]
     source: Mapped[str] = mapped_column(String(100))
+
+
+class MetricSeries(Base):
+    """One series the points are of: its key, name and labels, with an integer id.
+
+    `record` adds a series the first time it writes a point of it, so listing the series (the
+    dashboards' browser, a panel's pattern) reads this small table instead of the points.
+    """
+
+    __tablename__ = "metric_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Period(enum.StrEnum):

@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
-from sqlalchemy import func as sa_func
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dutydesk.db import utcnow
-from dutydesk.metrics.models import MetricPoint, MetricRollup, Period
+from dutydesk.metrics.models import MetricPoint, MetricRollup, MetricSeries, Period
 from dutydesk.settings import get_settings
 
 PERIODS = {Period.hour: dt.timedelta(hours=1), Period.day: dt.timedelta(days=1)}
@@ -58,6 +58,7 @@ def record(session: Session, source: str, at: dt.datetime, points: Iterable[Poin
             MetricPoint.series.in_(list(by_series)),
         )
     )
+    ensure_series(session, by_series)
     session.add_all(
         MetricPoint(
             series=key,
@@ -70,6 +71,30 @@ def record(session: Session, source: str, at: dt.datetime, points: Iterable[Poin
         for key, point in by_series.items()
     )
     return len(by_series)
+
+
+def ensure_series(session: Session, points: Mapping[str, Point]) -> None:
+    """Add the series of `points` (by key) that the series table does not hold yet."""
+    known = set(session.scalars(select(MetricSeries.key).where(MetricSeries.key.in_(list(points)))))
+    missing = [
+        MetricSeries(key=key, name=point.name, labels=dict(point.labels))
+        for key, point in points.items()
+        if key not in known
+    ]
+    if not missing:
+        return
+    # Another process may add one of the same new series at the same time; its row is as good
+    # as ours, so on a clash each is added alone and a clashing one is left to the other.
+    try:
+        with session.begin_nested():
+            session.add_all(missing)
+    except IntegrityError:
+        for row in missing:
+            try:
+                with session.begin_nested():
+                    session.add(MetricSeries(key=row.key, name=row.name, labels=row.labels))
+            except IntegrityError:
+                continue
 
 
 def record_points(
@@ -97,13 +122,15 @@ def series(
 
 def series_names(session: Session, name: str | None = None) -> list[tuple[str, dict[str, str]]]:
     """Every series key with its labels, optionally of one name, sorted by key."""
-    # One row per series (PostgreSQL cannot compare JSON, so no DISTINCT over labels).
-    first = select(sa_func.min(MetricPoint.id)).group_by(MetricPoint.series)
+    query = select(MetricSeries.key, MetricSeries.labels).order_by(MetricSeries.key)
     if name is not None:
-        first = first.where(MetricPoint.name == name)
-    query = select(MetricPoint.series, MetricPoint.labels).where(MetricPoint.id.in_(first))
-    found = {key: dict(labels or {}) for key, labels in session.execute(query)}
-    return sorted(found.items())
+        query = query.where(MetricSeries.name == name)
+    return [(key, dict(labels or {})) for key, labels in session.execute(query)]
+
+
+def series_keys(session: Session) -> list[str]:
+    """Every series key, sorted."""
+    return list(session.scalars(select(MetricSeries.key).order_by(MetricSeries.key)))
 
 
 def bucket_start(at: dt.datetime, period: Period) -> dt.datetime:
@@ -197,4 +224,11 @@ def prune(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]
             )
         )
         counts[period.value] = int(getattr(gone, "rowcount", 0))
+    # A series with neither points nor roll-ups left is no longer listed.
+    session.execute(
+        delete(MetricSeries).where(
+            ~select(MetricPoint.id).where(MetricPoint.series == MetricSeries.key).exists(),
+            ~select(MetricRollup.id).where(MetricRollup.series == MetricSeries.key).exists(),
+        )
+    )
     return counts
