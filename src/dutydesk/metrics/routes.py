@@ -3,16 +3,20 @@ JSON API of the chart data."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
-from dutydesk.db import utcnow
+from dutydesk.db import describe_database_error, transaction, utcnow
 from dutydesk.metrics import dashboards
 from dutydesk.metrics.models import Dashboard
 from dutydesk.tickets._web import caller_name
@@ -21,7 +25,30 @@ from dutydesk.web.openapi import answers
 from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
-router = APIRouter()
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def make_default_dashboards(app: FastAPI) -> AsyncIterator[None]:
+    """As the web process starts, make the default dashboards that do not exist yet, so no
+    request writes them. A database that cannot take them now (unreachable, not migrated) is
+    logged and the process starts anyway: the health page says what is wrong."""
+    try:
+        with transaction(app.state.session_factory, immediate=True, actor="dutydesk") as session:
+            made = dashboards.ensure_defaults(session)
+    except IntegrityError:
+        made = []  # another web process made them at the same moment
+    except DBAPIError as error:
+        log.warning(
+            "default dashboards not made: %s", describe_database_error(error, "the ops database")
+        )
+    else:
+        for board in made:
+            log.info("made the default dashboard %r", board.name)
+    yield
+
+
+router = APIRouter(lifespan=make_default_dashboards)
 registry.add_nav(registry.NavItem("Dashboards", "/dashboards", order=92))
 
 SeriesName = Annotated[
