@@ -3,6 +3,7 @@ the ticket's note and a page; who may run and read diagnoses."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -74,3 +75,188 @@ def test_viewers_read_diagnoses_and_only_operators_run_them(
     assert client.post("/api/v1/diagnose/services/nothing/run").status_code == 404
     missing = client.post("/api/v1/diagnose/services/shop/run", params={"ticket": "DD-999999"})
     assert missing.status_code == 404
+
+
+SHOP = {
+    "name": "shop",
+    "hosts": ["shop-vm1"],
+    "databases": [{"name": "main", "url": "postgresql://app:s3cret@db1:5432/shop"}],
+    "log_sources": ["/var/log/shop/*.log"],
+    "projects": ["shop-web"],
+    "pipelines": ["shop-ci"],
+    "supervisors": [{"server": "shop-primary", "processes": ["shop:web"]}],
+    "checklist": ["database", "instances"],
+}
+
+
+def audited(db: Session) -> list[tuple[str, str]]:
+    from dutydesk.audit.models import AuditEvent
+
+    db.expire_all()
+    rows = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.object_type == "diagnose_services")
+        .order_by(AuditEvent.id)
+    ).all()
+    assert all("s3cret" not in str(row.before) + str(row.after) for row in rows)
+    return [(row.action, row.actor) for row in rows]
+
+
+def test_operators_add_edit_and_remove_services_through_the_api(
+    client: TestClient, db: Session
+) -> None:
+
+    assert client.post("/api/v1/diagnose/services", json=SHOP).status_code == 401
+    client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.viewer))
+    assert client.post("/api/v1/diagnose/services", json=SHOP).status_code == 403
+    client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.operator))
+    made = client.post("/api/v1/diagnose/services", json=SHOP)
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["name"] == "shop" and "s3cret" not in made.text
+    assert body["config"]["databases"] == [
+        {"name": "main", "url": "postgresql://db1:5432/shop", "user": "app"}
+    ]
+    assert body["config"]["supervisors"] == [{"server": "shop-primary", "processes": ["shop:web"]}]
+    assert body["config"]["checklist"] == ["database", "instances"]
+    assert client.post("/api/v1/diagnose/services", json=SHOP).status_code == 409
+    assert client.get("/api/v1/diagnose/services/shop").json() == body
+    assert client.get(f"/api/v1/diagnose/services/{body['id']}").json() == body
+
+    # An edit: a database URL without its password keeps the stored one.
+    edited = {
+        **SHOP,
+        "name": "shop-eu",
+        "databases": [{"name": "main", "url": "postgresql://app@db2:5432/shop"}],
+        "checklist": None,
+    }
+    changed = client.put("/api/v1/diagnose/services/shop", json=edited)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["name"] == "shop-eu"
+    assert changed.json()["config"]["checklist"] == list(services.DEFAULT_CHECKLIST)
+    (login,) = services.database_logins(services.get_service(db, "shop-eu"))
+    assert str(login.login.url.host) == "db2" and login.login.password == "s3cret"
+    assert client.put("/api/v1/diagnose/services/shop", json=edited).status_code == 404
+    client.post("/api/v1/diagnose/services", json={"name": "other"})
+    taken = client.put("/api/v1/diagnose/services/other", json={"name": "shop-eu"})
+    assert taken.status_code == 409 and "exists already" in taken.json()["detail"]
+
+    ran = client.post("/api/v1/diagnose/services/shop-eu/run")
+    assert ran.status_code == 201
+    assert client.delete("/api/v1/diagnose/services/shop-eu").status_code == 204
+    assert client.get("/api/v1/diagnose/services/shop-eu").status_code == 404
+    assert client.get(f"/api/v1/diagnoses/{ran.json()['id']}").status_code == 404
+    assert client.delete("/api/v1/diagnose/services/shop-eu").status_code == 404
+    assert audited(db) == [
+        ("create", "operator-user"),
+        ("update", "operator-user"),
+        ("create", "operator-user"),
+        ("delete", "operator-user"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"name": "Shop!"}, "name must be"),
+        ({"name": "shop", "checklist": ["vibes"]}, "unknown checklist lines: vibes"),
+        ({"name": "shop", "databases": [{"url": "mysql+pymysql://db/x"}]}, "only PostgreSQL"),
+        ({"name": "shop", "colour": "red"}, "colour"),
+        ({"name": "shop", "hosts": "vm1"}, "hosts"),
+        ({"name": "shop", "supervisors": [{"processes": ["web:web"]}]}, "server"),
+        ({"hosts": []}, "name"),
+    ],
+)
+def test_a_wrong_service_gets_422_naming_the_field(
+    client: TestClient, db: Session, body: dict[str, object], named: str
+) -> None:
+    client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.operator))
+    refused = client.post("/api/v1/diagnose/services", json=body)
+    assert refused.status_code == 422, refused.text
+    assert named in refused.text
+
+
+def test_a_write_token_adds_a_service_and_a_read_token_may_not(
+    client: TestClient, db: Session
+) -> None:
+    from dutydesk.people import service as people
+
+    reader = people.create_token(db, "reader", ["read"]).secret
+    writer = people.create_token(db, "deployer", ["write"]).secret
+    db.commit()
+    url = "/api/v1/diagnose/services"
+    denied = client.post(url, json=SHOP, headers={"Authorization": f"Bearer {reader}"})
+    assert denied.status_code == 403
+    made = client.post(url, json=SHOP, headers={"Authorization": f"Bearer {writer}"})
+    assert made.status_code == 201, made.text
+    assert audited(db) == [("create", "(token deployer)")]
+
+
+def test_operators_add_edit_and_remove_services_in_the_console(
+    client: TestClient, db: Session
+) -> None:
+    anonymous = client.get("/diagnose/services")
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+    viewer_csrf = sign_in(client, db, make_user(db, Role.viewer))
+    listed = client.get("/diagnose/services")
+    assert listed.status_code == 200 and "No services yet." in listed.text
+    assert "Add a service" not in listed.text
+    assert client.get("/diagnose/services/new").status_code == 403
+    form = {
+        "name": "shop",
+        "hosts": "shop-vm1\n",
+        "databases": "main postgresql://app:s3cret@db1:5432/shop",
+        "log_sources": "/var/log/shop/*.log",
+        "projects": "shop-web",
+        "pipelines": "shop-ci",
+        "supervisors": "shop-primary shop:web shop:worker\nshop-failover shop:web",
+        "checklist": "database, instances logs",
+    }
+    denied = client.post("/diagnose/services", data={**form, "csrf_token": viewer_csrf})
+    assert denied.status_code == 403
+
+    csrf = sign_in(client, db, make_user(db, Role.operator))
+    assert "Add a service" in client.get("/diagnose/services").text
+    assert 'name="csrf_token"' in client.get("/diagnose/services/new").text
+    assert client.post("/diagnose/services", data=form).status_code in (400, 403)
+    made = client.post("/diagnose/services", data={**form, "csrf_token": csrf})
+    assert made.status_code == 303, made.text
+    found = services.get_service(db, "shop")
+    assert found.config["supervisors"] == [
+        {"server": "shop-primary", "processes": ["shop:web", "shop:worker"]},
+        {"server": "shop-failover", "processes": ["shop:web"]},
+    ]
+    assert found.config["checklist"] == ["database", "instances", "logs"]
+    page = client.get("/diagnose/services")
+    assert "shop-primary" in page.text and "postgresql://app@db1:5432/shop" in page.text
+    assert "s3cret" not in page.text
+
+    edit = client.get(f"/diagnose/services/{found.id}/edit")
+    assert edit.status_code == 200 and "s3cret" not in edit.text
+    assert "main postgresql://app@db1:5432/shop" in edit.text
+    wrong = client.post(
+        f"/diagnose/services/{found.id}",
+        data={**form, "databases": "postgresql://app@db1/shop", "csrf_token": csrf},
+    )
+    assert wrong.status_code == 400 and "databases, line 1: write NAME URL" in wrong.text
+    saved = client.post(
+        f"/diagnose/services/{found.id}",
+        data={
+            **form,
+            "databases": "main postgresql://app@db1:5432/shop",
+            "checklist": "",
+            "csrf_token": csrf,
+        },
+    )
+    assert saved.status_code == 303
+    db.expire_all()
+    again = services.get_service(db, "shop")
+    assert again.config["checklist"] == list(services.DEFAULT_CHECKLIST)
+    assert services.database_logins(again)[0].login.password == "s3cret"
+    duplicate = client.post("/diagnose/services", data={**form, "csrf_token": csrf})
+    assert duplicate.status_code == 400 and "exists already" in duplicate.text
+
+    removed = client.post(f"/diagnose/services/{found.id}/delete", data={"csrf_token": csrf})
+    assert removed.status_code == 303
+    assert "No services yet." in client.get("/diagnose/services").text
+    assert [action for action, _ in audited(db)] == ["create", "update", "delete"]

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,12 @@ __all__ = [
     "Diagnosis",
     "create_service",
     "database_logins",
+    "delete_service",
+    "description_of",
     "get_service",
     "list_services",
     "parse_description",
+    "update_service",
 ]
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -75,10 +78,12 @@ def parse_description(text: str) -> dict[str, Any]:
     return data
 
 
-def create_service(session: Session, description: dict[str, Any], *, actor: str) -> DiagnoseService:
-    """Make a service from its description: name, hosts (series label values), databases
-    (name and PostgreSQL URL), log_sources, projects, pipelines, supervisors (server and
-    processes) and checklist (line names; the default checklist when left out)."""
+def _validated(
+    description: dict[str, Any], kept_passwords: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The name, config and encrypted database passwords of a description; DiagnoseError names
+    the key that is wrong. A database URL without a password keeps the one in `kept_passwords`
+    (encrypted, by database name): an edit need not type it again."""
     name = str(description.get("name", "")).strip()
     if not NAME.match(name):
         raise DiagnoseError("name must be lowercase letters, digits, . _ - (up to 100)")
@@ -95,10 +100,15 @@ def create_service(session: Session, description: dict[str, Any], *, actor: str)
     config["checklist"] = checklist
     databases: list[dict[str, str]] = []
     passwords: dict[str, str] = {}
-    for item in description.get("databases") or []:
+    given = description.get("databases") or []
+    if not isinstance(given, list):
+        raise DiagnoseError("databases must be a list of {name, url}")
+    for item in given:
         if not isinstance(item, dict) or not isinstance(item.get("url"), str):
             raise DiagnoseError("each database needs a name and a url")
         db_name = str(item.get("name") or "").strip() or f"db{len(databases) + 1}"
+        if db_name in passwords:
+            raise DiagnoseError(f"databases: the name {db_name} is given twice")
         try:
             bare, user, password = clean_url(item["url"])
         except ValueError as error:
@@ -106,23 +116,84 @@ def create_service(session: Session, description: dict[str, Any], *, actor: str)
         if not bare.startswith("postgresql"):
             raise DiagnoseError(f"database {db_name}: only PostgreSQL URLs are checked")
         databases.append({"name": db_name, "url": bare, "user": user})
-        passwords[db_name] = encrypt_password(password)
+        kept = (kept_passwords or {}).get(db_name)
+        passwords[db_name] = encrypt_password(password) if password or not kept else kept
     config["databases"] = databases
     supervisors = []
-    for item in description.get("supervisors") or []:
+    given = description.get("supervisors") or []
+    if not isinstance(given, list):
+        raise DiagnoseError("supervisors must be a list of {server, processes}")
+    for item in given:
         if not isinstance(item, dict) or not isinstance(item.get("server"), str):
             raise DiagnoseError("each supervisors entry needs a server (name) and processes")
         processes = _strings(item.get("processes"), "supervisors.processes")
         supervisors.append({"server": item["server"], "processes": processes})
     config["supervisors"] = supervisors
+    return name, config, passwords
+
+
+def _name_is_free(session: Session, name: str, service_id: int | None = None) -> None:
+    taken = select(DiagnoseService.id).where(DiagnoseService.name == name)
+    if service_id is not None:
+        taken = taken.where(DiagnoseService.id != service_id)
+    if session.scalar(taken) is not None:
+        raise DiagnoseError(f"a service named {name} exists already")
+
+
+def create_service(session: Session, description: dict[str, Any], *, actor: str) -> DiagnoseService:
+    """Make a service from its description: name, hosts (series label values), databases
+    (name and PostgreSQL URL), log_sources, projects, pipelines, supervisors (server and
+    processes) and checklist (line names; the default checklist when left out)."""
+    name, config, passwords = _validated(description)
+    _name_is_free(session, name)
     service = DiagnoseService(name=name, config=config, db_passwords=passwords, created_by=actor)
-    session.add(service)
     try:
+        # Added inside the savepoint, so a clash with a concurrent add leaves nothing behind.
         with session.begin_nested():
-            session.flush()
+            session.add(service)
     except IntegrityError:
         raise DiagnoseError(f"a service named {name} exists already") from None
     return service
+
+
+def update_service(
+    session: Session, service: DiagnoseService, description: dict[str, Any]
+) -> DiagnoseService:
+    """Replace a service's description (its name too); a database given without a password
+    keeps the one stored for its name."""
+    name, config, passwords = _validated(description, dict(service.db_passwords))
+    _name_is_free(session, name, service.id)
+    service.name, service.config, service.db_passwords = name, config, passwords
+    session.flush()
+    return service
+
+
+def delete_service(session: Session, service: DiagnoseService) -> None:
+    """Remove a service and its diagnoses (notes they left on tickets stay)."""
+    session.execute(delete(Diagnosis).where(Diagnosis.service_id == service.id))
+    session.delete(service)
+    session.flush()
+
+
+def description_of(service: DiagnoseService) -> dict[str, Any]:
+    """The service as a description `create_service` reads, database URLs with their user
+    and without their password."""
+    from sqlalchemy.engine import make_url
+
+    config = service.config
+    databases = []
+    for item in config.get("databases", []):
+        url = make_url(item["url"])
+        if item.get("user"):
+            url = url.set(username=item["user"])
+        databases.append({"name": item["name"], "url": url.render_as_string(hide_password=True)})
+    return {
+        "name": service.name,
+        **{key: list(config.get(key, [])) for key in _LISTS},
+        "databases": databases,
+        "supervisors": [dict(item) for item in config.get("supervisors", [])],
+        "checklist": list(config.get("checklist", DEFAULT_CHECKLIST)),
+    }
 
 
 def get_service(session: Session, key: str) -> DiagnoseService:

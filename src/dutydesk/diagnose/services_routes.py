@@ -1,5 +1,6 @@
-"""Services to diagnose in the API and the console: list them (viewer), run a service's
-checklist (operator; for a ticket, the result becomes its note), read a diagnosis (viewer)."""
+"""Services to diagnose in the API and the console: list them (viewer), add, edit and remove
+them (operator), run a service's checklist (operator; for a ticket, the result becomes its
+note), read a diagnosis (viewer)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from dutydesk.diagnose import checks, services
 from dutydesk.diagnose._service_models import DiagnoseService, Diagnosis
@@ -34,6 +35,59 @@ class ServiceOut(BaseModel):
     def of(cls, found: DiagnoseService) -> ServiceOut:
         """The API's view of a service."""
         return cls(id=found.id, name=found.name, config=found.config)
+
+
+Names = Annotated[list[Annotated[str, Field(max_length=300)]], Field(max_length=200)]
+
+
+class DatabaseIn(BaseModel):
+    """A PostgreSQL database the database line reads (read only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=100)
+    url: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="postgresql://user:password@host:port/db; on an edit, a URL without a "
+        "password keeps the one stored for this database's name.",
+    )
+
+
+class SupervisorIn(BaseModel):
+    """A registered Supervisor server and the service's processes on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str = Field(min_length=1, max_length=100)
+    processes: Names = Field(default_factory=list, description="group:name; empty: every one.")
+
+
+class ServiceIn(BaseModel):
+    """A service's description: the same keys as the YAML file `dutydesk diagnose service-add`
+    reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    hosts: Names = Field(default_factory=list, description="Label values of the hosts' series.")
+    databases: list[DatabaseIn] = Field(default_factory=list, max_length=50)
+    log_sources: Names = Field(default_factory=list, description="Globs under the log roots.")
+    projects: Names = Field(default_factory=list, description="Exception projects.")
+    pipelines: Names = Field(default_factory=list, description="CI integrations by name.")
+    supervisors: list[SupervisorIn] = Field(default_factory=list, max_length=50)
+    checklist: Names | None = Field(
+        default=None, description="Line names in their order; omitted: the whole checklist."
+    )
+
+    def description(self) -> dict[str, Any]:
+        """The description as `services.create_service` reads it."""
+        return self.model_dump(exclude_none=True)
+
+
+def _refused(error: DiagnoseError) -> HTTPException:
+    """A refused description: 409 when the name is taken, else 422 naming what is wrong."""
+    return HTTPException(409 if "exists already" in str(error) else 422, str(error))
 
 
 class EvidenceOut(BaseModel):
@@ -95,6 +149,43 @@ def _diagnosis(db: Db, diagnosis_id: int) -> tuple[Diagnosis, DiagnoseService]:
 def list_services(_who: Viewer, db: Db) -> list[ServiceOut]:
     """Every service to diagnose."""
     return [ServiceOut.of(found) for found in services.list_services(db)]
+
+
+ServiceKey = Annotated[str, Path(min_length=1, max_length=100, description="Name or id.")]
+
+
+@router.post("/api/v1/diagnose/services", status_code=201, responses=answers(409, 422))
+def create_service(who: Operator, db: Db, body: ServiceIn) -> ServiceOut:
+    """Add a service to diagnose; 409 when its name is taken, 422 naming a wrong field."""
+    try:
+        return ServiceOut.of(
+            services.create_service(db, body.description(), actor=caller_name(who))
+        )
+    except DiagnoseError as error:
+        raise _refused(error) from None
+
+
+@router.get("/api/v1/diagnose/services/{service}", responses=answers(404))
+def get_service(_who: Viewer, db: Db, service: ServiceKey) -> ServiceOut:
+    """One service with its sources and checklist."""
+    return ServiceOut.of(_service(db, service))
+
+
+@router.put("/api/v1/diagnose/services/{service}", responses=answers(404, 409, 422))
+def update_service(_who: Operator, db: Db, service: ServiceKey, body: ServiceIn) -> ServiceOut:
+    """Replace a service's description; a database URL without a password keeps the stored one."""
+    found = _service(db, service)
+    try:
+        return ServiceOut.of(services.update_service(db, found, body.description()))
+    except DiagnoseError as error:
+        raise _refused(error) from None
+
+
+@router.delete("/api/v1/diagnose/services/{service}", status_code=204, responses=answers(404))
+def delete_service(_who: Operator, db: Db, service: ServiceKey) -> Response:
+    """Remove a service and its diagnoses (their notes on tickets stay)."""
+    services.delete_service(db, _service(db, service))
+    return Response(status_code=204)
 
 
 @router.post("/api/v1/diagnose/services/{service}/run", status_code=201, responses=answers(404))
