@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from dutydesk.logs._files import Roots
-from dutydesk.logs.formats import LogFormat
+from dutydesk.logs.formats import UNESCAPES, LogFormat
 
 if TYPE_CHECKING:
     import duckdb
@@ -105,7 +105,26 @@ def _typed(fmt: LogFormat, name: str, text: str) -> str:
             f"coalesce(TRY_CAST({cleaned} AS TIMESTAMPTZ), CAST(try_strptime({cleaned}, "
             "['%d-%b-%Y %H:%M:%S.%f', '%d-%b-%Y %H:%M:%S']) AS TIMESTAMPTZ))"
         )
+    if name in fmt.unescaped:
+        return f"CASE WHEN {text} IN ('', '-') THEN NULL ELSE {unescaped_sql(text)} END"
     return f"CASE WHEN {text} IN ('', '-') THEN NULL ELSE {text} END"
+
+
+def unescaped_sql(text: str) -> str:
+    """SQL undoing an access log's escapes in `text`, as `formats.unescape` does."""
+    for escaped, plain in UNESCAPES:
+        text = f"replace({text}, {quote_literal(escaped)}, {quote_literal(plain)})"
+    return text
+
+
+# A `--where` on a field whose escapes are undone is tested on the raw line only when no
+# match can hold a quote or a backslash (which the raw line may spell as an escape).
+_ESCAPE_SAFE = re.compile(r"^[A-Za-z0-9 _:,;/@=%-]*$")
+# A field's `--where` sees `ts` as the command line prints it: ISO 8601 in UTC, with a `Z`.
+ISO_TS = (
+    "strftime(\"ts\", '%Y-%m-%dT%H:%M:%S') || CASE WHEN strftime(\"ts\", '%f') = '000000' "
+    "THEN '' ELSE '.' || strftime(\"ts\", '%f') END || 'Z'"
+)
 
 
 _PLAIN_WITH_DOTS = re.compile(r"^(?:[^.*+?|()\[\]{}\\^$]|\.\*?)+$")
@@ -135,11 +154,18 @@ def line_tests(plan: Plan) -> list[LineTest]:
             continue
         if plan.fmt.json_keys and not _JSON_SAFE.match(condition.value):
             continue
+        escaped = condition.field in plan.fmt.unescaped
         if condition.op == "~" and not _NOT_LINE_SAFE.search(condition.value):
             for literal in required_literals(condition.value):  # SIMD search, then RE2
-                found.append(("contains", literal))
-            found.append(("regex", condition.value))
-        elif condition.op == "=" and plan.fmt.field_type(condition.field) != "ts":
+                if not (escaped and ('"' in literal or "\\" in literal)):
+                    found.append(("contains", literal))
+            if not escaped or _ESCAPE_SAFE.match(condition.value):
+                found.append(("regex", condition.value))
+        elif (
+            condition.op == "="
+            and plan.fmt.field_type(condition.field) != "ts"
+            and (not escaped or _ESCAPE_SAFE.match(condition.value))
+        ):
             found.append(("contains", condition.value))
     return found
 
@@ -192,11 +218,12 @@ def _parsed_source(plan: Plan, source: str) -> str:
 def condition_sql(condition: Condition) -> tuple[str, list[object]]:
     """One `--where` as SQL over its field's column, and its bound parameters."""
     column = quote_name(condition.field)
+    text = ISO_TS if condition.field == "ts" else f"CAST({column} AS VARCHAR)"
     if condition.op == "~":
-        return f"regexp_matches(CAST({column} AS VARCHAR), ?)", [condition.value]
+        return f"regexp_matches({text}, ?)", [condition.value]
     if condition.value in ("", "-"):
         return f"{column} IS NULL", []
-    return f"CAST({column} AS VARCHAR) = ?", [condition.value]
+    return f"{text} = ?", [condition.value]
 
 
 def _conditions(plan: Plan) -> list[str]:

@@ -29,7 +29,7 @@ from dutydesk.logs import _auto, _files
 from dutydesk.logs._engine import TIME_BUCKETS, Condition, Plan, line_tests
 from dutydesk.logs._files import FileList, Problem, Roots
 from dutydesk.logs._report import Report
-from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat
+from dutydesk.logs.formats import FORMATS, LogFormat, UnknownFormat, unescape
 
 if TYPE_CHECKING:
     from dutydesk.logs.query import Query
@@ -339,7 +339,9 @@ def _typed(fmt: LogFormat, name: str, text: str) -> Any:
     """The engine's value of a field's text: NULL for '' and '-', else cast by its type."""
     kind = fmt.field_type(name)
     if kind == "text":
-        return None if text in ("", "-") else text
+        if text in ("", "-"):
+            return None
+        return unescape(text) if name in fmt.unescaped else text
     if text in ("", "-"):
         return None
     if kind == "int":

@@ -26,6 +26,7 @@ FieldType = Literal["text", "int", "float", "ts"]
 # Pieces shared by the formats.
 _QUOTED = r'(?:[^"\\]|\\.)*'  # inside "...": nginx writes \x22 for a quote, Apache \"
 _WORD = r"[^ ]+"
+_ESCAPED_WORD = r'(?:[^" \\]|\\.)*'  # no space or quote, but \" and \\ (Apache's escapes)
 _NUMBER_OR_DASH = r"(?:[0-9]+|-)"
 _DECIMAL_OR_DASH = r"(?:-?[0-9]+(?:\.[0-9]+)?|-)"
 _ISO_TS = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z"
@@ -58,6 +59,8 @@ class LogFormat:
     python_ts: tuple[str, ...] = ()
     # The `ts` text has no year (syslog): the current year is assumed.
     ts_without_year: bool = False
+    # Text fields whose escapes (`\"`, `\\`, `\x22`, `\x5C`) are undone (see `unescape`).
+    unescaped: tuple[str, ...] = ()
 
     def events(self) -> re.Pattern[str]:
         """Where a text splits into this multiline format's events: before each start."""
@@ -123,10 +126,11 @@ _ACCESS_PIECES: tuple[Piece, ...] = (
     r" \[",
     ("ts", r"[^\]]+"),
     # The request line may be "-" or "" (a client that sent nothing) or garbage bytes.
+    # Apache writes a quote in the request as \" (nginx as \x22): an escape is part of a word.
     r'\] "',
-    ("method", r'[^" ]*'),
+    ("method", _ESCAPED_WORD),
     "(?: ",
-    ("path", r'[^" ]*'),
+    ("path", _ESCAPED_WORD),
     "(?: ",
     ("protocol", _QUOTED),
     ')?)?" ',
@@ -156,6 +160,30 @@ _ACCESS_TYPES: dict[str, FieldType] = {
     "request_time": "float",
 }
 _ACCESS_TS = ("%d/%b/%Y:%H:%M:%S %z",)
+_ACCESS_UNESCAPED = ("referrer", "user_agent")
+
+# How `unescape` (and the engine's SQL alike) undoes nginx's (`\x22`, `\x5C`, and `\"` with
+# `escape=json`) and Apache's (`\"`, `\\`) escapes, as plain replacements in this order: an
+# escaped backslash is set aside first, so `\\x22` (Apache's literal `\x22`) stays as logged.
+SET_ASIDE = "\ue000"  # a private-use character, for Apache's `\\` while the rest is undone
+UNESCAPES = (
+    ("\\\\", SET_ASIDE),
+    ('\\"', '"'),
+    ("\\x22", '"'),
+    ("\\x5C", "\\"),
+    ("\\x5c", "\\"),
+    (SET_ASIDE, "\\"),
+)
+
+
+def unescape(text: str) -> str:
+    """An access log's quoted text with its escapes undone (`UNESCAPES`); other `\\xHH` stay."""
+    if "\\" not in text:
+        return text
+    for escaped, plain in UNESCAPES:
+        text = text.replace(escaped, plain)
+    return text
+
 
 _ELB_PIECES: tuple[Piece, ...] = (
     ("ts", _ISO_TS),
@@ -187,9 +215,10 @@ _ELB_PIECES: tuple[Piece, ...] = (
     ("path", r'[^" ]*'),
     " ?",
     ("protocol", _QUOTED),
-    '" "',
+    # Some writers leave out the space after a quoted field (`"-"1`): it is optional there.
+    '" ?"',
     ("user_agent", _QUOTED),
-    '" ',
+    '" ?',
     ("ssl_cipher", _WORD),
     " ",
     ("ssl_protocol", _WORD),
@@ -216,13 +245,14 @@ _ALB_PIECES: tuple[Piece, ...] = (
     ("target_group_arn", _WORD),
     ' "',
     ("trace_id", _QUOTED),
-    '" "',
+    '" ?"',
     ("domain_name", _QUOTED),
-    '" "',
+    '" ?"',
     ("chosen_cert_arn", _QUOTED),
     '"',
-    # AWS appends fields to ALB lines over the years; whatever follows is ignored.
-    ("extra", "(?: .*)?"),
+    # AWS appends fields to ALB lines over the years; whatever follows is ignored, after a
+    # space or not (`"-"1`: matched_rule_priority right after the certificate's quote).
+    ("extra", ".*"),
 )
 _ALB_TYPES = {**_ELB_TYPES}
 
@@ -288,6 +318,7 @@ FORMATS: dict[str, LogFormat] = {
         _ACCESS_TYPES,
         _ACCESS_TS,
         tail_start=_ACCESS_TAIL,
+        unescaped=_ACCESS_UNESCAPED,
     ),
     "apache": LogFormat(
         "apache",
@@ -296,6 +327,7 @@ FORMATS: dict[str, LogFormat] = {
         _ACCESS_TYPES,
         _ACCESS_TS,
         tail_start=_ACCESS_TAIL,
+        unescaped=_ACCESS_UNESCAPED,
     ),
     "elb": LogFormat(
         "elb", "AWS Classic Load Balancer access log", _ELB_PIECES, _ELB_TYPES, _AWS_TS
@@ -413,6 +445,8 @@ def parse_timestamp(fmt: LogFormat, text: str) -> dt.datetime | None:
 def _typed(fmt: LogFormat, name: str, text: object) -> object:
     if text is None or text in ("", "-"):
         return None
+    if name in fmt.unescaped:
+        return unescape(str(text))
     kind = fmt.field_type(name)
     try:
         if kind == "int":
