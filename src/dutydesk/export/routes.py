@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse
 from dutydesk import registry
 from dutydesk.db import utcnow
 from dutydesk.export import service
+from dutydesk.export._run_chart import run_history
 from dutydesk.export._sql import quote_literal
 from dutydesk.export.models import ExportRun, RunState, StudyPart, WarehouseTable
 from dutydesk.export.request import InvalidRequest, SharingMode, format_datetime
@@ -532,6 +533,7 @@ def run_page(request: Request, _who: ViewerPage, db: Db, run_id: RowId) -> HTMLR
             ),
             "set_counters": sorted((detail.metrics.get("set_counters") or {}).items()),
             "key_values": sorted((detail.metrics.get("key_values") or {}).items()),
+            "history": run_history(db, _get_run(db, run_id)),
         },
     )
 
