@@ -312,11 +312,16 @@ class _Reader:
         return _auto.head_lines(path, self.s3)
 
     def subset(self, paths: list[str]) -> FileList:
-        """The files `paths` (some of the query's), with their listed sizes."""
-        sizes = dict(zip(self.files.files, self.files.sizes, strict=True))
-        part = FileList()
-        for path in paths:
-            part.add(path, sizes[path])
+        """The files `paths` (some of the query's, in its order), as listed: sizes, mtimes
+        and ETags kept (the cache checks a file by them), problems not."""
+        whole = self.files
+        part = FileList(etags={path: whole.etags[path] for path in paths if path in whole.etags})
+        if paths == whole.files:  # the whole listing: the cache may know it as one block
+            part.extend(list(whole.files), list(whole.sizes), list(whole.mtimes))
+            return part
+        index = {path: i for i, path in enumerate(whole.files)}
+        ids = [index[path] for path in paths]
+        part.extend(paths, [whole.sizes[i] for i in ids], [whole.mtimes[i] for i in ids])
         return part
 
     def read(self, plan: Plan, files: FileList, report: Report, top: int | None) -> pa.Table:
