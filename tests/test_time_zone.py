@@ -7,8 +7,10 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from playwright.sync_api import Route
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -17,13 +19,16 @@ from dutydesk import migrations
 from dutydesk.audit.models import AuditEvent
 from dutydesk.cli import app as cli_app
 from dutydesk.db import build_engine, transaction
+from dutydesk.metrics.service import Point, record
 from dutydesk.people import service as people
 from dutydesk.people.models import User
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import Ticket
 from dutydesk.web.params import form_moment
 from dutydesk.web.words import iso_moment, shown_in
+from tests.browser_support import launched_chromium
 from tests.conftest import fresh_database_url, make_user, sign_in
+from tests.test_browser import CANVAS_DRAWN
 
 # A Monday in November: Berlin is on CET, UTC+01:00.
 SEEN = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -248,3 +253,40 @@ def test_the_time_zone_column_comes_with_utc_for_existing_people_and_goes_again(
             assert connection.scalar(sa.text("SELECT time_zone FROM users")) == "UTC"
     finally:
         engine.dispose()
+
+
+# --- charts ------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_a_chart_draws_its_time_axis_in_the_readers_zone(
+    client: TestClient, db: Session, tmp_path: Path
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    for back in range(10):
+        at = now - dt.timedelta(days=back)
+        record(db, "test", at, [Point("export.numTotal", 1_000.0 + back)])
+    db.commit()
+    sign_in(client, db, berlin(db, "viewer", "vera"))
+    origin = "http://desk.test"
+    errors: list[str] = []
+
+    def answer(route: Route) -> None:
+        # The page and its static files come from the app in-process, as the server gives them.
+        url = route.request.url.removeprefix(origin)
+        got = client.get(url)
+        route.fulfill(status=got.status_code, headers=dict(got.headers), body=got.content)
+
+    with launched_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.route(f"{origin}/**", answer)
+        page.goto(f"{origin}/dashboards/series?series=export.numTotal&days=30")
+        canvas = page.locator("div.chart canvas").first
+        canvas.wait_for()
+        assert canvas.evaluate(CANVAS_DRAWN), "the chart is blank"
+        # 09:00 UTC on 2 November is 10:00 on Berlin's clock, whatever the browser's own zone.
+        hour = page.evaluate(f"deskTzDate({SEEN.timestamp()}).getHours()")
+        page.screenshot(path=tmp_path / "chart-berlin.png")
+    assert errors == []
+    assert hour == 10
