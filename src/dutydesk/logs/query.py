@@ -131,7 +131,11 @@ def parse_where(text: str, columns: tuple[str, ...]) -> Condition:
 def _check_regexes(conditions: tuple[Condition, ...]) -> None:
     import duckdb
 
-    checker = duckdb.connect()
+    if not any(condition.op == "~" for condition in conditions):
+        return
+    # A connection to a database kept for the process: starting one costs more CPU than
+    # answering a repeated query from the parsed cache.
+    checker = _engine.connect(Roots((), ()))
     try:
         for condition in conditions:
             if condition.op != "~":
