@@ -155,8 +155,9 @@ def _points(
     for index, (key, count) in enumerate(before.items()):
         values[f"key_{index}"] = key
         values[f"before_{index}"] = count
-    for row in session.execute(_points_statement(len(before)), values):
-        found[row.series].append((row.at, row.value))
+    # All at once: iterating the result would fetch the rows one call at a time.
+    for key, at, value in session.execute(_points_statement(len(before)), values).all():
+        found[key].append((at, value))
     for rows in found.values():
         rows.sort(key=lambda row: row[0])
     return found
@@ -203,9 +204,15 @@ def _chart_of(
     earlier = [row for row in points if row[0] < since]
     rows = (earlier[-wanted:] if wanted else []) + points[len(earlier) :]
     if step != "point":
+        # Each UTC date's bucket worked out once (the points are read in UTC).
+        buckets: dict[dt.date, dt.datetime] = {}
         sums: dict[dt.datetime, float] = {}
         for at, value in rows:
-            bucket = _bucket(at, step)
+            date = at.date()
+            bucket = buckets.get(date)
+            if bucket is None:
+                bucket = _bucket(dt.datetime.combine(date, dt.time(), dt.UTC), step)
+                buckets[date] = bucket
             sums[bucket] = sums.get(bucket, 0.0) + value
         rows = sorted(sums.items())
     first_shown = _bucket(since, step) if step != "point" else since
