@@ -1,0 +1,73 @@
+"""On the demo desk in a real Chromium: an export run's page charts its records and unique
+participants per study against the last runs (canvases present and not blank) at 1366 and
+390 px wide, and the review lists the demo week's halving first with a link to its chart;
+screenshots kept under the test's tmp_path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests import browser_support
+from tests.browser_support import Desk, desk_context, launched_chromium, start_desk, stop_desk
+from tests.test_browser import CANVAS_DRAWN, sign_in
+
+DEMO_PASSWORD = "review-demo-password-1"
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One `dutydesk up --demo` for this module (given longer to start: the demo month is
+    seeded first, slow on a busy machine)."""
+    waited = browser_support.wait_until_healthy
+
+    def patient(desk: Desk, timeout: float = 480.0) -> None:
+        waited(desk, timeout)
+
+    browser_support.wait_until_healthy = patient
+    try:
+        running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD)
+    finally:
+        browser_support.wait_until_healthy = waited
+    yield running
+    print(stop_desk(running))
+
+
+@pytest.fixture
+def page(desk: Desk) -> Iterator[Page]:
+    """A fresh browser context on the desk, in Debian's headless Chromium."""
+    browser: Browser
+    with launched_chromium() as browser, desk_context(browser, desk) as context:
+        yield context.new_page()
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)  # the demo desk starts first, slow on a busy machine
+def test_an_export_runs_page_charts_its_studies_against_the_last_runs(
+    page: Page, desk: Desk, tmp_path: Path
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)
+    page.goto("/exports")
+    links = page.locator("a[href^='/exports/']").evaluate_all("els => els.map(e => e.pathname)")
+    runs = sorted(int(m.group(1)) for p in links if (m := re.fullmatch(r"/exports/(\d+)", p)))
+    assert len(runs) >= 2, links
+    # The newest past night (the very newest may still be running).
+    page.goto(f"/exports/{runs[-2]}")
+    expect(page.get_by_role("heading", name="Against the last runs")).to_be_visible()
+    for width, height in ((1366, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        canvases = page.locator("#run-history canvas")
+        expect(canvases.first).to_be_visible()
+        assert canvases.count() == 2, "records and unique participants, one chart each"
+        for index in range(canvases.count()):
+            canvas = canvases.nth(index)
+            box = canvas.bounding_box()
+            assert box is not None and 0 < box["width"] <= width
+            assert canvas.evaluate(CANVAS_DRAWN), f"chart {index} is blank at {width} px"
+        page.screenshot(path=tmp_path / f"export-run-{width}.png", full_page=True)
