@@ -228,3 +228,20 @@ def test_one_format_globs_answer_as_before(log_root: Path) -> None:
         int(m.group(1)) for i in range(3) for m in matching(log_root / f"{i}.log", ACCESS_STATUS)
     )
     assert {row["status"]: row["count"] for row in result.table.to_pylist()} == dict(expected)
+
+
+def test_a_garbage_first_file_neither_decides_the_format_nor_stops_the_query(
+    log_root: Path,
+) -> None:
+    (log_root / "0-garbage.txt").write_text("".join(f"zz {i} qq\n" for i in range(10)))
+    rng = random.Random(9)
+    (log_root / "1.log").write_text("".join(access_line(rng) for _ in range(12)))
+    result = run(Query(sources=(str(log_root),), group_by=("status",)))
+    assert result.report.formats == {"nginx": [str(log_root / "1.log")]}
+    assert [(Path(p.file).name, p.reason.split(":")[0]) for p in result.report.problems] == [
+        ("0-garbage.txt", "cannot tell its format")
+    ]
+    assert sum(result.table.column("count").to_pylist()) == 12
+    (log_root / "1.log").write_text("more garbage\n")
+    with pytest.raises(QueryError, match="cannot tell the format"):
+        run(Query(sources=(str(log_root),)))
