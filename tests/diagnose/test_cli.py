@@ -209,15 +209,16 @@ def test_diagnose_service_in_a_fresh_process(tmp_path: Path) -> None:
     description = tmp_path / "shop.yaml"
     description.write_text("name: shop\nchecklist: [alarms, changes]\n")
     assert dutydesk("diagnose", "service-add", str(description)).exit_code == 0
-    done = subprocess.run(
-        [sys.executable, "-m", "dutydesk", "diagnose", "shop"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert verdict_titles(done.stdout) == [
-        "Monitoring warnings: open alarms",
-        "Releases and change requests in the last 24 hours",
-    ]
+    for form in (["shop"], ["run", "shop"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "dutydesk", "diagnose", *form],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert verdict_titles(done.stdout) == [
+            "Monitoring warnings: open alarms",
+            "Releases and change requests in the last 24 hours",
+        ]
