@@ -311,3 +311,38 @@ def test_globs_match_as_duckdbs_did() -> None:
     assert glob_regex("web/[ab].log").match("web/b.log")
     assert not glob_regex("web/[!ab].log").match("web/a.log")
     assert not glob_regex("web/*.gz").match("web/a.gz.tmp")
+
+
+def test_a_second_query_fetches_no_object_and_a_changed_object_is_fetched_again(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    files = write_access_logs(local, files=8, lines=30)
+    _upload(bucket, files, local, "web")
+    query = Query((f"s3://{BUCKET}/web/",), format="nginx", group_by=("status",))
+
+    def counts() -> dict[int, int]:
+        table = run(query).table
+        statuses, numbers = table.column("status").to_pylist(), table.column("count").to_pylist()
+        return dict(zip(statuses, numbers, strict=True))
+
+    first = counts()
+    assert bucket.server.requests["GET"] == 8
+    assert counts() == first
+    assert bucket.server.requests["GET"] == 8  # answered from the cache: no body fetched
+
+    changed = bucket.folder / "web" / files[0].relative_to(local)
+    text = gzip.decompress(changed.read_bytes()).decode()
+    extra = text.splitlines(keepends=True)[0]
+    changed.write_bytes(gzip.compress((text + extra * 5).encode()))  # a new ETag
+    bucket.server.reindex()
+    status = int(extra.split('" ', 1)[1].split()[0])
+    again = counts()
+    assert bucket.server.requests["GET"] == 9  # only the changed object
+    assert again == {**first, status: first[status] + 5}
+
+    (bucket.folder / "web" / files[1].relative_to(local)).unlink()
+    bucket.server.reindex()
+    gone = counts()
+    assert bucket.server.requests["GET"] == 9
+    assert sum(gone.values()) == sum(again.values()) - 30

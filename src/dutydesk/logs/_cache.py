@@ -70,8 +70,8 @@ _S3_URL = operator.methodcaller("startswith", "s3://")
 
 
 def _prefixes(roots: Roots) -> tuple[str, ...]:
-    """The local roots (resolved) as path prefixes."""
-    return tuple(str(root).rstrip("/") + "/" for root in roots.local)
+    """The local roots (resolved) as path prefixes, and the S3 roots as URL prefixes."""
+    return tuple(str(root).rstrip("/") + "/" for root in roots.local) + roots.s3
 
 
 def _inside(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -359,13 +359,14 @@ def clear_folder(settings: Settings) -> None:
 
 
 def usable(plan: Plan, files: FileList, save: bool) -> bool:
-    """Whether the cache can answer: counts or rows over local files of a parsed format, none
-    of them bigger than STREAM_BYTES."""
+    """Whether the cache can answer: counts or rows over local files or S3 objects of a parsed
+    format, none of them bigger than STREAM_BYTES."""
     return (
         plan.fmt is not None
         and not save
         and bool(files.files)
-        and not any(map(_S3_URL, files.files))
+        # An S3 object is keyed by its ETag (as its mtime): one listed without is not cached.
+        and all(files.etags.get(url) for url in filter(_S3_URL, files.files))
         # A big file is streamed in bounded memory; the cache is for the many small ones.
         and max(files.sizes, default=0) <= STREAM_BYTES
     )
@@ -631,7 +632,10 @@ def answer(
             files.problems.extend(part.problems)
         if not plan.aggregates and not _in_file_order(served, files.files):
             return None  # rows go out in file order; these segments would mix them
-        folders = sorted({str(Path(_literal_base(p)).expanduser().resolve()) for p in patterns})
+        folders = sorted(
+            _literal_base(p) if _S3_URL(p) else str(Path(_literal_base(p)).expanduser().resolve())
+            for p in set(patterns)
+        )
         cache.drop_gone(folders, set(files.files))
         prefixes = _prefixes(roots)
         served = {

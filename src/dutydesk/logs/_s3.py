@@ -12,6 +12,7 @@ is reported and skipped. A big object is streamed (fsspec's S3 file), never held
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -54,6 +55,14 @@ def s3_access(settings: Settings) -> _engine.S3Access:
         endpoint=host,
         use_ssl=use_ssl,
     )
+
+
+def etag_version(etag: str) -> int:
+    """An object's ETag as a number standing for its mtime (-1 without one): the parsed cache
+    keys a local file by size and mtime, so an object by size and ETag."""
+    if not etag:
+        return -1
+    return int.from_bytes(hashlib.blake2b(etag.encode(), digest_size=7).digest(), "big")
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -131,7 +140,7 @@ class S3:
         for item in sorted(listed, key=lambda item: item.key):
             url = f"s3://{bucket}/{item.key}"
             if self.roots.holds_url(url):
-                found.add(url, item.size, item.etag)
+                found.add(url, item.size, item.etag, mtime_ns=etag_version(item.etag))
             else:
                 found.problems.append(Problem(url, "outside the allowed log roots"))
 
