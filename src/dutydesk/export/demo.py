@@ -6,9 +6,10 @@ export, queued for the workers, so the first demo start does not keep a laptop b
 
 On the loss day, half of one study's participants who upload that day (the occasional
 uploaders, as when the participants still on an old app version stop reaching the server) seem
-to upload nothing: that study's `uniqueHealthCodes` falls by half while its record counts fall
-by about a fifth, the kind of shift only the unique participants show. The alarms demo silences
-the matching shift rule over that day (`alarms.demo`), so the desk shows the drop without an alarm.
+to upload nothing: that study's `uniqueHealthCodes` falls by about half (35 to 15) while its
+record counts fall by about a quarter, too little for the record-count rules. The alarms demo
+silences the matching shift rule over that day (`alarms.demo`), so the desk shows the drop
+without an alarm.
 """
 
 from __future__ import annotations
