@@ -240,6 +240,14 @@ def test_the_time_zone_column_comes_with_utc_for_existing_people_and_goes_again(
                 ),
                 {"yes": True, "at": SEEN},
             )
+            # A row pointing at the user: the column comes and goes without copying `users`.
+            connection.execute(
+                sa.text(
+                    "INSERT INTO web_sessions (id, token_hash, user_id, created_at, expires_at, "
+                    "client) VALUES (1, :hash, 1, :at, :at, NULL)"
+                ),
+                {"hash": "a" * 64, "at": SEEN},
+            )
         migrations.upgrade(url, "0026")
         with engine.connect() as connection:
             assert connection.scalar(sa.text("SELECT time_zone FROM users")) == "UTC"
@@ -248,6 +256,7 @@ def test_the_time_zone_column_comes_with_utc_for_existing_people_and_goes_again(
         assert "time_zone" not in columns
         with engine.connect() as connection:
             assert connection.scalar(sa.text("SELECT username FROM users")) == "ada"
+            assert connection.scalar(sa.text("SELECT user_id FROM web_sessions")) == 1
         migrations.upgrade(url, "0026")
         with engine.connect() as connection:
             assert connection.scalar(sa.text("SELECT time_zone FROM users")) == "UTC"

@@ -19,13 +19,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Everyone already signed up keeps seeing UTC until they choose otherwise.
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("time_zone", sa.String(64), nullable=False, server_default="UTC")
-        )
+    # Everyone already signed up keeps seeing UTC until they choose otherwise. Plain ALTER
+    # TABLE, not a batch copy: on SQLite a copy of `users` would have to drop the table that
+    # tokens, sessions and most other tables point at, which foreign keys refuse.
+    op.add_column(
+        "users", sa.Column("time_zone", sa.String(64), nullable=False, server_default="UTC")
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("time_zone")
+    # SQLite drops a plain column in place (3.35 and later), as PostgreSQL does.
+    op.drop_column("users", "time_zone")
