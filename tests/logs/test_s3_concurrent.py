@@ -346,3 +346,15 @@ def test_a_second_query_fetches_no_object_and_a_changed_object_is_fetched_again(
     gone = counts()
     assert bucket.server.requests["GET"] == 9
     assert sum(gone.values()) == sum(again.values()) - 30
+
+
+def test_a_query_over_local_files_and_s3_objects_reads_both(bucket: Bucket, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    files = write_access_logs(local, files=6, lines=20)
+    _upload(bucket, files[:3], local, "web")
+    for path in files[:3]:
+        path.unlink()
+    query = Query((str(local), f"s3://{BUCKET}/web/"), format="nginx", group_by=("status",))
+    result = run(query, cache=False)
+    assert result.report.problems == [] and result.report.files == 6
+    assert sum(result.table.column("count").to_pylist()) == 6 * 20

@@ -211,11 +211,16 @@ class LineStream:
         yield from self._contents_in_threads()
 
     def _fetched(self, fetch: Fetch) -> Iterator[tuple[int, bytes | Problem | None]]:
-        """As `_contents`, for objects fetched (S3): small ones whole, many at once, as the
-        fetcher hands them on in order; a big one (by its listed size) left to stream."""
+        """As `_contents`, for a list with S3 objects: small ones fetched whole, many at once,
+        as the fetcher hands them on in order; a big one (by its listed size) left to stream;
+        local files (a query may name both) read here."""
         files, sizes = self.files.files, self.files.sizes
         streamed = self.opener is not None
-        small = [i for i in range(len(files)) if not (streamed and sizes[i] > STREAM_BYTES)]
+        small = [
+            i
+            for i in range(len(files))
+            if files[i].startswith("s3://") and not (streamed and sizes[i] > STREAM_BYTES)
+        ]
         contents = fetch([files[i] for i in small], [sizes[i] for i in small])
         next_small = iter(small)
         upcoming = next(next_small, None)
@@ -223,6 +228,8 @@ class LineStream:
             if i == upcoming:
                 yield i, next(contents)
                 upcoming = next(next_small, None)
+            elif not files[i].startswith("s3://") and sizes[i] <= STREAM_BYTES:
+                yield i, read_small(files[i])
             else:
                 yield i, None
 
@@ -278,9 +285,9 @@ class LineStream:
                 if texts:
                     yield lines_batch(texts, ids)
                     texts, ids, size = [], [], 0
-                chunks = _read_chunks(
-                    self.files.files[i], self.files.problems, self.progress, self.opener
-                )
+                path = self.files.files[i]
+                opener = self.opener if path.startswith("s3://") else None
+                chunks = _read_chunks(path, self.files.problems, self.progress, opener)
                 yield from self._file_batches(chunks, i)
                 continue
             if self.progress:
