@@ -518,6 +518,13 @@ SNIFF_ORDER = (
 )
 
 
+def _reads(fmt: LogFormat, line: str) -> bool:
+    """Whether `line` parses in `fmt` (`parse_line` is not None), without typing its fields."""
+    if fmt.json_keys:
+        return parse_line(fmt, line) is not None
+    return _compiled(fmt).match(line.rstrip("\r\n")) is not None
+
+
 def sniff(lines: list[str]) -> str:
     """The format most of `lines` parse in (the first lines of a file), or raise UnknownFormat."""
     sample = [line for line in lines if line.strip()][:50]
@@ -531,9 +538,11 @@ def sniff(lines: list[str]) -> str:
             events = [e for e in splitter.split("\n".join(sample)) if e.strip()]
             if not events:
                 continue
-        share = sum(parse_line(name, line) is not None for line in events) / len(events)
+        share = sum(_reads(FORMATS[name], line) for line in events) / len(events)
         if share > best_share:
             best, best_share = name, share
+            if share == 1.0:  # no later format can read more (the first of equals wins)
+                break
     if best_share < 0.5:
         raise UnknownFormat(
             "cannot tell the format from the first lines (none of "
