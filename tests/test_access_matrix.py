@@ -212,6 +212,17 @@ KNOWN: dict[tuple[str, str], Need] = {
     ("POST", "/scrape-targets"): Need.admin,
     ("POST", "/diagnose"): Need.operate,
     ("POST", "/api/v1/diagnose/services/{service}/run"): Need.operate,
+    # A service holds database logins the desk connects with: the admins'.
+    ("GET", "/diagnose/services"): Need.view,
+    ("GET", "/api/v1/diagnose/services/{service}"): Need.view,
+    ("POST", "/api/v1/diagnose/services"): Need.admin,
+    ("PUT", "/api/v1/diagnose/services/{service}"): Need.admin,
+    ("DELETE", "/api/v1/diagnose/services/{service}"): Need.admin,
+    ("GET", "/diagnose/services/new"): Need.admin,
+    ("GET", "/diagnose/services/{service}/edit"): Need.admin,
+    ("POST", "/diagnose/services"): Need.admin,
+    ("POST", "/diagnose/services/{service}"): Need.admin,
+    ("POST", "/diagnose/services/{service}/delete"): Need.admin,
     ("GET", "/api/v1/diagnoses/{diagnosis_id}"): Need.view,
 }
 # Intake endpoints: no sign-in and no CSRF token; the secret token in the URL is the

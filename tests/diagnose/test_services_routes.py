@@ -102,14 +102,16 @@ def audited(db: Session) -> list[tuple[str, str]]:
     return [(row.action, row.actor) for row in rows]
 
 
-def test_operators_add_edit_and_remove_services_through_the_api(
+def test_admins_add_edit_and_remove_services_through_the_api(
     client: TestClient, db: Session
 ) -> None:
-
+    # A service holds database logins the desk connects with: admins only, as scrape targets.
     assert client.post("/api/v1/diagnose/services", json=SHOP).status_code == 401
     client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.viewer))
     assert client.post("/api/v1/diagnose/services", json=SHOP).status_code == 403
     client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.operator))
+    assert client.post("/api/v1/diagnose/services", json=SHOP).status_code == 403
+    client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.admin))
     made = client.post("/api/v1/diagnose/services", json=SHOP)
     assert made.status_code == 201, made.text
     body = made.json()
@@ -148,10 +150,10 @@ def test_operators_add_edit_and_remove_services_through_the_api(
     assert client.get(f"/api/v1/diagnoses/{ran.json()['id']}").status_code == 404
     assert client.delete("/api/v1/diagnose/services/shop-eu").status_code == 404
     assert audited(db) == [
-        ("create", "operator-user"),
-        ("update", "operator-user"),
-        ("create", "operator-user"),
-        ("delete", "operator-user"),
+        ("create", "admin-user"),
+        ("update", "admin-user"),
+        ("create", "admin-user"),
+        ("delete", "admin-user"),
     ]
 
 
@@ -170,19 +172,19 @@ def test_operators_add_edit_and_remove_services_through_the_api(
 def test_a_wrong_service_gets_422_naming_the_field(
     client: TestClient, db: Session, body: dict[str, object], named: str
 ) -> None:
-    client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.operator))
+    client.headers["X-CSRF-Token"] = sign_in(client, db, make_user(db, Role.admin))
     refused = client.post("/api/v1/diagnose/services", json=body)
     assert refused.status_code == 422, refused.text
     assert named in refused.text
 
 
-def test_a_write_token_adds_a_service_and_a_read_token_may_not(
+def test_an_admin_token_adds_a_service_and_a_write_token_may_not(
     client: TestClient, db: Session
 ) -> None:
     from dutydesk.people import service as people
 
-    reader = people.create_token(db, "reader", ["read"]).secret
-    writer = people.create_token(db, "deployer", ["write"]).secret
+    reader = people.create_token(db, "reader", ["write"]).secret
+    writer = people.create_token(db, "deployer", ["admin"]).secret
     db.commit()
     url = "/api/v1/diagnose/services"
     denied = client.post(url, json=SHOP, headers={"Authorization": f"Bearer {reader}"})
@@ -192,7 +194,7 @@ def test_a_write_token_adds_a_service_and_a_read_token_may_not(
     assert audited(db) == [("create", "(token deployer)")]
 
 
-def test_operators_add_edit_and_remove_services_in_the_console(
+def test_admins_add_edit_and_remove_services_in_the_console(
     client: TestClient, db: Session
 ) -> None:
     anonymous = client.get("/diagnose/services")
@@ -215,7 +217,11 @@ def test_operators_add_edit_and_remove_services_in_the_console(
     denied = client.post("/diagnose/services", data={**form, "csrf_token": viewer_csrf})
     assert denied.status_code == 403
 
-    csrf = sign_in(client, db, make_user(db, Role.operator))
+    operator_csrf = sign_in(client, db, make_user(db, Role.operator))
+    assert "Add a service" not in client.get("/diagnose/services").text
+    denied = client.post("/diagnose/services", data={**form, "csrf_token": operator_csrf})
+    assert denied.status_code == 403
+    csrf = sign_in(client, db, make_user(db, Role.admin))
     assert "Add a service" in client.get("/diagnose/services").text
     assert 'name="csrf_token"' in client.get("/diagnose/services/new").text
     assert client.post("/diagnose/services", data=form).status_code in (400, 403)

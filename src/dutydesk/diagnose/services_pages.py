@@ -13,7 +13,7 @@ from dutydesk.diagnose import services
 from dutydesk.diagnose._service_models import DiagnoseService
 from dutydesk.diagnose.service import DiagnoseError
 from dutydesk.tickets._web import caller_name
-from dutydesk.web.access import Db, OperatorPage, ViewerPage
+from dutydesk.web.access import AdminPage, Db, ViewerPage
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -122,13 +122,13 @@ def services_page(request: Request, _who: ViewerPage, db: Db) -> HTMLResponse:
 
 
 @router.get(PAGE + "/new", response_class=HTMLResponse)
-def new_service_page(request: Request, _who: OperatorPage) -> HTMLResponse:
+def new_service_page(request: Request, _who: AdminPage) -> HTMLResponse:
     """An empty form for a new service (the whole checklist filled in)."""
     return _form_page(request, {"checklist": ", ".join(services.DEFAULT_CHECKLIST)})
 
 
 @router.post(PAGE, response_class=HTMLResponse)
-async def create_service_form(request: Request, who: OperatorPage, db: Db) -> Response:
+async def create_service_form(request: Request, who: AdminPage, db: Db) -> Response:
     """Add a service from the form; a wrong field is shown with 400, naming it."""
     values = await _form_fields(request)
     try:
@@ -140,7 +140,7 @@ async def create_service_form(request: Request, who: OperatorPage, db: Db) -> Re
 
 @router.get(PAGE + "/{service}/edit", response_class=HTMLResponse)
 def edit_service_page(
-    request: Request, _who: OperatorPage, db: Db, service: ServiceKey
+    request: Request, _who: AdminPage, db: Db, service: ServiceKey
 ) -> HTMLResponse:
     """The form filled with the service's description (database passwords left out)."""
     found = _service(db, service)
@@ -149,7 +149,7 @@ def edit_service_page(
 
 @router.post(PAGE + "/{service}", response_class=HTMLResponse)
 async def update_service_form(
-    request: Request, _who: OperatorPage, db: Db, service: ServiceKey
+    request: Request, _who: AdminPage, db: Db, service: ServiceKey
 ) -> Response:
     """Replace the service's description from the form; a wrong field is shown with 400."""
     found = _service(db, service)
@@ -162,7 +162,7 @@ async def update_service_form(
 
 
 @router.post(PAGE + "/{service}/delete", response_class=HTMLResponse)
-def delete_service_form(_who: OperatorPage, db: Db, service: ServiceKey) -> Response:
+def delete_service_form(_who: AdminPage, db: Db, service: ServiceKey) -> Response:
     """Remove the service and its diagnoses."""
     services.delete_service(db, _service(db, service))
     return RedirectResponse(PAGE, status_code=303)

@@ -16,7 +16,7 @@ from dutydesk.diagnose._service_models import DiagnoseService, Diagnosis
 from dutydesk.diagnose.service import DiagnoseError
 from dutydesk.tickets._web import caller_name
 from dutydesk.tickets.service import TicketError
-from dutydesk.web.access import Db, Operator, OperatorPage, Viewer, ViewerPage
+from dutydesk.web.access import Admin, Db, Operator, OperatorPage, Viewer, ViewerPage
 from dutydesk.web.openapi import answers
 from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
@@ -155,7 +155,7 @@ ServiceKey = Annotated[str, Path(min_length=1, max_length=100, description="Name
 
 
 @router.post("/api/v1/diagnose/services", status_code=201, responses=answers(409, 422))
-def create_service(who: Operator, db: Db, body: ServiceIn) -> ServiceOut:
+def create_service(who: Admin, db: Db, body: ServiceIn) -> ServiceOut:
     """Add a service to diagnose; 409 when its name is taken, 422 naming a wrong field."""
     try:
         return ServiceOut.of(
@@ -172,7 +172,7 @@ def get_service(_who: Viewer, db: Db, service: ServiceKey) -> ServiceOut:
 
 
 @router.put("/api/v1/diagnose/services/{service}", responses=answers(404, 409, 422))
-def update_service(_who: Operator, db: Db, service: ServiceKey, body: ServiceIn) -> ServiceOut:
+def update_service(_who: Admin, db: Db, service: ServiceKey, body: ServiceIn) -> ServiceOut:
     """Replace a service's description; a database URL without a password keeps the stored one."""
     found = _service(db, service)
     try:
@@ -182,7 +182,7 @@ def update_service(_who: Operator, db: Db, service: ServiceKey, body: ServiceIn)
 
 
 @router.delete("/api/v1/diagnose/services/{service}", status_code=204, responses=answers(404))
-def delete_service(_who: Operator, db: Db, service: ServiceKey) -> Response:
+def delete_service(_who: Admin, db: Db, service: ServiceKey) -> Response:
     """Remove a service and its diagnoses (their notes on tickets stay)."""
     services.delete_service(db, _service(db, service))
     return Response(status_code=204)
