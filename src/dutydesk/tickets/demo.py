@@ -73,9 +73,9 @@ ALARMS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ),
     (
         "export-monitor",
-        "export-uniquehealthcodes-study-a",
-        "uniqueHealthCodes fell 60% in study-a",
-        "A drop in unique health codes usually means lost uploads.",
+        "export-upload-queue-backlog",
+        "Upload queue backlog above 5,000 messages",
+        "The upload queue held 7,412 messages for 40 minutes: the worker fell behind.",
         "critical",
         1,
     ),
