@@ -440,13 +440,19 @@ def _slowest(report: LogReport, runner: _Runner) -> None:
 
 def render_file(report: LogReport, target: Path) -> None:
     """Write `report` as one self-contained HTML file (inline CSS and SVG, no scripts)."""
+    import functools
+
     import jinja2
+
+    from dutydesk.web.words import iso_moment
 
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    # The file is read anywhere, by anyone: its moments are in UTC (`+00:00`), as it says.
+    environment.filters["iso"] = functools.partial(iso_moment, zone="UTC")
     page = environment.get_template("logs/report_file.html").render(
         report=report, human_bytes=human_bytes
     )
