@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         description="Memory one study's DuckDB database may hold (e.g. `1GiB`, `512MiB`); "
         "beyond it the export spills to disk.",
     )
+    export_slice_records: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="A study with more records than this in a run is split into slices by "
+        "table, one job each (at most one per this many records); 0 never splits.",
+    )
     export_spill_folder: str = Field(
         default="",
         description="Local folder the export's DuckDB spills to. Empty means "

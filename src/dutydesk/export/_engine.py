@@ -158,6 +158,32 @@ class StudyJob:
     table_whitelist: frozenset[SchemaKey] | None = None
     # False for a table redrive: the first run already wrote these records' summary rows.
     summary_tables: bool = True
+    # A slice of a study split by table (see `service.plan_run`): `only_tables` are the schema
+    # tables (schema id, revision) a later slice writes, reading only their records (and the
+    # surveys, which may become theirs); it does none of the record-level work. Slice 0 does
+    # the record-level work (counters, bad records, summary and default tables) and writes
+    # every schema table but `skip_tables`, the other slices' ones.
+    only_tables: frozenset[tuple[str, int]] | None = None
+    skip_tables: frozenset[tuple[str, int]] = frozenset()
+
+    @property
+    def record_level(self) -> bool:
+        """Whether this job does the study's record-level work (all but a later slice)."""
+        return self.only_tables is None
+
+    def writes_table(self, schema_id: str, revision: int) -> bool:
+        """Whether this job writes the schema table of `schema_id` at `revision`."""
+        if self.only_tables is not None:
+            return (schema_id, revision) in self.only_tables
+        return (schema_id, revision) not in self.skip_tables
+
+
+# Where a log line stands among a study's lines: record-level lines first, then the schema
+# tables' in table order, then the default table's. Slices of one study merge their lines by it
+# into the order the study exported whole gives.
+LogPlace = tuple[int, str, int]
+RECORD_LINES: LogPlace = (0, "", 0)
+DEFAULT_TABLE_LINES: LogPlace = (2, "", 0)
 
 
 @dataclass
@@ -170,11 +196,17 @@ class StudyResult:
     schemas_not_found: set[str] = field(default_factory=set)
     tables: list[TableResult] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    log_places: list[LogPlace] = field(default_factory=list)  # each line's, see LogPlace
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to a counter."""
         if amount:
             self.counters[name] = self.counters.get(name, 0) + amount
+
+    def say(self, line: str, place: LogPlace = RECORD_LINES) -> None:
+        """Add a log line standing at `place`."""
+        self.log.append(line)
+        self.log_places.append(place)
 
 
 @dataclass(frozen=True)
@@ -250,6 +282,19 @@ def _records_source(
     study and the health code), so the look-up is a scalar subquery.
     """
     columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
+    # A later slice reads only its tables' records, and the surveys that may become theirs.
+    tables = (
+        ""
+        if job.only_tables is None
+        else " AND ("
+        + " OR ".join(
+            f"(r.schema_id = {quote_literal(schema_id)} AND r.schema_revision = {int(revision)})"
+            for schema_id, revision in sorted(
+                {*job.only_tables, (_surveys.SURVEY_SCHEMA, _surveys.SURVEY_REVISION)}
+            )
+        )
+        + ")"
+    )
     if job.record_ids is None and _sql.store_type(connection) == "sqlite":
         assert job.start_ms is not None and job.end_ms is not None
         connection.execute(
@@ -274,11 +319,11 @@ def _records_source(
             # each row through the index (0.57 s against 0.75 s for 250,000 records).
             inner = (
                 f"SELECT {columns} FROM records r NOT INDEXED "
-                f"WHERE r.rowid BETWEEN ? AND ? AND {wanted}"
+                f"WHERE r.rowid BETWEEN ? AND ? AND {wanted}{tables}"
             )
             bound, kinds = [first, last, *window], "?::BIGINT, ?::BIGINT, "
         else:
-            inner = f"SELECT {columns} FROM records r WHERE {wanted}"
+            inner = f"SELECT {columns} FROM records r WHERE {wanted}{tables}"
             bound, kinds = window, ""
         typed = ", ".join(
             f"TRY_CAST(r.{name} AS {kind}) AS {name}" if kind != "VARCHAR" else f"r.{name}"
@@ -304,6 +349,7 @@ def _records_source(
     else:
         where += " AND r.uploaded_on >= ? AND r.uploaded_on < ?"
         params += [job.start_ms, job.end_ms]
+    where += tables
     return (
         f"SELECT {columns}, p.sharing_scope AS user_scope FROM rs.records r "
         "LEFT JOIN rs.participants p ON p.study_id = r.study_id AND p.health_code = r.health_code "
@@ -418,11 +464,11 @@ def _count_filters(
         f"AND trim(user_sharing_scope) <> '' AND user_sharing_scope NOT IN "
         f"({', '.join(quote_literal(s) for s in SCOPE_RANK)}) GROUP BY ALL ORDER BY 1"
     ).fetchall():
-        result.log.append(f"Could not parse sharing scope {scope} ({count} records)")
+        result.say(f"Could not parse sharing scope {scope} ({count} records)")
     for (record_id,) in connection.execute(
         "SELECT id FROM scored WHERE bad_data ORDER BY id"
     ).fetchall():
-        result.log.append(f"Exception processing record {record_id}: data is not valid JSON")
+        result.say(f"Exception processing record {record_id}: data is not valid JSON")
         result.count("numBadRecords")
 
 
@@ -447,48 +493,28 @@ def export_study(
         f"ELSE {quote_literal(prefix)} || s || '-v' || r END"
     )
     connection.execute("DELETE FROM made_attachments")
-    _surveys.convert_surveys(
-        connection, job.study_id, config.schemas, result.count, result.log.append
-    )
+    writer = TableWriter(connection, job, warehouse, check_columns, known_columns)
+    if not job.record_level:
+        # Slice 0 counts and logs the surveys; a later slice converts them for its tables.
+        _surveys.convert_surveys(
+            connection, job.study_id, config.schemas, lambda _name, _n: None, lambda _line: None
+        )
+        _write_schema_tables(connection, job, config, writer, result)
+        _count_tables(result, writer)
+        return result
+    _surveys.convert_surveys(connection, job.study_id, config.schemas, result.count, result.say)
     found = int(_scalar(connection, "SELECT count(*) FROM scored"))
     # numTotal counts every record ID read, a missing one too (spec §9).
     result.count("numTotal", found if job.record_ids is None else len(set(job.record_ids)))
     if job.record_ids is not None:
         missing = len(set(job.record_ids)) - found
         if missing:
-            result.log.append(f"Missing health data record for {missing} record IDs")
+            result.say(f"Missing health data record for {missing} record IDs")
     _count_filters(connection, job, result)
-    writer = TableWriter(connection, job, warehouse, check_columns, known_columns)
     result.unique_health_codes = int(
         _scalar(connection, "SELECT count(DISTINCT health_code) FROM scored WHERE accepted")
     )
-    present = connection.execute(
-        "SELECT schema_id, schema_revision, count(*) FROM scored WHERE accepted "
-        "AND schema_id IS NOT NULL AND schema_revision IS NOT NULL GROUP BY ALL ORDER BY 1, 2"
-    ).fetchall()
-    for schema_id, revision, count in present:
-        revision = int(revision)
-        key = schema_table_key(job.study_id, schema_id, revision)
-        fields = config.schemas.get((schema_id, revision))
-        if fields is None:
-            result.schemas_not_found.add(key)
-            result.log.append(
-                f"Schema {key} not found; {count} records keep only their summary row"
-            )
-            continue
-        try:
-            columns = schema_table_columns(config.metadata_fields, fields)
-        except ValueError as error:  # duplicate column names: the schema needs fixing
-            result.tables.append(_unwritable(key, "schema", f"Table {key}: {error}"))
-            result.log.append(f"Table {key} not written: {error}")
-            continue
-        where = (
-            f"accepted AND schema_id = {quote_literal(schema_id)} AND schema_revision = {revision}"
-        )
-        writer.fields = {f.name: f for f in fields}
-        table = writer.write(key, "schema", columns, where)
-        table.schema = (schema_id, revision)
-        result.tables.append(table)
+    _write_schema_tables(connection, job, config, writer, result)
     if job.summary_tables and _scalar(
         connection,
         "SELECT count(*) FROM scored WHERE accepted AND "
@@ -500,7 +526,7 @@ def export_study(
             default_columns = default_table_columns(config.metadata_fields)
         except ValueError as error:  # duplicate column names: the study config needs fixing
             result.tables.append(_unwritable(key, "default", f"Table {key}: {error}"))
-            result.log.append(f"Table {key} not written: {error}")
+            result.say(f"Table {key} not written: {error}", DEFAULT_TABLE_LINES)
         else:
             result.tables.append(
                 writer.write(
@@ -526,12 +552,57 @@ def export_study(
                     "WHERE appVersion IS NOT NULL AND trim(appVersion) <> ''"
                 ).fetchall()
             }
+    _count_tables(result, writer)
+    return result
+
+
+def _write_schema_tables(
+    connection: duckdb.DuckDBPyConnection,
+    job: StudyJob,
+    config: StudyConfig,
+    writer: TableWriter,
+    result: StudyResult,
+) -> None:
+    """Write the job's schema tables that hold accepted records, in table order."""
+    present = connection.execute(
+        "SELECT schema_id, schema_revision, count(*) FROM scored WHERE accepted "
+        "AND schema_id IS NOT NULL AND schema_revision IS NOT NULL GROUP BY ALL ORDER BY 1, 2"
+    ).fetchall()
+    for schema_id, revision, count in present:
+        revision = int(revision)
+        if not job.writes_table(schema_id, revision):
+            continue
+        key = schema_table_key(job.study_id, schema_id, revision)
+        place: LogPlace = (1, schema_id, revision)
+        fields = config.schemas.get((schema_id, revision))
+        if fields is None:
+            result.schemas_not_found.add(key)
+            result.say(
+                f"Schema {key} not found; {count} records keep only their summary row", place
+            )
+            continue
+        try:
+            columns = schema_table_columns(config.metadata_fields, fields)
+        except ValueError as error:  # duplicate column names: the schema needs fixing
+            result.tables.append(_unwritable(key, "schema", f"Table {key}: {error}"))
+            result.say(f"Table {key} not written: {error}", place)
+            continue
+        where = (
+            f"accepted AND schema_id = {quote_literal(schema_id)} AND schema_revision = {revision}"
+        )
+        writer.fields = {f.name: f for f in fields}
+        table = writer.write(key, "schema", columns, where)
+        table.schema = (schema_id, revision)
+        result.tables.append(table)
+
+
+def _count_tables(result: StudyResult, writer: TableWriter) -> None:
+    """The table-level counters: attachments copied, each table's rows and failure."""
     result.count("numAttachments", writer.attachments)
     for table in result.tables:
         result.count(f"{table.key}.lineCount", table.rows)
         if table.error:
             result.count(f"{table.key}.errorCount", 1)
-    return result
 
 
 def write_status_row(

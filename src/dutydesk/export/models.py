@@ -71,7 +71,10 @@ class ExportRun(Base):
 
 class StudyPart(Base):
     """The part of a run that exports one study, or one slice of it (one job each; the run
-    ends when all have). `slice_no` is 0 for a study exported whole."""
+    ends when all have). `slice_no` is 0 for a study exported whole. A study split in slices
+    has its record-level work (counters, summary and default tables) in slice 0 and each of
+    its schema tables in one slice: `slice_tables` lists a slice's [schema id, revision]
+    pairs (slice 0 also writes any table no other slice lists), NULL for a whole study."""
 
     __tablename__ = "export_study_parts"
     __table_args__ = (UniqueConstraint("run_id", "study_id", "slice_no"),)
@@ -80,6 +83,7 @@ class StudyPart(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("export_runs.id", ondelete="CASCADE"))
     study_id: Mapped[str] = mapped_column(String(100))
     slice_no: Mapped[int] = mapped_column(default=0, server_default="0")
+    slice_tables: Mapped[list[list[Any]] | None] = mapped_column(JSON)
     start_ms: Mapped[int | None] = mapped_column(BigInteger)
     end_ms: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default=RunState.queued.value)

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.db import transaction, utcnow, write_phase
-from dutydesk.export import _engine
+from dutydesk.export import _engine, _slices
 from dutydesk.export._columns import Column
 from dutydesk.export._migration import plan_migration
 from dutydesk.export.models import ExportRun, ExportTime, RunState, StudyPart, WarehouseTable
@@ -144,7 +144,8 @@ def plan_run(
     *,
     database: duckdb.DuckDBPyConnection | None = None,
 ) -> list[StudyPart]:
-    """Choose the studies and their windows (spec §2.2, §2.3) and make one part per study.
+    """Choose the studies and their windows (spec §2.2, §2.3) and make one part per study,
+    or one per slice of a study split by table (`_slices`).
 
     `database` is the run's DuckDB database (`_engine.open_database`), when it has one.
     """
@@ -177,25 +178,60 @@ def plan_run(
                 start = study_start(request, last_dt)
                 if start is None:
                     continue
-                parts.append(
-                    StudyPart(
-                        run_id=run_id,
-                        study_id=study,
-                        start_ms=_ms(start),
-                        end_ms=_ms(request.end_date_time),
-                    )
-                )
+                parts.extend(_study_parts(run_id, study, start, request, records_url))
     write_phase(session)
     run = session.get(ExportRun, run_id, populate_existing=True) or run
     run.state = RunState.running.value
     run.started_at = utcnow()
     if metrics is not None:
         run.metrics = metrics
-    run.studies = [part.study_id for part in parts]
+    run.studies = list(dict.fromkeys(part.study_id for part in parts))
     session.add_all(parts)
     session.flush()
     _log(run, f"Exporting the following studies: {', '.join(run.studies)}")
     return parts
+
+
+def _study_parts(
+    run_id: int, study: str, start: dt.datetime, request: ExportRequest, records_url: str
+) -> list[StudyPart]:
+    """The study's part, or its slices when it holds more than `DUTYDESK_EXPORT_SLICE_RECORDS`
+    records in the window."""
+    start_ms, end_ms = _ms(start), _ms(request.end_date_time)
+    slice_records = get_settings().export_slice_records
+    slices: list[list[_slices.SchemaTable]] = []
+    if slice_records and start_ms is not None and end_ms is not None:
+        counts = _slices.table_counts(records_url, study, start_ms, end_ms, slice_records)
+        slices = _slices.split_tables(study, counts, slice_records, request.table_whitelist)
+    if not slices:
+        return [StudyPart(run_id=run_id, study_id=study, start_ms=start_ms, end_ms=end_ms)]
+    return [
+        StudyPart(
+            run_id=run_id,
+            study_id=study,
+            slice_no=number,
+            slice_tables=[list(table) for table in tables],
+            start_ms=start_ms,
+            end_ms=end_ms,
+        )
+        for number, tables in enumerate(slices)
+    ]
+
+
+def _slice_job_tables(
+    session: Session, part: StudyPart
+) -> tuple[frozenset[tuple[str, int]] | None, frozenset[tuple[str, int]]]:
+    """A part's `StudyJob.only_tables` and `skip_tables` (None and nothing for a whole study)."""
+    if part.slice_no:
+        return frozenset((str(s), int(r)) for s, r in part.slice_tables or []), frozenset()
+    others = session.scalars(
+        select(StudyPart.slice_tables).where(
+            StudyPart.run_id == part.run_id,
+            StudyPart.study_id == part.study_id,
+            StudyPart.slice_no != 0,
+        )
+    )
+    return None, frozenset((str(s), int(r)) for tables in others for s, r in tables or [])
 
 
 def known_columns(session: Session, keys: list[str] | None = None) -> dict[str, list[Column]]:
@@ -239,6 +275,7 @@ def export_part(
     part_id = part.id
     request = parse_request(run.request)
     record_ids = run.metrics["record_ids"].get(part.study_id) if request.shape == "C" else None
+    only_tables, skip_tables = _slice_job_tables(session, part)
     job = _engine.StudyJob(
         study_id=part.study_id,
         export_date=run.export_date,
@@ -250,6 +287,8 @@ def export_part(
         study_whitelist=request.study_whitelist,
         table_whitelist=request.table_whitelist,
         summary_tables=not (request.redrive_count and request.table_whitelist),
+        only_tables=only_tables,
+        skip_tables=skip_tables,
     )
     columns = known_columns(session)
     session.commit()  # the export itself holds no transaction of the ops database
@@ -262,10 +301,18 @@ def export_part(
     _register_tables(session, part.study_id, result.tables)
     part.metrics = {
         "counters": result.counters,
-        "uniqueHealthCodes": result.unique_health_codes,
-        "uniqueAppVersions": sorted(result.app_versions),
+        # A later slice of a study counts no records: the study's distinct values are slice 0's.
+        **(
+            {
+                "uniqueHealthCodes": result.unique_health_codes,
+                "uniqueAppVersions": sorted(result.app_versions),
+            }
+            if job.record_level
+            else {}
+        ),
         "schemasNotFound": sorted(result.schemas_not_found),
         "log": result.log,
+        "log_places": [list(place) for place in result.log_places],
         "redrive_tables": [
             list(table.schema)
             for table in result.tables
@@ -326,20 +373,25 @@ def finish_run_if_done(session: Session, run_id: int, records_url: str) -> bool:
 
 def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
     request = parse_request(run.request)
-    parts = list(session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)))
+    parts = list(
+        session.scalars(
+            select(StudyPart)
+            .where(StudyPart.run_id == run.id)
+            .order_by(StudyPart.id, StudyPart.slice_no)
+        )
+    )
+    studies = list(dict.fromkeys(part.study_id for part in parts))
     target = warehouse()
     # A status row reads nothing from the record store: a bare DuckDB writes it.
     with closing(duckdb.connect(config={"threads": 1})) as connection:
-        for part in parts:
+        for study in studies:
             status = _engine.write_status_row(
-                connection, part.study_id, run.export_date, run.run_key, target
+                connection, study, run.export_date, run.run_key, target
             )
             if status.error:
-                _log(
-                    run, f"Error writing to status table for study={part.study_id}: {status.error}"
-                )
+                _log(run, f"Error writing to status table for study={study}: {status.error}")
             else:
-                _register_tables(session, part.study_id, [status])
+                _register_tables(session, study, [status])
     metrics = _merge_metrics(parts)
     missing = run.metrics.get("missing_record_ids", [])
     for record_id in missing:
@@ -356,17 +408,15 @@ def _end_of_stream(session: Session, run: ExportRun, records_url: str) -> None:
         _redrive_tables(session, run, request, parts)
     if request.shape == "A" and request.end_date_time is not None:
         end_ms = _ms(request.end_date_time)
-        for part in parts:
-            existing = session.get(ExportTime, part.study_id)
+        for study in studies:
+            existing = session.get(ExportTime, study)
             if existing is None:
-                session.add(ExportTime(study_id=part.study_id, last_export_ms=end_ms))
+                session.add(ExportTime(study_id=study, last_export_ms=end_ms))
             else:
                 existing.last_export_ms = int(end_ms or 0)
     # A point stands for the window it measured: it is dated at the request's end.
     at = request.end_date_time.astimezone(dt.UTC) if request.end_date_time else utcnow()
-    points = {
-        f"uniqueHealthCodes[{p.study_id}]": p.metrics.get("uniqueHealthCodes", 0) for p in parts
-    }
+    points = dict(metrics["set_counters"])
     points.update({name: value for name, value in metrics["counters"].items()})
     record_points(session, f"export:{run.run_key}", at, points)
     run.finished_at = utcnow()
@@ -389,13 +439,38 @@ def _merge_metrics(parts: list[StudyPart]) -> dict[str, Any]:
     for part in parts:
         for name, count in part.metrics.get("counters", {}).items():
             counters[name] = counters.get(name, 0) + int(count)
-        sets[f"uniqueHealthCodes[{part.study_id}]"] = int(part.metrics.get("uniqueHealthCodes", 0))
-        values[f"uniqueAppVersions[{part.study_id}]"] = part.metrics.get("uniqueAppVersions", [])
+        if part.slice_no == 0:  # a study's distinct values are counted by its slice 0
+            sets[f"uniqueHealthCodes[{part.study_id}]"] = int(
+                part.metrics.get("uniqueHealthCodes", 0)
+            )
+            values[f"uniqueAppVersions[{part.study_id}]"] = part.metrics.get(
+                "uniqueAppVersions", []
+            )
         not_found |= set(part.metrics.get("schemasNotFound", []))
-        lines.extend(part.metrics.get("log", []))
+    by_study: dict[str, list[StudyPart]] = {}
+    for part in parts:
+        by_study.setdefault(part.study_id, []).append(part)
+    for slices in by_study.values():
+        lines.extend(_study_lines(sorted(slices, key=lambda p: p.slice_no)))
     if not_found:
         values["schemasNotFound"] = sorted(not_found)
     return {"counters": counters, "set_counters": sets, "key_values": values, "log": lines}
+
+
+def _study_lines(slices: list[StudyPart]) -> list[str]:
+    """A study's log lines in the order the study exported whole gives them: its slices'
+    lines merged by where each stands (`_engine.LogPlace`)."""
+    if len(slices) == 1:
+        return list(slices[0].metrics.get("log", []))
+    placed: list[tuple[tuple[int, str, int], str]] = []
+    for part in slices:
+        lines = part.metrics.get("log", [])
+        places = part.metrics.get("log_places") or [list(_engine.RECORD_LINES)] * len(lines)
+        placed.extend(
+            ((int(p[0]), str(p[1]), int(p[2])), line) for p, line in zip(places, lines, strict=True)
+        )
+    # Stable: lines at the same place keep their order (each place is one slice's).
+    return [line for _place, line in sorted(placed, key=lambda item: item[0])]
 
 
 def metric_lines(metrics: dict[str, Any]) -> list[str]:
@@ -415,12 +490,21 @@ def _redrive_tables(
     settings = get_settings()
     if request.redrive_count >= settings.export_redrive_max:
         return
-    for part in sorted(parts, key=lambda p: p.study_id):
+    by_study: dict[str, list[StudyPart]] = {}
+    for part in sorted(parts, key=lambda p: (p.study_id, p.slice_no)):
+        by_study.setdefault(part.study_id, []).append(part)
+    for slices in by_study.values():
+        part = slices[0]
         # Only schema tables that may succeed when tried again: a column conflict would not.
-        keys = [
-            SchemaKey(part.study_id, schema_id, int(revision))
-            for schema_id, revision in part.metrics.get("redrive_tables", [])
-        ]
+        # A study split in slices is re-driven once, with the failed tables of every slice.
+        keys = sorted(
+            (
+                SchemaKey(part.study_id, schema_id, int(revision))
+                for each in slices
+                for schema_id, revision in each.metrics.get("redrive_tables", [])
+            ),
+            key=lambda key: (key.schema_id, key.revision),
+        )
         if not keys:
             continue
         start = (
