@@ -20,25 +20,42 @@ def run_points(session: Session, run: ExportRun) -> list[Point]:
     """The run's points: per study its counters (`export.lineCount` and `export.errorCount` by
     table, `export.accepted`/`export.excluded` by scope, `export.numTotal`, ...), its unique
     health codes and its duration; the run's duration as `export.duration`."""
-    points: list[Point] = []
     started = run.started_at
+    # A study split in slices has a part per slice: its series are the sum of its slices'
+    # counters, its unique health codes its slice 0's, its time its last slice's end.
+    by_study: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    unique: dict[str, float] = {}
+    ended: dict[str, dt.datetime] = {}
     for part in session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)):
-        study = {"study": part.study_id}
+        sums = by_study.setdefault(part.study_id, {})
         for name, count in (part.metrics or {}).get("counters", {}).items():
             verdict = VERDICT.match(name)
+            series: tuple[str, tuple[tuple[str, str], ...]]
             if verdict:
-                scope = {**study, "scope": verdict.group(2)}
-                points.append(Point(f"export.{verdict.group(1)}", float(count), scope))
+                series = (f"export.{verdict.group(1)}", (("scope", verdict.group(2)),))
             elif name.endswith((".lineCount", ".errorCount")):
                 table, _, counter = name.rpartition(".")
-                points.append(Point(f"export.{counter}", float(count), {**study, "table": table}))
+                series = (f"export.{counter}", (("table", table),))
             elif "[" not in name and "." not in name:
-                points.append(Point(f"export.{name}", float(count), study))
-        unique = (part.metrics or {}).get("uniqueHealthCodes")
-        if unique is not None:
-            points.append(Point("export.uniqueHealthCodes", float(unique), study))
-        if started is not None and part.finished_at is not None:
-            seconds = (part.finished_at - started).total_seconds()
+                series = (f"export.{name}", ())
+            else:
+                continue
+            sums[series] = sums.get(series, 0.0) + float(count)
+        found = (part.metrics or {}).get("uniqueHealthCodes")
+        if found is not None:
+            unique[part.study_id] = float(found)
+        if part.finished_at is not None:
+            last = ended.get(part.study_id)
+            ended[part.study_id] = max(part.finished_at, last) if last else part.finished_at
+    points: list[Point] = []
+    for study_id, sums in by_study.items():
+        study = {"study": study_id}
+        for (name, labels), value in sums.items():
+            points.append(Point(name, value, {**study, **dict(labels)}))
+        if study_id in unique:
+            points.append(Point("export.uniqueHealthCodes", unique[study_id], study))
+        if started is not None and study_id in ended:
+            seconds = (ended[study_id] - started).total_seconds()
             points.append(Point("export.studySeconds", seconds, study))
     if started is not None and run.finished_at is not None:
         points.append(Point("export.duration", (run.finished_at - started).total_seconds()))
