@@ -51,6 +51,14 @@ CACHED = "log_cached"
 VERSION = 2  # of the index and segments; a cache of another version is emptied
 USED_EVERY = 60.0  # seconds: a segment's last use is written at most this often (a write is slow)
 FILL_BYTES = 32 << 20  # files (bytes on disk) parsed into one segment, held in memory meanwhile
+# A fill parses every field of every line, several times the work of a query that parses only
+# its own fields. A query whose fill is deferred (`answer(..., later=...)`) still fills at once
+# the files it lacks when they are at most this share of its bytes (a few new or changed files:
+# cheaper than parsing them all without the cache); more, and it answers without the cache.
+FILL_NOW_SHARE = 0.1
+ORPHAN_SECONDS = (
+    3600.0  # a segment file the index does not name, this old, is an interrupted fill's
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -300,11 +308,23 @@ class Cache:
         self._drop_empty_segments()
 
     def prune(self) -> None:
-        """Forget files that are gone and segments no file uses."""
+        """Forget files that are gone and segments no file uses; remove segment files an
+        interrupted fill left (written but never recorded, or half written)."""
         rows = self.db.execute("SELECT path FROM entries").fetchall()
         gone = [(path,) for (path,) in rows if not os.path.exists(path)]
         self.db.executemany("DELETE FROM entries WHERE path = ?", gone)
         self._drop_empty_segments()
+        known = {name for (name,) in self.db.execute("SELECT name FROM segments")}
+        old = time.time() - ORPHAN_SECONDS
+        for path in self.folder.glob(f"*{_segments.SUFFIX}*"):
+            name = path.name.lstrip(".").split(".", 1)[0]
+            if name in known and not path.name.startswith("."):
+                continue
+            try:
+                if path.stat().st_mtime < old:  # a fill running now writes newer ones
+                    path.unlink(missing_ok=True)
+            except OSError:
+                continue
 
     def _drop_empty_segments(self) -> None:
         empty = self.db.execute(
@@ -411,6 +431,54 @@ def _chunks(part: FileList) -> Iterator[FileList]:
         size += part.sizes[i]
     if chunk.files:
         yield chunk
+
+
+def _missing_part(
+    files: FileList, missing: list[int], keys: dict[str, tuple[int, int]]
+) -> FileList:
+    """The files of `files` numbered `missing`, with their sizes and mtimes."""
+    part = FileList()
+    if len(missing) == len(files.files) and len(files.mtimes) == len(files.files):
+        mtimes = [keys.get(path, (0, -1))[1] for path in files.files]
+        part.extend(list(files.files), list(files.sizes), mtimes)
+        part.etags.update(files.etags)
+        return part
+    for i in missing:
+        path = files.files[i]
+        mtime = keys.get(path, (0, -1))[1]
+        part.add(path, files.sizes[i], files.etags.get(path, ""), mtime_ns=mtime)
+    return part
+
+
+def fill(
+    settings: Settings,
+    plan: Plan,
+    files: FileList,
+    stream_of: type[LineStream],
+    stream_options: dict[str, object],
+    roots: Roots,
+) -> int:
+    """Parse the files of `files` that are not cached yet into the cache (the fill a query
+    deferred); the number of files parsed.
+
+    Interrupted (Ctrl-C, a kill), it leaves the cache as it was plus the segments finished:
+    a segment is written to a temporary file and renamed, then recorded in one transaction,
+    and only recorded segments are served."""
+    from dutydesk.logs import _engine
+
+    assert plan.fmt is not None
+    key = format_key(plan)
+    cache = open_cache(settings)
+    connection = _engine.connect(roots, memory_limit=settings.log_query_memory)
+    try:
+        _, missing, keys = cache.lookup(files, key, roots)
+        if missing:
+            part = _missing_part(files, missing, keys)
+            _fill(cache, connection, plan, part, stream_of, stream_options, keys, key)
+        return len(missing)
+    finally:
+        connection.close()
+        cache.close()
 
 
 def _fill(
@@ -603,10 +671,15 @@ def answer(
     report: Report,
     roots: Roots,
     patterns: tuple[str, ...],
+    later: list[FileList] | None = None,
 ) -> pa.Table | None:
     """Grouped counts or rows of `plan` over `files`, parsing only the files not cached yet;
     None when no file could be read, or rows would not come out in file order (the caller then
-    reads the files as without the cache)."""
+    reads the files as without the cache).
+
+    With `later` (a list), a fill is deferred: when the files not cached are more than
+    FILL_NOW_SHARE of the bytes, `files` go to `later` (for `fill` once the answer is out) and
+    the answer is None, to be read as without the cache, parsing only the query's fields."""
     assert plan.fmt is not None
     key = format_key(plan)
     cache = open_cache(settings)
@@ -618,11 +691,12 @@ def answer(
                 return _query(connection, plan, top, table, files.files, report)
         served, missing, keys = cache.lookup(files, key, roots)
         if missing:
-            part = FileList()
-            for i in missing:
-                part.add(
-                    files.files[i], files.sizes[i], mtime_ns=keys.get(files.files[i], (0, -1))[1]
-                )
+            local = not any(map(_S3_URL, files.files))  # an S3 client lives as long as its query
+            unread = sum(files.sizes[i] for i in missing)
+            if later is not None and local and unread > FILL_NOW_SHARE * files.total_bytes:
+                later.append(files)  # `fill` looks the files up again then
+                return None
+            part = _missing_part(files, missing, keys)
             written = _fill(cache, connection, plan, part, stream_of, stream_options, keys, key)
             bad = {problem.file for problem in part.problems}
             if not served and not written:

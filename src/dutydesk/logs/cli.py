@@ -6,8 +6,9 @@ import csv
 import datetime as dt
 import enum
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -194,7 +195,11 @@ def query(
         if result is None:
             with _progress() as (on_files, progress):
                 result = log_query.run(
-                    asked, progress=progress, on_files=on_files, cache=not no_cache
+                    asked,
+                    progress=progress,
+                    on_files=on_files,
+                    cache=not no_cache,
+                    fill_later=True,
                 )
     except log_query.QueryError as error:
         raise fail(str(error)) from None
@@ -218,9 +223,31 @@ def query(
         typer.echo(message, err=True)
     if isinstance(result, log_query.QueryResult):
         write_table(result.table, out)
+        if result.fill is not None:
+            _fill_after_answer(result.fill)
     else:
         numeric = [column.numeric for column in result.columns]
         write_rows(result.column_names, result.rows, numeric, out)
+
+
+def _fill_after_answer(fill: Callable[[], int]) -> None:
+    """Fill the parsed cache once the answer is out: stdout is closed first, so a pipe's
+    reader has the whole answer; Ctrl-C skips (what was filled stays, consistent)."""
+    import duckdb
+
+    sys.stdout.flush()
+    try:
+        if not sys.stdout.isatty():
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+    except (OSError, ValueError):  # no file descriptor behind stdout (tests)
+        pass
+    typer.echo("filling the parsed cache for next time... Ctrl-C skips", err=True)
+    try:
+        fill()
+    except (KeyboardInterrupt, duckdb.InterruptException):
+        typer.echo("skipped: the next query parses the files not filled yet", err=True)
 
 
 @app.command("report")

@@ -12,7 +12,8 @@ import datetime as dt
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,10 +90,12 @@ class Query:
 
 @dataclass
 class QueryResult:
-    """The answer (an Arrow table) and its report."""
+    """The answer (an Arrow table) and its report; `fill`, when the parsed cache's fill was
+    left for later (`run(..., fill_later=True)`), fills it: the number of files parsed."""
 
     table: pa.Table
     report: Report
+    fill: Callable[[], int] | None = None
 
 
 def parse_time(text: str, now: dt.datetime | None = None) -> str:
@@ -218,6 +221,7 @@ def run(
     progress: Callable[[int], None] | None = None,
     on_files: Callable[[FileList], None] | None = None,
     cache: bool = True,
+    fill_later: bool = False,
 ) -> QueryResult:
     """Answer `query`: counts or rows as an Arrow table, and a report of what was not read.
 
@@ -226,6 +230,10 @@ def run(
     Grouped counts over local files go through the parsed cache (see `_cache`) unless `cache`
     is false or DUTYDESK_LOG_CACHE_BYTES is 0. With `--format auto` each file is read in its
     own format (see `_auto`).
+
+    With `fill_later`, a query over files mostly not cached answers as without the cache
+    (parsing only the fields it uses) and hands back the fill as `result.fill`, for the caller
+    to run once the answer is out, or to skip (the console's requests do).
     """
     from dutydesk.logs._s3 import S3
     from dutydesk.settings import get_settings
@@ -260,11 +268,13 @@ def run(
             raise QueryError(str(error)) from None
         if not files.files and not files.problems:
             raise QueryError(f"no files in {', '.join(query.sources)} (only empty folders)")
-        reader = _Reader(query, settings, roots, files, s3, progress, cache)
+        reader = _Reader(query, settings, roots, files, s3, progress, cache, not fill_later)
         if fmt is None:
             first = first_format_of(files.files, reader.head)
             if not query.save:  # an extract holds one format's columns
-                return _run_auto(query, reader, first, on_files)
+                result = _run_auto(query, reader, first, on_files)
+                result.fill = reader.deferred_fill()
+                return result
             fmt = FORMATS[first]
         if query.save:
             try:
@@ -287,7 +297,7 @@ def run(
             percentiles=query.percentiles,
         )
         table = _run_extract(follow, settings, query.save).table
-    return QueryResult(table, report)
+    return QueryResult(table, report, reader.deferred_fill())
 
 
 def first_format_of(files: list[str], head: Callable[[str], list[str] | Problem]) -> str:
@@ -310,6 +320,15 @@ class _Reader:
     s3: S3 | None
     progress: Callable[[int], None] | None
     cache: bool
+    fill_now: bool = True
+    later: list[Callable[[], int]] = field(default_factory=list)
+
+    def deferred_fill(self) -> Callable[[], int] | None:
+        """The cache fills this query's reads left for later, as one call (None: none)."""
+        fills = list(self.later)
+        if not fills:
+            return None
+        return lambda: sum(each() for each in fills)
 
     def head(self, path: str) -> list[str] | Problem:
         """A file's first lines, to tell its format."""
@@ -349,6 +368,7 @@ class _Reader:
         connection = _engine.connect(self.roots, [folder], memory_limit=memory)
         use_cache = self.cache and settings.log_cache_bytes > 0
         if use_cache and _cache.usable(plan, files, bool(query.save)):
+            later: list[FileList] | None = None if self.fill_now else []
             try:
                 cached = _cache.answer(
                     settings,
@@ -361,11 +381,20 @@ class _Reader:
                     report,
                     self.roots,
                     query.sources,
+                    later,
                 )
             finally:
                 connection.close()
             if cached is not None:
                 return cached
+            if later:
+                options = {**stream_options, "progress": None}
+                self.later += [
+                    partial(
+                        _cache.fill, settings, plan, part, _sources.LineStream, options, self.roots
+                    )
+                    for part in later
+                ]
             connection = _engine.connect(self.roots, [folder], memory_limit=memory)
         try:
             with_file = plan.needs_file or bool(query.save)

@@ -148,7 +148,8 @@ def _page(
     if ran and not form.errors:
         try:
             query = form.to_query(for_page=True)
-            result = log_query.run(query, settings=settings)
+            # The cache's fill is skipped, never run inside a request (`fill_later`).
+            result = log_query.run(query, settings=settings, fill_later=True)
         except log_query.QueryError as error:
             form.errors.append(str(error))
             status_code = 422
