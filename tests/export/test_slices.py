@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,8 +18,9 @@ from dutydesk.db import build_engine, utcnow
 from dutydesk.export import _slices, service
 from dutydesk.export.models import ExportRun, ExportTime, StudyPart, WarehouseTable
 from dutydesk.jobs.models import Job
+from dutydesk.metrics._export import run_points
 from dutydesk.records.models import Attachment, Record, Schema
-from tests.conftest import clear_caches
+from tests.conftest import clear_caches, make_user, sign_in
 from tests.export.conftest import generated_store
 from tests.export.test_runs import END, START, drain
 
@@ -161,6 +163,18 @@ def test_a_dominant_study_split_in_slices_exports_exactly_what_it_exports_whole(
     assert whole.metrics["counters"][f"surveyWorker[{BIG}].errorCount"] == 1
     assert log_lines(sliced) == log_lines(whole)
     assert sliced_times == whole_times and set(whole_times) == set(whole.studies)
+    # The metric series are per study, the sum of its slices.
+    assert series(db, sliced) == series(db, whole)
+    assert ("export.uniqueHealthCodes", (("study", BIG),)) in series(db, whole)
+
+
+def series(db: Session, run: ExportRun) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The run's metric points by name and labels, durations left out."""
+    return {
+        (point.name, tuple(sorted(point.labels.items()))): point.value
+        for point in run_points(db, run)
+        if not point.name.endswith(("Seconds", "duration"))
+    }
 
 
 def test_slices_share_the_tables_largest_first_and_slice_zero_keeps_the_record_level_work(
@@ -183,6 +197,7 @@ def test_failed_tables_in_two_slices_leave_the_run_partial_and_are_redriven_toge
     db: Session,
     factory: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
+    client: TestClient,
 ) -> None:
     body = {"useLastExportTime": False, "startDateTime": START, "endDateTime": END, "tag": "t"}
     whole = export_into(tmp_path / "whole", 0, db, factory, monkeypatch, body)
@@ -205,6 +220,12 @@ def test_failed_tables_in_two_slices_leave_the_run_partial_and_are_redriven_toge
     failed = {part.slice_no: part.failed_tables for part in parts if part.failed_tables}
     assert failed == {1: [blocked[0]], 2: [blocked[1]]}
     assert f"Redriving tables: {', '.join(sorted(blocked))}" in run.log
+    # The run's page lists each slice as a part of its study, with its failed table.
+    sign_in(client, db, make_user(db, "viewer"))
+    page = client.get(f"/exports/{run.id}").text
+    assert f">slice 1/{len(slices)}</small>" in page
+    assert f">slice {len(slices)}/{len(slices)}</small>" in page
+    assert f"failed: {blocked[0]}" in page
     # One redrive for the study, with the failed tables of both slices, waiting its delay.
     [redrive] = db.scalars(select(ExportRun).where(ExportRun.parent_run_id == run.id)).all()
     assert sorted(

@@ -70,9 +70,13 @@ REQUEST_BODY_DOC = {
 
 
 class PartOut(BaseModel):
-    """One study of a run."""
+    """One study of a run, or one slice of a study split by table (slice `slice_no + 1` of
+    `slices`, writing `slice_tables`; slice 1 also the summary and default tables)."""
 
     study_id: str
+    slice_no: int = 0
+    slices: int = 1
+    slice_tables: list[str] = []
     start: dt.datetime | None
     end: dt.datetime | None
     state: str
@@ -188,7 +192,11 @@ def _summary_fields(run: ExportRun, parts: list[StudyPart]) -> dict[str, Any]:
 
 def _parts_of(db: Session, run_ids: list[int]) -> dict[int, list[StudyPart]]:
     found: dict[int, list[StudyPart]] = {run_id: [] for run_id in run_ids}
-    query = select(StudyPart).where(StudyPart.run_id.in_(run_ids)).order_by(StudyPart.study_id)
+    query = (
+        select(StudyPart)
+        .where(StudyPart.run_id.in_(run_ids))
+        .order_by(StudyPart.study_id, StudyPart.slice_no)
+    )
     for part in db.scalars(query):
         found[part.run_id].append(part)
     return found
@@ -239,6 +247,12 @@ def run_detail(db: Session, run_id: int) -> RunDetailOut:
         parts=[
             PartOut(
                 study_id=part.study_id,
+                slice_no=part.slice_no,
+                slices=sum(other.study_id == part.study_id for other in parts),
+                slice_tables=[
+                    f"{part.study_id}-{schema_id}-v{revision}"
+                    for schema_id, revision in part.slice_tables or []
+                ],
                 start=_moment(part.start_ms),
                 end=_moment(part.end_ms),
                 state=part.state,
