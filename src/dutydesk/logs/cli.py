@@ -135,7 +135,7 @@ def _split_names(values: list[str] | None) -> tuple[str, ...]:
     return tuple(name.strip() for value in values or () for name in value.split(",") if name)
 
 
-@app.command("query")
+@app.command("query", short_help="Filter and count log lines of files, folders, S3 or extracts.")
 def query(
     globs: Annotated[
         list[str],
@@ -250,7 +250,7 @@ def _fill_after_answer(fill: Callable[[], int]) -> None:
         typer.echo("skipped: the next query parses the files not filled yet", err=True)
 
 
-@app.command("report")
+@app.command("report", short_help="A GoAccess-like report of access logs; --html FILE writes it.")
 def report(
     globs: Annotated[
         list[str], typer.Argument(help="Access log files, folders (all below), globs, s3:// URLs.")
@@ -360,7 +360,7 @@ def _size(count: int) -> str:
 
 
 cache_app = typer.Typer(
-    rich_markup_mode=None, help="The parsed cache of log files.", no_args_is_help=True
+    rich_markup_mode=None, help="The parsed cache of log files: stats, clear.", no_args_is_help=True
 )
 app.add_typer(cache_app, name="cache")
 
@@ -397,7 +397,7 @@ def cache_clear() -> None:
     typer.echo(f"cleared the log cache ({_size(freed)})")
 
 
-@app.command("extracts")
+@app.command("extracts", short_help="List saved extracts: name, size, rows, when, and their query.")
 def extracts() -> None:
     """Saved extracts: name, size, row count, when, and the query that made them."""
     from dutydesk.logs import query as log_query
@@ -414,7 +414,7 @@ def extracts() -> None:
         )
 
 
-@app.command("tail")
+@app.command("tail", short_help="Follow files and ship their new lines to the desk.")
 def tail(
     paths: Annotated[list[Path], typer.Argument(help="Log files to follow (across rotation).")],
     source: Annotated[str, typer.Option(help="The log source the desk counts the lines under.")],
