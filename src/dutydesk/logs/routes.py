@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse
 from dutydesk import registry
 from dutydesk.logs import _engine
 from dutydesk.logs import query as log_query
+from dutydesk.logs._queryreport import query_report
 from dutydesk.logs._s3 import s3_access
 from dutydesk.logs.cli import cell
 from dutydesk.logs.extracts import list_extracts
@@ -158,7 +159,7 @@ def _page(
             context["result"] = {
                 "columns": table.column_names,
                 "rows": [[cell(v) for v in row.values()] for row in table.to_pylist()],
-                "report": result.report,
+                "report": query_report(result.report),
                 "capped": query.top == PAGE_ROWS and table.num_rows == PAGE_ROWS,
                 "command": query.command_line(),
             }
