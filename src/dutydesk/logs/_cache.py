@@ -56,9 +56,9 @@ FILL_BYTES = 32 << 20  # files (bytes on disk) parsed into one segment, held in 
 # the files it lacks when they are at most this share of its bytes (a few new or changed files:
 # cheaper than parsing them all without the cache); more, and it answers without the cache.
 FILL_NOW_SHARE = 0.1
-ORPHAN_SECONDS = (
-    3600.0  # a segment file the index does not name, this old, is an interrupted fill's
-)
+# A segment file the index does not name (or a temporary one), this many seconds old, is what an
+# interrupted fill left; younger ones may be a running fill's.
+ORPHAN_SECONDS = 3600.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
