@@ -71,3 +71,35 @@ def test_an_export_runs_page_charts_its_studies_against_the_last_runs(
             assert box is not None and 0 < box["width"] <= width
             assert canvas.evaluate(CANVAS_DRAWN), f"chart {index} is blank at {width} px"
         page.screenshot(path=tmp_path / f"export-run-{width}.png", full_page=True)
+
+
+CHARTS_FIT = """() => ({page: document.documentElement.scrollWidth, width: window.innerWidth})"""
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)  # the demo desk starts first, slow on a busy machine
+def test_the_review_charts_its_moved_series_tickets_and_records_at_desk_and_phone_widths(
+    page: Page, desk: Desk, tmp_path: Path
+) -> None:
+    page.goto("/login")
+    sign_in(page, "admin", desk.password)
+    page.goto("/review")
+    expect(page.get_by_role("heading", name="Weekly review", level=1)).to_be_visible()
+    for width, height in ((1366, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        trends = page.locator("#review-trends div.chart canvas")
+        expect(trends.first).to_be_visible()
+        counts = page.locator("#review-tickets div.counts-chart canvas")
+        expect(counts.first).to_be_visible()
+        canvases = page.locator("div.chart canvas, div.counts-chart canvas")
+        assert canvases.count() >= 3, "a moved series, tickets per week, records per day"
+        for index in range(canvases.count()):
+            canvas = canvases.nth(index)
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
+            assert box is not None and 0 < box["width"] <= width
+            assert canvas.evaluate(CANVAS_DRAWN), f"review chart {index} is blank at {width} px"
+        fits = page.evaluate(CHARTS_FIT)
+        assert fits["page"] <= fits["width"], f"the review scrolls sideways at {width} px: {fits}"
+        page.screenshot(path=tmp_path / f"review-{width}.png", full_page=True)

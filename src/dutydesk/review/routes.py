@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.responses import HTMLResponse
 
 from dutydesk import registry
-from dutydesk.review import service
+from dutydesk.review import charts, service
 from dutydesk.web.access import Db, OperatorPage, ViewerPage
 from dutydesk.web.openapi import answers
 from dutydesk.web.templating import render
@@ -32,15 +32,18 @@ def _period(db: Db, week: str | None) -> service.Period:
 
 @router.get("/review", response_class=HTMLResponse, responses=answers(422))
 def review_page(request: Request, _who: ViewerPage, db: Db, week: Week = None) -> HTMLResponse:
-    """The review: every agenda section with the pages behind it, and the reviews held."""
+    """The review: every agenda section with the pages behind it and its charts, and the
+    reviews held."""
     period = _period(db, week)
+    sections = service.agenda(db, period)
     return render(
         request,
         "review/review.html",
         {
             "period": period,
             "week": week or "",
-            "sections": service.agenda(db, period),
+            "sections": sections,
+            "charts": charts.page_charts(db, period, sections),
             "marks": service.last_marks(db),
         },
     )
