@@ -218,7 +218,7 @@ def test_demo_months_data_loss_day_fires_and_no_other_day_does(db: Session) -> N
                 if outcome.decision.firing:
                     fired_days.add(((at - dt.timedelta(days=1)).date(), outcome.decision.instance))
     loss_day = today - dt.timedelta(days=LOSS_DAYS_AGO)
-    assert fired_days == {(loss_day, "uniqueHealthCodes[study-a]")}
+    assert fired_days == {(loss_day, "export.uniqueHealthCodes[study-a]")}
     evaluation = db.scalar(
         select(RuleEvaluation).where(RuleEvaluation.firing.is_(True)).order_by(RuleEvaluation.id)
     )

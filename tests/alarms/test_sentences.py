@@ -154,7 +154,7 @@ def add_series(db: Session, series: str, values: list[float]) -> None:
 def test_a_drop_says_where_the_series_fell_from_its_median_and_by_how_much(
     db: Session,
 ) -> None:
-    add_series(db, "uniqueHealthCodes[study-a]", [60, 62, 64, 61, 63, 62, 62, 31])
+    add_series(db, "export.uniqueHealthCodes[study-a]", [60, 62, 64, 61, 63, 62, 62, 31])
     (decision,) = decide(db, seeded(db, "shift-unique-health-codes"), AT)
     assert decision.firing
     assert decision.summary == (

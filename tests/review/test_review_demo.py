@@ -32,7 +32,6 @@ from dutydesk.tickets.models import Ticket
 from tests.conftest import clear_caches, fresh_database_url
 
 SERIES = f"export.uniqueHealthCodes[{LOSS_STUDY}]"
-RULE_SERIES = f"uniqueHealthCodes[{LOSS_STUDY}]"
 
 
 def run_job(kind: str, args: dict[str, object]) -> None:
@@ -104,7 +103,7 @@ def test_demo_weeks_halving_is_silenced_listed_first_and_drawn_outside_its_band(
         assert silence.reason.startswith("Known gap") and silence.created_by == "demo"
         evaluation = session.scalars(
             select(RuleEvaluation).where(
-                RuleEvaluation.instance == RULE_SERIES, RuleEvaluation.firing.is_(True)
+                RuleEvaluation.instance == SERIES, RuleEvaluation.firing.is_(True)
             )
         ).one()
         assert evaluation.at == loss_at and evaluation.silenced

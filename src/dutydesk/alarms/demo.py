@@ -38,7 +38,7 @@ REPLAY_DELAY_SECONDS = 300
 def demo_metric_history(
     today: dt.date, *, days: int = 30, seed: int = 2026
 ) -> dict[str, list[tuple[dt.datetime, float]]]:
-    """Daily `uniqueHealthCodes[study]` and `numTotal` points of the month before `today`,
+    """Daily `export.uniqueHealthCodes[study]` and `numTotal` points of the month before `today`,
     each dated at the end of its day, with data loss in study-a LOSS_DAYS_AGO days ago."""
     rng = random.Random(seed)
     history: dict[str, list[tuple[dt.datetime, float]]] = {}
@@ -52,7 +52,9 @@ def demo_metric_history(
                 lost = set(rng.sample(range(PARTICIPANTS), int(PARTICIPANTS * LOSS_SHARE)))
                 uploads = [code for code in uploads if code not in lost]
             total += len(uploads)
-            history.setdefault(f"uniqueHealthCodes[{study}]", []).append((at, len(set(uploads))))
+            history.setdefault(f"export.uniqueHealthCodes[{study}]", []).append(
+                (at, len(set(uploads)))
+            )
         history.setdefault("numTotal", []).append((at, total))
     return history
 
@@ -96,7 +98,7 @@ def silence_loss_day(session: Session, now: dt.datetime) -> Silence:
             "app update is out, so the drop in unique participants is expected."
         ),
         actor=DEMO_ACTOR,
-        matchers={"series": f"uniqueHealthCodes[{LOSS_STUDY}]"},
+        matchers={"series": f"export.uniqueHealthCodes[{LOSS_STUDY}]"},
         rule=rules.get_rule(session, LOSS_RULE),
     )
 

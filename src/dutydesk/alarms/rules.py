@@ -291,7 +291,9 @@ SEEDED: list[dict[str, Any]] = [
             "params": {"series": series, "direction": direction, **extra},
         }
         for slug, series, direction, extra in (
-            ("unique-health-codes", "uniqueHealthCodes[*]", "drop", {"min_relative": 0.3}),
+            # The series the dashboards and the review show (an export run also writes the
+            # older `uniqueHealthCodes[study]` keys, which rules made before still read).
+            ("unique-health-codes", "export.uniqueHealthCodes[*]", "drop", {"min_relative": 0.3}),
             ("num-total", "numTotal", "both", {"min_relative": 0.3}),
             ("accepted", "accepted[*]", "both", {"min_relative": 0.3}),
             ("excluded", "excluded[*]", "rise", {"min_relative": 0.5}),
