@@ -1,7 +1,8 @@
 """The many-machine export: three `dutydesk worker` processes on RabbitMQ, PostgreSQL as ops
 database and record store, the warehouse on S3 (moto's server on loopback). One run fans out
-over the workers; one worker is killed with SIGKILL in the middle of a study; the others end
-the run; every file of the warehouse is then the same, cell by cell, as a one-process run's.
+over the workers, its studies split in slices by table; one worker is killed with SIGKILL in
+the middle of a study; the others end the run; every file of the warehouse is then the same,
+cell by cell, as a one-process run's (which exports each study whole).
 Runs when DUTYDESK_TEST_POSTGRES_URL and DUTYDESK_TEST_AMQP_URL are set (as `.ci/run` sets)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dutydesk.export.models import ExportRun
+from dutydesk.export.models import ExportRun, StudyPart
 from dutydesk.jobs.models import Job
 from tests.conftest import AMQP_URL, POSTGRES_URL, fresh_database_url
 from tests.export.conftest import filled_store
@@ -112,6 +113,9 @@ def test_three_workers_on_rabbitmq_and_s3_survive_a_kill_and_match_one_process(
         DUTYDESK_EXTRA_MODULES="tests.jobkinds,tests.export.pause",
         DUTYDESK_TEST_PAUSE_DIR=str(pause),
         DUTYDESK_WORKER_CONCURRENCY="1",
+        # Every study is split by table into slices (at most one per 100 records): the
+        # slices fan out over the workers; the one-process run below exports studies whole.
+        DUTYDESK_EXPORT_SLICE_RECORDS="100",
     )
     desk.migrate()
     workers = [desk.start_worker(f"worker-{n}") for n in range(3)]
@@ -136,6 +140,10 @@ def test_three_workers_on_rabbitmq_and_s3_survive_a_kill_and_match_one_process(
     with Session(desk.engine) as session:
         study_jobs = list(session.scalars(select(Job).where(Job.kind == "export.study")))
     assert len(study_jobs) >= 5  # a job per study with records in the window
+    with Session(desk.engine) as session:
+        slices = {(p.study_id, p.slice_no) for p in session.scalars(select(StudyPart))}
+    assert max(slice_no for _study, slice_no in slices) >= 2, slices
+    assert len(study_jobs) >= len(slices)
     assert all(job.state == "succeeded" for job in study_jobs)
     ran_on = {job.worker for job in study_jobs}
     assert len(ran_on) >= 2, ran_on  # the run fanned out
@@ -147,10 +155,11 @@ def test_three_workers_on_rabbitmq_and_s3_survive_a_kill_and_match_one_process(
         "DUTYDESK_WAREHOUSE": f"s3://{BUCKET}/one-process",
         "DUTYDESK_EXTRA_MODULES": "",
         "DUTYDESK_TEST_PAUSE_DIR": "",
+        "DUTYDESK_EXPORT_SLICE_RECORDS": "0",
     }
     clean_env.pop("DUTYDESK_DATABASE_URL", None)
     clean_env.pop("DUTYDESK_BROKER_URL", None)
-    assert run_dutydesk(clean_env, "db", "upgrade").returncode == 0
+    assert run_dutydesk(clean_env, "db", "upgrade", timeout=180).returncode == 0
     clean = run_dutydesk(clean_env, "export", "run", "--start", START, "--end", END, timeout=180)
     assert clean.returncode == 0, clean.stderr
 
