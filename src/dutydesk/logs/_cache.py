@@ -207,6 +207,11 @@ class Cache:
             self._used(names)
         return [(row[0], row[1]) for row in rows]
 
+    def holds(self, fmt: str) -> bool:
+        """Whether any file is cached in format `fmt`."""
+        found = self.db.execute("SELECT 1 FROM entries WHERE format = ? LIMIT 1", (fmt,))
+        return found.fetchone() is not None
+
     def _used(self, names: Sequence[str]) -> None:
         """Mark segments `names` as used now (for least-recently-used eviction)."""
         now = time.time()
@@ -683,7 +688,13 @@ def answer(
     assert plan.fmt is not None
     key = format_key(plan)
     cache = open_cache(settings)
+    # An S3 client lives as long as its query: objects (listed with ETags) are filled at once.
+    deferrable = later is not None and not files.etags
     try:
+        if deferrable and not cache.holds(key):  # nothing of this format yet: no file lookups
+            assert later is not None
+            later.append(files)
+            return None
         whole = cache.whole(files, key, roots)
         if whole is not None:
             table = _read_whole(cache, plan, whole)
@@ -691,9 +702,9 @@ def answer(
                 return _query(connection, plan, top, table, files.files, report)
         served, missing, keys = cache.lookup(files, key, roots)
         if missing:
-            local = not any(map(_S3_URL, files.files))  # an S3 client lives as long as its query
             unread = sum(files.sizes[i] for i in missing)
-            if later is not None and local and unread > FILL_NOW_SHARE * files.total_bytes:
+            if deferrable and unread > FILL_NOW_SHARE * files.total_bytes:
+                assert later is not None
                 later.append(files)  # `fill` looks the files up again then
                 return None
             part = _missing_part(files, missing, keys)
