@@ -57,6 +57,20 @@ def test_a_first_query_answers_before_filling_and_leaves_the_fill_for_later(
     assert again.fill is None and _counts(again.table) == independent(logs)
 
 
+def test_a_first_auto_query_leaves_each_formats_fill_for_later(
+    log_root: Path, logs: list[Path]
+) -> None:
+    from dutydesk.logs import Query, run
+
+    asked = Query((str(log_root),), format="auto", group_by=("status",))
+    first = run(asked, fill_later=True)
+    assert _counts(first.table) == independent(logs)
+    assert first.fill is not None and _cached_files() == 0
+    assert first.fill() == len(logs)
+    again = run(asked, fill_later=True)
+    assert again.fill is None and _counts(again.table) == independent(logs)
+
+
 def test_a_few_new_files_are_filled_at_once(log_root: Path, logs: list[Path]) -> None:
     from dutydesk.logs import run
 
