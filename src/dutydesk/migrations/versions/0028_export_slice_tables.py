@@ -1,7 +1,7 @@
 """export slices: the schema tables each slice of a split study writes
 
 Revision ID: 0028
-Revises: 0027
+Revises: 0026
 Create Date: 2026-12-07 06:00:00
 
 `slice_tables` lists a slice's schema tables as [schema id, revision] pairs; NULL for a study
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028"
-down_revision: str | None = "0027"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
