@@ -545,3 +545,40 @@ def test_a_rejected_batch_follows_its_change_and_takes_no_more_ids(
         service.submit(db, batch, olga)
     with pytest.raises(service.RedriveError, match="only a batch that has run"):
         _run.export_again(db, batch, olga)
+
+
+def test_a_table_failed_in_any_slice_of_a_study_makes_its_records_failed_again() -> None:
+    from dutydesk.export.models import StudyPart
+    from dutydesk.records.models import Study
+    from dutydesk.runbooks.redrive import _verify
+
+    run = ExportRun(id=7, state="partial")
+    record = Record(
+        id="r-x1",
+        study_id="study-a",
+        health_code="hc-1",
+        schema_id="walk",
+        schema_revision=1,
+        user_sharing_scope="SPONSORS_AND_PARTNERS",
+    )
+    whole = StudyPart(study_id="study-a", slice_no=0, state="succeeded", failed_tables=[])
+    failing = StudyPart(
+        study_id="study-a",
+        slice_no=1,
+        state="partial",
+        failed_tables=["study-a-walk-v1"],
+        error="study-a-walk-v1: disk full",
+    )
+    study = Study(id="study-a", project="proj-a", data_access_team="team")
+    outcome = _verify._why_not(
+        record,
+        run=run,
+        parts={"study-a": [whole, failing]},
+        whitelist=None,
+        studies={"study-a": study},
+        scopes={("study-a", "hc-1"): "SPONSORS_AND_PARTNERS"},
+        schemas={("study-a", "walk", 1)},
+        bad={},
+        minimum=1,
+    )
+    assert outcome == (_verify.FAILED_AGAIN, "study-a-walk-v1: disk full")

@@ -88,7 +88,7 @@ def _why_not(
     record: Record | None,
     *,
     run: ExportRun | None,
-    parts: dict[str, StudyPart],
+    parts: dict[str, list[StudyPart]],
     whitelist: frozenset[str] | None,
     studies: dict[str, Study],
     scopes: dict[tuple[str, str], str],
@@ -106,8 +106,8 @@ def _why_not(
         return MISSING, "no export run"
     if run.state == RunState.failed.value:
         return FAILED_AGAIN, f"export run {run.id} failed: {run.error or 'no error text'}"
-    part = parts.get(record.study_id)
-    if part is None:
+    study_parts = parts.get(record.study_id)
+    if not study_parts:
         return MISSING, f"export run {run.id} did not export study {record.study_id}"
     participant_scope = scopes.get((record.study_id, record.health_code))
     effective = min(
@@ -122,10 +122,13 @@ def _why_not(
     if record.id in bad:
         return FAILED_AGAIN, bad[record.id]
     key = _table_key(record)
-    if key in part.failed_tables:
-        return FAILED_AGAIN, part.error or f"table {key} failed"
-    if part.state == RunState.failed.value:
-        return FAILED_AGAIN, part.error or f"the export of study {record.study_id} failed"
+    # A study split in slices has a part per slice; its table failed in whichever slice held it.
+    for part in study_parts:
+        if key in part.failed_tables:
+            return FAILED_AGAIN, part.error or f"table {key} failed"
+    for part in study_parts:
+        if part.state == RunState.failed.value:
+            return FAILED_AGAIN, part.error or f"the export of study {record.study_id} failed"
     if (
         record.schema_id is not None
         and record.schema_revision is not None
@@ -142,7 +145,7 @@ def verify(session: Session, records: Session, batch: RedriveBatch) -> dict[str,
     (one per batch: verifying again adds an occurrence to the open one).
     """
     run = session.get(ExportRun, batch.export_run_id) if batch.export_run_id else None
-    parts: dict[str, StudyPart] = {}
+    parts: dict[str, list[StudyPart]] = {}
     whitelist: frozenset[str] | None = None
     minimum = MODE_MINIMUM[SharingMode.SHARED]
     written: set[str] = set()
@@ -152,7 +155,8 @@ def verify(session: Session, records: Session, batch: RedriveBatch) -> dict[str,
         whitelist = request.study_whitelist
         minimum = MODE_MINIMUM[request.sharing_mode]
         listed = list(session.scalars(select(StudyPart).where(StudyPart.run_id == run.id)))
-        parts = {part.study_id: part for part in listed}
+        for part in listed:
+            parts.setdefault(part.study_id, []).append(part)
         written = _written_ids(run, listed)
         for line in run.log.splitlines():
             match = BAD_RECORD.search(line)
