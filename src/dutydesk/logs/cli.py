@@ -100,7 +100,10 @@ def write_rows(names: list[str], rows: list[dict[str, Any]], numeric: list[bool]
 
 @contextmanager
 def _progress() -> Iterator[tuple[Any, Any]]:
-    """A progress bar on stderr when it is a terminal: (on_files, progress) callbacks."""
+    """A progress bar on stderr when it is a terminal: (on_files, progress) callbacks.
+
+    Each `on_files(files, step)` starts a new bar (a report reads in several queries, each
+    named by its step)."""
     if not sys.stderr.isatty():
         yield None, None
         return
@@ -108,13 +111,16 @@ def _progress() -> Iterator[tuple[Any, Any]]:
 
     bar: list[Any] = []
 
-    def on_files(files: FileList) -> None:
+    def on_files(files: FileList, step: str = "") -> None:
+        if bar:
+            bar.pop().close()
+        counted = f"{len(files.files)} file(s)"
         bar.append(
             tqdm(
                 total=files.total_bytes or None,
                 unit="B",
                 unit_scale=True,
-                desc=f"{len(files.files)} file(s)",
+                desc=f"{step}: {counted}" if step else counted,
                 file=sys.stderr,
                 leave=False,
             )
@@ -284,7 +290,8 @@ def report(
         top=top,
     )
     try:
-        with _report_progress() as (on_step, progress):
+        with _progress() as (on_files, progress):
+            on_step = None if on_files is None else lambda step, files: on_files(files, step)
             made = _htmlreport.build(ask, cache=not no_cache, progress=progress, on_step=on_step)
     except _htmlreport.ReportError as error:
         raise fail(str(error)) from None
@@ -313,41 +320,6 @@ def report(
         except OSError as error:
             raise fail(f"cannot write {html}: {error.strerror}") from None
         typer.echo(f"wrote {html}")
-
-
-@contextmanager
-def _report_progress() -> Iterator[tuple[Any, Any]]:
-    """Progress on stderr when it is a terminal: a bar per query of the report that reads."""
-    if not sys.stderr.isatty():
-        yield None, None
-        return
-    from tqdm import tqdm
-
-    bar: list[Any] = []
-
-    def on_step(step: str, files: FileList) -> None:
-        if bar:
-            bar.pop().close()
-        bar.append(
-            tqdm(
-                total=files.total_bytes or None,
-                unit="B",
-                unit_scale=True,
-                desc=f"{step}: {len(files.files)} file(s)",
-                file=sys.stderr,
-                leave=False,
-            )
-        )
-
-    def progress(done: int) -> None:
-        if bar:
-            bar[0].update(done)
-
-    try:
-        yield on_step, progress
-    finally:
-        if bar:
-            bar[0].close()
 
 
 def _size(count: int) -> str:
