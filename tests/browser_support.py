@@ -76,8 +76,9 @@ def desk_env(home: Path, password: str) -> dict[str, str]:
     return env
 
 
-def start_desk(home: Path, password: str) -> Desk:
-    """Start `dutydesk up --demo` on a free port and return once /health answers 200."""
+def start_desk(home: Path, password: str, timeout: float = START_TIMEOUT_SECONDS) -> Desk:
+    """Start `dutydesk up --demo` on a free port and return once /health answers 200 (within
+    `timeout` seconds)."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home.parent / "desk-output.log"
@@ -91,7 +92,7 @@ def start_desk(home: Path, password: str) -> Desk:
     )
     desk = Desk(process, home, f"http://127.0.0.1:{port}", password, log_path, log_file)
     try:
-        wait_until_healthy(desk)
+        wait_until_healthy(desk, timeout)
     except BaseException:
         stop_desk(desk)
         raise

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests import browser_support
 from tests.browser_support import Desk, desk_context, launched_chromium, start_desk, stop_desk
 from tests.test_browser import CANVAS_DRAWN, sign_in
 
@@ -21,16 +20,7 @@ DEMO_PASSWORD = "dashboards-demo-password-1"
 def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     """One `dutydesk up --demo` for this module, in a home of its own (given longer to start:
     the demo month is seeded first, slow on a busy machine)."""
-    waited = browser_support.wait_until_healthy
-
-    def patient(desk: Desk, timeout: float = 240.0) -> None:
-        waited(desk, timeout)
-
-    browser_support.wait_until_healthy = patient
-    try:
-        running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD)
-    finally:
-        browser_support.wait_until_healthy = waited
+    running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD, 240.0)
     yield running
     print(stop_desk(running))
 
