@@ -1,4 +1,5 @@
-"""Which files a query reads, and each small file's text: no numpy, Arrow or DuckDB here.
+"""Which files a query reads, and each small file's text: no numpy or DuckDB here, and Arrow
+only to look up the sizes and mtimes of a big listing.
 
 Globs are checked against the allowed roots before anything is listed, and every file found is
 checked again after resolving symlinks. The line stream (`_sources`) and the small-input path
@@ -103,14 +104,17 @@ class FileList:
 
     def extend(self, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
         """Add local files (with their sizes and mtimes), each once."""
-        if not self._seen.isdisjoint(names):
-            for name, size, mtime in zip(names, sizes, mtimes, strict=True):
-                self.add(name, size, mtime_ns=mtime)
-            return
-        self._seen.update(names)
-        self.files += names
-        self.sizes += sizes
-        self.mtimes += mtimes
+        if self._seen.isdisjoint(names):
+            before = len(self._seen)
+            self._seen.update(names)
+            if len(self._seen) - before == len(names):  # no name twice: nearly always
+                self.files += names
+                self.sizes += sizes
+                self.mtimes += mtimes
+                return
+            self._seen.difference_update(names)
+        for name, size, mtime in zip(names, sizes, mtimes, strict=True):
+            self.add(name, size, mtime_ns=mtime)
 
     @property
     def total_bytes(self) -> int:
@@ -130,52 +134,165 @@ def _literal_base(pattern: str) -> str:
     return pattern[: match.start()].rsplit("/", 1)[0] or "/"
 
 
-def _walk(folder: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
+# A walk that finds more plain files than this looks up their sizes and mtimes with Arrow's
+# file system, in threads that run without the GIL (the `stat`s then go side by side; a
+# Python loop of them cannot). Fewer are looked up one by one (no Arrow to import).
+BULK_STAT_FILES = 2048
+
+
+@dataclass
+class _Listing:
+    """The files a walk found, in order: plain files' sizes and mtimes are looked up at the
+    end, all at once (a folder of 20,000 small logs is listed again on every query, the
+    cached ones too)."""
+
+    paths: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # positions still to look up
+
+    def plain(self, paths: list[str]) -> None:
+        start = len(self.paths)
+        self.paths += paths
+        self.sizes += [-1] * len(paths)
+        self.mtimes += [-1] * len(paths)
+        self.pending += range(start, start + len(paths))
+
+    def known(self, path: str, size: int, mtime_ns: int) -> None:
+        self.paths.append(path)
+        self.sizes.append(size)
+        self.mtimes.append(mtime_ns)
+
+    def add_to(self, found: FileList) -> None:
+        """Look the pending files up and add every file to `found`, in order; a file gone (or
+        no longer plain) since it was listed is a problem."""
+        if len(self.pending) == len(self.paths):  # only plain files: nearly always
+            self.sizes, self.mtimes = _stat_plain(self.paths)
+        else:
+            sizes, mtimes = _stat_plain([self.paths[i] for i in self.pending])
+            for i, size, mtime in zip(self.pending, sizes, mtimes, strict=True):
+                self.sizes[i], self.mtimes[i] = size, mtime
+        if -1 in self.sizes:
+            kept = [i for i, size in enumerate(self.sizes) if size >= 0]
+            for i, size in enumerate(self.sizes):
+                if size < 0:
+                    found.problems.append(Problem(self.paths[i], _why_not_plain(self.paths[i])))
+            self.paths = [self.paths[i] for i in kept]
+            self.sizes = [self.sizes[i] for i in kept]
+            self.mtimes = [self.mtimes[i] for i in kept]
+        found.extend(self.paths, self.sizes, self.mtimes)
+
+
+def _why_not_plain(path: str) -> str:
+    """Why a file listed a moment ago could not be looked up as a plain file."""
+    try:
+        info = os.lstat(path)
+    except OSError as error:
+        return error.strerror or str(error)
+    return "a plain file no more" if not stat.S_ISREG(info.st_mode) else "changed while listed"
+
+
+def _stat_plain(paths: list[str]) -> tuple[list[int], list[int]]:
+    """The sizes and mtimes (ns) of `paths`; -1 for a file that is gone or no longer plain."""
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    if len(paths) < BULK_STAT_FILES:
+        _stat_each(paths, sizes, mtimes)
+        return sizes, mtimes
+    import threading
+
+    from pyarrow import fs
+
+    local = fs.LocalFileSystem()
+    parts = min(4, os.cpu_count() or 1)
+    step = -(-len(paths) // parts)
+    slices = [paths[i : i + step] for i in range(0, len(paths), step)]
+    infos: list[list[fs.FileInfo] | None] = [None] * len(slices)
+
+    def look(index: int) -> None:
+        try:
+            infos[index] = local.get_file_info(slices[index])
+        except OSError:  # looked up one by one below, each with its own answer
+            infos[index] = None
+
+    helpers = [threading.Thread(target=look, args=(i,)) for i in range(1, len(slices))]
+    for helper in helpers:
+        helper.start()
+    look(0)
+    for helper in helpers:
+        helper.join()
+    for part, infos_of_part in zip(slices, infos, strict=True):
+        if infos_of_part is None:
+            _stat_each(part, sizes, mtimes)
+            continue
+        # Arrow gives a size only to a plain file (its lookup follows a link; the listing
+        # said each of these was plain).
+        for info in infos_of_part:
+            size = info.size
+            sizes.append(-1 if size is None else size)
+            mtimes.append(-1 if size is None else info.mtime_ns)
+    return sizes, mtimes
+
+
+def _stat_each(paths: list[str], sizes: list[int], mtimes: list[int]) -> None:
+    """Append the size and mtime (ns) of each of `paths`, or -1 and -1 (gone, not plain)."""
+    for path in paths:
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except OSError:
+            sizes.append(-1)
+            mtimes.append(-1)
+            continue
+        plain = stat.S_ISREG(info.st_mode)
+        sizes.append(info.st_size if plain else -1)
+        mtimes.append(info.st_mtime_ns if plain else -1)
+
+
+def _walk(folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: set[str]) -> None:
     """Every file below `folder` (a resolved path inside the roots), symlinks checked."""
     if str(folder) in seen:
         return
     seen.add(str(folder))
     try:
-        with os.scandir(folder) as listing:
-            entries = sorted(listing, key=_BY_NAME)
+        with os.scandir(folder) as entries:
+            listed = sorted(entries, key=_BY_NAME)
     except OSError as error:
         found.problems.append(Problem(str(folder), error.strerror or str(error)))
         return
-    # Plain files (nearly all) are added a run at a time: a folder of 20,000 small logs is
-    # listed again on every query, the cached ones too.
-    names: list[str] = []
-    sizes: list[int] = []
-    mtimes: list[int] = []
-    for entry in entries:
+    # Each entry's type comes with the listing (no `stat`); plain files, nearly all, are
+    # added a run at a time.
+    files = [entry.path for entry in listed if entry.is_file(follow_symlinks=False)]
+    if len(files) == len(listed):
+        listing.plain(files)
+        return
+    run: list[str] = []
+    for entry in listed:
         if entry.is_file(follow_symlinks=False):
-            info = entry.stat(follow_symlinks=False)
-            names.append(entry.path)
-            sizes.append(info.st_size)
-            mtimes.append(info.st_mtime_ns)
+            run.append(entry.path)
             continue
-        found.extend(names, sizes, mtimes)
-        names, sizes, mtimes = [], [], []
+        listing.plain(run)
+        run = []
         if entry.is_symlink():
-            _add(Path(entry.path), roots, found, seen)
+            _add(Path(entry.path), roots, listing, found, seen)
         elif entry.is_dir(follow_symlinks=False):
-            _walk(Path(entry.path), roots, found, seen)
-    found.extend(names, sizes, mtimes)
+            _walk(Path(entry.path), roots, listing, found, seen)
+    listing.plain(run)
 
 
-def _add(path: Path, roots: Roots, found: FileList, seen: set[str]) -> None:
+def _add(path: Path, roots: Roots, listing: _Listing, found: FileList, seen: set[str]) -> None:
     """Add `path` (a file, or a folder and all below it) after resolving symlinks."""
     real = path.resolve()
     if not roots.holds_path(real):
         found.problems.append(Problem(str(path), "leads outside the allowed log roots"))
     elif real.is_dir():
-        _walk(real, roots, found, seen)
+        _walk(real, roots, listing, found, seen)
     else:
         try:
             info = real.stat()
         except OSError as error:
             found.problems.append(Problem(str(path), error.strerror or str(error)))
             return
-        found.add(str(real), info.st_size, mtime_ns=info.st_mtime_ns)
+        listing.known(str(real), info.st_size, info.st_mtime_ns)
 
 
 def list_local(pattern: str, roots: Roots, found: FileList) -> None:
@@ -199,6 +316,7 @@ def list_local(pattern: str, roots: Roots, found: FileList) -> None:
         raise SourceError(f"no files match {pattern}")
     seen: set[str] = set()
     real_folders: dict[str, str] = {}
+    listing = _Listing()
     for match in matches:
         folder, _, _name = match.rpartition("/")
         if folder not in real_folders:
@@ -211,11 +329,12 @@ def list_local(pattern: str, roots: Roots, found: FileList) -> None:
         if stat.S_ISREG(info.st_mode):
             real = os.path.join(real_folders[folder], _name)
             if roots.holds_path(Path(real)):
-                found.add(real, info.st_size, mtime_ns=info.st_mtime_ns)
+                listing.known(real, info.st_size, info.st_mtime_ns)
             else:
                 found.problems.append(Problem(match, "leads outside the allowed log roots"))
         else:
-            _add(Path(match), roots, found, seen)
+            _add(Path(match), roots, listing, found, seen)
+    listing.add_to(found)
 
 
 def gunzip(raw: bytes) -> bytes:
