@@ -83,17 +83,21 @@ def record_store(postgres: str, records: int) -> str:
     if existed:
         engine = build_engine(url)
         with engine.connect() as connection:
-            count = connection.execute(text("SELECT count(*) FROM records")).scalar()
+            count = connection.execute(  # an earlier generation may have stopped early
+                text("SELECT CASE WHEN to_regclass('records') IS NULL THEN -1 END")
+            ).scalar() or connection.execute(text("SELECT count(*) FROM records")).scalar()
         engine.dispose()
         if count == records:
             print(f"store: {name} ({records:,} records, kept from an earlier run)", flush=True)
             return url
         url, _ = fresh_database(postgres, name)
-    big = records // 2
     others = STUDIES - 1
-    per_other = (records - big) // others
-    if big % DAYS or per_other % DAYS or big + per_other * others != records:
-        raise SystemExit(f"--records must be a multiple of {2 * others * DAYS}, got {records}")
+    # The 19 small studies share half the records in whole days; the big study takes the
+    # rest (10,000,000 gives it 5,000,150: 100,003 a day).
+    per_other = (records - records // 2) // others // DAYS * DAYS
+    big = records - per_other * others
+    if big % DAYS or per_other < DAYS:
+        raise SystemExit(f"--records must be a multiple of {DAYS} and at least {2 * others * DAYS}")
     print(f"store: generating {records:,} records into {name} ...", flush=True)
     started = time.perf_counter()
     upgrade_records(url)
