@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 ## test: the whole test suite, in parallel, once the system packages it uses are there
 test: system-packages $(STAMP)
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --dist loadgroup
 
 ## system-packages: check the Debian packages the tests use; as root, install the missing ones
 system-packages:

@@ -35,6 +35,12 @@ MISSING_CHROMIUM = (
     "(never `playwright install`)."
 )
 START_TIMEOUT_SECONDS = 60.0
+# The demo desk the browser modules that read the demo share (the `demo_desk` fixture): one
+# start instead of one a module; its tests run on one worker (`make test` uses
+# `--dist loadgroup`).
+DEMO_PASSWORD = "browser-demo-password-1"
+DEMO_DESK_GROUP = pytest.mark.xdist_group("demo-desk")
+DEMO_START_TIMEOUT_SECONDS = 480.0  # the demo month is seeded first: slow on a busy machine
 # `up` gives its children 15 s to stop before killing them; allow for that and some.
 STOP_TIMEOUT_SECONDS = 30.0
 CHILD_PID = re.compile(r"started (\w+) \(pid (\d+)\)")

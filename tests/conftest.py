@@ -28,6 +28,7 @@ from dutydesk.settings import get_settings
 from dutydesk.web.access import SESSION_COOKIE
 
 if TYPE_CHECKING:
+    from tests.browser_support import Desk
     from tests.test_worker import Processes
 
 POSTGRES_URL = os.environ.get("DUTYDESK_TEST_POSTGRES_URL", "")
@@ -130,6 +131,24 @@ def shared_records_factory(tmp_path_factory: pytest.TempPathFactory) -> sessionm
     url = f"sqlite:///{tmp_path_factory.mktemp('records') / 'records.sqlite'}"
     upgrade_records(url)
     return records_session_factory(build_engine(url))
+
+
+@pytest.fixture(scope="session")
+def demo_desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One `dutydesk up --demo` for the browser modules that read the demo (or add to it
+    without changing what the others look at): started once, where those modules run (they
+    are one `xdist_group`, kept on one worker by `--dist loadgroup`)."""
+    from tests.browser_support import (
+        DEMO_PASSWORD,
+        DEMO_START_TIMEOUT_SECONDS,
+        start_desk,
+        stop_desk,
+    )
+
+    home = tmp_path_factory.mktemp("demo-desk") / "home"
+    running = start_desk(home, DEMO_PASSWORD, DEMO_START_TIMEOUT_SECONDS)
+    yield running
+    print(stop_desk(running))
 
 
 @pytest.fixture

@@ -15,22 +15,19 @@ from playwright.sync_api import Browser, Page, Request, Response, expect
 from dutydesk.demo import DEMO_ACTOR
 from dutydesk.people.demo import DEMO_USERS
 from tests.browser_support import (
+    DEMO_DESK_GROUP,
     Desk,
     desk_context,
     launched_chromium,
-    start_desk,
-    stop_desk,
 )
 
-DEMO_PASSWORD = "browser-demo-password-1"
+pytestmark = DEMO_DESK_GROUP  # one worker runs every test on the shared demo desk
 
 
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    """One `dutydesk up --demo` for this module's tests, in a home of its own."""
-    running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD)
-    yield running
-    print(stop_desk(running))
+@pytest.fixture
+def desk(demo_desk: Desk) -> Desk:
+    """The demo desk these browser modules share (see `demo_desk`)."""
+    return demo_desk
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     script = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert script[-1] == "make test"
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: .*\n\t\$\(BIN\)/pytest -n auto$", makefile, re.M)
+    assert re.search(r"^test: .*\n\t\$\(BIN\)/pytest -n auto --dist loadgroup$", makefile, re.M)
+    assert "`pytest -n auto --dist loadgroup`" in README
 
 
 def test_vendored_static_files_carry_their_licences() -> None:

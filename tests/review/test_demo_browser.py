@@ -12,19 +12,21 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser_support import Desk, desk_context, launched_chromium, start_desk, stop_desk
+from tests.browser_support import (
+    DEMO_DESK_GROUP,
+    Desk,
+    desk_context,
+    launched_chromium,
+)
 from tests.test_browser import CANVAS_DRAWN, sign_in
 
-DEMO_PASSWORD = "review-demo-password-1"
+pytestmark = DEMO_DESK_GROUP  # one worker runs every test on the shared demo desk
 
 
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    """One `dutydesk up --demo` for this module (given longer to start: the demo month is
-    seeded first, slow on a busy machine)."""
-    running = start_desk(tmp_path_factory.mktemp("desk") / "home", DEMO_PASSWORD, 480.0)
-    yield running
-    print(stop_desk(running))
+@pytest.fixture
+def desk(demo_desk: Desk) -> Desk:
+    """The demo desk these browser modules share (see `demo_desk`)."""
+    return demo_desk
 
 
 @pytest.fixture

@@ -13,23 +13,21 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser_support import (
+    DEMO_DESK_GROUP,
+    DEMO_PASSWORD,
     Desk,
     desk_context,
     launched_chromium,
-    start_desk,
-    stop_desk,
 )
 
-DEMO_PASSWORD = "tickets-browser-demo-1"
+pytestmark = DEMO_DESK_GROUP  # one worker runs every test on the shared demo desk
 NOTE_WORD = "axolotl"  # in no demo ticket, so only this test's note can match
 
 
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    """One `dutydesk up --demo` for this module."""
-    running = start_desk(tmp_path_factory.mktemp("tickets-desk") / "home", DEMO_PASSWORD)
-    yield running
-    print(stop_desk(running))
+@pytest.fixture
+def desk(demo_desk: Desk) -> Desk:
+    """The demo desk these browser modules share (see `demo_desk`)."""
+    return demo_desk
 
 
 @pytest.fixture(scope="module")
