@@ -99,3 +99,11 @@ def test_a_file_gone_or_made_a_folder_since_listed_is_a_problem(
         str(gone): "No such file or directory",
         str(folder): "a plain file no more",
     }
+
+
+def test_a_name_that_is_not_utf8_is_looked_up_too(many: Path, log_root: Path) -> None:
+    odd = os.fsdecode(bytes(many / "a") + b"/caf\xe9.log")
+    Path(odd).write_bytes(b"x" * 7)
+    found = listed(str(many), log_root)
+    assert found.sizes[found.files.index(odd)] == 7
+    assert len(found.files) == MANY + 2

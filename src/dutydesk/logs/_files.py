@@ -212,7 +212,9 @@ def _stat_plain(paths: list[str]) -> tuple[list[int], list[int]]:
     def look(index: int) -> None:
         try:
             infos[index] = local.get_file_info(slices[index])
-        except OSError:  # looked up one by one below, each with its own answer
+        # Looked up one by one below, each with its own answer: an unreadable folder, or a
+        # name that is not UTF-8 (Arrow takes only UTF-8 paths).
+        except (OSError, UnicodeError):
             infos[index] = None
 
     helpers = [threading.Thread(target=look, args=(i,)) for i in range(1, len(slices))]
