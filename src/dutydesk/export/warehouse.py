@@ -2,8 +2,9 @@
 
 Layout: `<warehouse>/<study>/<table key>/exportDate=<date>/part-<run key>.parquet`, and each
 table's attachment files under `<warehouse>/<study>/<table key>/attachments/`. Every file is
-written under a temporary name and then moved to its own, so readers never see half a file
-and a re-run replaces its files instead of adding rows. DuckDB reads and writes a remote
+written under a temporary name and then moved to its own (a local attachment file is written
+unnamed and then linked in, so a killed export leaves no trace of it), so readers never see
+half a file and a re-run replaces its files instead of adding rows. DuckDB reads and writes a remote
 warehouse through the same fsspec filesystem (`register_filesystem`); S3 credentials, region
 and endpoint come from the usual AWS environment (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`,
 `AWS_ENDPOINT_URL`, ...).
@@ -11,9 +12,11 @@ and endpoint come from the usual AWS environment (`AWS_ACCESS_KEY_ID`, `AWS_PROF
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,9 +131,7 @@ class Warehouse:
         folder, _, name = target.rpartition("/")
         temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         if self.is_local:
-            if folder not in self._folders:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-                self._folders.add(folder)
+            self._make_folder(folder)
             Path(temporary).write_bytes(data)
         else:
             self.fs.pipe_file(temporary, data)
@@ -140,6 +141,36 @@ class Warehouse:
             self._remove(temporary)
             raise
         return True
+
+    def write_new_files(self, folder: str, files: Iterable[tuple[str, bytes]]) -> int:
+        """Write each (name, data) of `files` as the file `name` in `folder`, unless a file of
+        that name is there already; returns how many were written.
+
+        The caller has looked at `folder` (one listing for many files), so a remote file is
+        not looked up again. No file is ever seen half-written under its name, even if the
+        process is killed: a local file is written unnamed (O_TMPFILE) and linked in whole,
+        which also leaves nothing behind; where the file system cannot, as for a remote
+        warehouse, under a temporary name that is then moved.
+        """
+        if not self.is_local:
+            return sum(
+                self.write_file(f"{folder}/{name}", data, known_missing=True)
+                for name, data in files
+            )
+        self._make_folder(folder)
+        written = 0
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name, data in files:
+                written += _write_new_local_file(folder, directory, name, data)
+        finally:
+            os.close(directory)
+        return written
+
+    def _make_folder(self, folder: str) -> None:
+        if folder not in self._folders:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
 
     def exists(self, target: str) -> bool:
         """Whether the file `target` exists."""
@@ -177,6 +208,58 @@ class Warehouse:
                 self.fs.rm(target)
         except OSError:
             pass  # the temporary file is gone already or cannot be seen: nothing to undo
+
+
+# Linking an unnamed file in by its /proc path (linkat with AT_SYMLINK_FOLLOW) is Linux's way;
+# elsewhere, or on a file system without unnamed files, a file is written under a temporary
+# name and moved.
+_UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+_NO_UNNAMED_FILES = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def _write_new_local_file(folder: str, directory: int, name: str, data: bytes) -> bool:
+    """Write `data` as the file `name` of `folder` (open as `directory`) unless it exists;
+    True when it was written. The file takes its name only once all of it is written: one
+    step fewer in the folder than a temporary name and a move, and a process killed part-way
+    leaves no file at all (the kernel frees an unnamed file when its last descriptor closes).
+    """
+    if _UNNAMED_FILES:
+        try:
+            unnamed = os.open(folder, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o666)
+        except OSError as error:
+            if error.errno not in _NO_UNNAMED_FILES:
+                raise
+        else:
+            try:
+                _write_all(unnamed, data)
+                os.link(f"/proc/self/fd/{unnamed}", name, dst_dir_fd=directory)
+            except FileExistsError:
+                return False  # written by an earlier run or another worker: the same content
+            finally:
+                os.close(unnamed)
+            return True
+    temporary = f".{name}.{uuid.uuid4().hex}.tmp"
+    handle = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=directory
+    )
+    try:
+        try:
+            _write_all(handle, data)
+        finally:
+            os.close(handle)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=directory)
+        raise
+    return True
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    """Write all of `data` to the open file `handle` (one write call writes it, nearly always)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view) :]
 
 
 def _copy_to_parquet(connection: duckdb.DuckDBPyConnection, select: str, target: str) -> int:
