@@ -3,7 +3,8 @@ processes, seen by a scrape of the web because `dutydesk up` gives every process
 multiprocess directory.
 
 A real `dutydesk up`, real mail over SMTP (smtplib), a real scrape with a read token; the IMAP
-poll against a real IMAP server (pymap).
+poll against a real IMAP server (pymap). The `dutydesk` commands other than `up` run in this
+process, on the same DUTYDESK_HOME as `up`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from tests.intake.test_imap_server import ImapServer, desk_polls, imap_server, p
 from tests.intake.test_imap_server import mail as imap_mail
 from tests.test_metrics import scrape as scrape_app
 from tests.test_metrics import value
-from tests.test_metrics_scrape import read_token, scrape
+from tests.test_metrics_scrape import in_desk, read_token, scrape
 from tests.test_processes import CONSOLE_LINE, up_children
-from tests.test_worker import Processes, desk_env, free_port, run_dutydesk, wait_until
+from tests.test_worker import Processes, desk_env, free_port, wait_until
 
 __all__ = ["desk_polls", "imap_server"]  # the IMAP tests' fixtures, used here
 
@@ -46,9 +47,8 @@ def test_a_scrape_of_up_counts_the_mail_its_smtp_listener_took(
 ) -> None:
     smtp_port = free_port()
     env = desk_env(home, DUTYDESK_SMTP_PORT=str(smtp_port), DUTYDESK_LOG_LEVEL="WARNING")
-    upgraded = run_dutydesk(env, "db", "upgrade")
-    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    token = read_token(env)
+    in_desk(home, "db", "upgrade")
+    token = read_token(home)
     port = free_port()
     up = processes.start("up", ["up", "--port", str(port)], env)
     processes.wait_for_output(up, CONSOLE_LINE, timeout=240)
@@ -69,8 +69,7 @@ def test_a_scrape_of_up_counts_the_mail_its_smtp_listener_took(
     ):
         client.send_message(mail("nagios@desk.example", "** PROBLEM Host Alert: db-0 **"))
     assert refused.value.smtp_code == 550
-    made = run_dutydesk(env, "integrations", "create", "--kind", "email", "--name", "nagios")
-    assert made.returncode == 0, made.stdout + made.stderr
+    in_desk(home, "integrations", "create", "--kind", "email", "--name", "nagios")
     with smtplib.SMTP("127.0.0.1", smtp_port, timeout=60) as client:
         client.send_message(mail("nagios@desk.example", "** PROBLEM Host Alert: db-1 is DOWN **"))
         client.send_message(mail("nagios@desk.example", "** PROBLEM Host Alert: db-2 is DOWN **"))

@@ -1,6 +1,11 @@
 """/metrics of a real `dutydesk web --workers 2`: a scrape of any process sees the counts of
 all of them, no counter goes backwards (not even when a worker is killed and replaced), and
-Debian's real Prometheus scrapes the desk with a read token."""
+Debian's real Prometheus scrapes the desk with a read token.
+
+The module's tests share one desk (the Prometheus test sends no alerts, so the other's exact
+count of accepted alerts holds in either order), and its `dutydesk` commands run in this
+process: a web with two workers is the expensive part, started once.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,21 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
+from dutydesk.cli import app
+from tests.conftest import clear_caches
 from tests.test_processes import healthy
-from tests.test_web_workers import create_generic_integration, web_workers
-from tests.test_worker import Processes, desk_env, free_port, run_dutydesk, wait_until
+from tests.test_web_workers import web_workers
+from tests.test_worker import Processes, Started, desk_env, free_port, wait_until
 
+pytestmark = pytest.mark.xdist_group("metrics_scrape_desk")  # one worker starts the shared desk
 PROMETHEUS = shutil.which("prometheus")
 WORKERS = 2
 THREADS = 8
@@ -29,10 +39,61 @@ PER_ROUND = 40
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def read_token(env: dict[str, str]) -> str:
-    done = run_dutydesk(env, "tokens", "create", "--name", "prometheus", "--scope", "read")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip()
+def in_desk(home: Path, *args: str) -> str:
+    """Run `dutydesk ARGS` in this process on the desk in `home`; return what it printed."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("DUTYDESK_") and not name.startswith("DUTYDESK_TEST_"):
+                patch.delenv(name)
+        patch.setenv("DUTYDESK_HOME", str(home))
+        clear_caches()
+        try:
+            done = CliRunner().invoke(app, list(args))
+        finally:
+            clear_caches()
+    assert done.exit_code == 0, f"dutydesk {' '.join(args)}: {done.output}"
+    return done.stdout
+
+
+def read_token(home: Path) -> str:
+    """A new API token of the read scope, as `dutydesk tokens create` prints it."""
+    return in_desk(home, "tokens", "create", "--name", "prometheus", "--scope", "read").strip()
+
+
+@dataclass(frozen=True)
+class Desk:
+    """A running `dutydesk web --workers 2` with a read token and a generic integration."""
+
+    home: Path
+    web: Started
+    port: int
+    token: str
+    path: str  # the generic integration's hook
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One desk for the module's tests, stopped after the last of them."""
+    home = tmp_path_factory.mktemp("metrics-desk")
+    in_desk(home, "db", "upgrade")
+    made = in_desk(
+        home,
+        *("integrations", "create", "--kind", "generic", "--name", "race"),
+        *("--rate-limit", "100000000"),
+    )
+    url = next((line for line in made.splitlines() if line.startswith("url: ")), None)
+    assert url is not None, f"no `url: ` line in:\n{made}"
+    token = read_token(home)
+    processes = Processes(home / "processes")
+    port = free_port()
+    env = desk_env(home, DUTYDESK_LOG_LEVEL="WARNING")
+    web = processes.start("web", ["web", "--port", str(port), "--workers", str(WORKERS)], env)
+    try:
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), 150, "GET /health to answer 200")
+        yield Desk(home, web, port, token, "/" + url.removeprefix("url: ").split("/", 3)[3])
+    finally:
+        processes.stop_all()
+        processes.print_logs()
 
 
 def scrape(port: int, token: str) -> tuple[Samples, str]:
@@ -92,17 +153,8 @@ def pids(samples: Samples) -> set[str]:
 
 
 @pytest.mark.timeout(240)
-def test_any_worker_answers_the_sum_of_all_and_no_counter_goes_backwards(
-    processes: Processes, home: Path
-) -> None:
-    env = desk_env(home, DUTYDESK_LOG_LEVEL="WARNING")
-    upgraded = run_dutydesk(env, "db", "upgrade")
-    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    path = create_generic_integration(env)
-    token = read_token(env)
-    port = free_port()
-    web = processes.start("web", ["web", "--port", str(port), "--workers", str(WORKERS)], env)
-    wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), 150, "GET /health to answer 200")
+def test_any_worker_answers_the_sum_of_all_and_no_counter_goes_backwards(desk: Desk) -> None:
+    web, port, token, path = desk.web, desk.port, desk.token, desk.path
     wait_until(lambda: len(web_workers(web)) == WORKERS, 30, "both uvicorn workers")
 
     accepted = {"integration": "race", "kind": "generic", "outcome": "accepted"}
@@ -128,7 +180,7 @@ def test_any_worker_answers_the_sum_of_all_and_no_counter_goes_backwards(
                 answered_by.update(pids(samples))
             if len(answered_by & {str(w.pid) for w in web_workers(web)}) == WORKERS:
                 return
-        files = sorted(path.name for path in (home / "metrics" / f"web-{port}").iterdir())
+        files = sorted(file.name for file in (desk.home / "metrics" / f"web-{port}").iterdir())
         pytest.fail(
             f"the requests never reached both workers {web_workers(web)} "
             f"(pids seen: {answered_by}; files {files})"
@@ -169,17 +221,9 @@ def test_any_worker_answers_the_sum_of_all_and_no_counter_goes_backwards(
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (make system-packages)")
 @pytest.mark.timeout(240)
-def test_debian_prometheus_scrapes_the_desk_with_a_read_token(
-    processes: Processes, home: Path, tmp_path: Path
-) -> None:
+def test_debian_prometheus_scrapes_the_desk_with_a_read_token(desk: Desk, tmp_path: Path) -> None:
     assert PROMETHEUS is not None
-    env = desk_env(home, DUTYDESK_LOG_LEVEL="WARNING")
-    upgraded = run_dutydesk(env, "db", "upgrade")
-    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    token = read_token(env)
-    port = free_port()
-    processes.start("web", ["web", "--port", str(port), "--workers", str(WORKERS)], env)
-    wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), 150, "GET /health to answer 200")
+    token, port = desk.token, desk.port
 
     config = tmp_path / "prometheus.yml"
     config.write_text(

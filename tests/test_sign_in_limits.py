@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
+from dutydesk.cli import app as cli_app
 from dutydesk.intake.models import InboxItem
 from dutydesk.people.models import LoginFailure
 from dutydesk.settings import SettingsError, get_settings
@@ -26,7 +28,7 @@ from dutydesk.web.app import create_app
 from tests.conftest import TEST_PASSWORD, clear_caches, csrf_token, make_user
 from tests.intake.conftest import make_integration
 from tests.test_processes import healthy
-from tests.test_worker import Processes, desk_env, free_port, run_dutydesk, wait_until
+from tests.test_worker import Processes, desk_env, free_port, wait_until
 
 AppWith = Callable[..., FastAPI]
 
@@ -231,8 +233,9 @@ def test_the_web_process_by_default_counts_a_loopback_sign_in_under_loopback(
 ) -> None:
     # uvicorn itself would believe 127.0.0.1; the desk's own default believes nobody.
     env = desk_env(home, DUTYDESK_LOG_LEVEL="WARNING")
-    upgraded = run_dutydesk(env, "db", "upgrade")
-    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    # `dutydesk db upgrade` in this process (the autouse DUTYDESK_HOME is `home`): quicker.
+    upgraded = CliRunner().invoke(cli_app, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
     port = free_port()
     processes.start("web", ["web", "--port", str(port)], env)
     base_url = f"http://127.0.0.1:{port}"

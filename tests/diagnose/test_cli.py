@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -86,8 +87,10 @@ def test_the_failover_template_stops_the_primary_and_starts_the_failover_through
             "app-1",
             "web:web",
             "RUNNING",
+            # `supervisor-start` returns once the process runs, so the check after it answers
+            # at once; the check before it (expected to fail) sits the whole wait out.
             "--within",
-            "10",
+            "2",
         ],
         "start-primary": [*desk, "supervisor-start", "app-1", "web:web", "--reason", "back"],
     }
@@ -118,10 +121,19 @@ def test_the_failover_template_stops_the_primary_and_starts_the_failover_through
     stopped = _steps._command_of({"command": "stop-primary", "timeout_seconds": 60})
     assert "stop web:web: done" in stopped.output["stdout"]
     assert supervisord.state("web:web") == "STOPPED"
-    confirmed = _steps._command_of({"command": "confirm-primary-stopped", "timeout_seconds": 60})
+    # Both checks only read the stopped state: they run side by side (each is a `dutydesk`
+    # process of its own).
+    with ThreadPoolExecutor(2) as pool:
+        confirming = pool.submit(
+            _steps._command_of, {"command": "confirm-primary-stopped", "timeout_seconds": 60}
+        )
+        too_early = pool.submit(
+            _steps._command_of, {"command": "confirm-failover-running", "timeout_seconds": 60}
+        )
+        confirmed = confirming.result()
+        with pytest.raises(_steps.StepFailed, match="exited with 1"):
+            too_early.result()
     assert "web:web is STOPPED" in confirmed.output["stdout"]
-    with pytest.raises(_steps.StepFailed, match="exited with 1"):
-        _steps._command_of({"command": "confirm-failover-running", "timeout_seconds": 60})
     _steps._command_of({"command": "start-failover", "timeout_seconds": 60})
     running = _steps._command_of({"command": "confirm-failover-running", "timeout_seconds": 60})
     assert "web:web is RUNNING" in running.output["stdout"]
@@ -209,16 +221,26 @@ def test_diagnose_service_in_a_fresh_process(tmp_path: Path) -> None:
     description = tmp_path / "shop.yaml"
     description.write_text("name: shop\nchecklist: [alarms, changes]\n")
     assert dutydesk("diagnose", "service-add", str(description)).exit_code == 0
-    for form in (["shop"], ["run", "shop"]):
-        done = subprocess.run(
+    # Both forms at once, each in a fresh process of its own.
+    running = [
+        subprocess.Popen(
             [sys.executable, "-m", "dutydesk", "diagnose", *form],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
-            check=False,
         )
-        assert done.returncode == 0, done.stderr
-        assert verdict_titles(done.stdout) == [
-            "Monitoring warnings: open alarms",
-            "Releases and change requests in the last 24 hours",
-        ]
+        for form in (["shop"], ["run", "shop"])
+    ]
+    try:
+        for process in running:
+            stdout, stderr = process.communicate(timeout=120)
+            assert process.returncode == 0, stderr
+            assert verdict_titles(stdout) == [
+                "Monitoring warnings: open alarms",
+                "Releases and change requests in the last 24 hours",
+            ]
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
