@@ -159,9 +159,12 @@ def test_a_stopped_worker_is_red_on_the_overview_within_two_heartbeats(
         people.add_user(session, "ada", "viewer", email=None, password="a-long-test-password")
         session.commit()
     port = free_port()
+    # All three start at once; their start-ups (imports, mostly) overlap.
     desk.processes.start("web", ["web", "--port", str(port)], desk.env)
-    worker = desk.start_worker()
-    desk.start_beat()
+    worker = desk.start_worker(wait=False)
+    beat = desk.start_beat(wait=False)
+    desk.wait_until_ready(worker)
+    desk.wait_until_beating(beat)
     base_url = f"http://127.0.0.1:{port}"
     wait_until(lambda: healthy(base_url), 60, "the web process to answer")
     with httpx.Client(base_url=base_url, follow_redirects=False, timeout=10) as client:

@@ -223,6 +223,22 @@ class Processes:
                     print(f"{started.name} left pid {process.pid} behind; killing it")
                     kill_group(process.pid)
 
+    def kill_all(self) -> None:
+        """SIGKILL every process group and whatever they started, without a graceful stop.
+
+        For a test done with its processes whose stopping it does not check: a Celery worker
+        takes seconds to stop warmly (its consumer loop waits out a two-second drain first).
+        """
+        for started in reversed(self.started):
+            if started.popen.poll() is not None:
+                continue
+            below = descendants_of(started.pid)
+            kill_group(started.pid)
+            started.popen.wait()
+            for process in below:
+                if still_running(process):
+                    kill_group(process.pid)
+
     def print_logs(self) -> None:
         """Print every process's output (pytest shows it when the test failed)."""
         for started in self.started:
@@ -278,17 +294,29 @@ class Desk:
         done = run_dutydesk(self.env, "db", "upgrade")
         assert done.returncode == 0, done.stderr
 
-    def start_worker(self, name: str = "worker") -> Started:
-        """Start `dutydesk worker` and wait until Celery says it is ready."""
+    def start_worker(self, name: str = "worker", *, wait: bool = True) -> Started:
+        """Start `dutydesk worker` and (unless not `wait`) wait until Celery says it is ready."""
         worker = self.processes.start(name, ["worker"], self.env)
-        self.processes.wait_for_output(worker, r"\bready\.", timeout=30)
+        if wait:
+            self.wait_until_ready(worker)
         return worker
 
-    def start_beat(self) -> Started:
-        """Start `dutydesk beat` (its tick runs the sweep every DUTYDESK_TICK_SECONDS)."""
+    def wait_until_ready(self, worker: Started) -> None:
+        """Wait until a worker started with `wait=False` says it is ready (its start-up, seconds
+        of imports, overlaps whatever the test did meanwhile: queuing a job, starting beat)."""
+        self.processes.wait_for_output(worker, r"\bready\.", timeout=60)
+
+    def start_beat(self, *, wait: bool = True) -> Started:
+        """Start `dutydesk beat` (its tick runs the sweep every DUTYDESK_TICK_SECONDS) and
+        (unless not `wait`) wait until it says it starts."""
         beat = self.processes.start("beat", ["beat"], self.env)
-        self.processes.wait_for_output(beat, r"beat: Starting", timeout=30)
+        if wait:
+            self.wait_until_beating(beat)
         return beat
+
+    def wait_until_beating(self, beat: Started) -> None:
+        """Wait until a beat started with `wait=False` says it starts."""
+        self.processes.wait_for_output(beat, r"beat: Starting", timeout=60)
 
     def enqueue(self, kind: str, **args: Any) -> int:
         """Queue a job with `dutydesk jobs run KIND --arg k=v ... --queue`; returns its id."""
@@ -397,7 +425,9 @@ def make_desk(home: Path, tmp_path: Path, processes: Processes) -> Iterator[Call
         return desk
 
     yield make
-    processes.stop_all()
+    # The tests check their jobs, not how the processes stop (`up`'s tests in
+    # test_processes.py do): killing them spares each test the worker's warm shutdown.
+    processes.kill_all()
     for desk in desks:
         desk.engine.dispose()
         if desk.broker_url:
@@ -440,9 +470,11 @@ def test_queued_job_is_run_by_the_worker_and_its_result_stored(
 ) -> None:
     desk = make_desk(broker, database)
     desk.migrate()
-    worker = desk.start_worker()
+    worker = desk.start_worker(wait=False)
 
+    # Queued while the worker starts: the message waits in the broker until it is ready.
     job_id = desk.enqueue("test.touch", dir=str(desk.traces), name="hello")
+    desk.wait_until_ready(worker)
 
     job = desk.wait_until_finished(job_id, timeout=30)
     assert job.state == JobState.succeeded.value, job.error
@@ -460,9 +492,10 @@ def test_job_that_fails_once_is_retried_after_its_backoff_and_succeeds(
 ) -> None:
     desk = make_desk()
     desk.migrate()
-    desk.start_worker()
+    worker = desk.start_worker(wait=False)
 
     job_id = desk.enqueue("test.fail_once", dir=str(desk.traces), name="flaky")
+    desk.wait_until_ready(worker)
 
     failed_once = desk.wait_for_job(
         job_id,
@@ -486,12 +519,14 @@ def test_job_of_a_killed_worker_is_requeued_by_the_sweep_and_finished_once_elsew
 ) -> None:
     desk = make_desk()
     desk.migrate()
-    desk.start_beat()
-    first = desk.start_worker("worker-1")
+    beat = desk.start_beat(wait=False)
+    first = desk.start_worker("worker-1", wait=False)
 
     job_id = desk.enqueue(
         "test.sleep", dir=str(desk.traces), name="long", seconds=120, retry_seconds=0.5
     )
+    desk.wait_until_beating(beat)
+    desk.wait_until_ready(first)
     desk.wait_for_job(
         job_id, lambda job: job.state == JobState.running.value, timeout=30, what="running"
     )
