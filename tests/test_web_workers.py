@@ -148,11 +148,18 @@ def test_two_web_workers_racing_on_the_same_fingerprints_lose_and_duplicate_noth
     env = desk_env(home, DUTYDESK_LOG_LEVEL="WARNING")
     upgraded = run_dutydesk(env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    path = create_generic_integration(env)
     port = free_port()
     web = processes.start("web", ["web", "--port", str(port), "--workers", str(WORKERS)], env)
+    # The race must span processes. Which worker accepts a connection is the kernel's choice
+    # (on a busy machine one may take them all), so half the connections go to a second
+    # `dutydesk web` on the same database: at least two processes race whatever happens.
+    # Both start now, and the integration is made while they start (each one's start-up is
+    # seconds of imports).
+    other_port = free_port()
+    other = processes.start("web-b", ["web", "--port", str(other_port)], env)
+    path = create_generic_integration(env)
 
-    wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), 60, "GET /health to answer 200")
+    wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), 120, "GET /health to answer 200")
 
     def both_workers() -> list[ProcessInfo] | None:
         if web.popen.poll() is not None:
@@ -162,12 +169,7 @@ def test_two_web_workers_racing_on_the_same_fingerprints_lose_and_duplicate_noth
 
     workers = wait_until(both_workers, 30, f"{WORKERS} uvicorn workers under dutydesk web")
 
-    # The race must span processes. Which worker accepts a connection is the kernel's choice
-    # (on a busy machine one may take them all), so half the connections go to a second
-    # `dutydesk web` on the same database: at least two processes race whatever happens.
-    other_port = free_port()
-    other = processes.start("web-b", ["web", "--port", str(other_port)], env)
-    wait_until(lambda: healthy(f"http://127.0.0.1:{other_port}"), 60, "the second web's /health")
+    wait_until(lambda: healthy(f"http://127.0.0.1:{other_port}"), 120, "the second web's /health")
     connections = open_connections(port, CONNECTIONS // 2) + open_connections(
         other_port, CONNECTIONS - CONNECTIONS // 2
     )
