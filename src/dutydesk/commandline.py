@@ -37,12 +37,16 @@ def ready_database() -> None:
     """Refuse to go on when the ops database is not migrated to the newest schema."""
     from sqlalchemy.exc import DBAPIError
 
-    from dutydesk import migrations
     from dutydesk.db import describe_database_error, redacted
+    from dutydesk.schema_head import at_head
     from dutydesk.settings import get_settings
 
     url = get_settings().effective_database_url
     try:
+        if at_head(url):  # the usual case, told without loading Alembic
+            return
+        from dutydesk import migrations
+
         behind = migrations.pending(url)
     except DBAPIError as error:
         raise fail(describe_database_error(error, f"the ops database {redacted(url)}")) from None

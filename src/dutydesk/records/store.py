@@ -6,7 +6,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.db import engine_for, is_sqlite
-from dutydesk.records import migrations
 from dutydesk.settings import Settings, get_settings
 
 # SQLite's page cache while loading in bulk: the records' key index then stays in memory, which
@@ -22,6 +21,8 @@ def records_url(settings: Settings | None = None) -> str:
 
 def upgrade_records(url: str, revision: str = "head") -> None:
     """Bring the record store at `url` up to `revision` (the newest by default)."""
+    from dutydesk.records import migrations  # Alembic: loaded only by what migrates
+
     migrations.upgrade(url, revision)
 
 
