@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dutydesk.people import service as people
 from dutydesk.web.app import api_routes
 from dutydesk.web.openapi import is_api_path
-from dutydesk.web.params import INT64_MAX
+from dutydesk.web.params import INT32_MAX, INT64_MAX
 from tests.conftest import make_user
 
 # Enough for every check to see each operation's edges; the run takes about a minute.
@@ -196,3 +196,55 @@ def test_the_description_holds_the_api_with_its_shared_errors(
     assert closing["409"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"
     }
+
+
+# Operations that answer 404 for a name or id in their query or body (not in their path, where
+# every route documents it): each request here gets one, and the description says so.
+NOT_FOUND_BY_QUERY_OR_BODY: list[tuple[str, str, dict[str, Any]]] = [
+    ("get", "/api/v1/backups", {"params": {"target": "nowhere"}}),
+    ("get", "/api/v1/backups/drills", {"params": {"target": "nowhere"}}),
+    (
+        "post",
+        "/api/v1/redrives/items",
+        {"json": {"ids": ["R-1"], "reason": "lost", "batch": INT32_MAX}},
+    ),
+    (
+        "post",
+        "/api/v1/silences",
+        {"json": {"rule": "nowhere", "ends_at": "2030-01-01T00:00:00Z", "reason": "noisy"}},
+    ),
+]
+
+
+def test_an_unknown_name_in_a_query_or_body_is_a_documented_404(
+    client: TestClient, db: Session
+) -> None:
+    make_user(db, "admin", "keeper")
+    secret = people.create_token(db, "docs", ["admin"], username="keeper").secret
+    db.commit()
+    client.headers["Authorization"] = f"Bearer {secret}"
+    description = client.get("/api/v1/openapi.json").json()
+    for method, path, request in NOT_FOUND_BY_QUERY_OR_BODY:
+        response = client.request(method.upper(), path, **request)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["detail"], (method, path)
+        answer = description["paths"][path][method]["responses"].get("404")
+        assert answer is not None, (method, path)
+        assert answer["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Problem"
+        }
+
+
+def test_the_description_gives_the_metrics_as_prometheus_text(
+    client: TestClient, db: Session
+) -> None:
+    make_user(db, "admin", "keeper")
+    secret = people.create_token(db, "docs", ["admin"], username="keeper").secret
+    db.commit()
+    client.headers["Authorization"] = f"Bearer {secret}"
+    described = client.get("/api/v1/openapi.json").json()["paths"]["/metrics"]["get"]
+    [content_type] = described["responses"]["200"]["content"]
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith(content_type)
+    assert content_type == "text/plain; version=0.0.4"

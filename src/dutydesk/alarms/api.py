@@ -27,7 +27,8 @@ from dutydesk.db import utcnow
 from dutydesk.intake import logs
 from dutydesk.tickets._web import caller_name
 from dutydesk.web.access import Db, Operator, Viewer
-from dutydesk.web.params import RowId
+from dutydesk.web.openapi import answers
+from dutydesk.web.params import Moment, RowId
 
 router = APIRouter()
 
@@ -103,9 +104,7 @@ def delete_rule(_who: Operator, db: Db, ident: str) -> RuleOut:
 
 
 @router.get("/api/v1/rules/{ident}/test")
-def test_rule_api(
-    _who: Viewer, db: Db, ident: str, at: dt.datetime | None = None
-) -> list[DecisionOut]:
+def test_rule_api(_who: Viewer, db: Db, ident: str, at: Moment | None = None) -> list[DecisionOut]:
     """What the rule decides at `at` (default now) and the numbers why, without firing."""
     return try_rule(db, get_rule_or_404(db, ident), at)
 
@@ -145,7 +144,7 @@ def list_silences(_who: Viewer, db: Db) -> list[SilenceOut]:
     return [SilenceOut.model_validate(s) for s in silences.list_silences(db)]
 
 
-@router.post("/api/v1/silences", status_code=201)
+@router.post("/api/v1/silences", status_code=201, responses=answers(404))
 def create_silence(who: Operator, db: Db, body: SilenceIn) -> SilenceOut:
     """Silence alarms matching labels (and/or one rule) for a while; or plan maintenance."""
     rule = get_rule_or_404(db, body.rule) if body.rule else None

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dutydesk.alarms.models import Alarm, AlarmRule, RuleEvaluation
+from dutydesk.web.params import Moment
 
 
 class RuleIn(BaseModel):
@@ -124,8 +125,8 @@ class SilenceIn(BaseModel):
     kind: str = "silence"
     matchers: dict[str, str] = Field(default_factory=dict, max_length=20)
     rule: str | None = Field(default=None, max_length=100)
-    starts_at: dt.datetime | None = None
-    ends_at: dt.datetime
+    starts_at: Moment | None = None
+    ends_at: Moment
     reason: str = Field(max_length=2_000)
 
 

@@ -17,7 +17,7 @@ from dutydesk.audit import notices
 from dutydesk.audit.models import AuditEvent, ChangeNotice
 from dutydesk.settings import get_settings
 from dutydesk.web.access import Db, Viewer, ViewerPage
-from dutydesk.web.params import FormMoment, Offset, Page, form_moment
+from dutydesk.web.params import FormMoment, Moment, Offset, Page, form_moment
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -26,7 +26,7 @@ RiskFilter = Annotated[
     str | None, Query(pattern="^(high|low)?$", description="Only changes of this risk level.")
 ]
 Text = Annotated[str | None, Query(max_length=200)]
-When = Annotated[dt.datetime | None, Query(description="UTC when no time zone is given.")]
+When = Annotated[Moment | None, Query(description="UTC when no time zone is given.")]
 # The page's form sends its empty fields too, and a date as `YYYY-MM-DD HH:MM`.
 PAGE_SIZE = 50
 

@@ -14,7 +14,7 @@ from dutydesk.audit.notices_routes import router as notices_router
 from dutydesk.audit.schemas import AuditEventOut
 from dutydesk.audit.service import audit_query, object_types
 from dutydesk.web.access import Db, Viewer, ViewerPage
-from dutydesk.web.params import FormMoment, Offset, form_moment
+from dutydesk.web.params import FormMoment, Moment, Offset, form_moment
 from dutydesk.web.templating import render
 
 router = APIRouter()
@@ -25,7 +25,7 @@ Text = Annotated[str | None, Query(max_length=200)]
 Action = Annotated[str | None, Query(pattern="^(create|update|delete)$")]
 # The page's form sends its blank fields as '': blank is no filter there.
 FormAction = Annotated[str | None, Query(pattern="^(create|update|delete)?$")]
-When = Annotated[dt.datetime | None, Query()]
+When = Annotated[Moment | None, Query(description="UTC when no time zone is given.")]
 PAGE_SIZE = 100
 
 

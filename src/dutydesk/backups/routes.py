@@ -145,7 +145,7 @@ def get_target(_who: Viewer, db: Db, name: TargetName) -> TargetOut:
     return _target_out(db, _target_or_404(db, name))
 
 
-@router.get("/api/v1/backups")
+@router.get("/api/v1/backups", responses=answers(404))
 def list_backups(
     _who: Viewer,
     db: Db,
@@ -157,7 +157,7 @@ def list_backups(
     return [BackupOut.model_validate(b) for b in service.list_backups(db, found, limit)]
 
 
-@router.get("/api/v1/backups/drills")
+@router.get("/api/v1/backups/drills", responses=answers(404))
 def list_drills(
     _who: Viewer,
     db: Db,

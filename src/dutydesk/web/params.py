@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import HTTPException, Path, Query
+from pydantic import BeforeValidator
 
 from dutydesk.web.words import as_typed_in_zone
 
@@ -39,6 +40,26 @@ FormMoment = Annotated[
 Before = Annotated[
     int | None, Query(ge=1, le=INT32_MAX, description="Only rows with a smaller id.")
 ]
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic reads a number (or a string of one) as a Unix time; the API describes its
+    # dates and times as ISO 8601 strings, and a number is more likely a mistake than a time.
+    if isinstance(value, int | float):
+        raise ValueError("a date and time such as 2026-12-07T09:30:00Z is needed, not a number")
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError(
+            f"a date and time such as 2026-12-07T09:30:00Z is needed, not {value[:40]!r}"
+        )
+    return value
+
+
+# A date and time a route takes (query parameter or body field): ISO 8601 only.
+Moment = Annotated[dt.datetime, BeforeValidator(_not_a_number)]
 
 
 def form_int(form: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from kombu.connection import Connection
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -156,9 +156,13 @@ def health(request: Request, _who: Anyone) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
-def metrics(request: Request, _who: Viewer) -> Response:
+class PrometheusText(PlainTextResponse):
+    """Prometheus' text exposition format; the description names it as its answer's type."""
+
+    media_type = "text/plain; version=0.0.4"
+
+
+@router.get("/metrics", response_class=PrometheusText)
+def metrics(request: Request, _who: Viewer) -> PrometheusText:
     """Prometheus text: HTTP requests by route and status, jobs by state."""
-    return Response(
-        request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    return PrometheusText(request.app.state.metrics.render())

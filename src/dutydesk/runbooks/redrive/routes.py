@@ -80,7 +80,7 @@ def _add(
     return AddReportOut.of(report)
 
 
-@router.post("/api/v1/redrives/items", responses=answers(409))
+@router.post("/api/v1/redrives/items", responses=answers(404, 409))
 def add_to_open_batch(who: Operator, db: Db, records: RecordsDb, body: AddIdsIn) -> AddReportOut:
     """Add IDs (one per list entry) to `batch`, or to this month's open batch. An entry that
     names no record of the store (or of `study`) is refused with its position; the rest are

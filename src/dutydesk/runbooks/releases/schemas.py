@@ -14,6 +14,7 @@ from dutydesk.runbooks.releases.models import (
     ReleaseTemplate,
     StepRun,
 )
+from dutydesk.web.params import Moment
 
 
 class StepIn(BaseModel):
@@ -110,8 +111,8 @@ class ReleaseIn(BaseModel):
     title: str = Field(default="", max_length=300)
     previous_version: str | None = Field(default=None, max_length=64)
     window: str | None = Field(default=None, max_length=100)
-    planned_start: dt.datetime | None = None
-    planned_end: dt.datetime | None = None
+    planned_start: Moment | None = None
+    planned_end: Moment | None = None
     db_change_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
@@ -211,8 +212,8 @@ class BroadcastIn(BaseModel):
 
     message: str = Field(min_length=1, max_length=2_000)
     level: str = Field(default="info", max_length=16)
-    starts_at: dt.datetime | None = None
-    ends_at: dt.datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
 
 
 class BroadcastOut(BaseModel):
