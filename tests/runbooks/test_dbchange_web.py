@@ -171,6 +171,9 @@ def test_who_may_add_targets_register_scripts_dry_run_and_apply(
     change_id = created.json()["id"]
     for bad, status in [
         ({"target": "nope", "script": SCRIPT}, 404),
+        # Digits that are no id: a superscript (int() refuses it), past any id column.
+        ({"target": "\u00b2", "script": SCRIPT}, 404),
+        ({"target": "99999999999999999999", "script": SCRIPT}, 404),
         ({"target": "items-db"}, 422),
         ({"target": "items-db", "script": "-- only a comment"}, 422),
         ({"target": "items-db", "task": "tasks/20260101_x/x.sql"}, 422),  # no tasks folder

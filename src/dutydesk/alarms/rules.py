@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk.alarms._cron import CronError, parse_cron
 from dutydesk.alarms.models import AlarmRule, RuleKind
+from dutydesk.idents import as_id
 from dutydesk.intake.models import Integration
 from dutydesk.tickets.service import TicketInputError, parse_severity
 
@@ -239,9 +240,10 @@ def delete_rule(session: Session, rule: AlarmRule) -> None:
 def get_rule(session: Session, ident: str | int) -> AlarmRule:
     """A rule by id or name, or RuleNotFound."""
     text = str(ident)
+    number = as_id(text)
     rule = (
-        session.get(AlarmRule, int(text))
-        if text.isdigit() and int(text) < 2**62
+        session.get(AlarmRule, number)
+        if number is not None
         else session.scalar(select(AlarmRule).where(AlarmRule.name == text))
     )
     if rule is None:

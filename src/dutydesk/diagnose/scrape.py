@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from dutydesk.db import Base, utcnow
 from dutydesk.diagnose import _exposition
 from dutydesk.diagnose.service import NAME_PATTERN, DiagnoseError
+from dutydesk.idents import as_id
 from dutydesk.metrics import service as metrics
 from dutydesk.metrics.models import MetricPoint, Period
 
@@ -122,8 +123,9 @@ def list_targets(session: Session) -> list[ScrapeTarget]:
 def get_target(session: Session, ident: int | str) -> ScrapeTarget:
     """A target by id or name."""
     query = select(ScrapeTarget)
-    if isinstance(ident, int) or str(ident).isdigit():
-        target = session.get(ScrapeTarget, int(ident))
+    number = as_id(ident)
+    if isinstance(ident, int) or number is not None:
+        target = session.get(ScrapeTarget, number) if number is not None else None
     else:
         target = session.scalar(query.where(ScrapeTarget.name == ident))
     if target is None:

@@ -27,6 +27,7 @@ from dutydesk.diagnose.models import (
     ExceptionProject,
     ExceptionRateCount,
 )
+from dutydesk.idents import as_id
 from dutydesk.metrics import service as metrics
 from dutydesk.metrics.models import MetricPoint, Period
 from dutydesk.settings import get_settings
@@ -92,7 +93,8 @@ def list_projects(session: Session) -> list[ExceptionProject]:
 def get_project(session: Session, ident: str | int) -> ExceptionProject:
     """A project by id or name."""
     text = str(ident)
-    where = ExceptionProject.id == int(text) if text.isdigit() else ExceptionProject.name == text
+    number = as_id(text)
+    where = ExceptionProject.id == number if number is not None else ExceptionProject.name == text
     project = session.scalar(select(ExceptionProject).where(where))
     if project is None:
         raise DiagnoseError(f"no exception project {text!r}")

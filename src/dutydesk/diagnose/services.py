@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from dutydesk.diagnose._service_models import DiagnoseService, Diagnosis
 from dutydesk.diagnose.service import DiagnoseError
+from dutydesk.idents import as_id
 from dutydesk.runbooks.dbchange._crypto import decrypt_password, encrypt_password
 from dutydesk.runbooks.dbchange._targets import Login, clean_url
 
@@ -199,8 +200,9 @@ def description_of(service: DiagnoseService) -> dict[str, Any]:
 def get_service(session: Session, key: str) -> DiagnoseService:
     """A service by name or id."""
     query = select(DiagnoseService)
+    number = as_id(key)
     query = query.where(
-        DiagnoseService.id == int(key) if key.isdigit() else DiagnoseService.name == key
+        DiagnoseService.id == number if number is not None else DiagnoseService.name == key
     )
     found = session.scalar(query)
     if found is None:

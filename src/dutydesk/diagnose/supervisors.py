@@ -23,6 +23,7 @@ from dutydesk.db import utcnow
 from dutydesk.diagnose._xmlrpc import SupervisorClient, SupervisorFault, SupervisorUnreachable
 from dutydesk.diagnose.models import SupervisedProcess, SupervisorAction, SupervisorServer
 from dutydesk.diagnose.service import NAME_PATTERN, DiagnoseError
+from dutydesk.idents import as_id
 
 SOURCE = "supervisor"
 ACTIONS = ("start", "stop", "restart")
@@ -70,8 +71,9 @@ def list_servers(session: Session) -> list[SupervisorServer]:
 def get_server(session: Session, ident: str | int) -> SupervisorServer:
     """A server by id or name."""
     text = str(ident)
-    if text.isdigit():
-        found = session.get(SupervisorServer, int(text)) if len(text) < 10 else None
+    if text.isascii() and text.isdigit():
+        number = as_id(text)
+        found = session.get(SupervisorServer, number) if number is not None else None
     else:
         found = session.scalar(select(SupervisorServer).where(SupervisorServer.name == text))
     if found is None:

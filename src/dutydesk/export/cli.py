@@ -12,6 +12,7 @@ from dutydesk.commandline import cli_actor, fail, ready_database
 from dutydesk.db import session_factory, transaction
 from dutydesk.export.models import ExportRun, WarehouseTable
 from dutydesk.export.request import InvalidRequest, SharingMode
+from dutydesk.idents import as_id
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -186,8 +187,8 @@ def remove_schedule(
     ready_database()
     with transaction(actor=cli_actor()) as session:
         found = session.scalar(select(ExportSchedule).where(ExportSchedule.name == schedule))
-        if found is None and schedule.isdigit():
-            found = session.get(ExportSchedule, int(schedule))
+        if found is None and (number := as_id(schedule)) is not None:
+            found = session.get(ExportSchedule, number)
         if found is None:
             raise fail(
                 f"no export schedule named {schedule!r} (see `dutydesk export schedules list`)"

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dutydesk.idents import as_id
 from dutydesk.intake import logs
 from dutydesk.intake.models import LogSource
 from dutydesk.logs.formats import FORMATS
@@ -53,8 +54,8 @@ def list_log_sources(session: Session) -> list[LogSource]:
 def get_log_source(session: Session, ident: str) -> LogSource:
     """A source by its name or id; LogSourceError when there is none."""
     found = session.scalar(select(LogSource).where(LogSource.name == ident))
-    if found is None and ident.isdigit() and int(ident) < 2**62:
-        found = session.get(LogSource, int(ident))
+    if found is None and (number := as_id(ident)) is not None:
+        found = session.get(LogSource, number)
     if found is None:
         raise LogSourceError(f"no log source {ident!r}")
     return found

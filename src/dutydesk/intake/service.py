@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dutydesk.db import before_commit, delete_in_batches, memo_of, utcnow
+from dutydesk.idents import as_id
 from dutydesk.intake._payload import REPLACEMENT, storable, storable_bytes
 from dutydesk.intake.models import (
     InboxItem,
@@ -214,9 +215,9 @@ def delete_integration(session: Session, integration: Integration) -> None:
 def get_integration(session: Session, ident: str | int) -> Integration:
     """The integration with this id or name, or IntegrationNotFound naming it."""
     found: Integration | None
-    if isinstance(ident, int) or str(ident).isdigit():
-        number = int(ident)
-        found = session.get(Integration, number) if number < 2**62 else None
+    if isinstance(ident, int) or (str(ident).isascii() and str(ident).isdigit()):
+        number = as_id(ident)
+        found = session.get(Integration, number) if number is not None else None
     else:
         found = session.scalar(select(Integration).where(Integration.name == ident))
     if found is None:

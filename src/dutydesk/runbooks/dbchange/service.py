@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from dutydesk.db import before_commit, utcnow
+from dutydesk.idents import as_id
 from dutydesk.people.models import User
 from dutydesk.runbooks import (
     ChangeKind,
@@ -126,8 +127,8 @@ def get_target(session: Session, key: str | int) -> DbChangeTarget:
     """The target with this name or id; DbChangeError 404 when there is none."""
     text = str(key).strip()
     query = select(DbChangeTarget).where(DbChangeTarget.name == text)
-    if text.isdigit():
-        query = select(DbChangeTarget).where(DbChangeTarget.id == int(text))
+    if (number := as_id(text)) is not None:
+        query = select(DbChangeTarget).where(DbChangeTarget.id == number)
     target = session.scalar(query)
     if target is None:
         raise DbChangeError(f"no database change target {text!r}", 404)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dutydesk.db import utcnow
+from dutydesk.idents import as_id
 from dutydesk.people.models import Role, User
 from dutydesk.runbooks.releases import _steps, _windows
 from dutydesk.runbooks.releases.models import (
@@ -154,9 +155,10 @@ def template_spec(template: ReleaseTemplate) -> dict[str, Any]:
 def get_template(session: Session, ident: str | int) -> ReleaseTemplate:
     """A template by id or name; ReleaseError 404 when there is none."""
     text = str(ident)
+    number = as_id(text)
     template = (
-        session.get(ReleaseTemplate, int(text))
-        if text.isdigit()
+        session.get(ReleaseTemplate, number)
+        if number is not None
         else session.scalar(select(ReleaseTemplate).where(ReleaseTemplate.name == text))
     )
     if template is None:
