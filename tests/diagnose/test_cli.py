@@ -221,26 +221,16 @@ def test_diagnose_service_in_a_fresh_process(tmp_path: Path) -> None:
     description = tmp_path / "shop.yaml"
     description.write_text("name: shop\nchecklist: [alarms, changes]\n")
     assert dutydesk("diagnose", "service-add", str(description)).exit_code == 0
-    # Both forms at once, each in a fresh process of its own.
-    running = [
-        subprocess.Popen(
+    # Each form in a fresh process of its own, one after the other.
+    for form in (["shop"], ["run", "shop"]):
+        done = subprocess.run(
             [sys.executable, "-m", "dutydesk", "diagnose", *form],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
+            timeout=120,
         )
-        for form in (["shop"], ["run", "shop"])
-    ]
-    try:
-        for process in running:
-            stdout, stderr = process.communicate(timeout=120)
-            assert process.returncode == 0, stderr
-            assert verdict_titles(stdout) == [
-                "Monitoring warnings: open alarms",
-                "Releases and change requests in the last 24 hours",
-            ]
-    finally:
-        for process in running:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        assert done.returncode == 0, done.stderr
+        assert verdict_titles(done.stdout) == [
+            "Monitoring warnings: open alarms",
+            "Releases and change requests in the last 24 hours",
+        ]
