@@ -224,3 +224,30 @@ def test_stats_endpoint_gives_weekly_numbers(operator_client: TestClient, db: Se
     }
     assert numbers["stale_days"] == 14
     assert operator_client.get("/api/v1/tickets/stats?weeks=0").status_code == 422
+
+
+def test_nul_in_a_note_or_a_new_ticket_is_kept_as_a_replacement_character(
+    operator_client: TestClient,
+) -> None:
+    """PostgreSQL cannot store NUL: it is kept as U+FFFD, as mail and intake keep it, and the
+    request is answered, never with a server error."""
+    made = operator_client.post(
+        "/api/v1/tickets", json={"title": "a\x00b", "description": "c\x00", "fingerprint": "f\x00"}
+    )
+    assert made.status_code == 201, made.text
+    ticket = made.json()
+    assert (ticket["title"], ticket["fingerprint"]) == ("a\ufffdb", "f\ufffd")
+    note = operator_client.post(f"/api/v1/tickets/{ticket['key']}/notes", json={"text": "\x00x"})
+    assert note.status_code == 201, note.text
+    notes = operator_client.get(f"/api/v1/tickets/{ticket['key']}").json()["notes"]
+    assert [n["body"] for n in notes] == ["\ufffdx"]
+
+
+def test_a_ticket_that_took_an_occurrence_answers_200_as_described(
+    operator_client: TestClient,
+) -> None:
+    create(operator_client, fingerprint="twice")
+    again = operator_client.post("/api/v1/tickets", json={"title": "t", "fingerprint": "twice"})
+    assert again.status_code == 200 and again.json()["is_new"] is False
+    described = operator_client.get("/api/v1/openapi.json").json()
+    assert {"200", "201"} <= set(described["paths"]["/api/v1/tickets"]["post"]["responses"])

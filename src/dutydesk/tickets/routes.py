@@ -92,7 +92,17 @@ def ticket_stats(_who: Viewer, db: Db, weeks: Annotated[int, Query(ge=1, le=104)
     )
 
 
-@router.post("/api/v1/tickets", status_code=201, responses=answers(409))
+@router.post(
+    "/api/v1/tickets",
+    status_code=201,
+    responses={
+        **answers(409),
+        200: {
+            "model": TicketOut,
+            "description": "An open ticket with that fingerprint took the occurrence.",
+        },
+    },
+)
 def create_ticket(who: Operator, db: Db, body: TicketIn, response: Response) -> TicketOut:
     """Open a ticket (201); with a fingerprint that is open already, add an occurrence to
     that ticket instead (200, `is_new` false)."""

@@ -376,6 +376,8 @@ def create_ticket(
 ) -> AlarmOutcome:
     """Open a ticket by hand; with a fingerprint it behaves exactly like an alarm."""
     severity = parse_severity(severity)
+    title, description = storable_text(title), storable_text(description)
+    fingerprint = storable_text(fingerprint) if fingerprint is not None else None
     if fingerprint and fingerprint.strip():
         alarm = Alarm(
             source="manual",
@@ -518,11 +520,17 @@ def assign(
     return ticket
 
 
+def storable_text(text: str) -> str:
+    """`text` with NUL, which PostgreSQL cannot store, kept as U+FFFD (as mail and intake
+    keep it)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def add_note(
     session: Session, ticket: Ticket, text: str, *, author: str, at: dt.datetime | None = None
 ) -> TicketNote:
     """Add a Markdown note to the ticket."""
-    body = text.strip()
+    body = storable_text(text).strip()
     if not body:
         raise TicketInputError("note text is empty")
     if len(body) > MAX_NOTE:
