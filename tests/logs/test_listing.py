@@ -97,7 +97,7 @@ def test_a_file_gone_or_made_a_folder_since_listed_is_a_problem(
     assert found.sizes == [5]
     assert {problem.file: problem.reason for problem in found.problems} == {
         str(gone): "No such file or directory",
-        str(folder): "a plain file no more",
+        str(folder): "no longer a plain file",
     }
 
 

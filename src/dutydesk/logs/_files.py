@@ -189,7 +189,7 @@ def _why_not_plain(path: str) -> str:
         info = os.lstat(path)
     except OSError as error:
         return error.strerror or str(error)
-    return "a plain file no more" if not stat.S_ISREG(info.st_mode) else "changed while listed"
+    return "no longer a plain file" if not stat.S_ISREG(info.st_mode) else "changed while listed"
 
 
 def _stat_plain(paths: list[str]) -> tuple[list[int], list[int]]:
