@@ -223,13 +223,18 @@ NOT_FOUND_BY_QUERY_OR_BODY: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def test_an_unknown_name_in_a_query_or_body_is_a_documented_404(
-    client: TestClient, db: Session
-) -> None:
+def with_admin_token(client: TestClient, db: Session) -> None:
+    """Send `client`'s requests with an admin's API token."""
     make_user(db, "admin", "keeper")
     secret = people.create_token(db, "docs", ["admin"], username="keeper").secret
     db.commit()
     client.headers["Authorization"] = f"Bearer {secret}"
+
+
+def test_an_unknown_name_in_a_query_or_body_is_a_documented_404(
+    client: TestClient, db: Session
+) -> None:
+    with_admin_token(client, db)
     description = client.get("/api/v1/openapi.json").json()
     for method, path, request in NOT_FOUND_BY_QUERY_OR_BODY:
         response = client.request(method.upper(), path, **request)
@@ -245,10 +250,7 @@ def test_an_unknown_name_in_a_query_or_body_is_a_documented_404(
 def test_the_description_gives_the_metrics_as_prometheus_text(
     client: TestClient, db: Session
 ) -> None:
-    make_user(db, "admin", "keeper")
-    secret = people.create_token(db, "docs", ["admin"], username="keeper").secret
-    db.commit()
-    client.headers["Authorization"] = f"Bearer {secret}"
+    with_admin_token(client, db)
     described = client.get("/api/v1/openapi.json").json()["paths"]["/metrics"]["get"]
     [content_type] = described["responses"]["200"]["content"]
     answer = client.get("/metrics")
