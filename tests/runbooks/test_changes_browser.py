@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.db import transaction
 from dutydesk.runbooks import submit_change
-from tests.browser_support import launched_chromium
+from tests.browser_support import EXPECT_TIMEOUT_MS, launched_chromium
 from tests.conftest import TEST_PASSWORD
 from tests.intake.desk_server import serving_desk
 from tests.runbooks.changes_kit import make_people, new_change
@@ -48,7 +48,7 @@ def test_an_approver_approves_a_waiting_request_on_its_page(
         number, digest = change.id, change.evidence_hash
     with launched_chromium() as browser:
         context = browser.new_context(base_url=base_url)
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(EXPECT_TIMEOUT_MS)
         page = context.new_page()
         sign_in(page, "abe")
         page.get_by_role("link", name="Changes", exact=True).click()

@@ -24,7 +24,7 @@ from dutydesk.jobs import service as jobs
 from dutydesk.jobs.models import Job
 from dutydesk.people import service as people
 from dutydesk.records import service as records_service
-from tests.browser_support import launched_chromium
+from tests.browser_support import EXPECT_TIMEOUT_MS, launched_chromium
 from tests.intake.desk_server import serving_desk
 from tests.mail_support import MailInbox, smtp_server
 from tests.runbooks.test_redrive import (
@@ -75,7 +75,7 @@ def work(factory: sessionmaker[Session]) -> None:
 
 def signed_in(browser: Browser, base: str, username: str) -> Page:
     page = browser.new_context(base_url=base).new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(EXPECT_TIMEOUT_MS)
     page.goto("/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
