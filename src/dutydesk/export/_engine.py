@@ -85,6 +85,9 @@ def open_database(records_url: str, *, threads: int | None = None) -> duckdb.Duc
         # Rows in a table file are in no particular order (readers sort); nothing needs the
         # insertion order kept, and keeping it costs.
         database.execute("SET preserve_insertion_order = false")
+        # DuckDB draws a progress bar on stdout for a query over two seconds, even when stdout
+        # is a worker's log.
+        database.execute("SET enable_progress_bar = false")
         # Blocks freed by one query are kept for the next, up to this much, instead of going
         # back to the system and being faulted in again (a study's export touches about
         # 0.5 GB; the page faults of doing so cost a tenth of its time). The memory is
