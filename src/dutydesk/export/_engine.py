@@ -374,7 +374,8 @@ def _load_and_score(
     follows from its schema and revision, worked out where it is needed.)
 
     `data` stays text, parsed here only for its JSON type (a bad document has none) and once
-    more per table for its fields; `user_metadata` is parsed here, once; the other JSON
+    more per table for its fields; `user_metadata` is parsed here for its text and JSON type
+    (which every table's columns of it test), and once more per table for its fields; the other JSON
     columns once per distinct value, for the common values made of them.
     """
     source, params = _records_source(connection, job)
@@ -408,7 +409,9 @@ def _load_and_score(
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored AS
-        SELECT * EXCLUDE ({", ".join(_sql.COMMON_READ_ONCE)}), {commons} FROM (
+        SELECT * EXCLUDE ({", ".join(_sql.COMMON_READ_ONCE)}), {commons},
+               CASE WHEN accepted THEN json_type(user_metadata) END AS user_metadata_type
+        FROM (
         SELECT *, effective_rank >= {minimum} AND study_ok AND table_ok AND NOT bad_data
                   AS accepted
         FROM (

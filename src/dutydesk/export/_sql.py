@@ -271,7 +271,7 @@ def _document_lists(paths: dict[tuple[Document, str], int]) -> list[str]:
         fields = sorted((index, field) for (doc, field), index in paths.items() if doc is document)
         if fields:
             listed = ", ".join(quote_literal(json_path(field)) for _, field in fields)
-            kind = "data_type" if document is Document.DATA else f"json_type({column})"
+            kind = f"{column}_type"  # worked out once per record in `scored`
             for function, part in (("json_type", "types"), ("json_extract_string", "texts")):
                 items.append(
                     f"CASE WHEN {kind} = 'OBJECT' THEN {function}({column}, [{listed}]) END "
@@ -413,7 +413,7 @@ _SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
     "dayInStudy": ("day_in_study",),
     "recordUploadedOn": ("uploaded_on",),
     RawData.kind: ("raw_data_attachment_id",),
-    RawMetadata.kind: ("user_metadata",),
+    RawMetadata.kind: ("user_metadata", "user_metadata_type"),
     OriginalTable.kind: ("schema_id", "schema_revision"),
 }
 
@@ -561,7 +561,7 @@ def column_value(
         expression = "dd_raw_data(raw_data_attachment_id)"
     elif isinstance(source, RawMetadata):
         expression = (
-            "CASE WHEN json_type(user_metadata) NOT IN ('NULL') THEN user_metadata::VARCHAR END"
+            "CASE WHEN user_metadata_type NOT IN ('NULL') THEN user_metadata::VARCHAR END"
         )
     elif isinstance(source, OriginalTable):
         expression = "dd_original_table(schema_id, schema_revision)"
