@@ -9,7 +9,10 @@ runs `dutydesk export run --queue` over the whole window; the figures are
 - records/s: the run's `numTotal` over the time from queueing the run to its end;
 - peak RSS per worker: the largest sum of resident memory of a worker's process tree (the
   Celery main process and its pool process), sampled every 0.1 s from /proc;
-- the scaling from 1 to 2 workers: records/s with 2 over records/s with 1.
+- the scaling from 1 to 2 workers: records/s with 2 over records/s with 1;
+- how many of the machine's cores were busy on average during the run (from /proc/stat:
+  the workers, PostgreSQL and anything else), which bounds what more workers on the same
+  machine can gain.
 
 Each worker runs one study job at a time (`DUTYDESK_WORKER_CONCURRENCY=1`), its DuckDB capped
 by `DUTYDESK_EXPORT_MEMORY_LIMIT` (default 1GiB). Needs PostgreSQL and RabbitMQ on this
@@ -83,9 +86,12 @@ def record_store(postgres: str, records: int) -> str:
     if existed:
         engine = build_engine(url)
         with engine.connect() as connection:
-            count = connection.execute(  # an earlier generation may have stopped early
-                text("SELECT CASE WHEN to_regclass('records') IS NULL THEN -1 END")
-            ).scalar() or connection.execute(text("SELECT count(*) FROM records")).scalar()
+            count = (
+                connection.execute(  # an earlier generation may have stopped early
+                    text("SELECT CASE WHEN to_regclass('records') IS NULL THEN -1 END")
+                ).scalar()
+                or connection.execute(text("SELECT count(*) FROM records")).scalar()
+            )
         engine.dispose()
         if count == records:
             print(f"store: {name} ({records:,} records, kept from an earlier run)", flush=True)
@@ -128,7 +134,10 @@ def record_store(postgres: str, records: int) -> str:
                     "data_access_team = coalesce(data_access_team, '1')"
                 )
             )
-            connection.execute(text("ANALYZE"))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            # Rows not yet marked visible get their hint bits written by the first scan: the
+            # first export after a generation would pay for that.
+            connection.execute(text("VACUUM (ANALYZE)"))
     finally:
         engine.dispose()
     print(f"store: generated in {time.perf_counter() - started:.0f} s (not part of the figures)")
@@ -155,6 +164,13 @@ def tree_rss(pid: int) -> int:
         total += rss.get(current, 0)
         todo.extend(children.get(current, []))
     return total
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def run_with(workers: int, postgres: str, amqp: str, store: str, scratch: Path) -> dict[str, float]:
@@ -192,6 +208,7 @@ def run_with(workers: int, postgres: str, amqp: str, store: str, scratch: Path) 
                 raise SystemExit(f"workers did not start: see {scratch}")
             time.sleep(0.2)
         started = time.perf_counter()
+        busy_before, total_before = cpu_ticks()
         subprocess.run(
             [*DUTYDESK, "export", "run", "--start", START, "--end", END, "--queue"],
             env=env,
@@ -208,6 +225,10 @@ def run_with(workers: int, postgres: str, amqp: str, store: str, scratch: Path) 
                     connection.execute(text("SELECT state FROM export_runs")).scalar() or "queued"
                 )
         seconds = time.perf_counter() - started
+        busy_after, total_after = cpu_ticks()
+        busy_cores = (
+            (busy_after - busy_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+        )
         with engine.connect() as connection:
             metrics = connection.execute(text("SELECT metrics FROM export_runs")).scalar()
             ran_on = connection.execute(
@@ -228,12 +249,14 @@ def run_with(workers: int, postgres: str, amqp: str, store: str, scratch: Path) 
         "records_per_s": records / seconds,
         "peak_rss_mib": max(peaks) / 2**20,
         "workers_used": int(ran_on or 0),
+        "busy_cores": busy_cores,
     }
     print(
         f"workers={workers}: {records:,} records in {seconds:.1f} s = "
         f"{figures['records_per_s']:,.0f} records/s; peak RSS per worker "
         f"{', '.join(f'{p / 2**20:,.0f} MiB' for p in peaks)}; study jobs ran on "
-        f"{figures['workers_used']} worker(s)",
+        f"{figures['workers_used']} worker(s); the machine's cores busy on average "
+        f"{busy_cores:.2f} of {os.cpu_count()} (workers, PostgreSQL and the rest)",
         flush=True,
     )
     return figures
