@@ -560,9 +560,7 @@ def column_value(
     elif isinstance(source, RawData):
         expression = "dd_raw_data(raw_data_attachment_id)"
     elif isinstance(source, RawMetadata):
-        expression = (
-            "CASE WHEN user_metadata_type NOT IN ('NULL') THEN user_metadata::VARCHAR END"
-        )
+        expression = "CASE WHEN user_metadata_type NOT IN ('NULL') THEN user_metadata::VARCHAR END"
     elif isinstance(source, OriginalTable):
         expression = "dd_original_table(schema_id, schema_revision)"
     else:
