@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +161,86 @@ def test_sweep_leaves_a_live_job_alone(db: Session) -> None:
     db.commit()
     assert service.sweep(db) == {"requeued": 0, "resent": 0, "failed": 0}
     assert job.state == "running"
+
+
+def dead_holder() -> str:
+    """The holder name of a process of this machine and namespace that has exited."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "print(__import__('os').getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    host, _pid, thread, namespace = service.holder_name().split(":")
+    return f"{host}:{int(gone.stdout)}:{thread}:{namespace}"
+
+
+def running_job(db: Session, worker: str, **job: Any) -> Job:
+    """A job running by `worker` that heartbeat just now."""
+    held = service.enqueue(db, "test.record", **job)
+    db.commit()
+    held.state, held.attempts, held.heartbeat_at, held.worker = "running", 1, utcnow(), worker
+    db.commit()
+    return held
+
+
+def test_a_job_of_a_process_gone_from_this_machine_is_taken_back_at_the_sweep(
+    db: Session, home: Path
+) -> None:
+    """A pool process that crashed leaves its job `running` with a fresh heartbeat; waiting
+    DUTYDESK_JOB_STALE_SECONDS for it held a whole export run up."""
+    worker = dead_holder()
+    job = running_job(db, worker)
+    sent_before = broker_messages(home)
+    assert service.sweep(db)["requeued"] == 1
+    db.commit()
+    db.refresh(job)
+    assert job.state == "queued"
+    assert f"worker {worker} stopped heartbeating: its process is gone" == job.error
+    assert broker_messages(home) == sent_before + 1
+
+
+def test_a_dead_holder_out_of_attempts_is_failed_with_its_abandoned_handler(db: Session) -> None:
+    abandoned: list[int] = []
+    service.abandoned_handlers["test.record"] = lambda _s, job: abandoned.append(job.id)
+    try:
+        job = running_job(db, dead_holder(), max_attempts=1)
+        assert service.sweep(db)["failed"] == 1
+    finally:
+        service.abandoned_handlers.pop("test.record")
+    assert job.state == "failed"
+    assert abandoned == [job.id]
+
+
+@pytest.mark.parametrize(
+    "holder",
+    ["alive", "this process", "another machine", "another namespace", "an old name"],
+)
+def test_a_fresh_job_of_a_live_or_unknown_holder_is_left_alone(db: Session, holder: str) -> None:
+    host, pid, thread, namespace = service.holder_name().split(":")
+    dead = dead_holder().split(":")[1]
+    worker = {
+        "alive": f"{host}:{os.getppid()}:{thread}:{namespace}",
+        "this process": f"{host}:{pid}:{thread}:{namespace}",
+        "another machine": f"not-{host}:{dead}:{thread}:{namespace}",
+        "another namespace": f"{host}:{dead}:{thread}:1{namespace}",
+        "an old name": f"{host}:{dead}:{thread}",
+    }[holder]
+    job = running_job(db, worker)
+    assert service.sweep(db) == {"requeued": 0, "resent": 0, "failed": 0}
+    assert job.state == "running"
+    assert service.execute(job.id, "another-worker", sessionmaker(bind=db.get_bind())) == "skipped"
+
+
+def test_a_message_back_from_a_dead_holder_runs_its_job_at_once(db: Session) -> None:
+    """Celery sends a job's message again when the pool process running it dies; the worker
+    that gets it takes the job back and runs it instead of skipping it as someone else's."""
+    job = running_job(db, dead_holder())
+    factory = sessionmaker(bind=db.get_bind(), expire_on_commit=False)
+    assert service.execute(job.id, "another-worker", factory) == "succeeded"
+    db.refresh(job)
+    assert (job.state, job.attempts, job.worker) == ("succeeded", 2, "another-worker")
+    assert len(calls) == 1
 
 
 def test_sweep_resends_a_queued_job_whose_message_was_lost(db: Session, home: Path) -> None:

@@ -10,8 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -557,7 +555,7 @@ def run_in_foreground(
     than `DUTYDESK_JOB_STALE_SECONDS`. If the run raises here (Ctrl-C too), it is marked
     failed at once.
     """
-    runner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    runner = jobs.holder_name()
     with transaction(session_factory, actor="export:foreground") as session:
         job_id = jobs.run_here(session, FOREGROUND_JOB, {"run_id": run_id}, runner).id
     try:

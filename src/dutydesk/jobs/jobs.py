@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
-import threading
 from typing import Any
 
 from sqlalchemy import delete
@@ -22,8 +19,9 @@ FINISHED_JOBS_KEPT_DAYS = 30
 
 
 def worker_name() -> str:
-    """Host, process and thread: enough to tell which worker holds a job."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    """Host, process, thread and pid namespace: enough to tell which worker holds a job, and
+    whether it still runs."""
+    return service.holder_name()
 
 
 @celery.task(name=RUN_JOB_TASK)  # type: ignore[untyped-decorator]

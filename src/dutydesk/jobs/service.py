@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import traceback
 from collections.abc import Callable
@@ -208,6 +210,38 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+def holder_name() -> str:
+    """This thread's name as the holder of a job: host, process, thread, and the process's
+    pid namespace (containers sharing the host's name and network keep their own pids)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{_pid_namespace()}"
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # no /proc: the name then never claims a holder gone
+        return "?"
+
+
+def holder_gone(worker: str | None) -> bool:
+    """Whether `worker` (a `holder_name`) is a process of this machine and pid namespace that
+    no longer runs: its job died with it (a pool process killed, or crashed in native code),
+    and can be taken back at once instead of after `DUTYDESK_JOB_STALE_SECONDS`."""
+    parts = (worker or "").split(":")
+    if len(parts) != 4 or parts[3] == "?" or not parts[1].isdigit():
+        return False
+    host, pid, _thread, namespace = parts
+    if host != socket.gethostname() or namespace != _pid_namespace() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
 def backoff(attempts: int) -> float:
     """Seconds to wait before retrying after `attempts` failures."""
     return float(get_settings().job_backoff_seconds * 2 ** max(attempts - 1, 0))
@@ -229,6 +263,16 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
 
     def claimed() -> tuple[str, dict[str, Any], int, int] | None:
         with transaction(factory, immediate=True) as session:
+            held = session.get(Job, job_id)
+            if (
+                held is not None
+                and held.state == JobState.running.value
+                and holder_gone(held.worker)
+            ):
+                # Its message came back because the process running it died: take it back
+                # now, as the sweep would once the heartbeat ran out.
+                _take_back(session, held, utcnow(), f"worker {held.worker} died", {})
+                session.flush()
             job = claim(session, job_id, worker)
             if job is None:
                 return None
@@ -322,24 +366,14 @@ def sweep(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]
     now = now or utcnow()
     stale = dt.timedelta(seconds=get_settings().job_stale_seconds)
     counts = {"requeued": 0, "resent": 0, "failed": 0}
-    lost = session.scalars(
-        select(Job).where(Job.state == JobState.running.value, Job.heartbeat_at < now - stale)
-    ).all()
-    for job in lost:
-        job.error = f"worker {job.worker} stopped heartbeating at {job.heartbeat_at}"
-        if job.attempts >= job.max_attempts:
-            job.state = JobState.failed.value
-            job.finished_at = now
-            counts["failed"] += 1
-            handler = abandoned_handlers.get(job.kind)
-            if handler is not None:
-                handler(session, job)
+    for job in session.scalars(select(Job).where(Job.state == JobState.running.value)).all():
+        if job.heartbeat_at is not None and job.heartbeat_at < now - stale:
+            why = f"worker {job.worker} stopped heartbeating at {job.heartbeat_at}"
+        elif holder_gone(job.worker):
+            why = f"worker {job.worker} stopped heartbeating: its process is gone"
+        else:
             continue
-        job.state = JobState.queued.value
-        job.run_after = now
-        job.enqueued_at = now
-        session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
-        counts["requeued"] += 1
+        _take_back(session, job, now, why, counts)
     forgotten = session.scalars(
         select(Job).where(
             Job.state == JobState.queued.value,
@@ -354,6 +388,26 @@ def sweep(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]
     if any(counts.values()):
         log.info("job sweep: %s", counts)
     return counts
+
+
+def _take_back(
+    session: Session, job: Job, now: dt.datetime, why: str, counts: dict[str, int]
+) -> None:
+    """A running job whose worker is lost: queued again, or failed once out of attempts."""
+    job.error = why
+    if job.attempts >= job.max_attempts:
+        job.state = JobState.failed.value
+        job.finished_at = now
+        counts["failed"] = counts.get("failed", 0) + 1
+        handler = abandoned_handlers.get(job.kind)
+        if handler is not None:
+            handler(session, job)
+        return
+    job.state = JobState.queued.value
+    job.run_after = now
+    job.enqueued_at = now
+    session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
+    counts["requeued"] = counts.get("requeued", 0) + 1
 
 
 def is_due(
