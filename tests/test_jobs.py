@@ -232,12 +232,14 @@ def test_a_fresh_job_of_a_live_or_unknown_holder_is_left_alone(db: Session, hold
     assert service.execute(job.id, "another-worker", sessionmaker(bind=db.get_bind())) == "skipped"
 
 
-def test_a_message_back_from_a_dead_holder_runs_its_job_at_once(db: Session) -> None:
+def test_a_message_back_from_a_dead_holder_runs_its_job_at_once(db: Session, home: Path) -> None:
     """Celery sends a job's message again when the pool process running it dies; the worker
     that gets it takes the job back and runs it instead of skipping it as someone else's."""
     job = running_job(db, dead_holder())
     factory = sessionmaker(bind=db.get_bind(), expire_on_commit=False)
+    sent_before = broker_messages(home)
     assert service.execute(job.id, "another-worker", factory) == "succeeded"
+    assert broker_messages(home) == sent_before  # run here, not sent again
     db.refresh(job)
     assert (job.state, job.attempts, job.worker) == ("succeeded", 2, "another-worker")
     assert len(calls) == 1

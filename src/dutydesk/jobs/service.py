@@ -271,7 +271,7 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
             ):
                 # Its message came back because the process running it died: take it back
                 # now, as the sweep would once the heartbeat ran out.
-                _take_back(session, held, utcnow(), f"worker {held.worker} died", {})
+                _take_back(session, held, utcnow(), f"worker {held.worker} died", {}, send=False)
                 session.flush()
             job = claim(session, job_id, worker)
             if job is None:
@@ -391,9 +391,16 @@ def sweep(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]
 
 
 def _take_back(
-    session: Session, job: Job, now: dt.datetime, why: str, counts: dict[str, int]
+    session: Session,
+    job: Job,
+    now: dt.datetime,
+    why: str,
+    counts: dict[str, int],
+    *,
+    send: bool = True,
 ) -> None:
-    """A running job whose worker is lost: queued again, or failed once out of attempts."""
+    """A running job whose worker is lost: queued again (its message sent after commit unless
+    the caller runs it itself), or failed once out of attempts."""
     job.error = why
     if job.attempts >= job.max_attempts:
         job.state = JobState.failed.value
@@ -406,7 +413,8 @@ def _take_back(
     job.state = JobState.queued.value
     job.run_after = now
     job.enqueued_at = now
-    session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
+    if send:
+        session.info.setdefault(_PENDING_KEY, []).append((job.id, 0.0))
     counts["requeued"] = counts.get("requeued", 0) + 1
 
 
