@@ -552,8 +552,8 @@ def run_in_foreground(
 
     The run heartbeats like a job while it goes (an `export.foreground` job row held by this
     process): if the process dies, the sweep marks the run failed once the heartbeat is older
-    than `DUTYDESK_JOB_STALE_SECONDS`. If the run raises here (Ctrl-C too), it is marked
-    failed at once.
+    than `DUTYDESK_JOB_STALE_SECONDS`, or at its next tick on this machine, where it sees the
+    process gone. If the run raises here (Ctrl-C too), it is marked failed at once.
     """
     runner = jobs.holder_name()
     with transaction(session_factory, actor="export:foreground") as session:
