@@ -391,7 +391,7 @@ def make_desk(home: Path, tmp_path: Path, processes: Processes) -> Iterator[Call
     desks: list[Desk] = []
     postgres_urls: list[str] = []
 
-    def make(broker: str = "sqlite", database: str = "sqlite") -> Desk:
+    def make(broker: str = "sqlite", database: str = "sqlite", **overrides: str) -> Desk:
         queue = f"dutydesk-test-{xdist_worker()}-{uuid.uuid4().hex[:10]}"
         settings = {
             "DUTYDESK_TICK_SECONDS": "1",
@@ -401,6 +401,7 @@ def make_desk(home: Path, tmp_path: Path, processes: Processes) -> Iterator[Call
             "DUTYDESK_EXTRA_MODULES": "tests.jobkinds",
             "DUTYDESK_JOB_BACKOFF_SECONDS": "1",
             "DUTYDESK_BROKER_QUEUE": queue,
+            **overrides,
         }
         database_url = f"sqlite:///{home / 'dutydesk.sqlite'}"
         if database == "postgresql":
@@ -490,11 +491,12 @@ def test_queued_job_is_run_by_the_worker_and_its_result_stored(
 def test_job_that_fails_once_is_retried_after_its_backoff_and_succeeds(
     make_desk: Callable[..., Desk],
 ) -> None:
-    desk = make_desk()
+    # The state between the two attempts lasts about the backoff: 5 s, so that a look at the
+    # job every quarter of a second sees it on a busy machine (1 s was missed in a full run).
+    desk = make_desk(DUTYDESK_JOB_BACKOFF_SECONDS="5")
     desk.migrate()
-    # The worker is ready before the job is queued: the state between the two attempts lasts
-    # about the backoff (1 s), and a worker that took the job while starting could have
-    # passed it before the first look.
+    # The worker is ready before the job is queued: a worker that took the job while starting
+    # could have passed the state between the attempts before the first look.
     desk.start_worker()
 
     job_id = desk.enqueue("test.fail_once", dir=str(desk.traces), name="flaky")
@@ -506,7 +508,7 @@ def test_job_that_fails_once_is_retried_after_its_backoff_and_succeeds(
         what="queued again after its first failure",
     )
     assert failed_once.error is not None and "fails on its first run" in failed_once.error
-    # DUTYDESK_JOB_BACKOFF_SECONDS=1 makes the retry come a second later.
+    # DUTYDESK_JOB_BACKOFF_SECONDS=5 makes the retry come five seconds later.
     job = desk.wait_until_finished(job_id, timeout=45)
     assert job.state == JobState.succeeded.value, job.error
     assert job.attempts == 2
