@@ -165,16 +165,16 @@ def test_a_killed_process_not_yet_reaped_is_not_scraped_as_alive() -> None:
     import subprocess
     import time
 
-    from dutydesk.web.metrics import _alive
+    from dutydesk.processes import process_runs
 
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        assert _alive(sleeper.pid)
+        assert process_runs(sleeper.pid)
         os.kill(sleeper.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while _alive(sleeper.pid) and time.monotonic() < deadline:
+        while process_runs(sleeper.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(sleeper.pid)  # a zombie until waited for
+        assert not process_runs(sleeper.pid)  # a zombie until waited for
         assert sleeper.poll() is not None
     finally:
         sleeper.kill()

@@ -256,6 +256,23 @@ def _signal_group_or_self(group: bool, signum: signal.Signals) -> None:
         os.kill(os.getpid(), signum)
 
 
+def process_runs(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie (a killed web worker stays one until
+    uvicorn's supervisor reaps it, after it has already started the replacement)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: existing is all that can be told
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def answers(host: str, port: int) -> bool:
     """Whether something accepts TCP connections at host:port (a wildcard host: this machine)."""
     target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from dutydesk.processes import process_runs
 from dutydesk.settings import get_settings
 
 # A database's own spill folder inside the spill folder: `<pid>-<n>-<random>@<host>`, the
@@ -62,18 +63,8 @@ def remove_dead_folders(base: Path) -> list[Path]:
         if match is None or match.group(2) != here or not entry.is_dir():
             continue
         pid = int(match.group(1))
-        if (entry.name in _mine) if pid == me else _alive(pid):
+        if (entry.name in _mine) if pid == me else process_runs(pid):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

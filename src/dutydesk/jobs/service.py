@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from dutydesk import registry
 from dutydesk.db import describe_database_error, retry_when_locked, transaction, utcnow
 from dutydesk.jobs.models import DueMark, Job, JobState
+from dutydesk.processes import process_runs
 from dutydesk.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -233,13 +234,7 @@ def holder_gone(worker: str | None) -> bool:
     host, pid, _thread, namespace = parts
     if host != socket.gethostname() or namespace != _pid_namespace() or int(pid) == os.getpid():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
+    return not process_runs(int(pid))
 
 
 def backoff(attempts: int) -> float:
@@ -263,17 +258,20 @@ def execute(job_id: int, worker: str, factory: sessionmaker[Session] | None = No
 
     def claimed() -> tuple[str, dict[str, Any], int, int] | None:
         with transaction(factory, immediate=True) as session:
-            held = session.get(Job, job_id)
-            if (
-                held is not None
-                and held.state == JobState.running.value
-                and holder_gone(held.worker)
-            ):
-                # Its message came back because the process running it died: take it back
-                # now, as the sweep would once the heartbeat ran out.
-                _take_back(session, held, utcnow(), f"worker {held.worker} died", {}, send=False)
-                session.flush()
             job = claim(session, job_id, worker)
+            if job is None:
+                held = session.get(Job, job_id)
+                if (
+                    held is not None
+                    and held.state == JobState.running.value
+                    and holder_gone(held.worker)
+                ):
+                    # Its message came back because the process running it died: take it
+                    # back now, as the sweep would once the heartbeat ran out.
+                    why = f"worker {held.worker} died"
+                    _take_back(session, held, utcnow(), why, {}, send=False)
+                    session.flush()
+                    job = claim(session, job_id, worker)
             if job is None:
                 return None
             return job.kind, dict(job.args), job.attempts, job.max_attempts

@@ -40,6 +40,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dutydesk.jobs.models import DueMark, Job, JobState
+from dutydesk.processes import process_runs
 
 # A counter's `_created` series (when it was first counted) is shown by a single process and
 # not in the multiprocess mode `dutydesk up` uses: leave it out everywhere, so a scrape has the
@@ -273,7 +274,7 @@ class WebProcessesCollector(Collector):
             if tail.isdigit():
                 pids.add(int(tail))
         pids.add(os.getpid())
-        return sorted(pid for pid in pids if _alive(pid))
+        return sorted(pid for pid in pids if process_runs(pid))
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
@@ -287,23 +288,6 @@ class WebProcessesCollector(Collector):
                 for sample in family.samples:
                     into.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
         yield from merged.values()
-
-
-def _alive(pid: int) -> bool:
-    """The process runs: it exists and is not a zombie (a killed web worker stays one until
-    uvicorn's supervisor reaps it, after it has already started the replacement)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc here: existing is all that can be told
-    # The state follows the command name, which is in parentheses and may hold spaces.
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class DeskMetrics:
