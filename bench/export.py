@@ -58,8 +58,10 @@ EXPORT_DATE = "2026-11-24"
 ATTACHMENT_SHARE = 0.1
 # The request's window: every generated upload (100 days up to END_DATE) falls inside it.
 WINDOW = ("2026-01-01T00:00:00Z", "2026-12-01T00:00:00Z")
-TARGET_RECORDS_PER_S = 200_000
-TARGET_RATIO = 2.0
+# Each the median of three invocations on a quiet machine (one invocation prints its own).
+TARGET_RECORDS_PER_S = 250_000
+TARGET_RATIO = 1.7
+TARGET_WITH_ATTACHMENTS_PER_S = 104_000  # twice the 52,000 records/s first measured
 
 
 @dataclass(frozen=True)
@@ -283,8 +285,14 @@ def measure_attachments_variant(records: int, repeat: int) -> None:
     attached_s, attached_records = measure_export(
         attached_path, attached, repeat, "export+attachments"
     )
+    rate = attached_records / attached_s
+    verdict = "met" if rate >= TARGET_WITH_ATTACHMENTS_PER_S else "missed"
     print(
-        f"export_with_attachments_records_per_s={attached_records / attached_s:.0f} "
+        f"with attachments: target ({TARGET_WITH_ATTACHMENTS_PER_S:,} records/s): {verdict}",
+        flush=True,
+    )
+    print(
+        f"export_with_attachments_records_per_s={rate:.0f} "
         f"({attached_s:.2f} s, attachment_share={ATTACHMENT_SHARE})",
         flush=True,
     )

@@ -23,6 +23,7 @@ with the cache on, as a user sees it (the cache empty: the answer out, its fill 
 as `dutydesk logs query` does; the `--no-cache` time is printed beside it),
 logs_repeat_speedup_* the best baseline's seconds over dutydesk's second pass of the same
 queries, answered from the parsed cache (filled once, after (a)'s answer; its time is printed).
+The second pass's speedup over dutydesk's own first query is printed before the last line.
 Run from the repository root:
 `.venv/bin/python bench/logs.py` (`--files 2000 --lines 50000` for a smoke check).
 """
@@ -348,8 +349,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"over --no-cache {no_cache[key] * speedups[key] / baseline[key]:.2f}"
             )
         for key in "abc":
-            verdict = "meets" if repeats[key] >= REPEAT_TARGET else "misses"
-            print(f"({key}) second pass {repeats[key]:.2f} ({verdict} the target {REPEAT_TARGET})")
+            # The target holds against both: the best baseline and dutydesk's own first query.
+            over_first = repeats[key] / speedups[key]
+            verdicts = [
+                "meets" if value >= REPEAT_TARGET else "misses"
+                for value in (repeats[key], over_first)
+            ]
+            print(
+                f"({key}) second pass {repeats[key]:.2f} against the best baseline ({verdicts[0]} "
+                f"the target {REPEAT_TARGET}), {over_first:.2f} against the first query "
+                f"({verdicts[1]} it)"
+            )
         load = os.getloadavg()
         print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
