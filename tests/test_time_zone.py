@@ -118,6 +118,15 @@ def test_a_person_in_utc_sees_the_tickets_moments_in_utc(client: TestClient, db:
     assert "Times are shown in UTC" in page
 
 
+def test_the_review_page_shows_its_week_in_the_readers_zone(
+    client: TestClient, db: Session
+) -> None:
+    sign_in(client, db, berlin(db, "viewer"))
+    page = client.get("/review?week=2026-W45").text  # Monday 2026-11-02 00:00 UTC
+    assert "2026-11-02 01:00+01:00 to 2026-11-09 01:00+01:00" in page
+    assert "UTC." not in page
+
+
 def test_the_api_answers_in_utc_whatever_the_callers_zone(client: TestClient, db: Session) -> None:
     ticket = open_ticket(db)
     user = berlin(db)
