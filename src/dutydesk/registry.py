@@ -1,4 +1,5 @@
-"""Extension points the domains register into: job kinds, due work, demo seeders, navigation.
+"""Extension points the domains register into: job kinds, due work, demo seeders, navigation,
+and what the ticket page offers of other domains.
 
 Each domain registers at import time of its `jobs.py` or `routes.py`; `load_domains()` imports
 them all so the web app, the worker and beat see the same registrations.
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session
 JobFunction = Callable[[Session, dict[str, Any]], Any]
 DueWork = Callable[[Session], None]
 DemoSeeder = Callable[[Session, "DemoContext"], None]
+# What a domain adds to the ticket page's context (its form's choices), given the ticket.
+TicketPageContext = Callable[[Session, Any], dict[str, Any]]
 
 # Domains in the order their demo seeders run and their navigation entries appear. A dotted
 # name is a domain inside another (`runbooks.redrive` is the package `runbooks/redrive/`).
@@ -72,6 +75,8 @@ nav_items: list[NavItem] = []
 # The console page a notice about something other than a ticket links to, by the prefix of its
 # delivery subject: ("change", "/changes/{}") links a notice of subject "change:7" to /changes/7.
 subject_pages: dict[str, str] = {}
+# The ticket page's extra context, by domain: the Diagnose form gets the services to offer.
+ticket_page_context: dict[str, TicketPageContext] = {}
 
 
 def job_kind(name: str) -> Callable[[JobFunction], JobFunction]:
@@ -114,6 +119,16 @@ def add_nav(item: NavItem) -> None:
 def subject_page(prefix: str, path: str) -> None:
     """Link notices whose subject is `prefix:<id>` to `path` with the id in place of {}."""
     subject_pages[prefix] = path
+
+
+def ticket_page(name: str) -> Callable[[TicketPageContext], TicketPageContext]:
+    """Register what domain `name` adds to the ticket page's context."""
+
+    def register(function: TicketPageContext) -> TicketPageContext:
+        ticket_page_context[name] = function
+        return function
+
+    return register
 
 
 def seeders_in_order() -> list[tuple[str, DemoSeeder]]:

@@ -38,6 +38,7 @@ def test_the_diagnose_button_on_a_ticket_keeps_a_note_and_shows_the_page(
     csrf = sign_in(client, db, make_user(db, Role.operator))
     page = client.get(f"/tickets/{ticket.key}")
     assert 'action="/diagnose"' in page.text and ">Diagnose</button>" in page.text
+    assert "<option selected>shop</option>" in page.text, "the service the title names"
     ran = client.post(
         "/diagnose", data={"service": "shop", "ticket": ticket.key, "csrf_token": csrf}
     )
@@ -53,6 +54,71 @@ def test_the_diagnose_button_on_a_ticket_keeps_a_note_and_shows_the_page(
     assert wrong.status_code == 400 and "no service" in wrong.text
     no_csrf = client.post("/diagnose", data={"service": "shop"})
     assert no_csrf.status_code in (400, 403)
+
+
+def test_the_diagnose_form_offers_the_services_and_chooses_the_one_the_alert_names(
+    client: TestClient, db: Session
+) -> None:
+    for name in ("shop", "export", "search"):
+        services.create_service(db, {"name": name, "checklist": ["changes"]}, actor="test")
+    labelled = tickets.open_or_update_ticket(
+        db,
+        tickets.Alarm(
+            source="alertmanager",
+            fingerprint="fp-errors",
+            title="High error rate on the shop's search page",
+            description="",
+            severity="high",
+            payload={"labels": {"alertname": "Errors", "service": "search"}},
+        ),
+    ).ticket
+    unnamed = tickets.create_ticket(db, title="Disk full on db-1", actor="test").ticket
+    assert labelled is not None and unnamed is not None
+    db.commit()
+    sign_in(client, db, make_user(db, Role.operator))
+    page = client.get(f"/tickets/{labelled.key}").text
+    # The label wins over the title, which names two services.
+    assert "<option selected>search</option>" in page
+    assert "<option>export</option>" in page and "<option>shop</option>" in page
+    assert "Choose a service" not in page
+    page = client.get(f"/tickets/{unnamed.key}").text
+    assert '<option value="">Choose a service</option>' in page
+    assert "selected" not in page.split('id="diagnose"')[1].split("</form>")[0]
+
+
+def test_without_services_the_ticket_page_says_so_and_links_admins_to_describe_one(
+    client: TestClient, db: Session
+) -> None:
+    ticket = tickets.create_ticket(db, title="shop is down", actor="test").ticket
+    assert ticket is not None
+    db.commit()
+    sign_in(client, db, make_user(db, Role.operator))
+    page = client.get(f"/tickets/{ticket.key}").text
+    assert 'action="/diagnose"' not in page
+    assert "No service is described for diagnosis yet." in page
+    sign_in(client, db, make_user(db, Role.admin, "ada"))
+    page = client.get(f"/tickets/{ticket.key}").text
+    assert '<a href="/diagnose/services/new">describe one</a>' in page
+
+
+@pytest.mark.parametrize(
+    ("title", "labels", "guess", "by_title"),
+    [
+        ("shop is down", {}, "shop", "shop"),
+        ("SHOP is down", {}, "shop", "shop"),
+        ("shopping cart slow", {}, None, None),  # a whole word only
+        ("shop-api is down", {}, None, None),  # a name with a hyphen is another service's
+        ("errors", {"job": "export"}, "export", None),
+        ("errors", {"instance": 9100}, None, None),
+        ("shop is down", {"service": "export"}, "export", "shop"),  # the label first
+    ],
+)
+def test_the_service_a_ticket_names(
+    title: str, labels: dict[str, object], guess: str | None, by_title: str | None
+) -> None:
+    names = ["export", "shop"]
+    assert services.guess_service(names, title, "alertmanager", {"labels": labels}) == guess
+    assert services.guess_service(names, title, "manual", None) == by_title
 
 
 def test_viewers_read_diagnoses_and_only_operators_run_them(

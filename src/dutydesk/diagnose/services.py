@@ -215,6 +215,27 @@ def list_services(session: Session) -> list[DiagnoseService]:
     return list(session.scalars(select(DiagnoseService).order_by(DiagnoseService.name)))
 
 
+# The labels an alert names its service by, most telling first (Alertmanager's and
+# the generic webhook's payloads keep them under `labels`).
+SERVICE_LABELS = ("service", "app", "application", "job", "container", "instance")
+
+
+def guess_service(names: list[str], title: str, source: str, payload: Any) -> str | None:
+    """The service a ticket is most likely about: the first of `names` found as a whole word
+    in the alert's service labels, then its title, then its source; None when none is."""
+    labels = payload.get("labels") if isinstance(payload, dict) else None
+    texts = [
+        str(labels[label])
+        for label in SERVICE_LABELS
+        if isinstance(labels, dict) and isinstance(labels.get(label), str | int)
+    ]
+    for text in [*texts, title, source]:
+        for name in names:
+            if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE):
+                return name
+    return None
+
+
 def database_logins(service: DiagnoseService) -> list[DatabaseLogin]:
     """The service's databases with their logins (passwords decrypted, in memory only)."""
     from sqlalchemy.engine import make_url

@@ -10,11 +10,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
+from dutydesk import registry
 from dutydesk.diagnose import checks, services
 from dutydesk.diagnose._service_models import DiagnoseService, Diagnosis
 from dutydesk.diagnose.service import DiagnoseError
 from dutydesk.tickets._web import caller_name
+from dutydesk.tickets.models import Ticket
 from dutydesk.tickets.service import TicketError
 from dutydesk.web.access import Admin, Db, Operator, OperatorPage, Viewer, ViewerPage
 from dutydesk.web.openapi import answers
@@ -22,6 +25,14 @@ from dutydesk.web.params import RowId
 from dutydesk.web.templating import render
 
 router = APIRouter()
+
+
+@registry.ticket_page("diagnose")
+def ticket_page_services(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """The ticket page's Diagnose form: every service, the one the ticket names chosen."""
+    names = [service.name for service in services.list_services(session)]
+    guess = services.guess_service(names, ticket.title, ticket.source, ticket.payload)
+    return {"diagnose_services": names, "diagnose_guess": guess}
 
 
 class ServiceOut(BaseModel):

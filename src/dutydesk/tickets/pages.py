@@ -168,6 +168,9 @@ def review_page(
 def ticket_page(request: Request, _who: ViewerPage, db: Db, key: str) -> HTMLResponse:
     """One ticket: facts, notes, links, timeline, and the actions."""
     ticket = ticket_or_404(db, key)
+    extra: dict[str, Any] = {}
+    for add in registry.ticket_page_context.values():
+        extra.update(add(db, ticket))
     return render(
         request,
         "tickets/ticket.html",
@@ -177,6 +180,9 @@ def ticket_page(request: Request, _who: ViewerPage, db: Db, key: str) -> HTMLRes
             "notes": [(note, render_note(note.body)) for note in ticket.notes],
             "operators": service.operators(db),
             "views": VIEWS,
+            "diagnose_services": [],
+            "diagnose_guess": None,
+            **extra,
         },
     )
 
