@@ -9,23 +9,26 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from dutydesk import registry
+from dutydesk import migrations, registry
 from dutydesk.cli import app
-from dutydesk.db import transaction, utcnow
+from dutydesk.db import build_engine, transaction, utcnow
 from dutydesk.diagnose import checks, service, services
+from dutydesk.diagnose._service_models import Diagnosis
 from dutydesk.diagnose.checks import Verdict
 from dutydesk.diagnose.demo import seed_diagnose
 from dutydesk.runbooks.dbchange._crypto import decrypt_password
 from dutydesk.tickets import service as tickets
 from dutydesk.tickets.models import TicketNote
-from tests.conftest import POSTGRES_URL, fresh_postgres_database
+from tests.conftest import POSTGRES_URL, fresh_database_url, fresh_postgres_database
 from tests.diagnose.conftest import event, make_project
 
 
@@ -192,6 +195,45 @@ def test_a_diagnosis_for_a_ticket_is_kept_as_its_note(db: Session) -> None:
     assert note.author == "ann" and note.body.startswith("**Diagnosis of shop**")
     assert "- **OK** Releases and change requests in the last 24 hours" in note.body
     assert [item.verdict for item in checks.lines_of(kept)] == [item.verdict for item in lines]
+
+
+def test_a_diagnosis_is_kept_when_another_process_wrote_while_it_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a transaction that read while another connection wrote cannot write: the
+    checklist's reads and the diagnosis's writes are two transactions."""
+    url = fresh_database_url("sqlite", tmp_path, "ops")
+    migrations.upgrade(url)
+    engine = build_engine(url)
+    factory = sessionmaker(bind=engine)
+    with factory() as session:
+        services.create_service(session, {"name": "shop", "checklist": ["changes"]}, actor="t")
+        ticket = tickets.create_ticket(session, title="shop is slow", actor="t").ticket
+        assert ticket is not None
+        session.commit()
+        key = ticket.key
+    checklist = checks.run_checklist
+
+    def run_while_another_writes(*args: Any, **kwargs: Any) -> list[checks.Line]:
+        found = checklist(*args, **kwargs)
+        with factory() as other:  # another writer, done before the diagnosis is written
+            tickets.create_ticket(other, title="another alarm", actor="t")
+            other.commit()
+        return found
+
+    monkeypatch.setattr(checks, "run_checklist", run_while_another_writes)
+    try:
+        with factory() as session:
+            shop = services.get_service(session, "shop")
+            kept, _ = checks.diagnose(session, shop, actor="ann", ticket_key=key)
+            session.commit()
+            kept_id = kept.id
+        with factory() as session:
+            note = session.scalars(select(TicketNote)).one()
+            assert note.author == "ann" and note.body.startswith("**Diagnosis of shop**")
+            assert session.get(Diagnosis, kept_id) is not None
+    finally:
+        engine.dispose()
 
 
 def test_diagnose_run_on_the_demo_service_prints_a_verdict_per_line_with_evidence() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from dutydesk.db import utcnow
+from dutydesk.db import utcnow, write_phase
 from dutydesk.diagnose._service_models import DiagnoseService, Diagnosis
 
 log = logging.getLogger(__name__)
@@ -140,12 +140,17 @@ def diagnose(
     ticket_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[Diagnosis, list[Line]]:
-    """Run the checklist and keep it as a diagnosis (and as a note on the ticket, if any)."""
+    """Run the checklist and keep it as a diagnosis (and as a note on the ticket, if any).
+
+    The checklist only reads, for seconds; what it found is written in a transaction of its
+    own, begun after it (on SQLite, one that read while another process wrote could not write).
+    """
     from dutydesk.tickets import service as tickets
 
     at = now or utcnow()
     ticket = tickets.get_ticket(session, ticket_key) if ticket_key else None
     lines = run_checklist(session, service, now=at)
+    write_phase(session)
     kept = Diagnosis(
         service_id=service.id,
         ticket_id=ticket.id if ticket else None,
