@@ -15,8 +15,9 @@ runs `dutydesk export run --queue` over the whole window; the figures are
   machine can gain.
 
 Each worker runs one study job at a time (`DUTYDESK_WORKER_CONCURRENCY=1`), its DuckDB capped
-by `DUTYDESK_EXPORT_MEMORY_LIMIT` (default 1GiB). Needs PostgreSQL and RabbitMQ on this
-machine (`--postgres`, `--amqp`). Run from the repository root:
+by `DUTYDESK_EXPORT_MEMORY_LIMIT` (default 1GiB), with a DuckDB thread per core unless
+`--export-threads N` sets `DUTYDESK_EXPORT_THREADS` for the workers. Needs PostgreSQL and
+RabbitMQ on this machine (`--postgres`, `--amqp`). Run from the repository root:
 `.venv/bin/python bench/export_scale.py --records 1000000` (the issue's size is 10,000,000).
 """
 
@@ -173,7 +174,9 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_with(workers: int, postgres: str, amqp: str, store: str, scratch: Path) -> dict[str, float]:
+def run_with(
+    workers: int, postgres: str, amqp: str, store: str, scratch: Path, threads: int = 0
+) -> dict[str, float]:
     """One export run over `workers` workers in a fresh desk; its figures."""
     ops, _ = fresh_database(postgres, "bench_scale_ops")
     env = {
@@ -185,6 +188,7 @@ def run_with(workers: int, postgres: str, amqp: str, store: str, scratch: Path) 
         "DUTYDESK_BROKER_URL": amqp,
         "DUTYDESK_BROKER_QUEUE": f"bench-scale-{os.getpid()}-{workers}",
         "DUTYDESK_WORKER_CONCURRENCY": "1",
+        "DUTYDESK_EXPORT_THREADS": str(threads),
     }
     subprocess.run([*DUTYDESK, "db", "upgrade"], env=env, check=True, capture_output=True)
     procs = [
@@ -276,11 +280,18 @@ def main(argv: list[str] | None = None) -> int:
         "--amqp",
         default=os.environ.get("DUTYDESK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
     )
+    parser.add_argument(
+        "--export-threads",
+        type=int,
+        default=0,
+        help="DUTYDESK_EXPORT_THREADS of every worker (0: a DuckDB thread per core)",
+    )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
     print(
         f"export scale benchmark: {args.records:,} records, {STUDIES} studies (one holding half), "
-        f"workers {counts}, {os.cpu_count()} cores, load average "
+        f"workers {counts}, {os.cpu_count()} cores, DUTYDESK_EXPORT_THREADS="
+        f"{args.export_threads}, load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}",
         flush=True,
     )
@@ -290,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     for workers in counts:
         scratch = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=OUT))
         try:
-            results[workers] = run_with(workers, args.postgres, args.amqp, store, scratch)
+            results[workers] = run_with(
+                workers, args.postgres, args.amqp, store, scratch, args.export_threads
+            )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     if 1 in results and 2 in results:

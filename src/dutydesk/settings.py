@@ -158,6 +158,15 @@ class Settings(BaseSettings):
         description="Memory one study's DuckDB database may hold (e.g. `1GiB`, `512MiB`); "
         "beyond it the export spills to disk.",
     )
+    export_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="DuckDB threads of one study job; 0 means one per core (a foreground run "
+        "shares the cores among the studies it exports side by side). Set it where study jobs "
+        "share a machine's cores: several workers on one machine, or a worker running several "
+        "study jobs at once.",
+    )
     export_slice_records: int = Field(
         default=2_000_000,
         ge=0,

@@ -69,6 +69,24 @@ def test_a_query_larger_than_the_limit_spills_and_completes(
     assert list(spill.iterdir()) == []
 
 
+def threads_of(database: object) -> int:
+    row = database.execute("SELECT current_setting('threads')").fetchone()  # type: ignore[attr-defined]
+    return int(row[0])
+
+
+def test_a_study_job_uses_a_thread_per_core_unless_the_setting_caps_it(
+    store: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with closing(_engine.open_database(store)) as database:
+        assert threads_of(database) == os.cpu_count()
+    monkeypatch.setenv("DUTYDESK_EXPORT_THREADS", "1")
+    clear_caches()
+    with closing(_engine.open_database(store)) as database:
+        assert threads_of(database) == 1
+    with closing(_engine.open_database(store, threads=3)) as database:
+        assert threads_of(database) == 3  # a caller's own count wins
+
+
 SPILLER = """
 import sys
 from contextlib import closing

@@ -42,6 +42,7 @@ from dutydesk.export._writer import TableResult as TableResult  # the engine's p
 from dutydesk.export._writer import TableWriter
 from dutydesk.export.request import SchemaKey, SharingMode
 from dutydesk.export.warehouse import Warehouse
+from dutydesk.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,11 @@ def attach_record_store(connection: duckdb.DuckDBPyConnection, url: str) -> None
     connection.execute(f"ATTACH {quote_literal(dsn)} AS rs (TYPE postgres, READ_ONLY)")
 
 
+def job_threads() -> int:
+    """DuckDB threads of one study job: `DUTYDESK_EXPORT_THREADS`, or one per core."""
+    return get_settings().export_threads or os.cpu_count() or 2
+
+
 def open_database(records_url: str, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the record store attached and the export's functions.
 
@@ -80,7 +86,7 @@ def open_database(records_url: str, *, threads: int | None = None) -> duckdb.Duc
     a run exported in the foreground opens one database and gives each study its own
     connection to it (`connect(..., database=)`).
     """
-    database = duckdb.connect(config={"threads": threads or os.cpu_count() or 2})
+    database = duckdb.connect(config={"threads": threads or job_threads()})
     try:
         # Rows in a table file are in no particular order (readers sort); nothing needs the
         # insertion order kept, and keeping it costs.

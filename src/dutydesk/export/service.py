@@ -598,7 +598,8 @@ def _run_here(
         side_by_side = max(1, min(len(part_ids), get_settings().worker_concurrency, cores))
         # One DuckDB database for the run, a connection to it per study: its threads serve
         # every query, the calling thread of each among them.
-        database.execute(f"SET threads = {max(1, cores // side_by_side)}")
+        threads = get_settings().export_threads or max(1, cores // side_by_side)
+        database.execute(f"SET threads = {threads}")
 
         def export_one(part_id: int) -> str:
             started = time.perf_counter()
