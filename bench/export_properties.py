@@ -45,6 +45,9 @@ def main() -> int:
             "0",
             "-p",
             "no:randomly",
+            # A long run is long: the suite's 300 s per test would stop it part-way.
+            "--timeout",
+            "0",
             "--hypothesis-show-statistics",
             TEST,
         ],
