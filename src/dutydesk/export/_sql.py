@@ -546,10 +546,13 @@ def column_value(
         expression = f"list_contains({choices}, {quote_literal(source.answer)})"
     elif isinstance(source, OtherChoices):
         answers = ", ".join(quote_literal(answer) for answer in source.answers) or "NULL"
+        leftovers = (
+            f"list_sort(list_distinct(list_filter("
+            f"{_field(source, paths, 'choices')}, e -> NOT list_contains([{answers}], e))))"
+        )
+        # No leftover choice is no cell; a leftover choice "" is an empty one (spec §6).
         expression = (
-            f"nullif(array_to_string(list_sort(list_distinct(list_filter("
-            f"{_field(source, paths, 'choices')}, e -> NOT list_contains([{answers}], e)))), "
-            f"', '), '')"
+            f"dd_let({leftovers}, o -> CASE WHEN len(o) > 0 THEN array_to_string(o, ', ') END)"
         )
     elif isinstance(source, TimestampMillis | TimestampZone):
         parts = ", ".join(_field(source, paths, part) for part in ("type", "text", "stamp"))
