@@ -19,6 +19,7 @@ from dutydesk.export._columns import (
     TimestampMillis,
     TimestampZone,
 )
+from dutydesk.export._engine import TableResult
 from tests.conftest import fresh_database_url
 from tests.export.store_builder import StoreContent, export_one, fill_store
 
@@ -36,6 +37,15 @@ def record(record_id: str, uploaded_on: int, **columns: Any) -> dict[str, Any]:
         "user_sharing_scope": SCOPE,
         "data": {},
     } | columns
+
+
+def schema_table(backend: str, tmp_path: Path, name: str, content: StoreContent) -> TableResult:
+    """The one schema table of `content`'s study, exported from a fresh store of `backend`
+    into the warehouse `tmp_path / "wh"`."""
+    url = fresh_database_url(backend, tmp_path, name)
+    fill_store(url, content)
+    [table] = [t for t in export_one(url, tmp_path / "wh").tables if t.kind == "schema"]
+    return table
 
 
 def table_rows(path: str) -> dict[str, dict[str, Any]]:
@@ -94,11 +104,8 @@ def test_a_zero_byte_attachment_gives_empty_cells_and_no_file(backend: str, tmp_
             record("r3", 1002, data={"table.csv": "full"}, raw_data_attachment_id="full"),
         ],
     )
-    url = fresh_database_url(backend, tmp_path, "zero_byte")
-    fill_store(url, content)
     warehouse = tmp_path / "wh"
-    result = export_one(url, warehouse)
-    [table] = [t for t in result.tables if t.kind == "schema"]
+    table = schema_table(backend, tmp_path, "zero_byte", content)
     assert table.path is not None
     rows = table_rows(table.path)
     cells = {rid: (row["file"], row["table.csv"], row["rawData"]) for rid, row in rows.items()}
@@ -136,10 +143,7 @@ def test_an_impossible_calendar_date_gives_no_timestamp_columns(
             for n, (rid, text) in enumerate(texts.items())
         ],
     )
-    url = fresh_database_url(backend, tmp_path, "bad_dates")
-    fill_store(url, content)
-    result = export_one(url, tmp_path / "wh")
-    [table] = [t for t in result.tables if t.kind == "schema"]
+    table = schema_table(backend, tmp_path, "bad_dates", content)
     assert table.path is not None
     rows = table_rows(table.path)
     for rid, text in texts.items():
@@ -176,10 +180,7 @@ def test_edge_values_found_by_the_property_test_give_the_reference_cells(
             record("no-groups", 1006, user_data_groups=[]),
         ],
     )
-    url = fresh_database_url(backend, tmp_path, "edges")
-    fill_store(url, content)
-    result = export_one(url, tmp_path / "wh")
-    [table] = [t for t in result.tables if t.kind == "schema"]
+    table = schema_table(backend, tmp_path, "edges", content)
     assert table.error is None and table.path is not None, table.error
     rows = table_rows(table.path)
     assert (rows["far"]["when"], rows["far"]["when.timezone"], rows["far"]["createdOn"]) == (
@@ -225,10 +226,7 @@ def test_a_leftover_choice_that_is_empty_text_gives_an_empty_other_cell(
             for n, (rid, value) in enumerate(picks.items())
         ],
     )
-    url = fresh_database_url(backend, tmp_path, "other_choices")
-    fill_store(url, content)
-    result = export_one(url, tmp_path / "wh")
-    [table] = [t for t in result.tables if t.kind == "schema"]
+    table = schema_table(backend, tmp_path, "other_choices", content)
     assert table.path is not None
     rows = table_rows(table.path)
     others = {rid: rows[rid]["pick.other"] for rid in picks}
