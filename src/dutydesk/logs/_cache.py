@@ -35,8 +35,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dutydesk.logs import _segments
-from dutydesk.logs._engine import TIME_BUCKETS, Plan
+from dutydesk.logs import _engine, _segments
+from dutydesk.logs._engine import Plan
 from dutydesk.logs._files import STREAM_BYTES, FileList, Roots, _literal_base
 
 if TYPE_CHECKING:
@@ -416,8 +416,6 @@ def format_key(plan: Plan) -> str:
     """The format as the cache keys files by it: its name and a digest of how its lines are
     parsed (the parsing SQL, how events are cut), so rows parsed otherwise, by another
     version of the format, are not served."""
-    from dutydesk.logs import _engine
-
     fmt = plan.fmt
     assert fmt is not None
     events = fmt.events().pattern if fmt.multiline else ""
@@ -469,7 +467,6 @@ def fill(
     Interrupted (Ctrl-C, a kill), it leaves the cache as it was plus the segments finished:
     a segment is written to a temporary file and renamed, then recorded in one transaction,
     and only recorded segments are served."""
-    from dutydesk.logs import _engine
 
     assert plan.fmt is not None
     key = format_key(plan)
@@ -498,7 +495,7 @@ def _fill(
 ) -> list[tuple[str, FileList]]:
     """Parse the files of `part` into new segments: [(segment, the files it holds)]; the files
     that could not be read go to `part.problems`."""
-    from dutydesk.logs import _engine, _execute
+    from dutydesk.logs import _execute
 
     assert plan.fmt is not None
     parse = _parse_plan(plan)
@@ -538,8 +535,6 @@ def _query(
 
     cached_plan = replace(plan, parsed=True, params=[])
     table = _segments.prefiltered(connection, cached_plan, table)
-    if top is not None and plan.percentiles and len(plan.group_by) == 1:
-        table = _top_groups_only(connection, cached_plan, top, table, files)
     table = _segments.decoded_when_few(table)
     if plan.needs_file:
         names = pa.array(files, pa.string())
@@ -557,40 +552,32 @@ def _query(
     connection.register(CACHED, table)
     try:
         if plan.aggregates:
-            return _execute.aggregate(connection, cached_plan, top, iter([CACHED]), files, report)
+            return _aggregate(connection, cached_plan, top, table, files, report)
         return _execute.rows(connection, cached_plan, top, iter([CACHED]), files, report)
     finally:
         connection.unregister(CACHED)
 
 
-def _top_groups_only(
+def _aggregate(
     connection: duckdb.DuckDBPyConnection,
     plan: Plan,
-    top: int,
+    top: int | None,
     table: pa.Table,
     files: list[str],
+    report: Report,
 ) -> pa.Table:
-    """The rows of the `top` groups by count of a one-key plan with percentiles (and every
-    row that did not parse): the percentiles are taken over those groups' values only.
-
-    The groups are those the whole answer names: counted first over every row, they keep
-    all their rows, so their counts, order and percentiles come out the same."""
+    """Grouped counts (and percentiles) over the parsed rows `table`, registered as CACHED:
+    one statement, as the rows are all at hand (no windows to add up); the rows that did not
+    parse, if any, are counted apart for the report."""
     import pyarrow.compute as pc
 
-    from dutydesk.logs import _execute
-    from dutydesk.logs._report import Report
-
-    counted = replace(plan, percentiles=None, params=[])
-    connection.register(CACHED, table)
-    try:
-        groups = _execute.aggregate(connection, counted, top, iter([CACHED]), files, Report())
-    finally:
-        connection.unregister(CACHED)
-    key = plan.group_by[0]
-    if key in TIME_BUCKETS:
-        return table
-    kept = _segments.member(table.column(key), groups.column(key).combine_chunks())
-    return table.filter(pc.or_(kept, pc.invert(table.column("_ok"))))
+    if not pc.all(table.column("_ok")).as_py():
+        sql = _engine.unparsed_sql(plan, CACHED)
+        bad = connection.execute(sql, plan.params).to_arrow_table()
+        if bad.num_rows:
+            report.add_unparsed(files, bad)
+    sql = _engine.at_once_sql(plan, CACHED, top)
+    return connection.execute(sql, plan.params).to_arrow_table()
 
 
 def _columns(plan: Plan) -> list[str]:

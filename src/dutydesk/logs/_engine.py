@@ -256,6 +256,22 @@ def _combined_key(name: str) -> str:
     return quote_name(name)
 
 
+# The lines an unparsed block (of a multiline format: lines that start no event) holds.
+_LINES_IN = "length(line) - length(replace(line, chr(10), '')) + 1"
+
+
+def _quantiles() -> str:
+    return "[" + ", ".join(f"{p / 100}" for p in PERCENTILES) + "]"
+
+
+def _unparsed_count(plan: Plan) -> str:
+    """How many lines a group of rows that did not parse holds (an unparsed block of a
+    multiline format: the lines in it)."""
+    if plan.fmt is not None and plan.fmt.multiline:
+        return f"CAST(sum({_LINES_IN}) AS BIGINT)"
+    return "count(*)"
+
+
 def build_sql(plan: Plan, source: str) -> str:
     """The one-pass SQL over a window of lines: grouped counts or rows, `_ok` on every row.
 
@@ -278,8 +294,7 @@ def build_sql(plan: Plan, source: str) -> str:
         measures = ["count(*) AS count"]
         if plan.fmt is not None and plan.fmt.multiline:
             # An unparsed block (lines that start no event) counts as the lines it holds.
-            lines = "length(line) - length(replace(line, chr(10), '')) + 1"
-            measures = [f"CAST(sum(CASE WHEN _ok THEN 1 ELSE {lines} END) AS BIGINT) AS count"]
+            measures = [f"CAST(sum(CASE WHEN _ok THEN 1 ELSE {_LINES_IN} END) AS BIGINT) AS count"]
         if plan.percentiles:
             value = quote_name(plan.percentiles)
             measures.append(
@@ -304,16 +319,51 @@ def combine_sql(plan: Plan) -> str:
     keys = [_combined_key(name) for name in plan.group_by]
     measures = ["CAST(sum(count) AS BIGINT) AS count"]
     if plan.percentiles:
-        quantiles = ", ".join(f"{p / 100}" for p in PERCENTILES)
         measures.append(
-            f"list_aggregate(flatten(list(_values)), 'quantile_cont', [{quantiles}]) "
+            f"list_aggregate(flatten(list(_values)), 'quantile_cont', {_quantiles()}) "
             "AS _percentiles"
         )
     selected = ["_ok", "_bad_file", "any_value(_sample) AS _sample", *keys, *measures]
     return f"SELECT {', '.join(selected)} FROM log_partials GROUP BY ALL"
 
 
-def final_sql(plan: Plan, top: int | None) -> str:
+def at_once_sql(plan: Plan, source: str, top: int | None) -> str:
+    """The answer over parsed rows read at once (the parsed cache's): what `build_sql`,
+    `combine_sql` and `final_sql` give over one window, in one statement, from the rows that
+    parsed (`unparsed_sql` counts the others). Percentiles are taken over the values
+    themselves, not lists of them."""
+    assert plan.parsed and plan.aggregates
+    plan.params.clear()
+    conditions = " AND ".join(_conditions(plan)) or "true"
+    keys = [_key(name) for name in plan.group_by]
+    measures = ["count(*) AS count"]
+    outer = [*(_combined_key(name) for name in plan.group_by), quote_name("count")]
+    if plan.percentiles:
+        value = f"CAST({quote_name(plan.percentiles)} AS DOUBLE)"
+        measures.append(f"quantile_cont({value}, {_quantiles()}) AS _percentiles")
+        outer.append("_percentiles")
+    # HAVING: without keys, no row gives no group (as over windows), not a count of 0.
+    grouped = (
+        f"SELECT {', '.join([*keys, *measures])} FROM {source} "
+        f"WHERE _ok AND ({conditions}) GROUP BY ALL HAVING count(*) > 0"
+    )
+    groups = f"(SELECT {', '.join(outer)} FROM ({grouped}))"
+    return final_sql(plan, top, groups)
+
+
+def unparsed_sql(plan: Plan, source: str) -> str:
+    """(`_bad_file`, `count`, `_sample`) per file of the parsed rows in `source` that did not
+    parse and pass the query's tests on raw lines, as `build_sql` counts them."""
+    plan.params.clear()
+    prefilter = " AND ".join(_prefilters(plan)) or "true"
+    return (
+        f"SELECT file_id AS _bad_file, {_unparsed_count(plan)} AS count, "
+        f"any_value(line) AS _sample FROM {source} WHERE NOT _ok AND ({prefilter}) "
+        "GROUP BY file_id"
+    )
+
+
+def final_sql(plan: Plan, top: int | None, source: str = "log_groups") -> str:
     """The answer from the parsed groups (registered as `log_groups`): ordered, cut to `top`.
 
     `--top` orders by count, largest first; otherwise time buckets, then the other keys.
@@ -330,7 +380,7 @@ def final_sql(plan: Plan, top: int | None) -> str:
         order = [quote_name(name) for name in plan.group_by if name in TIME_BUCKETS] + keys
     order_sql = f" ORDER BY {', '.join(order)}" if order else ""
     limit = f" LIMIT {int(top)}" if top is not None else ""
-    return f"SELECT {', '.join([*keys, *measures])} FROM log_groups{order_sql}{limit}"
+    return f"SELECT {', '.join([*keys, *measures])} FROM {source}{order_sql}{limit}"
 
 
 @dataclass(frozen=True)

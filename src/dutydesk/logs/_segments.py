@@ -115,21 +115,6 @@ def prefiltered(connection: duckdb.DuckDBPyConnection, plan: Plan, table: pa.Tab
     return table.filter(pc.or_(keep, pc.invert(table.column("_ok"))))
 
 
-def member(column: pa.ChunkedArray, wanted: pa.Array) -> pa.ChunkedArray:
-    """Whether each value of `column` is one of `wanted` (a missing value: if `wanted` has
-    one), looked up once per distinct value of a dictionary column."""
-    missing = pa.array([wanted.null_count > 0])
-    chunks = []
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            values = wanted.cast(chunk.dictionary.type)
-            hits = pa.concat_arrays([pc.is_in(chunk.dictionary, value_set=values), missing])
-            chunks.append(pc.take(hits, _filled(chunk)))
-        else:
-            chunks.append(pc.is_in(chunk, value_set=wanted.cast(chunk.type), skip_nulls=False))
-    return pa.chunked_array(chunks, pa.bool_())
-
-
 def decoded_when_few(table: pa.Table) -> pa.Table:
     """`table` with the dictionary columns whose dictionaries outnumber its rows (a filter
     left few) decoded: DuckDB would convert each dictionary whole."""
