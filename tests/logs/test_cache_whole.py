@@ -84,6 +84,32 @@ def test_an_unchanged_glob_is_answered_from_its_fill_and_a_change_ends_that(
     assert whole_fill(log_root) is None
 
 
+@pytest.mark.parametrize("change", ["parsed again", "gone"])
+def test_a_fill_is_not_served_whole_once_a_file_of_it_is_served_from_elsewhere(
+    log_root: Path, logs: list[Path], change: str
+) -> None:
+    """Even when the file comes back as it was (same bytes, size and mtime): the fill's rows
+    of it are no longer the ones the index serves."""
+    query(str(log_root), "--group-by", "status")
+    assert whole_fill(log_root) is not None
+    kept = logs[3].read_bytes()
+    status = os.stat(logs[3])
+    if change == "gone":
+        logs[3].unlink()
+    else:
+        with gzip.open(logs[3], "at") as handle:
+            handle.write(
+                '10.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "-"\n'
+            )
+    query(str(log_root), "--group-by", "status")  # parses it again, or forgets it
+    logs[3].write_bytes(kept)
+    os.utime(logs[3], ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert whole_fill(log_root) is None
+    assert query(str(log_root), "--group-by", "status") == query(
+        str(log_root), "--group-by", "status", "--no-cache"
+    )
+
+
 def test_a_new_file_is_read_beside_the_fill(log_root: Path, logs: list[Path]) -> None:
     query(str(log_root), "--group-by", "status")
     write_access_logs(log_root / "later", files=1, lines=50, seed=5)

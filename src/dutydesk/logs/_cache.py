@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from dutydesk.settings import Settings
 
 CACHED = "log_cached"
-VERSION = 2  # of the index and segments; a cache of another version is emptied
+VERSION = 3  # of the index and segments; a cache of another version is emptied
 USED_EVERY = 60.0  # seconds: a segment's last use is written at most this often (a write is slow)
 FILL_BYTES = 32 << 20  # files (bytes on disk) parsed into one segment, held in memory meanwhile
 # A fill parses every field of every line, several times the work of a query that parses only
@@ -59,19 +59,28 @@ FILL_NOW_SHARE = 0.1
 # A segment file the index does not name (or a temporary one), this many seconds old, is what an
 # interrupted fill left; younger ones may be a running fill's.
 ORPHAN_SECONDS = 3600.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    format TEXT NOT NULL, segment TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entries_segment ON entries (segment);
-CREATE TABLE IF NOT EXISTS segments (
-    name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL, files INTEGER NOT NULL,
-    format TEXT NOT NULL, fill TEXT NOT NULL, seq INTEGER NOT NULL,
-    paths BLOB NOT NULL, sizes BLOB NOT NULL, mtimes BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segments_fill ON segments (fill);
-"""
+# A segment is `partial` once a file it holds is no longer served from it (parsed again into
+# another segment, gone, evicted): a fill is served whole only while none of its segments is.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS entries (
+        path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        format TEXT NOT NULL, segment TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS entries_segment ON entries (segment)",
+    """CREATE TABLE IF NOT EXISTS segments (
+        name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL,
+        files INTEGER NOT NULL, format TEXT NOT NULL, fill TEXT NOT NULL, seq INTEGER NOT NULL,
+        paths BLOB NOT NULL, sizes BLOB NOT NULL, mtimes BLOB NOT NULL, partial INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS segments_fill ON segments (fill)",
+    """CREATE TRIGGER IF NOT EXISTS entries_replaced BEFORE INSERT ON entries BEGIN
+        UPDATE segments SET partial = 1
+        WHERE partial = 0 AND name = (SELECT segment FROM entries WHERE path = NEW.path);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_deleted AFTER DELETE ON entries BEGIN
+        UPDATE segments SET partial = 1 WHERE partial = 0 AND name = OLD.segment;
+    END""",
+)
 
 
 _S3_URL = operator.methodcaller("startswith", "s3://")
@@ -157,9 +166,8 @@ class Cache:
                 for pattern in ("*.parquet", f"*{_segments.SUFFIX}"):
                     for path in self.folder.glob(pattern):
                         path.unlink(missing_ok=True)
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {VERSION}")
             self.db.execute("COMMIT")
         except BaseException:
@@ -182,8 +190,8 @@ class Cache:
             return None
         joined = _joined(files.files)
         rows = self.db.execute(
-            "SELECT name, files, paths, sizes, mtimes, used FROM segments WHERE fill = ? "
-            "AND format = ? ORDER BY seq",
+            "SELECT name, files, paths, sizes, mtimes, used, partial FROM segments "
+            "WHERE fill = ? AND format = ? ORDER BY seq",
             (hashlib.sha256(joined + b"\0" + fmt.encode()).hexdigest(), fmt),
         ).fetchall()
         if not rows or sum(row[1] for row in rows) != len(files.files):
@@ -195,14 +203,9 @@ class Cache:
             or not _all_inside(joined, len(files.files), _prefixes(roots))
         ):
             return None
-        names = [row[0] for row in rows]
-        marks = ", ".join("?" * len(names))
-        live = self.db.execute(
-            f"SELECT count(*) FROM entries WHERE segment IN ({marks})",  # noqa: S608
-            names,
-        ).fetchone()[0]
-        if live != len(files.files):
+        if any(row[6] for row in rows):  # a file in it is served from elsewhere, or gone
             return None
+        names = [row[0] for row in rows]
         if min(row[5] for row in rows) < time.time() - USED_EVERY:
             self._used(names)
         return [(row[0], row[1]) for row in rows]
@@ -276,9 +279,10 @@ class Cache:
         known = [keys.get(path, (-1, -1)) for path in part.files]
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            entries = [(path, *keys[path], fmt, name) for path in served if path in keys]
             self.db.execute(
                 "INSERT INTO segments (name, bytes, used, files, format, fill, seq, paths, "
-                "sizes, mtimes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sizes, mtimes, partial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     size,
@@ -289,12 +293,13 @@ class Cache:
                     _joined(part.files),
                     _packed([key[0] for key in known]),
                     _packed([key[1] for key in known]),
+                    int(len({entry[0] for entry in entries}) != len(part.files)),
                 ),
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO entries (path, size, mtime_ns, format, segment) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(path, *keys[path], fmt, name) for path in served if path in keys],
+                entries,
             )
             self.db.execute("COMMIT")
         except BaseException:

@@ -16,9 +16,12 @@ import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from isal import isal_zlib
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 STREAM_BYTES = 8 << 20  # files larger than this are read in chunks of this size
 GZIP_MAGIC = b"\x1f\x8b"
@@ -136,20 +139,71 @@ def _literal_base(pattern: str) -> str:
 
 # A walk that finds more plain files than this looks up their sizes and mtimes with Arrow's
 # file system, in threads that run without the GIL (the `stat`s then go side by side; a
-# Python loop of them cannot). Fewer are looked up one by one (no Arrow to import).
+# Python loop of them cannot), a batch at a time while the walk goes on. Fewer are looked up
+# one by one (no Arrow to import).
 BULK_STAT_FILES = 2048
+STAT_BATCH = 1024  # files per lookup handed to a thread once a walk has found that many
+
+
+class _Lookups:
+    """Sizes and mtimes of batches of plain files, looked up in threads as they are handed in."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pyarrow import fs
+
+        self.local = fs.LocalFileSystem()
+        self.threads = ThreadPoolExecutor(min(4, os.cpu_count() or 1), "log-stat")
+        self.batches: list[Future[tuple[list[int], list[int]]]] = []
+
+    def hand_in(self, paths: list[str]) -> None:
+        self.batches.append(self.threads.submit(self._look, paths))
+
+    def _look(self, paths: list[str]) -> tuple[list[int], list[int]]:
+        sizes: list[int] = []
+        mtimes: list[int] = []
+        try:
+            infos = self.local.get_file_info(paths)
+        # Looked up one by one, each with its own answer: an unreadable folder, or a name that
+        # is not UTF-8 (Arrow takes only UTF-8 paths).
+        except (OSError, UnicodeError):
+            _stat_each(paths, sizes, mtimes)
+            return sizes, mtimes
+        # Arrow gives a size only to a plain file (its lookup follows a link; the listing said
+        # each of these was plain).
+        for info in infos:
+            size = info.size
+            sizes.append(-1 if size is None else size)
+            mtimes.append(-1 if size is None else info.mtime_ns)
+        return sizes, mtimes
+
+    def results(self) -> tuple[list[int], list[int]]:
+        """Every batch's sizes and mtimes, in the order handed in."""
+        sizes: list[int] = []
+        mtimes: list[int] = []
+        try:
+            for batch in self.batches:
+                found = batch.result()
+                sizes += found[0]
+                mtimes += found[1]
+        finally:
+            self.threads.shutdown(cancel_futures=True)
+        return sizes, mtimes
 
 
 @dataclass
 class _Listing:
-    """The files a walk found, in order: plain files' sizes and mtimes are looked up at the
-    end, all at once (a folder of 20,000 small logs is listed again on every query, the
-    cached ones too)."""
+    """The files a walk found, in order: plain files' sizes and mtimes are looked up as the
+    walk goes on, in threads, once it has found many (a folder of 20,000 small logs is listed
+    again on every query, the cached ones too), or one by one at the end."""
 
     paths: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # positions still to look up
+    handed: int = 0  # how many of `pending` went to `lookups`
+    lookups: _Lookups | None = None
 
     def plain(self, paths: list[str]) -> None:
         start = len(self.paths)
@@ -157,6 +211,15 @@ class _Listing:
         self.sizes += [-1] * len(paths)
         self.mtimes += [-1] * len(paths)
         self.pending += range(start, start + len(paths))
+        if self.lookups is None and len(self.pending) >= BULK_STAT_FILES:
+            self.lookups = _Lookups()
+        while self.lookups is not None and len(self.pending) - self.handed >= STAT_BATCH:
+            self._hand_in(self.handed + STAT_BATCH)
+
+    def _hand_in(self, end: int) -> None:
+        assert self.lookups is not None
+        self.lookups.hand_in([self.paths[i] for i in self.pending[self.handed : end]])
+        self.handed = end
 
     def known(self, path: str, size: int, mtime_ns: int) -> None:
         self.paths.append(path)
@@ -166,10 +229,18 @@ class _Listing:
     def add_to(self, found: FileList) -> None:
         """Look the pending files up and add every file to `found`, in order; a file gone (or
         no longer plain) since it was listed is a problem."""
-        if len(self.pending) == len(self.paths):  # only plain files: nearly always
-            self.sizes, self.mtimes = _stat_plain(self.paths)
+        if self.lookups is None and len(self.pending) >= BULK_STAT_FILES:
+            self.lookups = _Lookups()
+        if self.lookups is not None:
+            if self.handed < len(self.pending):
+                self._hand_in(len(self.pending))
+            sizes, mtimes = self.lookups.results()
         else:
-            sizes, mtimes = _stat_plain([self.paths[i] for i in self.pending])
+            sizes, mtimes = [], []
+            _stat_each([self.paths[i] for i in self.pending], sizes, mtimes)
+        if len(self.pending) == len(self.paths):  # only plain files: nearly always
+            self.sizes, self.mtimes = sizes, mtimes
+        else:
             for i, size, mtime in zip(self.pending, sizes, mtimes, strict=True):
                 self.sizes[i], self.mtimes[i] = size, mtime
         if -1 in self.sizes:
@@ -190,50 +261,6 @@ def _why_not_plain(path: str) -> str:
     except OSError as error:
         return error.strerror or str(error)
     return "no longer a plain file" if not stat.S_ISREG(info.st_mode) else "changed while listed"
-
-
-def _stat_plain(paths: list[str]) -> tuple[list[int], list[int]]:
-    """The sizes and mtimes (ns) of `paths`; -1 for a file that is gone or no longer plain."""
-    sizes: list[int] = []
-    mtimes: list[int] = []
-    if len(paths) < BULK_STAT_FILES:
-        _stat_each(paths, sizes, mtimes)
-        return sizes, mtimes
-    import threading
-
-    from pyarrow import fs
-
-    local = fs.LocalFileSystem()
-    parts = min(4, os.cpu_count() or 1)
-    step = -(-len(paths) // parts)
-    slices = [paths[i : i + step] for i in range(0, len(paths), step)]
-    infos: list[list[fs.FileInfo] | None] = [None] * len(slices)
-
-    def look(index: int) -> None:
-        try:
-            infos[index] = local.get_file_info(slices[index])
-        # Looked up one by one below, each with its own answer: an unreadable folder, or a
-        # name that is not UTF-8 (Arrow takes only UTF-8 paths).
-        except (OSError, UnicodeError):
-            infos[index] = None
-
-    helpers = [threading.Thread(target=look, args=(i,)) for i in range(1, len(slices))]
-    for helper in helpers:
-        helper.start()
-    look(0)
-    for helper in helpers:
-        helper.join()
-    for part, infos_of_part in zip(slices, infos, strict=True):
-        if infos_of_part is None:
-            _stat_each(part, sizes, mtimes)
-            continue
-        # Arrow gives a size only to a plain file (its lookup follows a link; the listing
-        # said each of these was plain).
-        for info in infos_of_part:
-            size = info.size
-            sizes.append(-1 if size is None else size)
-            mtimes.append(-1 if size is None else info.mtime_ns)
-    return sizes, mtimes
 
 
 def _stat_each(paths: list[str], sizes: list[int], mtimes: list[int]) -> None:
