@@ -107,3 +107,29 @@ def test_a_name_that_is_not_utf8_is_looked_up_too(many: Path, log_root: Path) ->
     found = listed(str(many), log_root)
     assert found.sizes[found.files.index(odd)] == 7
     assert len(found.files) == MANY + 2
+
+
+def test_a_forked_child_lists_with_threads_of_its_own(many: Path, log_root: Path) -> None:
+    """The lookup threads stay for the next listing; a child forked after one (a prefork
+    worker) cannot use them, as they did not survive the fork, and starts its own."""
+    import signal
+    import time
+
+    expected = listed(str(many), log_root)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports by its exit status
+        try:
+            found = listed(str(many), log_root)
+            os._exit(0 if (found.files, found.sizes) == (expected.files, expected.sizes) else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    raise AssertionError("the forked child's listing hung")

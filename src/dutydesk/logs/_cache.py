@@ -8,9 +8,9 @@ query over the same files maps only the columns it uses from the segments, witho
 or parsing a line.
 
 The common case, the same glob asked again with nothing changed, is checked whole: each fill
-records its files in order with their sizes and mtimes, and a query whose listing (sizes and
-mtimes from the listing's own `stat`) is exactly a fill's is answered from that fill's
-segments without any per-file work in Python. Otherwise each file is looked up: a file whose
+is named by a digest of its files in order with their sizes and mtimes, and a query whose
+listing (sizes and mtimes from the listing's own `stat`) has a fill's digest is answered from
+that fill's segments without any per-file work in Python. Otherwise each file is looked up: a file whose
 size or mtime changed, or that is new, is parsed again into a new segment (its old rows are no
 longer served); a file that is gone drops out of the index when it is next listed under a
 query's folder or when the cache is pruned (`stats` prunes). The cache serves only files a
@@ -70,7 +70,7 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS segments (
         name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used REAL NOT NULL,
         files INTEGER NOT NULL, format TEXT NOT NULL, fill TEXT NOT NULL, seq INTEGER NOT NULL,
-        paths BLOB NOT NULL, sizes BLOB NOT NULL, mtimes BLOB NOT NULL, partial INTEGER NOT NULL
+        paths BLOB NOT NULL, partial INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS segments_fill ON segments (fill)",
     """CREATE TRIGGER IF NOT EXISTS entries_replaced BEFORE INSERT ON entries BEGIN
@@ -104,9 +104,11 @@ def _packed(numbers: Sequence[int]) -> bytes:
     return array("q", numbers).tobytes()
 
 
-def _fill_key(paths: Sequence[str], fmt: str) -> str:
-    """What names a fill: its files in order and its format."""
-    return hashlib.sha256(_joined([*paths, fmt])).hexdigest()
+def _fill_key(joined: bytes, sizes: Sequence[int], mtimes: Sequence[int], fmt: str) -> str:
+    """What names a fill: its files in order (`joined`) with their sizes and mtimes, and its
+    format. A listing with this key is exactly the fill's."""
+    listing = joined + b"\0" + fmt.encode() + b"\0" + _packed(sizes) + _packed(mtimes)
+    return hashlib.sha256(listing).hexdigest()
 
 
 def _all_inside(joined: bytes, count: int, prefixes: tuple[str, ...]) -> bool:
@@ -190,23 +192,19 @@ class Cache:
             return None
         joined = _joined(files.files)
         rows = self.db.execute(
-            "SELECT name, files, paths, sizes, mtimes, used, partial FROM segments "
-            "WHERE fill = ? AND format = ? ORDER BY seq",
-            (hashlib.sha256(joined + b"\0" + fmt.encode()).hexdigest(), fmt),
+            "SELECT name, files, used, partial FROM segments WHERE fill = ? AND format = ? "
+            "ORDER BY seq",
+            (_fill_key(joined, files.sizes, files.mtimes, fmt), fmt),
         ).fetchall()
-        if not rows or sum(row[1] for row in rows) != len(files.files):
-            return None
         if (
-            b"\0".join(row[2] for row in rows) != joined
-            or b"".join(row[3] for row in rows) != _packed(files.sizes)
-            or b"".join(row[4] for row in rows) != _packed(files.mtimes)
+            not rows
+            or sum(row[1] for row in rows) != len(files.files)  # a segment evicted
+            or any(row[3] for row in rows)  # a file of it is served from elsewhere, or gone
             or not _all_inside(joined, len(files.files), _prefixes(roots))
         ):
             return None
-        if any(row[6] for row in rows):  # a file in it is served from elsewhere, or gone
-            return None
         names = [row[0] for row in rows]
-        if min(row[5] for row in rows) < time.time() - USED_EVERY:
+        if min(row[2] for row in rows) < time.time() - USED_EVERY:
             self._used(names)
         return [(row[0], row[1]) for row in rows]
 
@@ -276,13 +274,12 @@ class Cache:
         """Record segment `name` (number `fill[1]` of fill `fill[0]`) as holding the rows of
         `part`'s files, serving those of `served`."""
         size = self.segment_path(name).stat().st_size
-        known = [keys.get(path, (-1, -1)) for path in part.files]
         self.db.execute("BEGIN IMMEDIATE")
         try:
             entries = [(path, *keys[path], fmt, name) for path in served if path in keys]
             self.db.execute(
                 "INSERT INTO segments (name, bytes, used, files, format, fill, seq, paths, "
-                "sizes, mtimes, partial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "partial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     size,
@@ -291,8 +288,6 @@ class Cache:
                     fmt,
                     *fill,
                     _joined(part.files),
-                    _packed([key[0] for key in known]),
-                    _packed([key[1] for key in known]),
                     int(len({entry[0] for entry in entries}) != len(part.files)),
                 ),
             )
@@ -504,7 +499,9 @@ def _fill(
 
     assert plan.fmt is not None
     parse = _parse_plan(plan)
-    fill = _fill_key(part.files, key)
+    known = [keys.get(path, (-1, -1)) for path in part.files]
+    sizes, mtimes = [size for size, _ in known], [mtime for _, mtime in known]
+    fill = _fill_key(_joined(part.files), sizes, mtimes, key)
     written: list[tuple[str, FileList]] = []
     for seq, chunk in enumerate(_chunks(part)):
         stream = stream_of(chunk, **stream_options)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import operator
 import os
 import re
 import stat
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 from isal import isal_zlib
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 STREAM_BYTES = 8 << 20  # files larger than this are read in chunks of this size
 GZIP_MAGIC = b"\x1f\x8b"
@@ -148,17 +149,30 @@ STAT_BATCH = 1024  # files per lookup handed to a thread once a walk has found t
 class _Lookups:
     """Sizes and mtimes of batches of plain files, looked up in threads as they are handed in."""
 
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+    # The threads, started by the first big listing, stay for the next ones (each query lists
+    # again); they are idle between listings. A forked child starts its own (threads do not
+    # survive a fork).
+    _threads: tuple[int, ThreadPoolExecutor] | None = None
+    _threads_lock = threading.Lock()
 
+    def __init__(self) -> None:
         from pyarrow import fs
 
         self.local = fs.LocalFileSystem()
-        self.threads = ThreadPoolExecutor(min(4, os.cpu_count() or 1), "log-stat")
         self.batches: list[Future[tuple[list[int], list[int]]]] = []
 
+    @classmethod
+    def threads(cls) -> ThreadPoolExecutor:
+        with cls._threads_lock:
+            if cls._threads is None or cls._threads[0] != os.getpid():
+                from concurrent.futures import ThreadPoolExecutor
+
+                threads = ThreadPoolExecutor(min(4, os.cpu_count() or 1), "log-stat")
+                cls._threads = (os.getpid(), threads)
+            return cls._threads[1]
+
     def hand_in(self, paths: list[str]) -> None:
-        self.batches.append(self.threads.submit(self._look, paths))
+        self.batches.append(self.threads().submit(self._look, paths))
 
     def _look(self, paths: list[str]) -> tuple[list[int], list[int]]:
         sizes: list[int] = []
@@ -188,7 +202,8 @@ class _Lookups:
                 sizes += found[0]
                 mtimes += found[1]
         finally:
-            self.threads.shutdown(cancel_futures=True)
+            for batch in self.batches:
+                batch.cancel()
         return sizes, mtimes
 
 
