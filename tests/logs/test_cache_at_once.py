@@ -35,9 +35,14 @@ def fresh(query: object) -> tuple[list[dict[str, object]], list[tuple[str, int]]
     return result.table.to_pylist(), [(u.file, u.count) for u in result.report.unparsed]
 
 
-@pytest.fixture
-def mixed(log_root: Path) -> Path:
-    """Access logs with lines that do not parse in some files, one file with no size at all."""
+@pytest.fixture(params=["one segment", "segments"])
+def mixed(log_root: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Access logs with lines that do not parse in some files, one file with no size at all;
+    filled into one segment, or into several (each with its own dictionaries)."""
+    from dutydesk.logs import _cache
+
+    if request.param == "segments":
+        monkeypatch.setattr(_cache, "FILL_BYTES", 20_000)
     rng = random.Random(11)
     write_access_logs(log_root, files=4, lines=600)
     for index in range(3):
@@ -70,6 +75,9 @@ def mixed(log_root: Path) -> Path:
         {"group_by": ("status",), "where": ("path~/Firefox/.*WINNT.*/release/",)},
         {"group_by": ("status",), "where": ("bytes=-",)},
         {"group_by": ("file",), "percentiles": "bytes"},
+        {"group_by": ("user", "referrer", "status")},
+        {"group_by": ("path", "status"), "where": ("path~update", "status=200")},
+        {"group_by": ("file",), "where": ("file~mixed-[12]",)},
         {"group_by": ("status",), "since": "2026-11-23T06:00:00Z", "until": "2026-11-23T18:00"},
     ],
 )
@@ -93,6 +101,25 @@ def test_a_percentile_of_a_group_without_values_is_none_from_the_cache(mixed: Pa
     expected = fresh(query)
     no_size = [row for row in expected[0] if row["status"] == 201]
     assert no_size and no_size[0]["p95"] is None and no_size[0]["count"] == 50
+    answers(query)
+    assert answers(query) == expected
+
+
+def test_percentiles_of_values_beyond_doubles_precision_are_the_files_answers(
+    log_root: Path,
+) -> None:
+    from dutydesk.logs import Query
+
+    rng = random.Random(3)
+    lines = [
+        f'10.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "GET /{i % 3} HTTP/1.1" 200 '
+        f'{2**53 + rng.randrange(1000)} "-" "curl/8.5.0"\n'
+        for i in range(30_000)
+    ]
+    with gzip.open(log_root / "big.log.gz", "wt") as handle:
+        handle.writelines(lines)
+    query = Query((str(log_root),), format="nginx", group_by=("path",), percentiles="bytes")
+    expected = fresh(query)
     answers(query)
     assert answers(query) == expected
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -327,27 +327,48 @@ def combine_sql(plan: Plan) -> str:
     return f"SELECT {', '.join(selected)} FROM log_partials GROUP BY ALL"
 
 
-def at_once_sql(plan: Plan, source: str, top: int | None) -> str:
+def at_once_sql(
+    plan: Plan,
+    source: str,
+    top: int | None,
+    *,
+    codes: Mapping[str, str] | None = None,
+) -> str:
     """The answer over parsed rows read at once (the parsed cache's): what `build_sql`,
     `combine_sql` and `final_sql` give over one window, in one statement, from the rows that
     parsed (`unparsed_sql` counts the others). Percentiles are taken over the values
-    themselves, not lists of them."""
+    themselves, not lists of them, and not made DOUBLE first as the windows' lists are: the
+    same numbers come out (a percentile field is numeric; DuckDB interpolates in DOUBLE),
+    a third faster.
+
+    A key in `codes` is held in `source` as integer codes: the groups get its text from the
+    table `codes[key]` (`_code`, `_text`) once they are counted."""
     assert plan.parsed and plan.aggregates
+    codes = codes or {}
     plan.params.clear()
     conditions = " AND ".join(_conditions(plan)) or "true"
     keys = [_key(name) for name in plan.group_by]
     measures = ["count(*) AS count"]
-    outer = [*(_combined_key(name) for name in plan.group_by), quote_name("count")]
+    outer = [quote_name("count")]
     if plan.percentiles:
-        value = f"CAST({quote_name(plan.percentiles)} AS DOUBLE)"
+        value = quote_name(plan.percentiles)
         measures.append(f"quantile_cont({value}, {_quantiles()}) AS _percentiles")
         outer.append("_percentiles")
+    joins = []
+    for i, name in enumerate(plan.group_by):
+        if name in codes:
+            outer.insert(i, f"_k{i}._text AS {quote_name(name)}")
+            joins.append(
+                f" LEFT JOIN {codes[name]} AS _k{i} ON _groups.{quote_name(name)} = _k{i}._code"
+            )
+        else:
+            outer.insert(i, _combined_key(name))
     # HAVING: without keys, no row gives no group (as over windows), not a count of 0.
     grouped = (
         f"SELECT {', '.join([*keys, *measures])} FROM {source} "
         f"WHERE _ok AND ({conditions}) GROUP BY ALL HAVING count(*) > 0"
     )
-    groups = f"(SELECT {', '.join(outer)} FROM ({grouped}))"
+    groups = f"(SELECT {', '.join(outer)} FROM ({grouped}) AS _groups{''.join(joins)})"
     return final_sql(plan, top, groups)
 
 
