@@ -1,6 +1,7 @@
-"""Grouped counts from the parsed cache are answered in one statement over the cached rows;
-they are exactly what the files give without the cache: every group, count and percentile
-(to the last bit), and the same lines reported as not parsed."""
+"""Grouped counts from the parsed cache are answered in one statement over the cached rows, and
+rows that its dictionary filters decide are answered without a query: exactly what the files
+give without the cache (every group, count, percentile to the last bit, row and column type),
+and the same lines reported as not parsed."""
 
 from __future__ import annotations
 
@@ -145,3 +146,34 @@ def test_unparsed_blocks_of_a_multiline_format_count_their_lines_from_the_cache(
     assert sorted(count for _, count in expected[1]) == [1, 2, 3, 4, 5]
     answers(query)
     assert answers(query) == expected
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"where": ("path~/Firefox/.*WINNT.*/release/", "user_agent~Firefox/")},
+        {"where": ("user_agent=curl/8.5.0",), "top": 7},
+        {"where": ("referrer=-",)},
+        {"where": ("path~^/$", "status=404")},
+        {"where": ("path~update",), "since": "2026-11-23T06:00:00Z"},
+        {"top": 25},
+    ],
+)
+@pytest.mark.parametrize("garbage", [False, True], ids=["all parsed", "some not"])
+def test_rows_from_the_cache_are_the_files_rows(
+    log_root: Path, asked: dict[str, object], garbage: bool
+) -> None:
+    from dutydesk.logs import Query, run
+
+    write_access_logs(log_root, files=4, lines=600)
+    if garbage:
+        with gzip.open(log_root / "garbage.log.gz", "wt") as handle:
+            handle.writelines(GARBAGE)
+    query = Query((str(log_root),), format="nginx", **asked)  # type: ignore[arg-type]
+    expected = run(query, cache=False)
+    assert expected.table.num_rows
+    run(query)  # fills the cache
+    cached = run(query)
+    assert cached.table.schema == expected.table.schema
+    assert cached.table.to_pylist() == expected.table.to_pylist()
+    assert cached.report.unparsed == expected.report.unparsed

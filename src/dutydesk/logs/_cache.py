@@ -538,6 +538,8 @@ def _query(
 
     cached_plan = replace(plan, parsed=True, params=[])
     table = _segments.prefiltered(connection, cached_plan, table)
+    if not plan.aggregates and _decided(cached_plan, table):
+        return _rows_as_filtered(cached_plan, top, table, files)
     table = _segments.decoded_when_few(table)
     if plan.needs_file:
         names = pa.array(files, pa.string())
@@ -559,6 +561,42 @@ def _query(
         return _execute.rows(connection, cached_plan, top, iter([CACHED]), files, report)
     finally:
         connection.unregister(CACHED)
+
+
+def _decided(plan: Plan, table: pa.Table) -> bool:
+    """Whether `table`, filtered by `_segments.prefiltered`, holds just the rows `plan` answers:
+    every row parsed (none to test by its raw line), no time window, and every `--where` on a
+    dictionary-encoded field (the prefilter tested each of its values as the query would)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if plan.since or plan.until or not pc.all(table.column("_ok")).as_py():
+        return False
+    return all(
+        condition.field in table.column_names
+        and pa.types.is_dictionary(table.column(condition.field).type)
+        for condition in plan.where
+    )
+
+
+def _rows_as_filtered(plan: Plan, top: int | None, table: pa.Table, files: list[str]) -> pa.Table:
+    """The rows of a `_decided` table as `_execute.rows` gives them (first `top`, in file
+    order, text as text), without running the query again over them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if top is not None:
+        table = table.slice(0, top)
+    columns = []
+    for name in plan.columns:
+        if name == "file":
+            column = pc.take(pa.array(files, pa.string()), table.column("file_id"))
+        else:
+            column = table.column(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+        columns.append(column)
+    return pa.table(columns, names=list(plan.columns))
 
 
 def _aggregate(
