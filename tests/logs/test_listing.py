@@ -133,3 +133,15 @@ def test_a_forked_child_lists_with_threads_of_its_own(many: Path, log_root: Path
     os.kill(child, signal.SIGKILL)
     os.waitpid(child, 0)
     raise AssertionError("the forked child's listing hung")
+
+
+def test_a_file_named_twice_is_listed_once() -> None:
+    found = FileList()
+    found.extend(["/a", "/b", "/a"], [1, 2, 1], [10, 20, 10])
+    found.extend(["/c", "/b"], [3, 2], [30, 20])
+    found.add("/c", 3, mtime_ns=30)
+    assert (found.files, found.sizes, found.mtimes) == (["/a", "/b", "/c"], [1, 2, 3], [10, 20, 30])
+    again = FileList()
+    again.extend(["/a", "/b"], [1, 2], [10, 20])
+    again.extend(["/a", "/c"], [1, 3], [10, 30])
+    assert again.files == ["/a", "/b", "/c"]

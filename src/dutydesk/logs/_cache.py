@@ -108,8 +108,10 @@ def _packed(numbers: Sequence[int]) -> bytes:
 def _fill_key(joined: bytes, sizes: Sequence[int], mtimes: Sequence[int], fmt: str) -> str:
     """What names a fill: its files in order (`joined`) with their sizes and mtimes, and its
     format. A listing with this key is exactly the fill's."""
-    listing = joined + b"\0" + fmt.encode() + b"\0" + _packed(sizes) + _packed(mtimes)
-    return hashlib.sha256(listing).hexdigest()
+    digest = hashlib.sha256(joined)
+    for part in (b"\0", fmt.encode(), b"\0", _packed(sizes), _packed(mtimes)):
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def _all_inside(joined: bytes, count: int, prefixes: tuple[str, ...]) -> bool:

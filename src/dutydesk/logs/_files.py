@@ -108,7 +108,15 @@ class FileList:
 
     def extend(self, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
         """Add local files (with their sizes and mtimes), each once."""
-        if self._seen.isdisjoint(names):
+        if not self._seen:  # the first listing: one pass to find a name given twice
+            seen = set(names)
+            if len(seen) == len(names):
+                self._seen = seen
+                self.files += names
+                self.sizes += sizes
+                self.mtimes += mtimes
+                return
+        elif self._seen.isdisjoint(names):
             before = len(self._seen)
             self._seen.update(names)
             if len(self._seen) - before == len(names):  # no name twice: nearly always
