@@ -386,15 +386,15 @@ def clear_folder(settings: Settings) -> None:
     shutil.rmtree(folder_of(settings), ignore_errors=True)
 
 
-def usable(plan: Plan, files: FileList, save: bool) -> bool:
+def usable(plan: Plan, files: FileList, save: bool, *, remote: bool = True) -> bool:
     """Whether the cache can answer: counts or rows over local files or S3 objects of a parsed
-    format, none of them bigger than STREAM_BYTES."""
+    format, none of them bigger than STREAM_BYTES (`remote`: the query may list S3 objects)."""
     return (
         plan.fmt is not None
         and not save
         and bool(files.files)
         # An S3 object is keyed by its ETag (as its mtime): one listed without is not cached.
-        and all(files.etags.get(url) for url in filter(_S3_URL, files.files))
+        and (not remote or all(files.etags.get(url) for url in filter(_S3_URL, files.files)))
         # A big file is streamed in bounded memory; the cache is for the many small ones.
         and max(files.sizes, default=0) <= STREAM_BYTES
     )

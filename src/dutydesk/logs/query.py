@@ -367,7 +367,7 @@ class _Reader:
         memory = settings.log_query_memory
         connection = _engine.connect(self.roots, [folder], memory_limit=memory)
         use_cache = self.cache and settings.log_cache_bytes > 0
-        if use_cache and _cache.usable(plan, files, bool(query.save)):
+        if use_cache and _cache.usable(plan, files, bool(query.save), remote=s3 is not None):
             later: list[FileList] | None = None if self.fill_now else []
             try:
                 cached = _cache.answer(
