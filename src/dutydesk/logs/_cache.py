@@ -291,7 +291,7 @@ class Cache:
                     fmt,
                     *fill,
                     _joined(part.files),
-                    int(len({entry[0] for entry in entries}) != len(part.files)),
+                    int(len(entries) != len(part.files)),  # a file of it not served
                 ),
             )
             self.db.executemany(

@@ -159,8 +159,8 @@ class _Lookups:
 
     # The threads, started by the first big listing, stay for the next ones (each query lists
     # again); they are idle between listings. A forked child starts its own (threads do not
-    # survive a fork).
-    _threads: tuple[int, ThreadPoolExecutor] | None = None
+    # survive a fork; see `forget_threads`).
+    _threads: ThreadPoolExecutor | None = None
     _threads_lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -172,12 +172,18 @@ class _Lookups:
     @classmethod
     def threads(cls) -> ThreadPoolExecutor:
         with cls._threads_lock:
-            if cls._threads is None or cls._threads[0] != os.getpid():
+            if cls._threads is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                threads = ThreadPoolExecutor(min(4, os.cpu_count() or 1), "log-stat")
-                cls._threads = (os.getpid(), threads)
-            return cls._threads[1]
+                cls._threads = ThreadPoolExecutor(min(4, os.cpu_count() or 1), "log-stat")
+            return cls._threads
+
+    @classmethod
+    def forget_threads(cls) -> None:
+        """In a forked child: the parent's threads (and the lock, maybe held then) are not
+        there."""
+        cls._threads = None
+        cls._threads_lock = threading.Lock()
 
     def hand_in(self, paths: list[str]) -> None:
         self.batches.append(self.threads().submit(self._look, paths))
@@ -213,6 +219,9 @@ class _Lookups:
             for batch in self.batches:
                 batch.cancel()
         return sizes, mtimes
+
+
+os.register_at_fork(after_in_child=_Lookups.forget_threads)
 
 
 @dataclass
