@@ -385,7 +385,8 @@ def unparsed_sql(plan: Plan, source: str) -> str:
 
 
 def final_sql(plan: Plan, top: int | None, source: str = "log_groups") -> str:
-    """The answer from the parsed groups (registered as `log_groups`): ordered, cut to `top`.
+    """The answer from the parsed groups (`source`: the table registered as `log_groups`, or
+    a subquery): ordered, cut to `top`.
 
     `--top` orders by count, largest first; otherwise time buckets, then the other keys.
     """

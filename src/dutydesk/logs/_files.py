@@ -261,9 +261,7 @@ class _Listing:
     def add_to(self, found: FileList) -> None:
         """Look the pending files up and add every file to `found`, in order; a file gone (or
         no longer plain) since it was listed is a problem."""
-        if self.lookups is None and len(self.pending) >= BULK_STAT_FILES:
-            self.lookups = _Lookups()
-        if self.lookups is not None:
+        if self.lookups is not None:  # started by `plain` once the walk found many
             if self.handed < len(self.pending):
                 self._hand_in(len(self.pending))
             sizes, mtimes = self.lookups.results()
