@@ -20,6 +20,7 @@ from dutydesk.export.models import ExportRun, ExportSchedule
 from dutydesk.jobs.models import Job
 from dutydesk.metrics.service import series
 from dutydesk.records.store import upgrade_records
+from dutydesk.review._trends import trends
 from tests.conftest import clear_caches
 from tests.export.test_runs import drain
 
@@ -104,6 +105,20 @@ def test_a_past_nights_counts_are_what_a_real_export_of_that_night_counts(
     assert past.metrics["counters"] == watched
     assert past.metrics["set_counters"] == real.metrics["set_counters"]
     assert past.studies == real.studies
+
+
+def test_the_demo_months_export_series_are_there_before_any_roll_up(
+    empty_records: Path, db: Session
+) -> None:
+    # The charts and the review read the `export.*` series; a past night has them as a real
+    # run's end writes them, so a desk just started shows the month and its loss at once.
+    seed(db)
+    unique = f"export.uniqueHealthCodes[{LOSS_STUDY}]"
+    assert len(series(db, unique)) == DEMO_DAYS - 1
+    assert len(series(db, "export.numTotal[study-b]")) == DEMO_DAYS - 1
+    now = utcnow()
+    moved = trends(db, now - dt.timedelta(days=7), now)
+    assert moved and moved[0].series == unique, moved
 
 
 def test_demo_has_the_nightly_schedule(empty_records: Path, db: Session) -> None:

@@ -27,6 +27,7 @@ from dutydesk.export.models import ExportRun, RunState, StudyPart
 from dutydesk.export.request import SharingMode, parse_request
 from dutydesk.export.schedule import StudyInfo, select_studies
 from dutydesk.export.service import export_date, metric_lines, run_key, warehouse
+from dutydesk.metrics._export import record_run
 from dutydesk.metrics.service import record_points
 from dutydesk.records.models import Participant, Record, Schema, Study
 
@@ -131,7 +132,8 @@ def write_past_run(
     seconds: int = RUN_SECONDS,
 ) -> ExportRun:
     """Write one finished nightly run of a fixed window, taking `seconds`, with its parts,
-    metrics and points."""
+    metrics and points (its `export.*` series too, as a run's end writes them, so the desk's
+    charts and review show the month before the first metrics roll-up)."""
     request = parse_request(body)
     assert request.start_date_time is not None and request.end_date_time is not None
     studies = exported_studies(records, body)
@@ -190,6 +192,8 @@ def write_past_run(
     record_points(
         session, f"export:{run.run_key}", request.end_date_time.astimezone(dt.UTC), points
     )
+    session.flush()
+    record_run(session, run)
     return run
 
 
