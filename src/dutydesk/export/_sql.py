@@ -36,13 +36,15 @@ from dutydesk.export._columns import (
 
 # HTML's whitespace plus NBSP, as `_values.collapse_whitespace`.
 _SPACE_RUN = "[\t\n\f\r \u00a0]+"
-# ISO timestamps the SQL cast reads exactly as `_values.parse_timestamp` does: the local
-# stamp and its zone as groups 1 and 2 (anything else goes to the Python parser). Year 0000,
-# which the cast would read as 1 BC, is left to the Python parser, which rejects it. A day
-# past its month's end (2016-02-30) matches, and the cast rejects it.
+# ISO timestamps the SQL cast reads exactly as `_values.parse_timestamp` does (anything else
+# goes to the Python parser): the local stamp, then its zone, `Z` or `+hh:mm` or `+hhmm`, which
+# ends the text. Year 0000, which the cast would read as 1 BC, is left to the Python parser,
+# which rejects it. A day past its month's end (2016-02-30) matches, and the cast rejects it.
+# No capture groups: a match alone runs on RE2's DFA, and the zone is the text's last 1, 5 or
+# 6 characters.
 _STRICT_TIMESTAMP = (
-    r"^((?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,3})?)"
-    r"(Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)$"
+    r"^(?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,3})?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)$"
 )
 # What `_values.parse_timestamp` reads at all: a text outside it is no timestamp, and the ones
 # inside it but outside `_STRICT_TIMESTAMP` go to the Python parser.
@@ -205,24 +207,25 @@ def install(connection: duckdb.DuckDBPyConnection) -> None:
             ELSE dd_choices(s) END END;
         CREATE OR REPLACE MACRO dd_ms_in_range(ms) AS CASE
             WHEN ms BETWEEN {_values.TIMESTAMP_MS_MIN} AND {_values.TIMESTAMP_MS_MAX} THEN ms END;
-        CREATE OR REPLACE MACRO dd_stamp(t, s) AS CASE WHEN t = 'VARCHAR' THEN dd_let(
-            regexp_extract(s, '{_STRICT_TIMESTAMP}', ['stamp', 'zone']),
-            m -> struct_pack(stamp := m.stamp, zone := m.zone, ms := CASE
-                WHEN m.stamp <> '' THEN epoch_ms(TRY_CAST(s AS TIMESTAMPTZ)) END)) END;
+        CREATE OR REPLACE MACRO dd_stamp(t, s) AS CASE WHEN t = 'VARCHAR' THEN CASE
+            WHEN regexp_full_match(s, '{_STRICT_TIMESTAMP}')
+                THEN struct_pack(strict := true, ms := epoch_ms(TRY_CAST(s AS TIMESTAMPTZ)))
+            ELSE struct_pack(strict := false, ms := NULL::BIGINT) END END;
         CREATE OR REPLACE MACRO dd_ts_ms(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
-                WHEN m.stamp <> '' THEN m.ms
+                WHEN m.strict THEN m.ms
                 WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timestamp_py(s) END
             WHEN t IN ('BIGINT', 'UBIGINT') THEN dd_ms_in_range(TRY_CAST(s AS BIGINT))
             WHEN t = 'DOUBLE'
                 THEN dd_ms_in_range(TRY_CAST(trunc(TRY_CAST(s AS DOUBLE)) AS BIGINT)) END;
         CREATE OR REPLACE MACRO dd_ts_tz(t, s, m) AS CASE
             WHEN t = 'VARCHAR' THEN CASE
-                WHEN m.stamp = '' THEN CASE
+                WHEN NOT m.strict THEN CASE
                     WHEN regexp_full_match(s, '{_ISO_TIMESTAMP}') THEN dd_timezone_py(s) END
                 WHEN m.ms IS NULL THEN NULL
-                WHEN m.zone = 'Z' THEN '+0000'
-                ELSE replace(m.zone, ':', '') END
+                WHEN ends_with(s, 'Z') THEN '+0000'
+                WHEN substr(s, -3, 1) = ':' THEN replace(right(s, 6), ':', '')
+                ELSE right(s, 5) END
             WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE')
                 AND dd_ts_ms(t, s, m) IS NOT NULL THEN '+0000' END;
         """
