@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,9 +43,6 @@ DEMO_DESK_GROUP = pytest.mark.xdist_group("demo-desk")
 DEMO_START_TIMEOUT_SECONDS = 480.0  # the demo month is seeded first: slow on a busy machine
 # `up` gives its children 15 s to stop before killing them; allow for that and some.
 STOP_TIMEOUT_SECONDS = 30.0
-# The demo's first jobs (the metrics roll-up that writes the month's export series) wait for
-# the beat's first tick and a free worker thread: on a busy machine, minutes after /health.
-FIRST_JOBS_TIMEOUT_SECONDS = 300.0
 CHILD_PID = re.compile(r"started (\w+) \(pid (\d+)\)")
 
 
@@ -206,22 +203,3 @@ def desk_context(browser: Browser, desk: Desk) -> Iterator[BrowserContext]:
     finally:
         context.close()
         print(f"---- output of the desk at {desk.base_url} ----\n{desk.output()}")
-
-
-def wait_for_job(page: Page, kind: str, timeout: float = FIRST_JOBS_TIMEOUT_SECONDS) -> None:
-    """Poll the desk's jobs API (as the signed-in `page`) until a `kind` job has succeeded;
-    fail naming the job's last state on timeout or when one failed."""
-    deadline = time.monotonic() + timeout
-    last = "none queued yet"
-    while time.monotonic() < deadline:
-        answer = page.request.get(f"/api/v1/jobs?kind={kind}&limit=10")
-        assert answer.ok, f"GET /api/v1/jobs answered {answer.status}: {answer.text()}"
-        found = answer.json()
-        if any(job["state"] == "succeeded" for job in found):
-            return
-        failed = [job for job in found if job["state"] == "failed"]
-        assert not failed, f"the desk's {kind} job failed: {failed[0].get('error')}"
-        if found:
-            last = found[0]["state"]
-        time.sleep(1.0)
-    raise AssertionError(f"no {kind} job succeeded within {timeout:.0f}s (last: {last})")

@@ -15,7 +15,6 @@ from tests.browser_support import (
     Desk,
     desk_context,
     launched_chromium,
-    wait_for_job,
 )
 from tests.test_browser import CANVAS_DRAWN, sign_in
 
@@ -42,8 +41,6 @@ def test_the_export_dashboard_draws_its_charts_at_desk_and_phone_widths(
 ) -> None:
     page.goto("/login")
     sign_in(page, "admin", desk.password)
-    # The month's export series are written by the desk's first metrics roll-up.
-    wait_for_job(page, "metrics.roll_up")
     page.get_by_role("navigation").get_by_role("link", name="Dashboards", exact=True).click()
     page.get_by_role("link", name="export", exact=True).click()
     expect(page.get_by_role("heading", name="export", level=1)).to_be_visible()

@@ -17,7 +17,6 @@ from tests.browser_support import (
     Desk,
     desk_context,
     launched_chromium,
-    wait_for_job,
 )
 from tests.test_browser import CANVAS_DRAWN, sign_in
 
@@ -76,8 +75,6 @@ def test_the_review_charts_its_moved_series_tickets_and_records_at_desk_and_phon
 ) -> None:
     page.goto("/login")
     sign_in(page, "admin", desk.password)
-    # The month's export series are written by the desk's first metrics roll-up.
-    wait_for_job(page, "metrics.roll_up")
     page.goto("/review")
     expect(page.get_by_role("heading", name="Weekly review", level=1)).to_be_visible()
     for width, height in ((1366, 900), (390, 844)):
