@@ -81,7 +81,7 @@ def when_run_ends(session: Session, run: ExportRun, _records_url: str) -> None:
 
 def backfill(session: Session, since: dt.datetime) -> int:
     """Write the points of finished runs since `since` that have none of these series yet (runs
-    written before, such as the demo's month); returns how many runs."""
+    finished before these series were written at a run's end); returns how many runs."""
     done = set(
         session.scalars(
             select(MetricPoint.source).where(MetricPoint.name.like("export.%")).distinct()

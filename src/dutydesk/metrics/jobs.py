@@ -34,9 +34,9 @@ def enqueue_roll_up(session: Session) -> None:
 
 @registry.job_kind("metrics.roll_up")
 def roll_up(session: Session, args: dict[str, Any]) -> dict[str, int]:
-    """Count the desk's last hours, write export series of runs that have none (runs written
-    before, such as the demo's month), roll the points of the last two days up by hour and day,
-    and delete what is past its retention."""
+    """Count the desk's last hours, write export series of runs that have none (runs finished
+    before these series were written at a run's end), roll the points of the last two days up
+    by hour and day, and delete what is past its retention."""
     now = dt.datetime.fromisoformat(args["now"]) if args.get("now") else utcnow()
     this_hour = service.bucket_start(now, Period.hour)
     collected = sum(
