@@ -192,8 +192,7 @@ def write_past_run(
     record_points(
         session, f"export:{run.run_key}", request.end_date_time.astimezone(dt.UTC), points
     )
-    session.flush()
-    record_run(session, run)
+    record_run(session, run)  # flushes the parts it reads first
     return run
 
 
