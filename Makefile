@@ -10,7 +10,7 @@ CODE := src tests $(wildcard bench)
 # before it makes .venv (which needs python3-venv).
 .NOTPARALLEL:
 
-$(STAMP): requirements-dev.lock pyproject.toml
+$(STAMP): requirements-dev.lock pyproject.toml setup.py src/dutydesk/logs/_liststat.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.lock

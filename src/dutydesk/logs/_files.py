@@ -1,5 +1,6 @@
-"""Which files a query reads, and each small file's text: no numpy or DuckDB here, and Arrow
-only to look up the sizes and mtimes of a big listing.
+"""Which files a query reads, and each small file's text: no numpy or DuckDB here. Folders are
+read and their files looked up by `_liststat` (C), or, where it was not built, by `os.scandir`
+and, for a big listing, Arrow.
 
 Globs are checked against the allowed roots before anything is listed, and every file found is
 checked again after resolving symlinks. The line stream (`_sources`) and the small-input path
@@ -17,9 +18,16 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
 from isal import isal_zlib
+
+native: ModuleType | None
+try:  # the listing's `readdir` and `fstatat` in C, without the GIL (see `_liststat.c`)
+    from dutydesk.logs import _liststat as native
+except ImportError:  # built without a C compiler: folders are listed in Python and Arrow
+    native = None
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -146,12 +154,17 @@ def _literal_base(pattern: str) -> str:
     return pattern[: match.start()].rsplit("/", 1)[0] or "/"
 
 
-# A walk that finds more plain files than this looks up their sizes and mtimes with Arrow's
-# file system, in threads that run without the GIL (the `stat`s then go side by side; a
-# Python loop of them cannot), a batch at a time while the walk goes on. Fewer are looked up
-# one by one (no Arrow to import).
+# A walk that finds more plain files than this looks up their sizes and mtimes in threads that
+# run without the GIL (the lookups then go side by side; a Python loop of them cannot), a
+# batch at a time while the walk goes on: `_liststat.stats` a folder's batch, or, without it,
+# Arrow's file system. Fewer are looked up in the walk's own thread (no threads to start, no
+# Arrow to import).
 BULK_STAT_FILES = 2048
 STAT_BATCH = 1024  # files per lookup handed to a thread once a walk has found that many
+
+# A batch of plain files to look up: (folder, names in it) for `_liststat.stats`, or (None,
+# full paths) for Arrow or `os.stat`.
+_Batch = tuple[str | None, list[str]]
 
 
 class _Lookups:
@@ -164,9 +177,6 @@ class _Lookups:
     _threads_lock = threading.Lock()
 
     def __init__(self) -> None:
-        from pyarrow import fs
-
-        self.local = fs.LocalFileSystem()
         self.batches: list[Future[tuple[list[int], list[int]]]] = []
 
     @classmethod
@@ -185,26 +195,8 @@ class _Lookups:
         cls._threads = None
         cls._threads_lock = threading.Lock()
 
-    def hand_in(self, paths: list[str]) -> None:
-        self.batches.append(self.threads().submit(self._look, paths))
-
-    def _look(self, paths: list[str]) -> tuple[list[int], list[int]]:
-        sizes: list[int] = []
-        mtimes: list[int] = []
-        try:
-            infos = self.local.get_file_info(paths)
-        # Looked up one by one, each with its own answer: an unreadable folder, or a name that
-        # is not UTF-8 (Arrow takes only UTF-8 paths).
-        except (OSError, UnicodeError):
-            _stat_each(paths, sizes, mtimes)
-            return sizes, mtimes
-        # Arrow gives a size only to a plain file (its lookup follows a link; the listing said
-        # each of these was plain).
-        for info in infos:
-            size = info.size
-            sizes.append(-1 if size is None else size)
-            mtimes.append(-1 if size is None else info.mtime_ns)
-        return sizes, mtimes
+    def hand_in(self, batch: _Batch) -> None:
+        self.batches.append(self.threads().submit(_look_up, batch, True))
 
     def results(self) -> tuple[list[int], list[int]]:
         """Every batch's sizes and mtimes, in the order handed in."""
@@ -224,34 +216,109 @@ class _Lookups:
 os.register_at_fork(after_in_child=_Lookups.forget_threads)
 
 
+def _look_up(batch: _Batch, bulk: bool) -> tuple[list[int], list[int]]:
+    """The sizes and mtimes (ns) of a batch's plain files, -1 and -1 for one gone or not plain:
+    by `_liststat`, or Arrow (`bulk`, in a lookup thread) or `os.stat` one by one."""
+    folder, names = batch
+    if folder is not None:
+        assert native is not None
+        return cast("tuple[list[int], list[int]]", native.stats(folder, names))
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    if not bulk:
+        _stat_each(names, sizes, mtimes)
+        return sizes, mtimes
+    from pyarrow import fs
+
+    try:
+        infos = fs.LocalFileSystem().get_file_info(names)
+    # Looked up one by one, each with its own answer: an unreadable folder, or a name that is
+    # not UTF-8 (Arrow takes only UTF-8 paths).
+    except (OSError, UnicodeError):
+        _stat_each(names, sizes, mtimes)
+        return sizes, mtimes
+    # Arrow gives a size only to a plain file (its lookup follows a link; the listing said each
+    # of these was plain).
+    for info in infos:
+        size = info.size
+        sizes.append(-1 if size is None else size)
+        mtimes.append(-1 if size is None else info.mtime_ns)
+    return sizes, mtimes
+
+
 @dataclass
 class _Listing:
     """The files a walk found, in order: plain files' sizes and mtimes are looked up as the
     walk goes on, in threads, once it has found many (a folder of 20,000 small logs is listed
-    again on every query, the cached ones too), or one by one at the end."""
+    again on every query, the cached ones too), or in the walk's thread at the end."""
 
     paths: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # positions still to look up
-    handed: int = 0  # how many of `pending` went to `lookups`
+    waiting: list[_Batch] = field(default_factory=list)  # batches not yet handed in, in order
+    waiting_files: int = 0
     lookups: _Lookups | None = None
+    ahead: dict[str, Future[_Folder]] = field(default_factory=dict)  # folders read ahead
 
     def plain(self, paths: list[str]) -> None:
+        """Plain files by their full paths, looked up with Arrow or `os.stat`."""
+        self._add_pending(paths, (None, paths))
+
+    def plain_in(self, folder: str, names: list[str]) -> None:
+        """Plain files `names` in `folder`, looked up with `_liststat.stats`."""
+        prefix = folder if folder.endswith("/") else folder + "/"
+        paths = list(map(prefix.__add__, names))
+        for start in range(0, len(names), STAT_BATCH):
+            self._add_pending(
+                paths[start : start + STAT_BATCH], (folder, names[start : start + STAT_BATCH])
+            )
+
+    def looked_up(self, folder: str, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
+        """Files `names` in `folder` with their sizes and mtimes (-1 and -1: gone, not plain)."""
+        prefix = folder if folder.endswith("/") else folder + "/"
+        self.paths += list(map(prefix.__add__, names))
+        self.sizes += sizes
+        self.mtimes += mtimes
+
+    def read_ahead(self, folders: list[str]) -> None:
+        """Have `folders` read (and their files looked up) in the lookup threads, for `_walk`
+        to take in its order."""
+        threads = _Lookups.threads()
+        for folder in folders:
+            self.ahead[folder] = threads.submit(_read_folder, folder, True)
+
+    def _add_pending(self, paths: list[str], batch: _Batch) -> None:
+        if not paths:
+            return
         start = len(self.paths)
         self.paths += paths
         self.sizes += [-1] * len(paths)
         self.mtimes += [-1] * len(paths)
         self.pending += range(start, start + len(paths))
+        self.waiting.append(batch)
+        self.waiting_files += len(paths)
         if self.lookups is None and len(self.pending) >= BULK_STAT_FILES:
             self.lookups = _Lookups()
-        while self.lookups is not None and len(self.pending) - self.handed >= STAT_BATCH:
-            self._hand_in(self.handed + STAT_BATCH)
+        if self.lookups is not None and self.waiting_files >= STAT_BATCH:
+            self._hand_in()
 
-    def _hand_in(self, end: int) -> None:
+    def _hand_in(self) -> None:
+        """Hand the waiting batches to the threads: each folder's as it is, full paths joined
+        into one (Arrow looks many up in one call)."""
         assert self.lookups is not None
-        self.lookups.hand_in([self.paths[i] for i in self.pending[self.handed : end]])
-        self.handed = end
+        paths: list[str] = []
+        for folder, names in self.waiting:
+            if folder is None:
+                paths += names
+                continue
+            if paths:
+                self.lookups.hand_in((None, paths))
+                paths = []
+            self.lookups.hand_in((folder, names))
+        if paths:
+            self.lookups.hand_in((None, paths))
+        self.waiting, self.waiting_files = [], 0
 
     def known(self, path: str, size: int, mtime_ns: int) -> None:
         self.paths.append(path)
@@ -261,13 +328,17 @@ class _Listing:
     def add_to(self, found: FileList) -> None:
         """Look the pending files up and add every file to `found`, in order; a file gone (or
         no longer plain) since it was listed is a problem."""
-        if self.lookups is not None:  # started by `plain` once the walk found many
-            if self.handed < len(self.pending):
-                self._hand_in(len(self.pending))
+        if self.lookups is not None:  # started by `_add_pending` once the walk found many
+            if self.waiting:
+                self._hand_in()
             sizes, mtimes = self.lookups.results()
         else:
             sizes, mtimes = [], []
-            _stat_each([self.paths[i] for i in self.pending], sizes, mtimes)
+            for batch in self.waiting:
+                found_sizes, found_mtimes = _look_up(batch, False)
+                sizes += found_sizes
+                mtimes += found_mtimes
+            self.waiting, self.waiting_files = [], 0
         if len(self.pending) == len(self.paths):  # only plain files: nearly always
             self.sizes, self.mtimes = sizes, mtimes
         else:
@@ -307,11 +378,85 @@ def _stat_each(paths: list[str], sizes: list[int], mtimes: list[int]) -> None:
         mtimes.append(info.st_mtime_ns if plain else -1)
 
 
+# The kinds of entry `_liststat.entries` tells apart, one byte per name.
+_PLAIN, _FOLDER, _LINK = 0, 1, 2
+# A folder with this many subfolders or more has them read ahead in the lookup threads (their
+# names, and their files looked up), while the walk goes through them in order.
+READ_AHEAD_FOLDERS = 8
+
+
+@dataclass
+class _Folder:
+    """A folder as `_liststat` read it: its names in the walk's order, a kind per name and,
+    when it was read ahead and holds only plain files, their sizes and mtimes."""
+
+    names: list[str]
+    kinds: bytes
+    sizes: list[int] | None = None
+    mtimes: list[int] | None = None
+
+
+def _read_folder(folder: str, look_up: bool) -> _Folder:
+    """Read `folder` with `_liststat`; with `look_up`, a folder of plain files (not too many
+    for one thread) has them looked up too. OSError when it cannot be read."""
+    assert native is not None
+    listed: tuple[list[str], bytes, bool] = native.entries(folder)
+    names, kinds, odd = listed
+    if odd:  # a name that is not UTF-8: in Python's order, as `os.scandir` and `sorted` give
+        order = sorted(range(len(names)), key=names.__getitem__)
+        names, kinds = [names[i] for i in order], bytes(kinds[i] for i in order)
+    if look_up and not any(kinds) and len(names) <= 2 * STAT_BATCH:
+        sizes, mtimes = _look_up((folder, names), True)
+        return _Folder(names, kinds, sizes, mtimes)
+    return _Folder(names, kinds)
+
+
 def _walk(folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: set[str]) -> None:
-    """Every file below `folder` (a resolved path inside the roots), symlinks checked."""
-    if str(folder) in seen:
+    """Every file below `folder` (a resolved path inside the roots), symlinks checked: names
+    sorted, a subfolder's files where its name falls."""
+    key = str(folder)
+    ahead = listing.ahead.pop(key, None)
+    if key in seen:
+        if ahead is not None:
+            ahead.cancel()
         return
-    seen.add(str(folder))
+    seen.add(key)
+    if native is None:
+        _walk_scandir(folder, roots, listing, found, seen)
+        return
+    try:
+        read = ahead.result() if ahead is not None else _read_folder(key, False)
+    except OSError as error:
+        found.problems.append(Problem(key, error.strerror or str(error)))
+        return
+    names, kinds = read.names, read.kinds
+    if read.sizes is not None and read.mtimes is not None:  # read ahead, looked up
+        listing.looked_up(key, names, read.sizes, read.mtimes)
+        return
+    if not any(kinds):  # only plain files: nearly always
+        listing.plain_in(key, names)
+        return
+    folders = [name for name, kind in zip(names, kinds, strict=True) if kind == _FOLDER]
+    if len(folders) >= READ_AHEAD_FOLDERS:
+        listing.read_ahead([str(folder / name) for name in folders])
+    run: list[str] = []
+    for name, kind in zip(names, kinds, strict=True):
+        if kind == _PLAIN:
+            run.append(name)
+            continue
+        listing.plain_in(key, run)
+        run = []
+        if kind == _LINK:
+            _add(folder / name, roots, listing, found, seen)
+        elif kind == _FOLDER:
+            _walk(folder / name, roots, listing, found, seen)
+    listing.plain_in(key, run)
+
+
+def _walk_scandir(
+    folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: set[str]
+) -> None:
+    """`_walk` where `_liststat` was not built: the folder read by `os.scandir`."""
     try:
         with os.scandir(folder) as entries:
             listed = sorted(entries, key=_BY_NAME)
