@@ -234,3 +234,14 @@ def test_the_c_lookups_say_what_stat_says() -> None:
         _liststat.entries(str(here / "no-such-folder"))
     assert raised.value.filename == str(here / "no-such-folder")
     assert _liststat.stats(str(here / "no-such-folder"), ["a", "b"]) == ([-1, -1], [-1, -1])
+
+
+def test_a_glob_naming_folders_and_their_files_lists_each_file_once(
+    many: Path, log_root: Path
+) -> None:
+    """`**` matches each folder and each file below it: the walk of a folder and the glob's
+    match of a file in it name the same file."""
+    (many / "to-a").symlink_to(many / "a")
+    found = listed(str(many) + "/**", log_root)
+    assert len(found.files) == len(set(found.files)) == MANY + 1
+    assert sorted(found.files) == sorted(expected_walk(many.resolve()))

@@ -102,37 +102,56 @@ class FileList:
     problems: list[Problem] = field(default_factory=list)
     etags: dict[str, str] = field(default_factory=dict)  # S3 objects' ETags, by URL
 
-    _seen: set[str] = field(default_factory=set, repr=False)
+    # The names added, to add each once: made when first needed (a walk's listing is known to
+    # hold each name once, and is usually the only one).
+    _seen: set[str] | None = field(default=None, repr=False)
+
+    def _names(self) -> set[str]:
+        if self._seen is None:
+            self._seen = set(self.files)
+        return self._seen
 
     def add(self, name: str, size: int, etag: str = "", *, mtime_ns: int = -1) -> None:
         """Add a file once (a glob and a folder, or two globs, may both name it)."""
-        if name not in self._seen:
-            self._seen.add(name)
+        seen = self._names()
+        if name not in seen:
+            seen.add(name)
             self.files.append(name)
             self.sizes.append(size)
             self.mtimes.append(mtime_ns)
             if etag:
                 self.etags[name] = etag
 
-    def extend(self, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
-        """Add local files (with their sizes and mtimes), each once."""
-        if not self._seen:  # the first listing: one pass to find a name given twice
-            seen = set(names)
-            if len(seen) == len(names):
+    def extend(
+        self, names: list[str], sizes: list[int], mtimes: list[int], *, unique: bool = False
+    ) -> None:
+        """Add local files (with their sizes and mtimes), each once; `unique`: `names` holds
+        each name once (not checked)."""
+        if not self.files:  # the first listing
+            if not unique:  # one pass to find a name given twice
+                seen = set(names)
+                if len(seen) != len(names):
+                    self._seen = set()
+                    self._add_each(names, sizes, mtimes)
+                    return
                 self._seen = seen
+            self.files += names
+            self.sizes += sizes
+            self.mtimes += mtimes
+            return
+        seen = self._names()
+        if seen.isdisjoint(names):
+            before = len(seen)
+            seen.update(names)
+            if len(seen) - before == len(names):  # no name twice: nearly always
                 self.files += names
                 self.sizes += sizes
                 self.mtimes += mtimes
                 return
-        elif self._seen.isdisjoint(names):
-            before = len(self._seen)
-            self._seen.update(names)
-            if len(self._seen) - before == len(names):  # no name twice: nearly always
-                self.files += names
-                self.sizes += sizes
-                self.mtimes += mtimes
-                return
-            self._seen.difference_update(names)
+            seen.difference_update(names)
+        self._add_each(names, sizes, mtimes)
+
+    def _add_each(self, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
         for name, size, mtime in zip(names, sizes, mtimes, strict=True):
             self.add(name, size, mtime_ns=mtime)
 
@@ -260,6 +279,9 @@ class _Listing:
     waiting_files: int = 0
     lookups: _Lookups | None = None
     ahead: dict[str, Future[_Folder]] = field(default_factory=dict)  # folders read ahead
+    # Whether a file was added as `known` (a glob's match, a link's target): only folders'
+    # walks, each folder walked once, give each path once.
+    named: bool = False
 
     def plain(self, paths: list[str]) -> None:
         """Plain files by their full paths, looked up with Arrow or `os.stat`."""
@@ -321,6 +343,7 @@ class _Listing:
         self.waiting, self.waiting_files = [], 0
 
     def known(self, path: str, size: int, mtime_ns: int) -> None:
+        self.named = True
         self.paths.append(path)
         self.sizes.append(size)
         self.mtimes.append(mtime_ns)
@@ -352,7 +375,7 @@ class _Listing:
             self.paths = [self.paths[i] for i in kept]
             self.sizes = [self.sizes[i] for i in kept]
             self.mtimes = [self.mtimes[i] for i in kept]
-        found.extend(self.paths, self.sizes, self.mtimes)
+        found.extend(self.paths, self.sizes, self.mtimes, unique=not self.named)
 
 
 def _why_not_plain(path: str) -> str:
