@@ -92,17 +92,14 @@ def test_the_bulk_and_one_by_one_lookups_agree(
 
 @pytest.mark.parametrize("threshold", [1, 10**9], ids=["bulk", "one-by-one"])
 def test_a_file_gone_or_made_a_folder_since_listed_is_a_problem(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: int, walk: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: int
 ) -> None:
     monkeypatch.setattr(_files, "BULK_STAT_FILES", threshold)
     kept, gone, folder = tmp_path / "kept.log", tmp_path / "gone.log", tmp_path / "now-a-folder"
     kept.write_text("kept\n")
     folder.mkdir()
     listing = _files._Listing()
-    if walk == "liststat":
-        listing.plain_in(str(tmp_path), ["kept.log", "gone.log", "now-a-folder"])
-    else:
-        listing.plain([str(kept), str(gone), str(folder)])
+    listing.plain_in(str(tmp_path), ["kept.log", "gone.log", "now-a-folder"])
     found = FileList()
     listing.add_to(found)
     assert found.files == [str(kept)]

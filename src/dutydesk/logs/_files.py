@@ -175,15 +175,19 @@ def _literal_base(pattern: str) -> str:
 
 # A walk that finds more plain files than this looks up their sizes and mtimes in threads that
 # run without the GIL (the lookups then go side by side; a Python loop of them cannot), a
-# batch at a time while the walk goes on: `_liststat.stats` a folder's batch, or, without it,
+# batch at a time while the walk goes on: `_liststat.stats` a folder at a time, or, without it,
 # Arrow's file system. Fewer are looked up in the walk's own thread (no threads to start, no
 # Arrow to import).
 BULK_STAT_FILES = 2048
 STAT_BATCH = 1024  # files per lookup handed to a thread once a walk has found that many
 
-# A batch of plain files to look up: (folder, names in it) for `_liststat.stats`, or (None,
-# full paths) for Arrow or `os.stat`.
-_Batch = tuple[str | None, list[str]]
+# A batch of plain files to look up: a folder and names in it.
+_Batch = tuple[str, list[str]]
+
+
+def _paths_in(folder: str, names: list[str]) -> list[str]:
+    prefix = folder if folder.endswith("/") else folder + "/"
+    return list(map(prefix.__add__, names))
 
 
 class _Lookups:
@@ -214,8 +218,8 @@ class _Lookups:
         cls._threads = None
         cls._threads_lock = threading.Lock()
 
-    def hand_in(self, batch: _Batch) -> None:
-        self.batches.append(self.threads().submit(_look_up, batch, True))
+    def hand_in(self, batches: list[_Batch]) -> None:
+        self.batches.append(self.threads().submit(_look_up, batches, True))
 
     def results(self) -> tuple[list[int], list[int]]:
         """Every batch's sizes and mtimes, in the order handed in."""
@@ -235,26 +239,30 @@ class _Lookups:
 os.register_at_fork(after_in_child=_Lookups.forget_threads)
 
 
-def _look_up(batch: _Batch, bulk: bool) -> tuple[list[int], list[int]]:
-    """The sizes and mtimes (ns) of a batch's plain files, -1 and -1 for one gone or not plain:
-    by `_liststat`, or Arrow (`bulk`, in a lookup thread) or `os.stat` one by one."""
-    folder, names = batch
-    if folder is not None:
-        assert native is not None
-        return cast("tuple[list[int], list[int]]", native.stats(folder, names))
+def _look_up(batches: list[_Batch], bulk: bool) -> tuple[list[int], list[int]]:
+    """The sizes and mtimes (ns) of the batches' plain files, in order, -1 and -1 for one gone
+    or not plain: by `_liststat` a folder at a time, or, where it was not built, by Arrow
+    (`bulk`, in a lookup thread: all the paths in one call) or `os.stat` one by one."""
     sizes: list[int] = []
     mtimes: list[int] = []
+    if native is not None:
+        for folder, names in batches:
+            found = cast("tuple[list[int], list[int]]", native.stats(folder, names))
+            sizes += found[0]
+            mtimes += found[1]
+        return sizes, mtimes
+    paths = [path for folder, names in batches for path in _paths_in(folder, names)]
     if not bulk:
-        _stat_each(names, sizes, mtimes)
+        _stat_each(paths, sizes, mtimes)
         return sizes, mtimes
     from pyarrow import fs
 
     try:
-        infos = fs.LocalFileSystem().get_file_info(names)
+        infos = fs.LocalFileSystem().get_file_info(paths)
     # Looked up one by one, each with its own answer: an unreadable folder, or a name that is
     # not UTF-8 (Arrow takes only UTF-8 paths).
     except (OSError, UnicodeError):
-        _stat_each(names, sizes, mtimes)
+        _stat_each(paths, sizes, mtimes)
         return sizes, mtimes
     # Arrow gives a size only to a plain file (its lookup follows a link; the listing said each
     # of these was plain).
@@ -283,14 +291,9 @@ class _Listing:
     # walks, each folder walked once, give each path once.
     named: bool = False
 
-    def plain(self, paths: list[str]) -> None:
-        """Plain files by their full paths, looked up with Arrow or `os.stat`."""
-        self._add_pending(paths, (None, paths))
-
     def plain_in(self, folder: str, names: list[str]) -> None:
-        """Plain files `names` in `folder`, looked up with `_liststat.stats`."""
-        prefix = folder if folder.endswith("/") else folder + "/"
-        paths = list(map(prefix.__add__, names))
+        """Plain files `names` in `folder`, to look up."""
+        paths = _paths_in(folder, names)
         for start in range(0, len(names), STAT_BATCH):
             self._add_pending(
                 paths[start : start + STAT_BATCH], (folder, names[start : start + STAT_BATCH])
@@ -298,8 +301,7 @@ class _Listing:
 
     def looked_up(self, folder: str, names: list[str], sizes: list[int], mtimes: list[int]) -> None:
         """Files `names` in `folder` with their sizes and mtimes (-1 and -1: gone, not plain)."""
-        prefix = folder if folder.endswith("/") else folder + "/"
-        self.paths += list(map(prefix.__add__, names))
+        self.paths += _paths_in(folder, names)
         self.sizes += sizes
         self.mtimes += mtimes
 
@@ -326,20 +328,9 @@ class _Listing:
             self._hand_in()
 
     def _hand_in(self) -> None:
-        """Hand the waiting batches to the threads: each folder's as it is, full paths joined
-        into one (Arrow looks many up in one call)."""
+        """Hand the waiting batches to the threads."""
         assert self.lookups is not None
-        paths: list[str] = []
-        for folder, names in self.waiting:
-            if folder is None:
-                paths += names
-                continue
-            if paths:
-                self.lookups.hand_in((None, paths))
-                paths = []
-            self.lookups.hand_in((folder, names))
-        if paths:
-            self.lookups.hand_in((None, paths))
+        self.lookups.hand_in(self.waiting)
         self.waiting, self.waiting_files = [], 0
 
     def known(self, path: str, size: int, mtime_ns: int) -> None:
@@ -356,11 +347,7 @@ class _Listing:
                 self._hand_in()
             sizes, mtimes = self.lookups.results()
         else:
-            sizes, mtimes = [], []
-            for batch in self.waiting:
-                found_sizes, found_mtimes = _look_up(batch, False)
-                sizes += found_sizes
-                mtimes += found_mtimes
+            sizes, mtimes = _look_up(self.waiting, False)
             self.waiting, self.waiting_files = [], 0
         if len(self.pending) == len(self.paths):  # only plain files: nearly always
             self.sizes, self.mtimes = sizes, mtimes
@@ -402,7 +389,7 @@ def _stat_each(paths: list[str], sizes: list[int], mtimes: list[int]) -> None:
 
 
 # The kinds of entry `_liststat.entries` tells apart, one byte per name.
-_PLAIN, _FOLDER, _LINK = 0, 1, 2
+_PLAIN, _FOLDER, _LINK, _OTHER = 0, 1, 2, 3
 # A folder with this many subfolders or more has them read ahead in the lookup threads (their
 # names, and their files looked up), while the walk goes through them in order.
 READ_AHEAD_FOLDERS = 8
@@ -410,8 +397,8 @@ READ_AHEAD_FOLDERS = 8
 
 @dataclass
 class _Folder:
-    """A folder as `_liststat` read it: its names in the walk's order, a kind per name and,
-    when it was read ahead and holds only plain files, their sizes and mtimes."""
+    """A folder as read: its names in the walk's order, a kind per name and, when it was read
+    ahead and holds only plain files, their sizes and mtimes."""
 
     names: list[str]
     kinds: bytes
@@ -420,16 +407,19 @@ class _Folder:
 
 
 def _read_folder(folder: str, look_up: bool) -> _Folder:
-    """Read `folder` with `_liststat`; with `look_up`, a folder of plain files (not too many
-    for one thread) has them looked up too. OSError when it cannot be read."""
-    assert native is not None
-    listed: tuple[list[str], bytes, bool] = native.entries(folder)
-    names, kinds, odd = listed
-    if odd:  # a name that is not UTF-8: in Python's order, as `os.scandir` and `sorted` give
-        order = sorted(range(len(names)), key=names.__getitem__)
-        names, kinds = [names[i] for i in order], bytes(kinds[i] for i in order)
+    """Read `folder` with `_liststat` (or `os.scandir`); with `look_up`, a folder of plain
+    files (not too many for one thread) has them looked up too. OSError when it cannot be
+    read."""
+    if native is None:
+        names, kinds = _scan(folder)
+    else:
+        listed: tuple[list[str], bytes, bool] = native.entries(folder)
+        names, kinds, odd = listed
+        if odd:  # a name that is not UTF-8: in Python's order, as `_scan` gives
+            order = sorted(range(len(names)), key=names.__getitem__)
+            names, kinds = [names[i] for i in order], bytes(kinds[i] for i in order)
     if look_up and not any(kinds) and len(names) <= 2 * STAT_BATCH:
-        sizes, mtimes = _look_up((folder, names), True)
+        sizes, mtimes = _look_up([(folder, names)], False)
         return _Folder(names, kinds, sizes, mtimes)
     return _Folder(names, kinds)
 
@@ -444,9 +434,6 @@ def _walk(folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: 
             ahead.cancel()
         return
     seen.add(key)
-    if native is None:
-        _walk_scandir(folder, roots, listing, found, seen)
-        return
     try:
         read = ahead.result() if ahead is not None else _read_folder(key, False)
     except OSError as error:
@@ -460,7 +447,8 @@ def _walk(folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: 
         listing.plain_in(key, names)
         return
     folders = [name for name, kind in zip(names, kinds, strict=True) if kind == _FOLDER]
-    if len(folders) >= READ_AHEAD_FOLDERS:
+    # Without `_liststat` the reading holds the GIL: the threads would only queue for it.
+    if native is not None and len(folders) >= READ_AHEAD_FOLDERS:
         listing.read_ahead([str(folder / name) for name in folders])
     run: list[str] = []
     for name, kind in zip(names, kinds, strict=True):
@@ -476,34 +464,22 @@ def _walk(folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: 
     listing.plain_in(key, run)
 
 
-def _walk_scandir(
-    folder: Path, roots: Roots, listing: _Listing, found: FileList, seen: set[str]
-) -> None:
-    """`_walk` where `_liststat` was not built: the folder read by `os.scandir`."""
-    try:
-        with os.scandir(folder) as entries:
-            listed = sorted(entries, key=_BY_NAME)
-    except OSError as error:
-        found.problems.append(Problem(str(folder), error.strerror or str(error)))
-        return
-    # Each entry's type comes with the listing (no `stat`); plain files, nearly all, are
-    # added a run at a time.
-    files = [entry.path for entry in listed if entry.is_file(follow_symlinks=False)]
-    if len(files) == len(listed):
-        listing.plain(files)
-        return
-    run: list[str] = []
+def _scan(folder: str) -> tuple[list[str], bytes]:
+    """`_liststat.entries` where it was not built: the names by `os.scandir`, sorted, and the
+    kind of each from its entry (no `stat`)."""
+    with os.scandir(folder) as entries:
+        listed = sorted(entries, key=_BY_NAME)
+    kinds = bytearray()
     for entry in listed:
         if entry.is_file(follow_symlinks=False):
-            run.append(entry.path)
-            continue
-        listing.plain(run)
-        run = []
-        if entry.is_symlink():
-            _add(Path(entry.path), roots, listing, found, seen)
+            kinds.append(_PLAIN)
+        elif entry.is_symlink():
+            kinds.append(_LINK)
         elif entry.is_dir(follow_symlinks=False):
-            _walk(Path(entry.path), roots, listing, found, seen)
-    listing.plain(run)
+            kinds.append(_FOLDER)
+        else:
+            kinds.append(_OTHER)
+    return [entry.name for entry in listed], bytes(kinds)
 
 
 def _add(path: Path, roots: Roots, listing: _Listing, found: FileList, seen: set[str]) -> None:
